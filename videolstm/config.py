@@ -1,0 +1,295 @@
+"""Typed configuration of every stage.
+
+One :class:`BenchmarkConfig` travels from the deployment parameters (or a YAML file) to every
+stage. Every section forbids unknown keys, so a typo is an error, not a silently ignored
+setting. Library functions take the section (or the few sizes) they need, never the whole
+object; Prefect tasks and the CLI pass the whole object.
+
+Secrets never live here: S3 credentials come from the environment (the standard AWS chain),
+so nothing in this object is secret and it can be logged as MLflow params and shown in the
+Prefect UI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Stream = Literal["rgb", "flow"]
+DatasetKind = Literal["synthetic", "ucf101", "hmdb51"]
+FlowMethod = Literal["tvl1", "dis", "farneback"]
+
+
+class Section(BaseModel):
+    """Base of every configuration section: unknown keys are errors; values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def digest(self, length: int = 12) -> str:
+        """Stable hex digest of this section's values (used to key stage outputs)."""
+        return stable_digest(self.model_dump(mode="json"), length)
+
+
+def stable_digest(value: Any, length: int = 12) -> str:
+    """sha256 of the canonical JSON form of ``value``, truncated to ``length`` hex digits."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+class SyntheticConfig(Section):
+    """The synthetic action set: one moving actor among static look-alike distractors.
+
+    The class is the actor's motion pattern, so a single frame cannot tell the class and the
+    actor's position (the ground-truth box) is only visible through motion.
+    """
+
+    num_classes: int = Field(8, ge=2, le=12)
+    videos_per_class: int = Field(15, ge=3)
+    test_fraction: float = Field(1 / 3, gt=0, lt=1)
+    frames: int = Field(36, ge=8)
+    height: int = Field(112, ge=32)
+    width: int = Field(112, ge=32)
+    distractors: int = Field(3, ge=0)
+    actor_size: float = Field(0.2, gt=0.02, lt=0.6, description="actor side as a fraction of the frame")
+    noise: float = Field(6.0, ge=0, description="std of per-frame pixel noise (0..255)")
+    seed: int = 0
+
+
+class DownloadConfig(Section):
+    """Where to fetch the official archives from (any fsspec URL) when ``dataset.root`` is empty."""
+
+    urls: list[str] = Field(default_factory=list)
+    verify: bool = True
+
+
+class DatasetConfig(Section):
+    kind: DatasetKind = "synthetic"
+    root: str | None = Field(
+        None,
+        description="URI holding the class folders and the split folder side by side; "
+        "empty: generated (synthetic) or downloaded into <storage.root>/dataset",
+    )
+    split: int = Field(1, ge=1, le=3)
+    annotations: str | None = Field(
+        None, description="UCF101-24-format pickle (URI) for localization; synthetic writes its own"
+    )
+    synthetic: SyntheticConfig = SyntheticConfig()
+    download: DownloadConfig = DownloadConfig()
+    max_videos_per_class: int | None = Field(None, ge=1, description="subsample for quick runs")
+
+
+class StorageConfig(Section):
+    root: str = Field("runs/embedded", description="where every stage writes: a path or URI (file://, s3://)")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto); credentials from the environment")
+    region: str | None = None
+
+
+class FlowConfig(Section):
+    """Decoding and optical flow (denseflow convention: clip to +-bound, map to 0..255)."""
+
+    method: FlowMethod = "tvl1"
+    bound: float = Field(20.0, gt=0)
+    height: int = Field(56, ge=16, description="frames are resized to height x width before flow")
+    width: int = Field(56, ge=16)
+    max_frames: int | None = Field(None, ge=2, description="keep at most this many frames per video")
+    # TV-L1 settings; OpenCV's defaults are warps=5, scales=5, scale_step=0.8, inner=30, outer=10.
+    tvl1_warps: int = Field(3, ge=1)
+    tvl1_scales: int = Field(3, ge=1)
+    tvl1_scale_step: float = Field(0.5, gt=0, lt=1)
+    tvl1_inner_iterations: int = Field(10, ge=1)
+    tvl1_outer_iterations: int = Field(5, ge=1)
+    workers: int = Field(2, ge=1, description="Ray Data actors computing flow")
+    threads_per_worker: int = Field(1, ge=1, description="OpenCV threads inside each actor")
+
+
+class FrameCNNConfig(Section):
+    """The per-frame CNN of each stream (the paper's "ConvNet")."""
+
+    arch: Literal["small", "vgg16"] = "small"
+    weights: str | None = Field(None, description="torchvision-format VGG-16 state dict URI (vgg16 only)")
+    channels: list[int] = Field(default_factory=lambda: [32, 64, 64], description="small CNN: channels per block")
+    fc_dim: int = Field(256, ge=8, description="small CNN: fc7 width")
+    flow_stack: int = Field(5, ge=1, description="flow CNN input: this many consecutive flow fields (2L channels)")
+    epochs: int = Field(6, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    frames_per_video: int = Field(8, ge=1, description="random frames sampled per video per epoch")
+    dropout: float = Field(0.5, ge=0, lt=1)
+    seed: int = 0
+
+
+class FeatureConfig(Section):
+    workers: int = Field(1, ge=1, description="Ray Data actors extracting features")
+    batch_frames: int = Field(64, ge=1)
+    dtype: Literal["float16", "float32"] = "float16"
+
+
+class ModelConfig(Section):
+    """Sizes shared by the recurrent variants (the paper's defaults are in parentheses)."""
+
+    hidden_channels: int = Field(32, ge=1, description="ConvLSTM hidden channels (512)")
+    lstm_hidden: int = Field(128, ge=1, description="LSTM/ALSTM hidden units (512)")
+    kernel_size: int = Field(3, ge=1, description="input- and state-to-state kernels (3)")
+    attention_kernel_size: int = Field(1, ge=1, description="attention kernels (1)")
+    motion_kernel_size: int = Field(1, ge=1, description="bottom (motion) ConvLSTM kernels (1)")
+    fc_dim: int = Field(256, ge=1, description="readout FC width (1024)")
+    dropout: float = Field(0.7, ge=0, lt=1)
+    init_state: Literal["mean", "zeros"] = "mean"
+    gate_execution: Literal["auto", "fused", "split_xh", "per_gate"] = "auto"
+
+
+class TrainConfig(Section):
+    variants: list[str] = Field(
+        default_factory=lambda: ["lstm", "alstm", "convlstm", "convalstm", "motion_alstm", "videolstm"]
+    )
+    streams: list[Stream] = Field(default_factory=lambda: ["rgb", "flow"])
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
+    weight_decay: float = Field(0.0, ge=0)
+    snippet_length: int = Field(30, ge=1)
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="train videos held out for validation (0: use the test split)")
+    seed: int = 0
+    workers: int = Field(1, ge=1, description="Ray Train workers per (variant, stream)")
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    max_concurrent: int | None = Field(None, ge=1, description="trainers at once (default: what the cluster fits)")
+    max_failures: int = Field(2, ge=0, description="Ray Train FailureConfig: worker failures tolerated")
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1)
+    model: ModelConfig = ModelConfig()
+
+    @field_validator("variants")
+    @classmethod
+    def _known_variants(cls, value: list[str]) -> list[str]:
+        from videolstm.models import VARIANTS  # local: models import torch
+
+        unknown = [v for v in value if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}; expected names from {sorted(VARIANTS)}")
+        return value
+
+
+class LocalizationConfig(Section):
+    sigma: float = Field(2.0, ge=0, description="Gaussian smoothing of the upsampled map, in 7x7-cell units x frame/7")
+    threshold: float = Field(0.5, gt=0, lt=1, description="fraction of the frame's max attention")
+    lowess_frac: float = Field(0.3, gt=0, le=1, description="LOWESS span as a fraction of the tube length")
+    iou_thresholds: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5])
+
+
+class EvaluateConfig(Section):
+    num_segments: int = Field(25, ge=1)
+    segment_length: int = Field(30, ge=1)
+    fusion: Literal["product", "mean"] = "product"
+    localization: LocalizationConfig = LocalizationConfig()
+    overlays_per_class: int = Field(1, ge=0)
+    regression_threshold: float = Field(0.02, ge=0, description="reevaluate: accuracy drop flagged as a regression")
+
+
+class MLflowConfig(Section):
+    tracking_uri: str | None = Field(None, description="default: SQLite under storage.root (local storage only)")
+    experiment: str = "videolstm"
+    register_models: bool = True
+
+
+class RayConfig(Section):
+    address: str | None = Field(None, description="None: local ray.init(); 'auto' or ray://host:10001 for a cluster")
+    num_cpus: int | None = Field(None, ge=1, description="local instance only")
+
+
+class BenchmarkConfig(Section):
+    """Everything one benchmark run needs; the Prefect deployment's parameter form."""
+
+    name: str = Field("embedded", description="benchmark name (MLflow parent run name)")
+    dataset: DatasetConfig = DatasetConfig()
+    storage: StorageConfig = StorageConfig()
+    flow: FlowConfig = FlowConfig()
+    frame_cnn: FrameCNNConfig = FrameCNNConfig()
+    features: FeatureConfig = FeatureConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    mlflow: MLflowConfig = MLflowConfig()
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BenchmarkConfig:
+        if self.dataset.kind != "synthetic" and self.dataset.root is None and not self.dataset.download.urls:
+            raise ValueError(
+                f"dataset.kind={self.dataset.kind!r} needs dataset.root (a folder in the official layout) "
+                "or dataset.download.urls (the archives to fetch)"
+            )
+        return self
+
+
+class ConfigError(ValueError):
+    """A configuration file or mapping that does not validate; the message names each bad key."""
+
+
+def load_config(source: str | Path | dict[str, Any] | None = None, **overrides: Any) -> BenchmarkConfig:
+    """Build a :class:`BenchmarkConfig` from a YAML file, a mapping, or the defaults.
+
+    ``overrides`` are dotted keys (``{"train.epochs": 2}``) applied on top.
+    Raises :class:`ConfigError` naming every unknown key or wrong type and the file it came from.
+    """
+    origin = "defaults"
+    data: dict[str, Any] = {}
+    if isinstance(source, dict):
+        data, origin = dict(source), "mapping"
+    elif source is not None:
+        path = Path(source)
+        origin = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level, found {type(loaded).__name__}")
+        data = loaded
+    for dotted, value in overrides.items():
+        _set_dotted(data, dotted, value)
+    try:
+        return BenchmarkConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            if err["type"] == "extra_forbidden":
+                lines.append(f"  {where}: unknown key (check the spelling; see the README's configuration reference)")
+            else:
+                lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"invalid configuration in {origin}:\n" + "\n".join(lines)) from None
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+    node[keys[-1]] = value
+
+
+def flatten(config: BaseModel, prefix: str = "") -> dict[str, str]:
+    """Flatten a config into ``{"train.epochs": "12", ...}`` (MLflow params)."""
+    out: dict[str, str] = {}
+    for key, value in config.model_dump(mode="json").items():
+        _flatten_into(out, f"{prefix}{key}", value)
+    return out
+
+
+def _flatten_into(out: dict[str, str], key: str, value: Any) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten_into(out, f"{key}.{k}", v)
+    else:
+        out[key] = json.dumps(value) if isinstance(value, list) else str(value)

@@ -1,0 +1,203 @@
+"""URIs on any fsspec filesystem: joining, reading, and atomic writes with retries.
+
+Every stage reads and writes through these helpers, so the same code runs on a local folder
+and on S3. A write is atomic: readers see either nothing or the whole object (local: a temp
+file renamed into place; S3: one PUT or a completed multipart upload of a finished local file).
+Transient storage errors are retried with backoff, then raised as :class:`StorageError`
+naming the URI.
+
+Credentials are never passed in here: s3fs reads the standard AWS chain (environment,
+``~/.aws``, instance role). Only the endpoint and region come from :class:`StorageConfig`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, TypeVar
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from videolstm.config import StorageConfig
+
+T = TypeVar("T")
+
+#: Errors worth retrying: connection resets, timeouts, throttling, a store that restarts.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
+
+
+class StorageError(RuntimeError):
+    """A storage operation failed after its retries; the message names the URI."""
+
+
+def storage_options(uri: str, storage: StorageConfig | None = None) -> dict:
+    """fsspec options for ``uri``: the S3 endpoint/region from ``storage``, nothing secret."""
+    if not uri.startswith(("s3://", "s3a://")) or storage is None:
+        return {}
+    client_kwargs = {}
+    if storage.endpoint_url:
+        client_kwargs["endpoint_url"] = storage.endpoint_url
+    if storage.region:
+        client_kwargs["region_name"] = storage.region
+    return {"client_kwargs": client_kwargs} if client_kwargs else {}
+
+
+def get_fs(uri: str, storage: StorageConfig | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and the filesystem-specific path of ``uri`` (a plain path means local)."""
+    return url_to_fs(uri, **storage_options(uri, storage))
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def local_path(uri: str) -> Path:
+    """The local path of a ``file://`` URI or plain path."""
+    if not is_local(uri):
+        raise ValueError(f"{uri} is not a local path")
+    return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join path parts onto a URI with ``/`` (no normalisation of the scheme)."""
+    out = uri.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def absolute(uri: str) -> str:
+    """Make a relative local path absolute (so Ray workers with another cwd find it)."""
+    return str(local_path(uri).resolve()) if is_local(uri) else uri
+
+
+def with_retries(action: Callable[[], T], what: str, attempts: int = 4, base_delay: float = 0.5) -> T:
+    """Run ``action``; retry transient storage errors with exponential backoff.
+
+    Raises :class:`StorageError` (with the last error chained) once ``attempts`` are used.
+    ``FileNotFoundError`` and ``PermissionError`` are not transient and propagate at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
+            raise
+        except TRANSIENT_ERRORS as exc:
+            if attempt == attempts:
+                raise StorageError(f"{what} failed after {attempts} attempts: {exc}") from exc
+            time.sleep(base_delay * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def exists(uri: str, storage: StorageConfig | None = None) -> bool:
+    fs, path = get_fs(uri, storage)
+    return with_retries(lambda: fs.exists(path), f"checking {uri}")
+
+
+def read_bytes(uri: str, storage: StorageConfig | None = None) -> bytes:
+    fs, path = get_fs(uri, storage)
+    return with_retries(lambda: fs.cat_file(path), f"reading {uri}")
+
+
+def read_text(uri: str, storage: StorageConfig | None = None, encoding: str = "utf-8") -> str:
+    return read_bytes(uri, storage).decode(encoding)
+
+
+def list_files(uri: str, storage: StorageConfig | None = None, suffix: str = "") -> list[str]:
+    """Files directly under ``uri`` ending in ``suffix``, as URIs with ``uri``'s scheme; [] if absent."""
+    fs, path = get_fs(uri, storage)
+    if not with_retries(lambda: fs.exists(path), f"checking {uri}"):
+        return []
+    names = with_retries(lambda: fs.ls(path, detail=False), f"listing {uri}")
+    base = uri.rstrip("/")
+    return sorted(join(base, n.rstrip("/").rsplit("/", 1)[-1]) for n in names if n.endswith(suffix))
+
+
+def makedirs(uri: str, storage: StorageConfig | None = None) -> None:
+    fs, path = get_fs(uri, storage)
+    if is_local(uri):
+        Path(path).mkdir(parents=True, exist_ok=True)
+    # object stores have no directories
+
+
+def remove(uri: str, storage: StorageConfig | None = None, recursive: bool = False) -> None:
+    fs, path = get_fs(uri, storage)
+    if with_retries(lambda: fs.exists(path), f"checking {uri}"):
+        with_retries(lambda: fs.rm(path, recursive=recursive), f"removing {uri}")
+
+
+def write_bytes(uri: str, data: bytes, storage: StorageConfig | None = None) -> None:
+    """Write ``data`` to ``uri`` atomically (see module docstring)."""
+    with atomic_local_file(uri, storage) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def write_text(uri: str, text: str, storage: StorageConfig | None = None) -> None:
+    write_bytes(uri, text.encode(), storage)
+
+
+@contextlib.contextmanager
+def atomic_local_file(uri: str, storage: StorageConfig | None = None, suffix: str = "") -> Iterator[str]:
+    """Yield a local temp path; on success publish it at ``uri`` atomically, on error drop it.
+
+    Local: the temp file sits beside the target and is renamed into place (``os.replace``).
+    Remote: the finished file is uploaded in one operation, retried on transient errors.
+    """
+    if is_local(uri):
+        target = local_path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            yield tmp
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return
+    fs, path = get_fs(uri, storage)
+    fd, tmp = tempfile.mkstemp(suffix=suffix or ".upload")
+    os.close(fd)
+    try:
+        yield tmp
+        with_retries(lambda: fs.put_file(tmp, path), f"writing {uri}")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def open_for_read(uri: str, storage: StorageConfig | None = None) -> Iterator[IO[bytes]]:
+    """A binary file object for ``uri`` (local files are opened directly)."""
+    if is_local(uri):
+        with open(local_path(uri), "rb") as fh:
+            yield fh
+        return
+    data = read_bytes(uri, storage)
+    yield io.BytesIO(data)
+
+
+@contextlib.contextmanager
+def as_local_file(uri: str, storage: StorageConfig | None = None, suffix: str = "") -> Iterator[str]:
+    """A local path holding ``uri``'s bytes (the file itself when local, else a temp copy).
+
+    OpenCV and libarchive need real paths; remote objects are downloaded to a temp file.
+    """
+    if is_local(uri):
+        yield str(local_path(uri))
+        return
+    fs, path = get_fs(uri, storage)
+    fd, tmp = tempfile.mkstemp(suffix=suffix or Path(path).suffix)
+    os.close(fd)
+    try:
+        with_retries(lambda: fs.get_file(path, tmp), f"downloading {uri}")
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
