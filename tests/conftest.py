@@ -21,6 +21,8 @@ for key, value in {
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["tests.servers"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Fast unit tests first, then integration, then the reliability suite."""

@@ -57,6 +57,10 @@ class SyntheticConfig(Section):
     distractors: int = Field(3, ge=0)
     actor_size: float = Field(0.2, gt=0.02, lt=0.6, description="actor side as a fraction of the frame")
     noise: float = Field(6.0, ge=0, description="std of per-frame pixel noise (0..255)")
+    late_start_fraction: float = Field(
+        0.0, ge=0, le=1,
+        description="fraction of each class's videos whose actor appears only after the first frames (annotation sf > 0)",
+    )
     seed: int = 0
 
 
@@ -103,6 +107,7 @@ class FlowConfig(Section):
     tvl1_scale_step: float = Field(0.5, gt=0, lt=1)
     tvl1_inner_iterations: int = Field(10, ge=1)
     tvl1_outer_iterations: int = Field(5, ge=1)
+    dis_preset: Literal["ultrafast", "fast", "medium"] = Field("medium", description="DIS preset (method='dis')")
     workers: int = Field(2, ge=1, description="Ray Data actors computing flow")
     threads_per_worker: int = Field(1, ge=1, description="OpenCV threads inside each actor")
 
@@ -178,7 +183,7 @@ class TrainConfig(Section):
 
 
 class LocalizationConfig(Section):
-    sigma: float = Field(2.0, ge=0, description="Gaussian smoothing of the upsampled map, in 7x7-cell units x frame/7")
+    sigma: float = Field(0.5, ge=0, description="Gaussian smoothing of the upsampled map, in attention cells (0.5 cell = 4 px of a 56 px frame)")
     threshold: float = Field(0.5, gt=0, lt=1, description="fraction of the frame's max attention")
     lowess_frac: float = Field(0.3, gt=0, le=1, description="LOWESS span as a fraction of the tube length")
     iou_thresholds: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5])

@@ -1,0 +1,178 @@
+"""The ``videolstm`` command line: the whole benchmark, or one stage alone.
+
+    videolstm benchmark  --config FILE [--set train.epochs=2 ...]   the full-benchmark flow, locally
+    videolstm dataset    --config FILE      generate/download + index the split
+    videolstm flow       --config FILE      decode + optical flow (Ray Data)
+    videolstm frame-cnn  --config FILE      train the RGB and flow frame CNNs (Ray Train)
+    videolstm features   --config FILE      per-frame features (Ray Data)
+    videolstm train      --config FILE      every (variant, stream) (Ray Train)
+    videolstm evaluate   --config FILE      evaluate + localize the trained experiment
+    videolstm evaluate   --config FILE --checkpoint URI | --run-id ID   one model alone
+    videolstm report     --config FILE      comparison tables and charts on the parent run
+    videolstm reevaluate --config FILE      the scheduled re-evaluation flow, once
+    videolstm config     [--config FILE]    print the resolved configuration (YAML)
+
+A stage run alone reads its upstream stages' saved results (``stage.json``) and says which
+stage to run first when one is missing. Exit status: 0 ok, 1 failed, 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import yaml
+
+from videolstm.config import BenchmarkConfig, ConfigError, load_config
+
+TELEMETRY_OFF = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+}
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``train.epochs=2`` → ("train.epochs", 2); the value is parsed as YAML (lists, numbers, null)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="videolstm", description="VideoLSTM benchmark pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", "-c", help="YAML config file (defaults: the embedded benchmark)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+        p.add_argument("--verbose", "-v", action="store_true")
+        return p
+
+    add("benchmark", "run the full-benchmark flow locally")
+    add("dataset", "generate/download the dataset and index the split")
+    add("flow", "decode videos and compute optical flow (Ray Data)")
+    add("frame-cnn", "train the per-stream frame CNNs (Ray Train)")
+    add("features", "extract per-frame features (Ray Data)")
+    add("train", "train every (variant, stream) (Ray Train)")
+    evaluate = add("evaluate", "evaluate and localize the trained experiment, or one model")
+    group = evaluate.add_mutually_exclusive_group()
+    group.add_argument("--checkpoint", help="evaluate this videolstm checkpoint URI alone")
+    group.add_argument("--run-id", help="evaluate the model of this MLflow run alone")
+    add("report", "write the comparison tables and charts to the parent MLflow run")
+    add("reevaluate", "run the re-evaluation flow once")
+    add("config", "print the resolved configuration")
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> BenchmarkConfig:
+    overrides = dict(parse_override(item) for item in args.set)
+    return load_config(args.config, **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("urllib3", "botocore", "s3fs", "fsspec", "alembic", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        config = resolve_config(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run_command(args, config)
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
+    from videolstm.lineage import MissingStageError, load_stage_result
+
+    command = args.command
+    if command == "config":
+        print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+        return 0
+    if command == "benchmark":
+        from flows.full_benchmark import full_benchmark
+
+        report = full_benchmark(config)
+        print(report["message"])
+        return 0 if report.get("ok", True) else 1
+    if command == "reevaluate":
+        from flows.reevaluate import reevaluate
+
+        outcome = reevaluate(config)
+        print(json.dumps(outcome, indent=2, default=str))
+        return 0
+    try:
+        if command == "dataset":
+            from tasks.dataset import run_dataset
+
+            result = run_dataset(config)
+        elif command == "flow":
+            from tasks.frames_flow import run_frames_flow
+
+            result = run_frames_flow(config, load_stage_result(config, "index"))
+        elif command == "frame-cnn":
+            from tasks.report import start_benchmark_run
+            from tasks.train import run_frame_cnn
+
+            result = run_frame_cnn(config, load_stage_result(config, "index"), load_stage_result(config, "frames_flow"), start_benchmark_run(config))
+        elif command == "features":
+            from tasks.features import run_features
+
+            result = run_features(config, load_stage_result(config, "frames_flow"), load_stage_result(config, "frame_cnn"))
+        elif command == "train":
+            from tasks.report import start_benchmark_run
+            from tasks.train import run_train
+
+            result = run_train(config, load_stage_result(config, "features"), start_benchmark_run(config))
+        elif command == "evaluate":
+            from tasks.evaluate import evaluate_single, run_evaluate
+            from tasks.report import start_benchmark_run
+
+            if args.checkpoint or args.run_id:
+                metrics = evaluate_single(config, checkpoint=args.checkpoint, run_id=args.run_id)
+                print(json.dumps(metrics, indent=2, sort_keys=True))
+                return 0
+            result = run_evaluate(
+                config, load_stage_result(config, "index"), load_stage_result(config, "features"),
+                load_stage_result(config, "frame_cnn"), load_stage_result(config, "train"), start_benchmark_run(config),
+            )
+        elif command == "report":
+            from tasks.report import run_report, start_benchmark_run
+
+            stages = [load_stage_result(config, s) for s in ("index", "frames_flow", "frame_cnn", "features", "train", "evaluate")]
+            report = run_report(config, stages, start_benchmark_run(config))
+            print(report["message"])
+            return 0 if report.get("ok", True) else 1
+        else:  # argparse guarantees one of the above
+            raise AssertionError(command)
+    except MissingStageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{result.stage}: {result.ok} ok, {result.failed} failed, {result.computed} computed this run, "
+          f"{result.seconds:.1f} s; output {result.uri}")
+    for item, reason in result.failures:
+        print(f"  failed {item}: {reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

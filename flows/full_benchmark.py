@@ -1,0 +1,78 @@
+"""The ``full-benchmark`` flow: raw videos → MLflow comparison of every variant. Wiring only.
+
+Each stage is a Prefect task around one ``tasks.*.run_*`` function. Caching across runs: a
+task's cache key is its stage's lineage (its own and upstream parameters) plus the content
+digest of its upstream results and whether its output is still on storage, so a re-run skips
+finished stages and a changed parameter re-runs only the stages that depend on it. Results
+are persisted as JSON (never pickles).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE as NO_CACHE
+
+from tasks.dataset import run_dataset
+from tasks.evaluate import run_evaluate
+from tasks.features import run_features
+from tasks.frames_flow import run_frames_flow
+from tasks.report import run_report, start_benchmark_run
+from tasks.train import run_frame_cnn, run_train
+from videolstm import storage as st
+from videolstm.config import BenchmarkConfig, stable_digest
+from videolstm.lineage import StageResult, lineages, stage_uri
+
+OUTPUT_FILE = {"index": "index.parquet"}
+
+
+def stage_cache_key(stage: str):
+    """Cache key function for ``stage``: lineage + upstream contents + output presence."""
+
+    def key(context: Any, parameters: dict[str, Any]) -> str:
+        config: BenchmarkConfig = parameters["config"]
+        upstream = sorted(v.content for v in parameters.values() if isinstance(v, StageResult))
+        output = st.join(stage_uri(config, stage), OUTPUT_FILE.get(stage, "manifest.parquet"))
+        present = st.exists(output, config.storage)
+        return f"videolstm-{stage}-" + stable_digest([lineages(config)[stage], upstream, present], 24)
+
+    return key
+
+
+def stage_task(stage: str, fn, retries: int = 1):
+    return task(
+        fn,
+        name=stage,
+        cache_key_fn=stage_cache_key(stage),
+        persist_result=True,
+        result_serializer="json",
+        retries=retries,
+        retry_delay_seconds=10,
+    )
+
+
+dataset_task = stage_task("index", run_dataset, retries=2)
+frames_flow_task = stage_task("frames_flow", run_frames_flow)
+frame_cnn_task = stage_task("frame_cnn", run_frame_cnn)
+features_task = stage_task("features", run_features)
+train_task = stage_task("train", run_train)
+evaluate_task = stage_task("evaluate", run_evaluate)
+parent_run_task = task(start_benchmark_run, name="mlflow-parent-run", cache_policy=NO_CACHE)
+report_task = task(run_report, name="report", cache_policy=NO_CACHE, retries=1)
+
+
+@flow(name="full-benchmark", log_prints=True)
+def full_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> dict[str, Any]:
+    """Dataset → frames+flow → frame CNNs → features → every variant → evaluation → report."""
+    logger = get_run_logger()
+    parent_run_id = parent_run_task(config)
+    index = dataset_task(config)
+    frames_flow = frames_flow_task(config, index)
+    frame_cnn = frame_cnn_task(config, index, frames_flow, parent_run_id)
+    features = features_task(config, frames_flow, frame_cnn)
+    trained = train_task(config, features, parent_run_id)
+    evaluated = evaluate_task(config, index, features, frame_cnn, trained, parent_run_id)
+    report = report_task(config, [index, frames_flow, frame_cnn, features, trained, evaluated], parent_run_id)
+    logger.info(report["message"])
+    return report

@@ -1,0 +1,111 @@
+"""Stage 2: decode + optical flow on Ray Data (one actor per worker, one video per call).
+
+Each actor sets OpenCV to ``flow.threads_per_worker`` threads and reuses its flow estimator.
+A killed actor is restarted by Ray Data and its video retried; since a video's shard always
+lands at the same URI atomically, a retry can neither lose nor duplicate a video.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import ray
+
+from videolstm.config import BenchmarkConfig, FlowConfig, StorageConfig
+from videolstm.datasets import read_index
+from videolstm.extraction import FRAMES_FLOW_COUNTS, frames_flow_key, process_video
+from videolstm.lineage import StageResult, lineages, stage_result, stage_uri
+from videolstm.manifest import ItemResult, StageDir, failure_summary
+
+log = logging.getLogger(__name__)
+
+
+class FlowWorker:
+    """Ray Data actor: decodes videos and computes their flow, one manifest row per video."""
+
+    def __init__(self, stage_uri: str, flow: dict[str, Any], storage: dict[str, Any]):
+        from videolstm.flow import set_threads
+
+        self.flow = FlowConfig.model_validate(flow)
+        self.storage = StorageConfig.model_validate(storage)
+        self.stage = StageDir(stage_uri, self.storage)
+        set_threads(self.flow.threads_per_worker)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        results = [process_video(row, row["key"], self.stage, self.flow, self.storage).to_row() for row in rows]
+        return _columns(results)
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
+    names = sorted({k for r in rows for k in r})
+    return {name: [r.get(name, -1 if name in FRAMES_FLOW_COUNTS else None) for r in rows] for name in names}
+
+
+def compute_frames_flow(
+    todo: list[dict[str, Any]], stage: StageDir, flow: FlowConfig, storage: StorageConfig, workers: int
+) -> list[ItemResult]:
+    """Run :class:`FlowWorker` over ``todo`` (index rows with a ``key``) on Ray Data."""
+    ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), 64)))
+    ds = ds.map_batches(
+        FlowWorker,
+        fn_constructor_kwargs={"stage_uri": stage.uri, "flow": flow.model_dump(), "storage": storage.model_dump()},
+        batch_size=1,
+        num_cpus=flow.threads_per_worker,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        max_restarts=-1,
+        max_task_retries=3,
+    )
+    rows = ds.take_all()
+    return [ItemResult.from_row({k: (None if (k in FRAMES_FLOW_COUNTS and v == -1) else v) for k, v in row.items()}) for row in rows]
+
+
+def run_frames_flow(config: BenchmarkConfig, index: StageResult) -> StageResult:
+    """Frames + flow for every ok video of the index; reuses what the manifest already holds."""
+    from tasks.runtime import init_ray
+
+    started = time.perf_counter()
+    stage = StageDir(stage_uri(config, "frames_flow"), config.storage)
+    table = read_index(index.manifest_uri, storage=config.storage)
+    ok = table.filter(pc.equal(table.column("status"), "ok")).to_pylist()
+    failed_index = [r for r in table.to_pylist() if r["status"] != "ok"]
+    keys = {row["video_id"]: frames_flow_key(row, config.flow) for row in ok}
+    todo_ids, reused = stage.plan(keys, FRAMES_FLOW_COUNTS)
+    todo_set = set(todo_ids)
+    todo = [{**row, "key": keys[row["video_id"]]} for row in ok if row["video_id"] in todo_set]
+    log.info("frames+flow: %d videos to compute, %d reused from %s", len(todo), len(reused), stage.uri)
+    computed: list[ItemResult] = []
+    if todo:
+        init_ray(config)
+        cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
+        workers = max(1, min(config.flow.workers, len(todo), cluster_cpus // config.flow.threads_per_worker or 1))
+        computed = compute_frames_flow(todo, stage, config.flow, config.storage, workers)
+    index_failures = [
+        ItemResult(video_id=r["video_id"], status="failed", key="", label=r["label"], subset=r["subset"], reason=r["reason"])
+        for r in failed_index
+    ]
+    results = list(reused.values()) + computed + index_failures
+    _check_complete(keys, results)
+    stage.write_manifest(results)
+    summary = failure_summary(results, stage.manifest_uri, "frames+flow")
+    if summary:
+        log.warning(summary)
+    return stage_result(
+        "frames_flow", stage.uri, stage.manifest_uri, lineages(config)["frames_flow"], results,
+        time.perf_counter() - started, computed=len(computed), storage=config.storage,
+        pairs=int(sum(r.counts.get("num_flow", 0) for r in computed)),
+    )
+
+
+def _check_complete(keys: dict[str, str], results: list[ItemResult]) -> None:
+    """Every indexed video appears exactly once in the results (nothing lost, nothing doubled)."""
+    counts = Counter(r.video_id for r in results)
+    duplicated = sorted(i for i, n in counts.items() if n > 1)
+    missing = sorted(set(keys) - set(counts))
+    if duplicated or missing:
+        raise RuntimeError(f"frames+flow bookkeeping error: missing {missing[:5]}, duplicated {duplicated[:5]}")

@@ -1,0 +1,143 @@
+"""MLflow: one experiment, a parent run per benchmark, a nested run per (variant, stream).
+
+Runs are found again by a ``videolstm.run_key`` tag (a digest of what produced them), so a
+re-run — or a run resumed after a crash — continues the same MLflow run instead of creating a
+duplicate. The default tracking store is SQLite under ``storage.root`` with artifacts beside it;
+on a cluster set ``mlflow.tracking_uri`` to a tracking server every node can reach.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import mlflow
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+from videolstm import storage as st
+from videolstm.config import BenchmarkConfig, flatten
+
+RUN_KEY_TAG = "videolstm.run_key"
+KIND_TAG = "videolstm.kind"
+
+
+class TrackingError(RuntimeError):
+    pass
+
+
+def tracking_uri(config: BenchmarkConfig) -> str:
+    """The configured tracking URI, or SQLite under a local ``storage.root``."""
+    if config.mlflow.tracking_uri:
+        return config.mlflow.tracking_uri
+    if not st.is_local(config.storage.root):
+        raise TrackingError(
+            f"storage.root is {config.storage.root}; set mlflow.tracking_uri to a tracking server "
+            "(the SQLite default only works with a local storage root)"
+        )
+    root = st.local_path(st.absolute(config.storage.root))
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def artifact_location(config: BenchmarkConfig) -> str | None:
+    """Artifact root for a new experiment: beside the SQLite store, else the server's default."""
+    if config.mlflow.tracking_uri:
+        return None
+    return (st.local_path(st.absolute(config.storage.root)) / "mlartifacts").as_uri()
+
+
+def setup(config: BenchmarkConfig) -> str:
+    """Point MLflow at the configured store; return the experiment id (created if needed)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow.set_tracking_uri(tracking_uri(config))
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(config.mlflow.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(config.mlflow.experiment, artifact_location=artifact_location(config))
+    except mlflow.exceptions.MlflowException:
+        # another process created it in between
+        experiment = client.get_experiment_by_name(config.mlflow.experiment)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def find_run(experiment_id: str, run_key: str) -> str | None:
+    """The id of the run tagged with ``run_key`` (the newest when several), or None."""
+    runs = MlflowClient().search_runs(
+        [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'", order_by=["attributes.start_time DESC"], max_results=1
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def find_or_create_run(
+    experiment_id: str, run_key: str, name: str, tags: Mapping[str, str] | None = None, parent_run_id: str | None = None
+) -> tuple[str, bool]:
+    """(run id, created) for ``run_key``: an existing run is reused and marked running again."""
+    client = MlflowClient()
+    existing = find_run(experiment_id, run_key)
+    all_tags = {RUN_KEY_TAG: run_key, **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    if existing is not None:
+        client.update_run(existing, status="RUNNING")
+        for key, value in all_tags.items():
+            client.set_tag(existing, key, value)
+        return existing, False
+    run = client.create_run(experiment_id, run_name=name, tags=all_tags)
+    return run.info.run_id, True
+
+
+def finish_run(run_id: str, failed: bool = False) -> None:
+    MlflowClient().set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact(value: str) -> str:
+    """Drop ``user:password@`` from URIs so no credential reaches params or logs."""
+    return _USERINFO.sub("***@", value)
+
+
+def config_params(config: BenchmarkConfig) -> dict[str, str]:
+    """The flattened config as MLflow params (values redacted, truncated to MLflow's limit)."""
+    return {k: redact(v)[:6000] for k, v in flatten(config).items()}
+
+
+def log_params(run_id: str, params: Mapping[str, Any]) -> None:
+    """Log params in batches of 100; values already logged with the same value are skipped."""
+    client = MlflowClient()
+    existing = client.get_run(run_id).data.params
+    items = [(k, str(v)) for k, v in params.items() if existing.get(k) != str(v)]
+    conflicting = [k for k, v in items if k in existing]
+    if conflicting:
+        raise TrackingError(
+            f"run {run_id} already has different values for params {conflicting[:5]}; "
+            "this run key should have identified a different run"
+        )
+    from mlflow.entities import Param
+
+    for start in range(0, len(items), 100):
+        client.log_batch(run_id, params=[Param(k, v) for k, v in items[start : start + 100]])
+
+
+def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+    from mlflow.entities import Metric
+    import time
+
+    now = int(time.time() * 1000)
+    client = MlflowClient()
+    batch = [Metric(_metric_name(k), float(v), now, step or 0) for k, v in metrics.items()]
+    for start in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[start : start + 1000])
+
+
+def _metric_name(name: str) -> str:
+    # MLflow allows alphanumerics, _ - . space : / ; '@' is not allowed
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)

@@ -1,0 +1,202 @@
+"""Real local servers for integration tests (loaded by ``pytest_plugins`` in tests/conftest.py).
+
+- ``http_server``: an HTTP server on 127.0.0.1 (free port) serving in-memory files, with
+  ``Range`` / ``If-Range`` support, a log of every request, and a switch that cuts a transfer
+  after N bytes (to test resumable downloads). ``RangeServer(tls=(cert, key))`` serves HTTPS.
+- ``moto_endpoint`` (session) starts the ``moto_server`` console script of this venv on a free
+  port, as s3fs's own tests do; ``moto_s3`` (per test) sets dummy AWS credentials in the
+  environment, creates a fresh bucket and yields ``(StorageConfig, bucket)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from videolstm.config import StorageConfig
+
+
+@dataclass
+class ServedRequest:
+    method: str
+    path: str
+    range: str | None
+    if_range: str | None
+
+
+@dataclass
+class RangeServerState:
+    files: dict[str, bytes] = field(default_factory=dict)
+    requests: list[ServedRequest] = field(default_factory=list)
+    cut_after: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before closing (once)
+    honour_range: bool = True
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    state: RangeServerState  # set on the subclass per server
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    def do_HEAD(self) -> None:
+        self._serve(body=False)
+
+    def do_GET(self) -> None:
+        self._serve(body=True)
+
+    def _serve(self, body: bool) -> None:
+        state = self.state
+        state.requests.append(ServedRequest(self.command, self.path, self.headers.get("Range"), self.headers.get("If-Range")))
+        data = state.files.get(self.path)
+        if data is None:
+            self.send_error(404, "not found")
+            return
+        etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+        start, status = 0, 200
+        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if match and state.honour_range and self.headers.get("If-Range") in (None, etag):
+            start = int(match[1])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status = 206
+        payload = data[start:]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("ETag", etag)
+        self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.end_headers()
+        if not body:
+            return
+        cut = state.cut_after.pop(self.path, None)
+        if cut is None:
+            self.wfile.write(payload)
+            return
+        self.wfile.write(payload[:cut])
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)  # the transfer stops midway
+
+
+class RangeServer:
+    """A running server: ``url(path)``, ``state.files[path] = bytes``, ``state.requests``."""
+
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
+        """``tls``: (certificate file, key file) to serve HTTPS instead of HTTP."""
+        self.state = RangeServerState()
+        self.scheme = "https" if tls else "http"
+        handler = type("Handler", (_Handler,), {"state": self.state})
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"{self.scheme}://{host}:{port}{path}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def http_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[RangeServer]:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    server = RangeServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """URL of a moto S3 server started for this test session (killed at the end)."""
+    exe = Path(sys.executable).parent / "moto_server"
+    if not exe.exists():
+        raise RuntimeError(f"{exe} not found: install the dev extras (`pip install -e '.[dev]'`, moto[server])")
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    try:
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"moto_server exited with {proc.returncode}: {log.read().decode(errors='replace')[-2000:]}")
+            try:
+                with urllib.request.urlopen(url + "/", timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"moto_server on {url} did not answer within 20 s") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def moto_s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[StorageConfig, str]]:
+    """``(StorageConfig(endpoint_url=moto), bucket)`` with dummy credentials and a fresh bucket."""
+    import s3fs
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    s3fs.S3FileSystem.clear_instance_cache()
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": moto_endpoint})
+    fs.mkdir(bucket)
+    try:
+        yield StorageConfig(root=f"s3://{bucket}", endpoint_url=moto_endpoint), bucket
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()

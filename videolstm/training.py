@@ -1,0 +1,242 @@
+"""Training as plain step and epoch functions (Ray Train only wraps these in ``tasks/``).
+
+Two kinds of model are trained:
+
+* frame CNNs on single frames (RGB) or flow stacks, batches ``{"x": (N, C, H, W),
+  "label": (N,)}`` built by :func:`frame_batch`;
+* the recurrent variants on random snippets of pre-extracted features (the paper: a random
+  30-frame snippet per video per epoch), batches ``{"x": (B, L, ...), "flow": (B, L, C', h, w)
+  (motion variants only), "label": (B,)}`` built by :func:`snippet_batch`.
+
+The loss of a sequence model is the cross-entropy summed over time steps (averaged over the
+batch); a clip's prediction is the argmax of its class probabilities summed over steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from videolstm import shards
+from videolstm.config import StorageConfig
+from videolstm.features import stream_inputs
+
+Batch = Mapping[str, Any]
+
+
+# ----------------------------------------------------------------------------------------
+# what each variant reads
+
+
+def feature_columns(input_kind: str, needs_flow: bool, stream: str) -> tuple[str, str | None]:
+    """Feature-shard columns of a (variant, stream): (x column, flow column or None).
+
+    ``input_kind`` "maps" reads pool5, "vectors" fc7; motion variants (``needs_flow``) read the
+    RGB maps as x and the flow maps as the motion input, whatever ``stream`` says.
+    """
+    if needs_flow:
+        return "rgb_pool5", "flow_pool5"
+    suffix = {"maps": "pool5", "vectors": "fc7"}.get(input_kind)
+    if suffix is None:
+        raise ValueError(f"unknown input kind {input_kind!r}; expected 'maps' or 'vectors'")
+    return f"{stream}_{suffix}", None
+
+
+# ----------------------------------------------------------------------------------------
+# batches
+
+
+def snippet_indices(num_frames: int, length: int, rng: np.random.Generator | None) -> np.ndarray:
+    """(length,) frame indices of a snippet: a random start (rng) or the centre (rng=None).
+
+    A video shorter than ``length`` is padded by repeating its last frame.
+    """
+    if num_frames < 1:
+        raise ValueError("a snippet needs a video with at least one frame")
+    if num_frames <= length:
+        return np.minimum(np.arange(length), num_frames - 1)
+    span = num_frames - length
+    start = int(rng.integers(0, span + 1)) if rng is not None else span // 2
+    return np.arange(start, start + length)
+
+
+def snippet_batch(
+    rows: Sequence[Mapping[str, Any]],
+    x_column: str,
+    flow_column: str | None,
+    length: int,
+    rng: np.random.Generator | None,
+    storage: StorageConfig | None = None,
+) -> dict[str, np.ndarray]:
+    """Snippets of feature shards → ``{"x": (B, L, ...), ["flow": (B, L, ...)], "label": (B,)}``.
+
+    ``rows`` hold ``shard`` (a feature-shard URI) and ``label``.
+    """
+    columns = [x_column] + ([flow_column] if flow_column else [])
+    xs, flows, labels = [], [], []
+    for row in rows:
+        arrays = shards.read_shard(row["shard"], columns=columns, storage=storage)
+        idx = snippet_indices(arrays[x_column].shape[0], length, rng)
+        xs.append(arrays[x_column][idx].astype(np.float32))
+        if flow_column:
+            flows.append(arrays[flow_column][idx].astype(np.float32))
+        labels.append(int(row["label"]))
+    batch = {"x": np.stack(xs), "label": np.asarray(labels, dtype=np.int64)}
+    if flow_column:
+        batch["flow"] = np.stack(flows)
+    return batch
+
+
+def frame_batch(
+    rows: Sequence[Mapping[str, Any]],
+    stream: str,
+    frames_per_video: int,
+    flow_stack: int,
+    rng: np.random.Generator,
+    storage: StorageConfig | None = None,
+) -> dict[str, np.ndarray]:
+    """Random frames (or flow stacks) of frames+flow shards → ``{"x": (N, C, H, W), "label": (N,)}``."""
+    column = "frames" if stream == "rgb" else "flow"
+    xs, labels = [], []
+    for row in rows:
+        arrays = shards.read_shard(row["shard"], columns=[column], storage=storage)
+        num_frames = arrays[column].shape[0] + (0 if stream == "rgb" else 1)
+        idx = rng.choice(num_frames, size=min(frames_per_video, num_frames), replace=False)
+        xs.append(stream_inputs(arrays, stream, np.sort(idx), flow_stack))
+        labels.append(np.full(len(idx), int(row["label"]), dtype=np.int64))
+    return {"x": np.concatenate(xs), "label": np.concatenate(labels)}
+
+
+def batches_of(rows: Sequence[Any], batch_size: int, rng: np.random.Generator | None) -> Iterable[list[Any]]:
+    """Consecutive batches of ``rows`` (shuffled when ``rng`` is given)."""
+    order = rng.permutation(len(rows)) if rng is not None else np.arange(len(rows))
+    for start in range(0, len(rows), batch_size):
+        yield [rows[i] for i in order[start : start + batch_size]]
+
+
+# ----------------------------------------------------------------------------------------
+# steps and epochs
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float
+    samples: int
+
+    def as_metrics(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}/loss": self.loss, f"{prefix}/accuracy": self.accuracy}
+
+
+def sequence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """logits (B, T, K), labels (B,) → cross-entropy summed over T, averaged over B."""
+    b, t, k = logits.shape
+    per_step = F.cross_entropy(logits.reshape(b * t, k), labels.repeat_interleave(t), reduction="sum")
+    return per_step / b
+
+
+def clip_predictions(logits: torch.Tensor) -> torch.Tensor:
+    """logits (B, T, K) → (B,) argmax of the softmax probabilities summed over steps."""
+    return logits.softmax(dim=-1).sum(dim=1).argmax(dim=-1)
+
+
+def sequence_forward(model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, predictions) of a sequence model on a snippet batch."""
+    x = torch.as_tensor(batch["x"], device=device, dtype=torch.float32)
+    labels = torch.as_tensor(batch["label"], device=device, dtype=torch.long)
+    flow = batch.get("flow")
+    flow = torch.as_tensor(flow, device=device, dtype=torch.float32) if flow is not None else None
+    out = model(x, flow=flow)
+    return sequence_loss(out.logits, labels), clip_predictions(out.logits.detach())
+
+
+def frame_forward(model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, predictions) of a frame CNN on a frame batch."""
+    x = torch.as_tensor(batch["x"], device=device, dtype=torch.float32)
+    labels = torch.as_tensor(batch["label"], device=device, dtype=torch.long)
+    logits = model(x).logits
+    return F.cross_entropy(logits, labels), logits.detach().argmax(dim=-1)
+
+
+Forward = Callable[[nn.Module, Batch, torch.device], tuple[torch.Tensor, torch.Tensor]]
+
+
+def train_epoch(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    optimizer: torch.optim.Optimizer,
+    forward: Forward,
+    device: torch.device = torch.device("cpu"),
+    max_grad_norm: float | None = 10.0,
+) -> EpochStats:
+    """One pass over ``batches``: forward, backward, (clipped) step. Returns mean loss and accuracy."""
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    for batch in batches:
+        loss, predictions = forward(model, batch, device)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"training loss became {loss.item()}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        n = int(predictions.shape[0])
+        total_loss += loss.item() * n
+        correct += int((predictions.cpu() == torch.as_tensor(batch["label"])).sum())
+        seen += n
+    return EpochStats(loss=total_loss / max(seen, 1), accuracy=correct / max(seen, 1), samples=seen)
+
+
+@torch.no_grad()
+def evaluate_epoch(
+    model: nn.Module, batches: Iterable[Batch], forward: Forward, device: torch.device = torch.device("cpu")
+) -> EpochStats:
+    """Loss and accuracy without gradients (eval mode)."""
+    model.eval()
+    total_loss, correct, seen = 0.0, 0, 0
+    for batch in batches:
+        loss, predictions = forward(model, batch, device)
+        n = int(predictions.shape[0])
+        total_loss += loss.item() * n
+        correct += int((predictions.cpu() == torch.as_tensor(batch["label"])).sum())
+        seen += n
+    return EpochStats(loss=total_loss / max(seen, 1), accuracy=correct / max(seen, 1), samples=seen)
+
+
+def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """RMSProp (the paper), Adam or SGD with momentum 0.9."""
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; expected 'rmsprop', 'adam' or 'sgd'")
+
+
+def split_validation(
+    rows: Sequence[Mapping[str, Any]], fraction: float, seed: int
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """Hold out ``fraction`` of the rows of each label (at least one when fraction > 0), seeded."""
+    if fraction <= 0:
+        return list(rows), []
+    rng = np.random.default_rng(seed)
+    by_label: dict[int, list[Mapping[str, Any]]] = {}
+    for row in sorted(rows, key=lambda r: r["video_id"]):
+        by_label.setdefault(int(row["label"]), []).append(row)
+    train, val = [], []
+    for label in sorted(by_label):
+        group = by_label[label]
+        order = rng.permutation(len(group))
+        n_val = min(len(group) - 1, max(1, round(fraction * len(group))))
+        val += [group[i] for i in order[:n_val]]
+        train += [group[i] for i in order[n_val:]]
+    return train, val
