@@ -3,8 +3,11 @@
 Inputs per stream, for frame t of a video with T frames:
 
 * RGB: the frame, (3, H, W) float32, normalised with ImageNet mean/std.
-* Flow: a stack of L consecutive quantised flow fields starting at t, (2L, H, W) float32 in
-  [−1, 1] (``(q − 127.5) / 127.5``), channels ordered x₀, y₀, x₁, y₁, …. A video has T−1 flow
+* Flow: a stack of L consecutive quantised flow fields starting at t, (2L, H, W) float32,
+  ``(q − 127.5) / 127.5 · FLOW_INPUT_GAIN`` (with the default bound of 20 that is the
+  displacement in pixels), channels ordered x₀, y₀, x₁, y₁, …. The gain matters: actors move
+  about 1 px per frame, and on the [−1, 1] scale the flow CNN learned 2–3× slower (measured on
+  the synthetic set: 30 % vs 61 % test frame accuracy after 10 epochs). A video has T−1 flow
   fields; the stack index is clamped to the last field, so the flow stream also has T steps
   and step t of both streams refers to the same frame (the motion variants need that).
 
@@ -32,6 +35,9 @@ from videolstm.manifest import ItemResult, StageDir, item_key
 STREAMS = ("rgb", "flow")
 FEATURE_COUNTS = ("num_frames",)
 
+#: Scale of the flow CNN input: ±GAIN at the quantisation bound (pixels for the default bound 20).
+FLOW_INPUT_GAIN = 20.0
+
 _MEAN = np.asarray(RGB_MEAN, dtype=np.float32).reshape(1, 3, 1, 1)
 _STD = np.asarray(RGB_STD, dtype=np.float32).reshape(1, 3, 1, 1)
 
@@ -51,12 +57,12 @@ def flow_stack_indices(frame_indices: np.ndarray, num_flow: int, stack: int) -> 
 
 
 def flow_inputs(flow: np.ndarray, frame_indices: np.ndarray, stack: int) -> np.ndarray:
-    """flow (T−1, H, W, 2) uint8 → (N, 2·stack, H, W) float32 in [−1, 1] for the given frames."""
+    """flow (T−1, H, W, 2) uint8 → (N, 2·stack, H, W) float32 in [−GAIN, GAIN] for the given frames."""
     idx = flow_stack_indices(frame_indices, flow.shape[0], stack)  # (N, L)
     stacked = flow[idx]  # (N, L, H, W, 2)
     n, length, h, w, _ = stacked.shape
     x = stacked.transpose(0, 1, 4, 2, 3).reshape(n, 2 * length, h, w).astype(np.float32)
-    return (x - 127.5) / 127.5
+    return (x - 127.5) * (FLOW_INPUT_GAIN / 127.5)
 
 
 def stream_inputs(arrays: Mapping[str, np.ndarray], stream: str, frame_indices: np.ndarray, stack: int) -> np.ndarray:

@@ -132,12 +132,25 @@ class MissingStageError(RuntimeError):
     """A stage was asked to run alone but an upstream stage has not produced its output."""
 
 
+#: The ``videolstm`` CLI command that produces each stage's output (see ``flows/cli.py``).
+STAGE_COMMANDS = {
+    "dataset": "dataset",
+    "index": "dataset",
+    "frames_flow": "flow",
+    "frame_cnn": "frame-cnn",
+    "features": "features",
+    "train": "train",
+    "evaluate": "evaluate",
+    "report": "report",
+}
+
+
 def load_stage_result(config: BenchmarkConfig, stage: str) -> StageResult:
     """The saved result of ``stage`` for this configuration; tells the user what to run if absent."""
     uri = st.join(stage_uri(config, stage), STAGE_FILE)
     if not st.exists(uri, config.storage):
         raise MissingStageError(
             f"stage {stage!r} has no output for this configuration ({uri} is missing); run "
-            f"`videolstm {stage.replace('_', '-')} --config ...` (or `videolstm benchmark`) first"
+            f"`videolstm {STAGE_COMMANDS[stage]} --config ...` (or `videolstm benchmark`) first"
         )
     return StageResult.model_validate_json(st.read_text(uri, config.storage))

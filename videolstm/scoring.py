@@ -27,6 +27,7 @@ from videolstm.evaluation import classification_report
 from videolstm.inference import Predictions
 from videolstm.localization import (
     FrameRecall,
+    GroundTruthTube,
     boxes_at_frames,
     frame_recall_curve,
     localize_video,
@@ -69,7 +70,9 @@ def score_localization(
     """Video mAP at the configured IoUs and per-frame recall curves (raw and LOWESS-smoothed).
 
     Uses the whole-video attention (T, h, w) of every video with ground truth; frame t of the
-    attention is frame t of the video. Returns (metrics, tubes by video, curves).
+    attention is frame t of the video. A tube counts as the action of its video's label in
+    ``predictions`` (annotation files such as UCF101-24 number their classes differently).
+    Returns (metrics, tubes by video, curves).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     videos = [v for v in predictions.video_ids if v in ground_truth and v in predictions.attention]
@@ -92,7 +95,13 @@ def score_localization(
         smooth = frame_recall_curve(tube.boxes, gt_boxes)
         raw_curve = raw if raw_curve is None else raw_curve + raw
         smooth_curve = smooth if smooth_curve is None else smooth_curve + smooth
-    maps = video_map_at(detections, {v: ground_truth[v] for v in videos}, tuple(config.iou_thresholds))
+    # A tube's own label counts the annotation's classes (UCF101-24: 0..23), the detections' the
+    # model's (UCF101: 0..100). Every tube of a video is that video's action, so match in the
+    # model's label space: the video's label in ``predictions``.
+    in_model_labels = {
+        v: [GroundTruthTube(int(predictions.labels[pos[v]]), t.frames, t.boxes) for t in ground_truth[v]] for v in videos
+    }
+    maps = video_map_at(detections, in_model_labels, tuple(config.iou_thresholds))
     metrics = {map_key(t): float(m) for t, m in maps.items()}
     metrics["loc/videos"] = float(len(videos))
     curves = {"raw": raw_curve, "smoothed": smooth_curve}

@@ -36,7 +36,15 @@ def tensor_list_array(array: np.ndarray) -> pa.ListArray:
     array = np.ascontiguousarray(array)
     if array.ndim < 2:
         raise ValueError(f"tensor columns need shape (T, *S) with at least 2 dims, got {array.shape}")
-    tensors = pa.FixedShapeTensorArray.from_numpy_ndarray(array)
+    if array.shape[0] == 0:
+        # from_numpy_ndarray refuses empty arrays; build the same type (permutation included) by hand.
+        value_type = pa.from_numpy_dtype(array.dtype)
+        step_shape = list(array.shape[1:])
+        tensor_type = pa.fixed_shape_tensor(value_type, step_shape, permutation=list(range(len(step_shape))))
+        storage = pa.FixedSizeListArray.from_arrays(pa.array([], type=value_type), int(np.prod(step_shape)))
+        tensors = pa.ExtensionArray.from_storage(tensor_type, storage)
+    else:
+        tensors = pa.FixedShapeTensorArray.from_numpy_ndarray(array)
     offsets = pa.array([0, array.shape[0]], type=pa.int32())
     return pa.ListArray.from_arrays(offsets, tensors)
 

@@ -30,6 +30,24 @@ T = TypeVar("T")
 
 #: Errors worth retrying: connection resets, timeouts, throttling, a store that restarts.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
+try:  # s3fs lets botocore's connection failures through as they are (not OSError subclasses)
+    from botocore.exceptions import ConnectionError as _BotoConnectionError
+    from botocore.exceptions import HTTPClientError as _BotoHTTPClientError
+
+    TRANSIENT_ERRORS += (_BotoConnectionError, _BotoHTTPClientError)
+except ImportError:  # pragma: no cover - botocore comes with s3fs
+    pass
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The process umask at import, so published files get the permissions a plain ``open`` gives
+#: (``mkstemp`` creates its temp files 0600, which a rename would otherwise carry over).
+_UMASK = _read_umask()
 
 
 class StorageError(RuntimeError):
@@ -95,8 +113,20 @@ def with_retries(action: Callable[[], T], what: str, attempts: int = 4, base_del
     raise AssertionError("unreachable")
 
 
+def _fresh(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Drop ``fs``'s cached listings of ``path`` and its parents.
+
+    s3fs caches directory listings per (process-wide, shared) filesystem instance, so objects
+    written or deleted by another process (a Ray worker, a previous run) would stay invisible
+    (or still appear) to ``exists`` and ``ls`` here. Every question about what is on storage
+    now must be answered afresh.
+    """
+    fs.invalidate_cache(path)
+
+
 def exists(uri: str, storage: StorageConfig | None = None) -> bool:
     fs, path = get_fs(uri, storage)
+    _fresh(fs, path)
     return with_retries(lambda: fs.exists(path), f"checking {uri}")
 
 
@@ -112,9 +142,11 @@ def read_text(uri: str, storage: StorageConfig | None = None, encoding: str = "u
 def list_files(uri: str, storage: StorageConfig | None = None, suffix: str = "") -> list[str]:
     """Files directly under ``uri`` ending in ``suffix``, as URIs with ``uri``'s scheme; [] if absent."""
     fs, path = get_fs(uri, storage)
+    _fresh(fs, path)
     if not with_retries(lambda: fs.exists(path), f"checking {uri}"):
         return []
-    names = with_retries(lambda: fs.ls(path, detail=False), f"listing {uri}")
+    entries = with_retries(lambda: fs.ls(path, detail=True), f"listing {uri}")
+    names = [e["name"] for e in entries if e.get("type") == "file"]  # not sub-folders
     base = uri.rstrip("/")
     return sorted(join(base, n.rstrip("/").rsplit("/", 1)[-1]) for n in names if n.endswith(suffix))
 
@@ -128,6 +160,7 @@ def makedirs(uri: str, storage: StorageConfig | None = None) -> None:
 
 def remove(uri: str, storage: StorageConfig | None = None, recursive: bool = False) -> None:
     fs, path = get_fs(uri, storage)
+    _fresh(fs, path)
     if with_retries(lambda: fs.exists(path), f"checking {uri}"):
         with_retries(lambda: fs.rm(path, recursive=recursive), f"removing {uri}")
 
@@ -156,6 +189,7 @@ def atomic_local_file(uri: str, storage: StorageConfig | None = None, suffix: st
         os.close(fd)
         try:
             yield tmp
+            os.chmod(tmp, 0o666 & ~_UMASK)
             os.replace(tmp, target)
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,271 @@
+"""videolstm.training: snippets and batches from real shards, losses, epochs, validation split."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.pipeline_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
+from videolstm.features import FLOW_INPUT_GAIN
+from videolstm import shards
+from videolstm.features import rgb_inputs
+from videolstm.models import build_model
+from videolstm.training import (
+    EpochStats,
+    batches_of,
+    clip_predictions,
+    evaluate_epoch,
+    feature_columns,
+    frame_batch,
+    frame_forward,
+    make_optimizer,
+    sequence_forward,
+    sequence_loss,
+    snippet_batch,
+    snippet_indices,
+    split_validation,
+    train_epoch,
+)
+
+# ----------------------------------------------------------------------------------------
+# snippets
+
+
+def test_random_snippets_are_contiguous_in_bounds_and_reach_every_start():
+    rng = np.random.default_rng(0)
+    starts = Counter()
+    for _ in range(300):
+        idx = snippet_indices(10, 4, rng)
+        assert idx.shape == (4,) and idx.min() >= 0 and idx.max() <= 9
+        np.testing.assert_array_equal(np.diff(idx), 1)
+        starts[int(idx[0])] += 1
+    assert set(starts) == set(range(7))  # 0 .. T - L
+
+
+def test_snippet_without_rng_is_the_centre():
+    np.testing.assert_array_equal(snippet_indices(10, 4, None), [3, 4, 5, 6])
+    np.testing.assert_array_equal(snippet_indices(30, 30, None), np.arange(30))
+
+
+def test_short_video_snippet_repeats_the_last_frame():
+    np.testing.assert_array_equal(snippet_indices(3, 5, None), [0, 1, 2, 2, 2])
+    np.testing.assert_array_equal(snippet_indices(3, 5, np.random.default_rng(0)), [0, 1, 2, 2, 2])
+    with pytest.raises(ValueError, match="at least one frame"):
+        snippet_indices(0, 5, None)
+
+
+def test_feature_columns_of_each_variant_kind():
+    assert feature_columns("maps", False, "flow") == ("flow_pool5", None)
+    assert feature_columns("vectors", False, "rgb") == ("rgb_fc7", None)
+    assert feature_columns("maps", True, "flow") == ("rgb_pool5", "flow_pool5")  # motion: RGB attended by flow
+    with pytest.raises(ValueError, match="unknown input kind"):
+        feature_columns("pixels", False, "rgb")
+
+
+# ----------------------------------------------------------------------------------------
+# batches from real shards
+
+
+def _feature_rows(tmp_path, lengths=(5, 8, 3)) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, t in enumerate(lengths):
+        uri = str(tmp_path / f"feat{i}.parquet")
+        shards.write_shard(uri, {
+            "video_id": f"v{i}", "label": i % 2, "subset": "train", "num_frames": t,
+            "rgb_pool5": rng.standard_normal((t, 4, 7, 7)).astype(np.float16),
+            "flow_pool5": rng.standard_normal((t, 6, 7, 7)).astype(np.float16),
+            "rgb_fc7": rng.standard_normal((t, 16)).astype(np.float16),
+        })
+        rows.append({"video_id": f"v{i}", "shard": uri, "label": i % 2})
+    return rows
+
+
+def test_snippet_batch_stacks_centre_snippets_of_every_shard(tmp_path):
+    rows = _feature_rows(tmp_path)
+    batch = snippet_batch(rows, "rgb_pool5", "flow_pool5", length=4, rng=None)
+    assert batch["x"].shape == (3, 4, 4, 7, 7) and batch["x"].dtype == np.float32
+    assert batch["flow"].shape == (3, 4, 6, 7, 7)
+    np.testing.assert_array_equal(batch["label"], [0, 1, 0])
+    for b, row in enumerate(rows):
+        stored = shards.read_shard(row["shard"])
+        idx = snippet_indices(stored["num_frames"], 4, None)
+        np.testing.assert_array_equal(batch["x"][b], stored["rgb_pool5"][idx].astype(np.float32))
+        np.testing.assert_array_equal(batch["flow"][b], stored["flow_pool5"][idx].astype(np.float32))
+    short = shards.read_shard(rows[2]["shard"])["rgb_pool5"]  # 3 steps: the last one repeated
+    np.testing.assert_array_equal(batch["x"][2][3], short[2].astype(np.float32))
+
+
+def test_snippet_batch_of_vectors_has_no_flow(tmp_path):
+    batch = snippet_batch(_feature_rows(tmp_path), "rgb_fc7", None, length=2, rng=np.random.default_rng(1))
+    assert set(batch) == {"x", "label"} and batch["x"].shape == (3, 2, 16)
+
+
+def _frames_flow_row(tmp_path, frames: int = 6, label: int = 2) -> dict:
+    """A frames+flow shard whose frame t is filled with the value 10·t (so a frame can be recognised)."""
+    video = np.repeat(np.arange(frames, dtype=np.uint8)[:, None, None, None] * 10, 3, axis=3)
+    video = np.broadcast_to(video, (frames, 8, 8, 3)).copy()
+    flow = np.random.default_rng(0).integers(0, 256, (frames - 1, 8, 8, 2), dtype=np.uint8)
+    uri = str(tmp_path / "ff.parquet")
+    shards.write_shard(uri, {"video_id": "v", "label": label, "subset": "train", "frames": video, "flow": flow})
+    return {"video_id": "v", "shard": uri, "label": label}
+
+
+def test_frame_batch_samples_distinct_normalised_frames_with_their_label(tmp_path):
+    row = _frames_flow_row(tmp_path)
+    batch = frame_batch([row, row], "rgb", frames_per_video=4, flow_stack=3, rng=np.random.default_rng(0))
+    assert batch["x"].shape == (8, 3, 8, 8) and batch["x"].dtype == np.float32
+    np.testing.assert_array_equal(batch["label"], [2] * 8)
+    references = rgb_inputs(shards.read_shard(row["shard"])["frames"])
+    chosen = [int(np.argmin([np.abs(x - ref).max() for ref in references])) for x in batch["x"][:4]]
+    assert len(set(chosen)) == 4 and chosen == sorted(chosen)  # without replacement, in time order
+    for x, t in zip(batch["x"][:4], chosen):
+        np.testing.assert_allclose(x, references[t], rtol=0, atol=1e-6)
+
+
+def test_frame_batch_of_flow_stacks_covers_every_frame_of_a_short_video(tmp_path):
+    row = _frames_flow_row(tmp_path, frames=3)
+    batch = frame_batch([row], "flow", frames_per_video=8, flow_stack=2, rng=np.random.default_rng(0))
+    assert batch["x"].shape == (3, 4, 8, 8)  # T=3 frames (not T-1 flow fields), 2L channels
+    assert abs(batch["x"]).max() <= FLOW_INPUT_GAIN  # at most the quantisation bound
+
+
+def test_batches_of_cover_every_row_once_and_shuffle_only_with_rng():
+    rows = list(range(10))
+    assert list(batches_of(rows, 4, None)) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    shuffled = list(batches_of(rows, 4, np.random.default_rng(0)))
+    assert [len(b) for b in shuffled] == [4, 4, 2]
+    assert sorted(sum(shuffled, [])) == rows and sum(shuffled, []) != rows
+
+
+# ----------------------------------------------------------------------------------------
+# losses and predictions
+
+
+def test_sequence_loss_is_cross_entropy_summed_over_steps_and_averaged_over_clips():
+    torch.manual_seed(0)
+    logits, labels = torch.randn(3, 4, 5), torch.tensor([0, 4, 2])
+    hand = sum(sum(F.cross_entropy(logits[b, t][None], labels[b][None]) for t in range(4)) for b in range(3)) / 3
+    torch.testing.assert_close(sequence_loss(logits, labels), hand)
+
+
+def test_clip_prediction_sums_probabilities_not_logits():
+    logits = torch.tensor([[[20.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]]])
+    assert logits.sum(dim=1).argmax().item() == 0  # one confident step would win on logits
+    assert clip_predictions(logits).tolist() == [1]  # three steps for class 1 win on probabilities
+
+
+# ----------------------------------------------------------------------------------------
+# epochs
+
+
+def _separable_batches(seed: int, batches: int = 6) -> list[dict]:
+    """Vectors whose first feature is +1 (class 1) or −1 (class 0), plus noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(batches):
+        labels = rng.integers(0, 2, 8)
+        x = rng.normal(0, 0.3, (8, 3, 4)).astype(np.float32)
+        x[:, :, 0] += (2 * labels - 1)[:, None]
+        out.append({"x": x, "label": labels})
+    return out
+
+
+def test_train_epoch_learns_a_separable_problem():
+    torch.manual_seed(0)
+    model = build_model("lstm", 2, input_dim=4, lstm_hidden=8, fc_dim=8, dropout=0.0)
+    optimizer = make_optimizer("adam", model.parameters(), lr=3e-2)
+    batches = _separable_batches(0)
+    first = train_epoch(model, batches, optimizer, sequence_forward)
+    for _ in range(2):
+        last = train_epoch(model, batches, optimizer, sequence_forward)
+    assert isinstance(first, EpochStats) and first.samples == last.samples == 48
+    assert last.loss < 0.3 * first.loss
+    held_out = evaluate_epoch(model, _separable_batches(1), sequence_forward)
+    assert held_out.accuracy == 1.0
+    assert held_out.as_metrics("val") == {"val/loss": held_out.loss, "val/accuracy": 1.0}
+
+
+def test_train_epoch_of_a_frame_cnn_takes_optimizer_steps():
+    from videolstm.backbones import SmallFrameCNN
+
+    torch.manual_seed(0)
+    model = SmallFrameCNN(2, in_channels=3, channels=(4, 4, 4), fc_dim=8)
+    optimizer = make_optimizer("sgd", model.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+    batch = {"x": np.random.default_rng(0).standard_normal((4, 3, 56, 56)).astype(np.float32), "label": np.array([0, 1, 0, 1])}
+    stats = train_epoch(model, [batch], optimizer, frame_forward)
+    assert stats.samples == 4 and np.isfinite(stats.loss)
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+def test_a_non_finite_loss_raises_before_any_weight_changes():
+    torch.manual_seed(0)
+    model = build_model("lstm", 2, input_dim=4, lstm_hidden=8, fc_dim=8, dropout=0.0)
+    optimizer = make_optimizer("rmsprop", model.parameters(), lr=1e-3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bad = _separable_batches(0, batches=1)[0]
+    bad["x"][0, 0, 0] = np.nan
+    with pytest.raises(FloatingPointError, match="training loss became nan"):
+        train_epoch(model, [bad], optimizer, sequence_forward)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_evaluate_epoch_changes_nothing_and_runs_in_eval_mode():
+    torch.manual_seed(0)
+    model = build_model("lstm", 2, input_dim=4, lstm_hidden=8, fc_dim=8, dropout=0.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = _separable_batches(0, batches=2)
+    a = evaluate_epoch(model, batches, sequence_forward)
+    b = evaluate_epoch(model, batches, sequence_forward)
+    assert a == b  # dropout off: deterministic
+    assert not model.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_make_optimizer_builds_the_named_optimizer():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert isinstance(make_optimizer("rmsprop", params, 1e-3), torch.optim.RMSprop)
+    assert isinstance(make_optimizer("adam", params, 1e-3), torch.optim.Adam)
+    sgd = make_optimizer("sgd", params, 1e-3, weight_decay=0.1)
+    assert sgd.defaults["momentum"] == 0.9 and sgd.defaults["weight_decay"] == 0.1
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
+        make_optimizer("lbfgs", params, 1e-3)
+
+
+# ----------------------------------------------------------------------------------------
+# validation split
+
+
+def _index(per_label: dict[int, int]) -> list[dict]:
+    return [{"video_id": f"c{label}/v{i:02d}", "label": label} for label, n in per_label.items() for i in range(n)]
+
+
+def test_split_validation_is_stratified_and_disjoint():
+    rows = _index({0: 10, 1: 4, 2: 2, 3: 1})
+    train, val = split_validation(rows, 0.25, seed=0)
+    ids = lambda rs: [r["video_id"] for r in rs]  # noqa: E731
+    assert sorted(ids(train) + ids(val)) == sorted(ids(rows))
+    assert not set(ids(train)) & set(ids(val))
+    per_label = Counter(r["label"] for r in val)
+    assert per_label == {0: 2, 1: 1, 2: 1}  # round(0.25·n), at least one, never the only video
+    assert Counter(r["label"] for r in train)[3] == 1
+
+
+def test_split_validation_is_deterministic_whatever_the_input_order():
+    rows = _index({0: 8, 1: 8})
+    first = split_validation(rows, 0.5, seed=3)
+    again = split_validation(list(reversed(rows)), 0.5, seed=3)
+    assert first == again
+    other = split_validation(rows, 0.5, seed=4)
+    assert {r["video_id"] for r in other[1]} != {r["video_id"] for r in first[1]}
+
+
+def test_split_validation_with_zero_fraction_keeps_everything_for_training():
+    rows = _index({0: 3})
+    assert split_validation(rows, 0.0, seed=0) == (rows, [])
