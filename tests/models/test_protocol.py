@@ -1,0 +1,123 @@
+"""Test protocol (segments, aggregation, fusion) and the training snippet, against hand computations."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from videolstm.models.protocol import (
+    aggregate_video_probabilities,
+    fuse_probabilities,
+    random_snippet_start,
+    segment_starts,
+)
+
+
+@pytest.mark.parametrize(
+    ("num_frames", "num_segments", "length", "want"),
+    [
+        (100, 3, 30, [0, 35, 70]),  # first at 0, last at 100 - 30
+        (130, 5, 30, [0, 25, 50, 75, 100]),
+        (101, 3, 30, [0, 36, 71]),  # 35.5 rounds up
+        (34, 25, 30, [0, 1, 2, 3, 4]),  # fewer possible starts than segments: each once
+        (30, 25, 30, [0]),  # exactly one segment long
+        (20, 25, 30, [0]),  # shorter than a segment: one (shorter) segment
+        (1, 25, 30, [0]),
+        (100, 1, 30, [35]),  # a single segment is centred
+        (99, 1, 30, [35]),  # (69 / 2 = 34.5 → 35)
+    ],
+)
+def test_segment_starts_hand_cases(num_frames: int, num_segments: int, length: int, want: list[int]) -> None:
+    assert segment_starts(num_frames, num_segments, length) == want
+
+
+def test_segment_starts_paper_defaults_cover_the_video_evenly() -> None:
+    starts = segment_starts(300)  # 25 segments of 30 frames
+    assert len(starts) == 25 and starts[0] == 0 and starts[-1] == 270
+    gaps = np.diff(starts)
+    assert gaps.min() >= 11 and gaps.max() <= 12  # 270 / 24 = 11.25
+    assert all(s + 30 <= 300 for s in starts)
+
+
+def test_segment_starts_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="segment_starts"):
+        segment_starts(0)
+    with pytest.raises(ValueError, match="segment_starts"):
+        segment_starts(10, 0)
+
+
+def test_aggregation_sums_over_steps_averages_over_segments_and_normalises() -> None:
+    # two segments of two steps, K = 2; softmax of (0, ln 3) = (1/4, 3/4), of (0, 0) = (1/2, 1/2)
+    ln3 = math.log(3.0)
+    logits = torch.tensor(
+        [
+            [[0.0, ln3], [0.0, 0.0]],  # segment 1: sums to (3/4, 5/4)
+            [[ln3, 0.0], [ln3, 0.0]],  # segment 2: (3/4, 1/4) twice → (3/2, 1/2)
+        ]
+    )
+    # mean over segments: (9/8, 7/8); normalised (sum 2): (9/16, 7/16)
+    got = aggregate_video_probabilities(logits)
+    assert torch.allclose(got, torch.tensor([9 / 16, 7 / 16]))
+    batched = aggregate_video_probabilities(torch.stack([logits, logits.flip(-1)]))
+    assert torch.allclose(batched, torch.tensor([[9 / 16, 7 / 16], [7 / 16, 9 / 16]]))
+
+
+def test_aggregation_of_segments_of_different_lengths() -> None:
+    ln3 = math.log(3.0)
+    long = torch.tensor([[0.0, ln3], [0.0, ln3], [0.0, ln3]])  # sums (3/4, 9/4)
+    short = torch.tensor([[ln3, 0.0]])  # (3/4, 1/4)
+    # mean (3/4, 5/4), sum 2 → (3/8, 5/8)
+    got = aggregate_video_probabilities([long, short])
+    assert torch.allclose(got, torch.tensor([3 / 8, 5 / 8]))
+    with pytest.raises(ValueError):
+        aggregate_video_probabilities(torch.zeros(3, 4))
+
+
+def test_product_fusion_is_renormalised() -> None:
+    rgb = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    flow = torch.tensor([[0.2, 0.6, 0.2], [0.5, 0.25, 0.25]])
+    # row 1: (0.10, 0.18, 0.04) / 0.32; row 2: (0.05, 0.025, 0.2) / 0.275
+    want = torch.tensor([[0.10, 0.18, 0.04], [0.05, 0.025, 0.2]])
+    want = want / want.sum(dim=1, keepdim=True)
+    got = fuse_probabilities(rgb, flow)
+    assert torch.allclose(got, want, atol=1e-7)
+    assert got.dtype == torch.float32
+    assert torch.allclose(fuse_probabilities(rgb, flow, method="mean"), (rgb + flow) / 2)
+    # numpy in works too (the evaluation stage holds arrays)
+    assert torch.allclose(fuse_probabilities(rgb.numpy(), flow.numpy()), want, atol=1e-7)
+
+
+def test_product_fusion_survives_underflow_and_disjoint_support() -> None:
+    tiny = torch.tensor([1e-30, 2e-30, 0.0])  # float32 product underflows to 0 …
+    other = torch.tensor([1e-30, 1e-30, 1.0])
+    got = fuse_probabilities(tiny, other)
+    assert torch.allclose(got, torch.tensor([1 / 3, 2 / 3, 0.0]))  # … log space does not
+    disjoint = fuse_probabilities(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]))
+    assert torch.allclose(disjoint, torch.tensor([0.5, 0.5]))  # falls back to the mean
+
+
+def test_fusion_rejects_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="product"):
+        fuse_probabilities(torch.ones(3) / 3, torch.ones(3) / 3, method="max")
+    with pytest.raises(ValueError, match="same shape"):
+        fuse_probabilities(torch.ones(3) / 3, torch.ones(4) / 4)
+
+
+@pytest.mark.parametrize(
+    "make_generator",
+    [lambda: torch.Generator().manual_seed(0), lambda: np.random.default_rng(0), lambda: random.Random(0)],
+)
+def test_random_snippet_start_is_uniform_over_the_valid_starts(make_generator) -> None:
+    generator = make_generator()
+    starts = [random_snippet_start(40, 30, generator) for _ in range(600)]
+    assert set(starts) == set(range(11))  # 0 … 40 - 30, every one reachable
+    again = make_generator()
+    assert [random_snippet_start(40, 30, again) for _ in range(600)] == starts  # reproducible
+    assert random_snippet_start(20, 30, make_generator()) == 0  # short video: from the start
+    assert random_snippet_start(30, 30, make_generator()) == 0
+    with pytest.raises(ValueError):
+        random_snippet_start(40, 30, "seed")

@@ -1,0 +1,406 @@
+"""The variants: equal to naive references of the equations, trainable, and strict about inputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.models import reference
+from videolstm.models import VARIANTS, build_model, sequence_loss
+from videolstm.models.registry import MODEL_BUILDERS, SIZE_KEYS, model_sizes
+
+SMALL = dict(
+    input_channels=5,
+    flow_channels=3,
+    input_dim=12,
+    spatial_size=(3, 4),  # not square: catches H/W mix-ups
+    hidden_channels=4,
+    lstm_hidden=6,
+    fc_dim=7,
+    dropout=0.0,
+)
+B, T, K = 2, 4, 3
+MOTION = ("motion_alstm", "videolstm")
+ATTENTION = ("alstm", "convalstm", "motion_alstm", "videolstm")
+
+
+def small_model(name: str, dtype=torch.float64, **overrides):
+    torch.manual_seed(0)
+    return build_model(name, K, **{**SMALL, **overrides}).to(dtype)
+
+
+def inputs_for(model, batch: int = B, steps: int = T, dtype=torch.float64, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    h, w = SMALL["spatial_size"]
+    if model.input_kind == "vectors":
+        x = torch.randn(batch, steps, SMALL["input_dim"], generator=g, dtype=dtype)
+    else:
+        x = torch.randn(batch, steps, SMALL["input_channels"], h, w, generator=g, dtype=dtype)
+    flow = torch.randn(batch, steps, SMALL["flow_channels"], h, w, generator=g, dtype=dtype) if model.needs_flow else None
+    return x, flow
+
+
+def test_registry_names_are_the_variants_and_their_metadata() -> None:
+    assert tuple(MODEL_BUILDERS) == VARIANTS
+    assert VARIANTS == ("convnet", "lstm", "alstm", "convlstm", "convalstm", "motion_alstm", "videolstm")
+    expected = {
+        "convnet": ("vectors", False, False),
+        "lstm": ("vectors", False, False),
+        "alstm": ("maps", False, True),
+        "convlstm": ("maps", False, False),
+        "convalstm": ("maps", False, True),
+        "motion_alstm": ("maps", True, True),
+        "videolstm": ("maps", True, True),
+    }
+    for name in VARIANTS:
+        model = small_model(name)
+        assert (model.input_kind, model.needs_flow, model.has_attention) == expected[name]
+        assert model.variant == name
+
+
+def test_variants_import_without_torch() -> None:
+    code = "import sys, videolstm.models as m; assert m.VARIANTS[-1] == 'videolstm'; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("init_state", ["mean", "zeros"])
+@pytest.mark.parametrize("name", VARIANTS)
+def test_variant_equals_the_naive_reference_of_its_equations(name: str, init_state: str) -> None:
+    model = small_model(name, init_state=init_state).eval()
+    x, flow = inputs_for(model)
+    out = model(x, flow)
+    want_logits, want_attention = reference.REFERENCES[name](model, x, flow)
+    assert out.logits.shape == (B, T, K)
+    assert (out.logits - want_logits).abs().max() <= 1e-10
+    if name in ATTENTION:
+        assert out.attention.shape == (B, T, *SMALL["spatial_size"])
+        assert (out.attention - want_attention).abs().max() <= 1e-10
+    else:
+        assert out.attention is None
+
+
+@pytest.mark.parametrize("execution", ["auto", "fused", "split_xh", "per_gate"])
+@pytest.mark.parametrize("name", VARIANTS)
+def test_parameter_gradients_equal_the_naive_references(name: str, execution: str) -> None:
+    """Backpropagation through time (deferred weight gradients, weight cuts, precomputed
+    input gates) gives the gradients autograd computes through the naive reference."""
+    model = small_model(name, gate_execution=execution).eval()
+    x, flow = inputs_for(model)
+    labels = torch.tensor([1, 2])
+    sequence_loss(model(x, flow).logits, labels).backward()
+    fast = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    sequence_loss(reference.REFERENCES[name](model, x, flow)[0], labels).backward()
+    for n, p in model.named_parameters():
+        assert (fast[n] - p.grad).abs().max() <= 1e-10, n
+
+
+@pytest.mark.parametrize("execution", ["fused", "split_xh", "per_gate"])
+@pytest.mark.parametrize("name", ["convlstm", "convalstm", "videolstm", "alstm"])
+def test_every_gate_execution_computes_the_same_model(name: str, execution: str) -> None:
+    model = small_model(name, dtype=torch.float32, gate_execution=execution, kernel_size=3, motion_kernel_size=3)
+    x, flow = inputs_for(model, dtype=torch.float32)
+    want, _ = reference.REFERENCES[name](model, x, flow)
+    assert (model(x, flow).logits - want).abs().max() <= 1e-5
+
+
+def test_init_state_mean_starts_from_tanh_of_the_clip_mean() -> None:
+    """'mean' and 'zeros' differ, and 'zeros' has no init parameters."""
+    zeros = small_model("convlstm", init_state="zeros")
+    assert not any("init" in n for n, _ in zeros.named_parameters())
+    mean = small_model("convlstm", init_state="mean")
+    assert {n for n, _ in mean.named_parameters() if "init" in n} == {
+        "init.conv_h.weight", "init.conv_h.bias", "init.conv_c.weight", "init.conv_c.bias"
+    }
+    video = small_model("videolstm", init_state="mean")
+    assert video.motion_init.conv_h.weight.shape[1] == SMALL["flow_channels"]  # from the mean of M
+    assert video.init.conv_h.weight.shape[1] == SMALL["input_channels"]
+
+
+@pytest.mark.parametrize("init_state", ["mean", "zeros"])
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_parameter_receives_a_nonzero_gradient(name: str, init_state: str) -> None:
+    model = small_model(name, init_state=init_state)
+    x, flow = inputs_for(model)
+    loss = sequence_loss(model(x, flow).logits, torch.tensor([0, 2]))
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_variant_fits_eight_random_clips(name: str) -> None:
+    """Summed-over-steps cross-entropy on 8 random clips below 0.05 within 300 Adam steps."""
+    torch.manual_seed(0)
+    sizes = {**SMALL, "input_dim": 32}  # 24 random frames are separable in 32 dimensions
+    model = build_model(name, 4, **sizes)
+    model.train()
+    g = torch.Generator().manual_seed(3)
+    h, w = sizes["spatial_size"]
+    steps = 3
+    if model.input_kind == "vectors":
+        x = torch.randn(8, steps, sizes["input_dim"], generator=g)
+    else:
+        x = torch.randn(8, steps, sizes["input_channels"], h, w, generator=g)
+    flow = torch.randn(8, steps, sizes["flow_channels"], h, w, generator=g) if model.needs_flow else None
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    first = None
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss = sequence_loss(model(x, flow).logits, labels)
+        first = loss.item() if first is None else first
+        if loss.item() < 0.05:
+            break
+        loss.backward()
+        optimizer.step()
+    assert first > 1.0  # it had something to learn (≈ 3 · ln 4 at the start)
+    assert loss.item() < 0.05
+
+
+@pytest.mark.parametrize("name", MOTION)
+def test_flow_changes_the_attention_and_the_logits(name: str) -> None:
+    model = small_model(name).eval()
+    x, flow = inputs_for(model)
+    other = torch.randn_like(flow)
+    a, b = model(x, flow), model(x, other)
+    assert (a.attention - b.attention).abs().max() > 1e-6
+    assert (a.logits - b.logits).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("name", MOTION)
+def test_flow_reaches_the_logits_only_through_the_attention(name: str) -> None:
+    model = small_model(name).eval()
+    x, flow = inputs_for(model)
+    recorded = model(x, flow)
+    # the injected-attention path is the same computation as the normal one ...
+    replay = model(x, flow, attention=recorded.attention)
+    assert (replay.logits - recorded.logits).abs().max() <= 1e-12
+    # ... and with the attention fixed, the flow no longer matters (and is not needed)
+    other = torch.randn_like(flow).requires_grad_()
+    fixed = model(x, other, attention=recorded.attention.detach())
+    assert (fixed.logits - recorded.logits).abs().max() <= 1e-12
+    assert (model(x, attention=recorded.attention).logits - recorded.logits).abs().max() <= 1e-12
+    (grad,) = torch.autograd.grad(fixed.logits.sum(), other, allow_unused=True)
+    assert grad is None or grad.abs().max() == 0
+    # while without the override the logits have a non-zero gradient w.r.t. the flow
+    free_flow = flow.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(model(x, free_flow).logits.sum(), free_flow)
+    assert grad.abs().max() > 0
+
+
+def test_videolstm_bottom_layer_receives_the_top_hidden_state() -> None:
+    """W_e: the motion cell's weight block on H_{t-1} is live (bottom input is cat(M_t, H_{t-1}))."""
+    model = small_model("videolstm")
+    c_flow, hd = SMALL["flow_channels"], SMALL["hidden_channels"]
+    assert model.motion_cell.input_channels == c_flow + hd
+    x, flow = inputs_for(model)
+    model(x, flow).logits.sum().backward()
+    w_e_grad = model.motion_cell.weight.grad[:, c_flow : c_flow + hd]
+    assert w_e_grad.abs().sum() > 0
+    with torch.no_grad():  # cutting W_e changes the attention from step 2 on
+        base = model(x, flow).attention
+        model.motion_cell.weight[:, c_flow : c_flow + hd] = 0
+        cut = model(x, flow).attention
+    assert (base[:, 1:] - cut[:, 1:]).abs().max() > 1e-8
+
+
+def test_convalstm_with_given_attention_is_a_convlstm_over_a_times_x() -> None:
+    """X̃_t = A_t ⊙ X_t into the ConvLSTM: equal to the ConvLSTM variant run on A ⊙ X."""
+    att_model = small_model("convalstm").eval()
+    plain = small_model("convlstm").eval()
+    plain.load_state_dict({k: v for k, v in att_model.state_dict().items() if not k.startswith("attention.")})
+    x, _ = inputs_for(att_model)
+    a = torch.softmax(torch.randn(B, T, 12, dtype=torch.float64), dim=-1).view(B, T, 3, 4)
+    attended = x * a[:, :, None]  # (B, T, C, H, W)
+    # attended by hand for one entry
+    assert attended[1, 2, 3, 2, 1] == x[1, 2, 3, 2, 1] * a[1, 2, 2, 1]
+    # the init state comes from the unattended X in ConvALSTM: compare with zeros-init to isolate
+    att_zero = small_model("convalstm", init_state="zeros").eval()
+    plain_zero = small_model("convlstm", init_state="zeros").eval()
+    plain_zero.load_state_dict({k: v for k, v in att_zero.state_dict().items() if not k.startswith("attention.")})
+    got = att_zero(x, attention=a)
+    assert torch.equal(got.attention, a)
+    assert (got.logits - plain_zero(attended).logits).abs().max() <= 1e-12
+
+
+def test_alstm_with_given_attention_is_an_lstm_over_the_weighted_sum() -> None:
+    """ALSTM's LSTM input is Σ_i α_i x_i: equal to the LSTM variant run on those contexts."""
+    att = small_model("alstm", init_state="zeros").eval()
+    plain = small_model("lstm", init_state="zeros", input_dim=SMALL["input_channels"], lstm_hidden=SMALL["lstm_hidden"]).eval()
+    plain.load_state_dict({k: v for k, v in att.state_dict().items() if not k.startswith("attention.")})
+    x, _ = inputs_for(att)
+    alpha = torch.softmax(torch.randn(B, T, 12, dtype=torch.float64), dim=-1)
+    context = torch.einsum("btn,btcn->btc", alpha, x.flatten(3))
+    assert torch.allclose(context[0, 1, 2], (alpha[0, 1] * x[0, 1, 2].flatten()).sum())
+    got = att(x, attention=alpha.view(B, T, 3, 4))
+    assert (got.logits - plain(context).logits).abs().max() <= 1e-12
+
+
+@pytest.mark.parametrize("name", ATTENTION)
+def test_attention_maps_are_distributions_over_positions(name: str) -> None:
+    model = small_model(name).eval()
+    x, flow = inputs_for(model, batch=3, steps=5)
+    att = model(x, flow).attention
+    assert att.shape == (3, 5, 3, 4)
+    assert att.min() >= 0
+    assert torch.allclose(att.sum(dim=(2, 3)), torch.ones(3, 5, dtype=att.dtype))
+    assert att.std() > 0  # not a constant map
+
+
+def test_alstm_attention_comes_from_the_previous_hidden_state_only() -> None:
+    """α_1 = softmax(W h_0 + b): with zero init it is the same for every clip; X_t does not enter."""
+    model = small_model("alstm", init_state="zeros").eval()
+    x, _ = inputs_for(model)
+    att = model(x).attention
+    first = torch.softmax(model.attention.scores.bias, dim=0).view(3, 4)
+    assert torch.allclose(att[0, 0], first) and torch.allclose(att[1, 0], first)
+    x2 = x.clone()
+    x2[:, 1] = torch.randn_like(x2[:, 1])  # change frame 1 only
+    att2 = model(x2).attention
+    assert torch.equal(att2[:, :2], att[:, :2])  # α_1 depends on h_0 only, not on x_1
+    assert (att2[:, 2] - att[:, 2]).abs().max() > 0
+
+
+def test_readout_is_per_step_and_causal() -> None:
+    # the mean init reads the whole clip, so causality holds with the zero init
+    model = small_model("convlstm", init_state="zeros").eval()
+    x, _ = inputs_for(model)
+    base = model(x).logits
+    x2 = x.clone()
+    x2[:, -1] += 1.0
+    changed = model(x2).logits
+    assert torch.equal(base[:, :-1], changed[:, :-1])
+    assert (base[:, -1] - changed[:, -1]).abs().max() > 0
+
+
+# ---------------------------------------------------------------- errors and configuration
+
+
+def test_unknown_variant_names_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="valid names.*videolstm"):
+        build_model("convlstm2", 5)
+
+
+def test_unknown_override_names_the_valid_keys() -> None:
+    with pytest.raises(ValueError, match="unknown model override.*hidden_size.*valid keys"):
+        build_model("lstm", 5, hidden_size=3)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"kernel_size": 2},
+        {"init_state": "random"},
+        {"gate_execution": "fast"},
+        {"dropout": 1.0},
+        {"hidden_channels": 0},
+        {"spatial_size": (7,)},
+        {"input_channels": 2.5},
+    ],
+)
+def test_bad_override_values_are_value_errors(override: dict) -> None:
+    key = next(iter(override))
+    with pytest.raises(ValueError, match=key):
+        build_model("videolstm", 5, **{**SMALL, **override})
+
+
+def test_bad_num_classes_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="num_classes"):
+        build_model("lstm", 0)
+
+
+@pytest.mark.parametrize("name", MOTION)
+def test_missing_flow_is_a_value_error(name: str) -> None:
+    model = small_model(name)
+    x, _ = inputs_for(model)
+    with pytest.raises(ValueError, match=rf"{name} needs flow maps of shape \(B, T, C', H, W\)"):
+        model(x)
+
+
+def test_wrong_rank_names_the_expected_shape() -> None:
+    model = small_model("videolstm")
+    x, flow = inputs_for(model)
+    with pytest.raises(ValueError, match=r"videolstm expects x of shape \(B, T, C, H, W\).*got \(2, 4, 5\)"):
+        model(x[..., 0, 0], flow)
+    lstm = small_model("lstm")
+    with pytest.raises(ValueError, match=r"lstm expects x of shape \(B, T, D\) with D=12.*got \(2, 4, 5, 3, 4\)"):
+        lstm(x)
+    with pytest.raises(ValueError, match=r"convlstm expects x of shape \(B, T, C, H, W\) with C=5, H=3, W=4"):
+        small_model("convlstm")(x[:, :, :, :2])
+
+
+@pytest.mark.parametrize("bad", ["batch", "time", "height", "channels", "rank"])
+def test_flow_not_matching_x_is_a_value_error(bad: str) -> None:
+    model = small_model("videolstm")
+    x, flow = inputs_for(model)
+    wrong = {
+        "batch": flow[:1],
+        "time": flow[:, :2],
+        "height": flow[:, :, :, :2],
+        "channels": flow[:, :, :2],
+        "rank": flow[:, 0],
+    }[bad]
+    with pytest.raises(ValueError, match=r"videolstm expects flow of shape \(B, T, C', H, W\) = \(2, 4, 3, 3, 4\)"):
+        model(x, wrong)
+
+
+def test_flow_or_attention_where_not_taken_is_a_value_error() -> None:
+    model = small_model("convlstm")
+    x, _ = inputs_for(model)
+    with pytest.raises(ValueError, match="takes no flow"):
+        model(x, torch.zeros(B, T, 3, 3, 4, dtype=x.dtype))
+    with pytest.raises(ValueError, match="has no attention"):
+        model(x, attention=torch.zeros(B, T, 3, 4, dtype=x.dtype))
+    with pytest.raises(ValueError, match=r"expects attention of shape \(B, T, H, W\) = \(2, 4, 3, 4\)"):
+        small_model("convalstm")(x, attention=torch.zeros(B, T, 4, 3, dtype=x.dtype))
+
+
+def test_defaults_are_the_papers() -> None:
+    sizes = model_sizes()
+    assert (sizes.input_channels, sizes.flow_channels, sizes.input_dim, sizes.spatial_size) == (512, 512, 4096, (7, 7))
+    assert (sizes.hidden_channels, sizes.lstm_hidden, sizes.kernel_size) == (512, 512, 3)
+    assert (sizes.attention_kernel_size, sizes.motion_kernel_size, sizes.fc_dim, sizes.dropout) == (1, 1, 1024, 0.7)
+    assert (sizes.init_state, sizes.gate_execution) == ("mean", "auto")
+    assert model_sizes(input_channels=64).flow_channels == 64  # C' defaults to C
+    assert model_sizes(spatial_size=5).spatial_size == (5, 5)
+    import numpy as np  # feature metadata may carry numpy ints and lists
+
+    sizes = model_sizes(input_channels=np.int64(64), spatial_size=[np.int64(7), 7])
+    assert sizes.input_channels == 64 and type(sizes.input_channels) is int and sizes.spatial_size == (7, 7)
+    model = build_model("videolstm", 101)
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    assert shapes["cell.weight"] == (2048, 1024, 3, 3)
+    assert shapes["motion_cell.weight"] == (2048, 512 + 512 + 512, 1, 1)  # [M | H_{t-1} | H^m]
+    assert shapes["attention.w_ha.weight"] == (512, 512, 1, 1) and shapes["attention.w_z.weight"] == (1, 512, 1, 1)
+    assert shapes["readout.fc.weight"] == (1024, 512 * 49) and shapes["readout.classifier.weight"] == (101, 1024)
+    assert model.readout.dropout.p == 0.7
+
+
+def test_model_config_sizes_are_accepted_by_every_variant() -> None:
+    from videolstm.config import ModelConfig
+
+    config = ModelConfig().model_dump()
+    assert set(config) <= set(SIZE_KEYS)
+    for name in VARIANTS:
+        model = build_model(name, 4, input_channels=8, input_dim=16, spatial_size=3, **config)
+        x = torch.randn(2, 3, 16) if model.input_kind == "vectors" else torch.randn(2, 3, 8, 3, 3)
+        flow = torch.randn(2, 3, 8, 3, 3) if model.needs_flow else None
+        assert model(x, flow).logits.shape == (2, 3, 4)
+
+
+def test_sequence_loss_sums_over_steps_and_averages_over_the_batch() -> None:
+    logits = torch.randn(3, 4, 5)
+    labels = torch.tensor([0, 4, 2])
+    want = sum(
+        -torch.log_softmax(logits[b, t], dim=0)[labels[b]] for b in range(3) for t in range(4)
+    ) / 3
+    assert torch.allclose(sequence_loss(logits, labels), want)
+    per_step = labels[:, None].expand(3, 4)
+    assert torch.allclose(sequence_loss(logits, per_step), want)
+    with pytest.raises(ValueError, match=r"\(B, T, K\)"):
+        sequence_loss(logits[0], labels)

@@ -1,0 +1,126 @@
+"""Training and test protocol of the paper, as pure functions.
+
+* Training: one random ``length``-frame snippet per video per epoch (:func:`random_snippet_start`).
+* Test: ``num_segments`` evenly spaced ``segment_length``-frame segments per video
+  (:func:`segment_starts`); class probabilities are summed over the steps of a segment and
+  averaged over the segments (:func:`aggregate_video_probabilities`).
+* Two-stream fusion: product of the RGB and flow probabilities, renormalised
+  (:func:`fuse_probabilities`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FUSIONS: tuple[str, ...] = ("product", "mean")
+
+
+def segment_starts(num_frames: int, num_segments: int = 25, segment_length: int = 30) -> list[int]:
+    """First frame of each test segment, evenly spaced, ascending.
+
+    * The first segment starts at 0 and the last at ``num_frames - segment_length`` (the
+      segments cover the video end to end); start s_i = round(i·(num_frames − L)/(S − 1)),
+      halves rounded up, i = 0 … S − 1. ``num_segments == 1``: the centred segment,
+      round((num_frames − L)/2).
+    * Fewer possible starts than segments (num_frames − L + 1 < S): every start 0 … num_frames − L
+      once, so no segment is counted twice.
+    * A video not longer than one segment (num_frames ≤ L): ``[0]``, one segment; the model
+      runs over the num_frames frames there are (a shorter sequence).
+
+    Examples: (100, 3, 30) → [0, 35, 70]; (34, 25, 30) → [0, 1, 2, 3, 4]; (20, 25, 30) → [0].
+    """
+    if num_frames < 1 or num_segments < 1 or segment_length < 1:
+        raise ValueError(
+            "segment_starts needs num_frames, num_segments and segment_length >= 1, "
+            f"got {num_frames}, {num_segments}, {segment_length}"
+        )
+    span = num_frames - segment_length  # the last possible start
+    if span <= 0:
+        return [0]
+    if span + 1 <= num_segments:
+        return list(range(span + 1))
+    if num_segments == 1:
+        return [(span + 1) // 2]
+    denominator = num_segments - 1
+    return [(2 * i * span + denominator) // (2 * denominator) for i in range(num_segments)]
+
+
+def random_snippet_start(num_frames: int, length: int, generator: Any = None) -> int:
+    """Start of a random training snippet: uniform over 0 … max(0, num_frames − length).
+
+    generator: a ``torch.Generator``, a ``numpy.random.Generator``, a ``random.Random`` or None
+    (torch's global generator). A video shorter than ``length`` gives 0 (the model then runs
+    over the frames there are).
+    """
+    if num_frames < 1 or length < 1:
+        raise ValueError(f"random_snippet_start needs num_frames and length >= 1, got {num_frames}, {length}")
+    high = max(0, num_frames - length)
+    if isinstance(generator, np.random.Generator):
+        return int(generator.integers(0, high + 1))
+    if isinstance(generator, random.Random):
+        return generator.randint(0, high)
+    if generator is None or isinstance(generator, torch.Generator):
+        return int(torch.randint(high + 1, (1,), generator=generator).item())
+    raise ValueError(
+        f"generator must be a torch.Generator, numpy.random.Generator, random.Random or None, got {type(generator).__name__}"
+    )
+
+
+def aggregate_video_probabilities(logits_per_segment: Tensor | Sequence[Tensor]) -> Tensor:
+    """Video-level class probabilities from per-step logits of its test segments.
+
+    logits_per_segment: (S, T, K) for one video, (V, S, T, K) for V videos, or a sequence of
+    S tensors (T_s, K) (segments of different lengths, e.g. a short video).
+    Returns (K,) or (V, K): softmax over K at every step, summed over the steps of each
+    segment, averaged over the segments, then divided by its sum so each video's vector sums
+    to 1 (with equal-length segments that division is by T: the mean per-step probability).
+    """
+    if isinstance(logits_per_segment, Tensor):
+        logits = logits_per_segment
+        if logits.dim() not in (3, 4):
+            raise ValueError(
+                "aggregate_video_probabilities expects logits of shape (S, T, K) or (V, S, T, K), "
+                f"got {tuple(logits.shape)}"
+            )
+        summed = torch.softmax(logits.float(), dim=-1).sum(dim=-2)  # (..., S, K)
+        video = summed.mean(dim=-2)
+    else:
+        segments = list(logits_per_segment)
+        if not segments or any(not isinstance(s, Tensor) or s.dim() != 2 for s in segments):
+            raise ValueError("aggregate_video_probabilities expects a non-empty sequence of (T_s, K) tensors")
+        video = torch.stack([torch.softmax(s.float(), dim=-1).sum(dim=0) for s in segments]).mean(dim=0)
+    return video / video.sum(dim=-1, keepdim=True)
+
+
+def fuse_probabilities(p_rgb: Tensor, p_flow: Tensor, method: str = "product") -> Tensor:
+    """Two-stream fusion of class probabilities.
+
+    p_rgb, p_flow: (..., K), the same shape, each row a probability vector. Returns (..., K):
+
+    * "product": p_rgb · p_flow, renormalised to sum to 1 per row (the paper). Computed in
+      float64 log space so tiny probabilities do not underflow; a row whose product is all
+      zero (the two streams give disjoint support) falls back to the mean of that row.
+    * "mean": (p_rgb + p_flow) / 2.
+
+    Array-likes are accepted; the result is a tensor of p_rgb's floating dtype.
+    """
+    if method not in FUSIONS:
+        raise ValueError(f"fusion method must be one of {FUSIONS}, got {method!r}")
+    a, b = torch.as_tensor(p_rgb), torch.as_tensor(p_flow)
+    if a.shape != b.shape or a.dim() < 1:
+        raise ValueError(f"fuse_probabilities expects two (..., K) tensors of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    dtype = a.dtype if a.is_floating_point() else torch.get_default_dtype()
+    a64, b64 = a.double(), b.double()
+    mean = (a64 + b64) / 2
+    if method == "mean":
+        return mean.to(dtype)
+    log_product = torch.log(a64) + torch.log(b64)
+    empty = torch.isneginf(log_product).all(dim=-1, keepdim=True)
+    fused = torch.softmax(log_product.masked_fill(empty, 0.0), dim=-1)
+    return torch.where(empty, mean, fused).to(dtype)

@@ -1,0 +1,230 @@
+"""Builders of the paper's variants and the registry that maps each variant name to its builder.
+
+``build_model(name, num_classes, **overrides)`` is the one entry point the pipeline uses.
+Overrides are sizes (defaults are the paper's):
+
+======================== =========== =====================================================
+key                      default     meaning
+======================== =========== =====================================================
+input_channels           512         C of the pool5-like maps x (B, T, C, H, W)
+flow_channels            = C         C' of the flow maps (B, T, C', H, W) (motion variants)
+input_dim                4096        D of the fc7-like vectors x (B, T, D) (convnet, lstm)
+spatial_size             (7, 7)      H, W of the maps (an int means square)
+hidden_channels          512         ConvLSTM hidden channels (also the attention width)
+lstm_hidden              512         LSTM / ALSTM hidden units
+kernel_size              3           ConvLSTM input- and state-to-state kernels
+attention_kernel_size    1           convolutional attention kernels
+motion_kernel_size       1           VideoLSTM bottom (flow) ConvLSTM kernels
+fc_dim                   1024        readout FC width
+dropout                  0.7         readout dropout
+init_state               "mean"      "mean" | "zeros"
+gate_execution           "auto"      "auto" | "fused" | "split_xh" | "per_gate"
+======================== =========== =====================================================
+
+Every key is accepted by every variant (the pipeline passes the same ``ModelConfig`` to all
+of them); a variant uses the ones it needs. Unknown keys and bad values are ValueErrors.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from videolstm.models import VARIANTS
+from videolstm.models.cells import EXECUTIONS
+from videolstm.models.variants import (
+    INIT_STATES,
+    ALSTMClassifier,
+    ConvALSTMClassifier,
+    ConvLSTMClassifier,
+    FrameClassifier,
+    LSTMClassifier,
+    MotionALSTMClassifier,
+    SequenceModel,
+    VideoLSTMClassifier,
+)
+
+
+@dataclass(frozen=True)
+class ModelSizes:
+    """The sizes a builder may use (see the module docstring); validated on creation."""
+
+    input_channels: int = 512
+    flow_channels: int | None = None
+    input_dim: int = 4096
+    spatial_size: tuple[int, int] = (7, 7)
+    hidden_channels: int = 512
+    lstm_hidden: int = 512
+    kernel_size: int = 3
+    attention_kernel_size: int = 1
+    motion_kernel_size: int = 1
+    fc_dim: int = 1024
+    dropout: float = 0.7
+    init_state: str = "mean"
+    gate_execution: str = "auto"
+
+    def __post_init__(self) -> None:
+        size = self.spatial_size
+        if isinstance(size, int) and not isinstance(size, bool):
+            size = (size, size)
+        if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(_is_int(s) and s >= 1 for s in size)):
+            raise ValueError(f"spatial_size must be an int or an (H, W) pair of positive ints, got {self.spatial_size!r}")
+        object.__setattr__(self, "spatial_size", (int(size[0]), int(size[1])))
+        if self.flow_channels is None:
+            object.__setattr__(self, "flow_channels", self.input_channels)
+        for name in ("input_channels", "flow_channels", "input_dim", "hidden_channels", "lstm_hidden", "fc_dim"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, int(value))  # numpy ints from feature metadata
+        for name in ("kernel_size", "attention_kernel_size", "motion_kernel_size"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1 or value % 2 == 0:
+                raise ValueError(f"{name} must be a positive odd int (same padding), got {value!r}")
+            object.__setattr__(self, name, int(value))
+        object.__setattr__(self, "dropout", float(self.dropout))
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if self.init_state not in INIT_STATES:
+            raise ValueError(f"init_state must be one of {INIT_STATES}, got {self.init_state!r}")
+        if self.gate_execution not in EXECUTIONS:
+            raise ValueError(f"gate_execution must be one of {EXECUTIONS}, got {self.gate_execution!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+SIZE_KEYS: tuple[str, ...] = tuple(f.name for f in fields(ModelSizes))
+
+
+def build_convnet(num_classes: int, sizes: ModelSizes) -> SequenceModel:
+    """ConvNet: per-frame dropout + Linear on fc7 vectors (B, T, D)."""
+    return FrameClassifier(sizes.input_dim, num_classes, sizes.dropout)
+
+
+def build_lstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
+    """LSTM over fc7 vectors (B, T, D), ``lstm_hidden`` units."""
+    return LSTMClassifier(
+        sizes.input_dim, num_classes, sizes.lstm_hidden, sizes.fc_dim, sizes.dropout, sizes.init_state, sizes.gate_execution
+    )
+
+
+def build_alstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
+    """ALSTM over pool5 maps (B, T, C, H, W), ``lstm_hidden`` units."""
+    return ALSTMClassifier(
+        sizes.input_channels,
+        sizes.spatial_size,
+        num_classes,
+        sizes.lstm_hidden,
+        sizes.fc_dim,
+        sizes.dropout,
+        sizes.init_state,
+        sizes.gate_execution,
+    )
+
+
+def build_motion_alstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
+    """Motion ALSTM: RGB maps (B, T, C, H, W) attended with flow maps (B, T, C', H, W)."""
+    assert sizes.flow_channels is not None
+    return MotionALSTMClassifier(
+        sizes.input_channels,
+        sizes.flow_channels,
+        sizes.spatial_size,
+        num_classes,
+        sizes.lstm_hidden,
+        sizes.fc_dim,
+        sizes.dropout,
+        sizes.init_state,
+        sizes.gate_execution,
+    )
+
+
+def build_convlstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
+    """ConvLSTM over pool5 maps (B, T, C, H, W)."""
+    return ConvLSTMClassifier(
+        sizes.input_channels,
+        sizes.spatial_size,
+        num_classes,
+        sizes.hidden_channels,
+        sizes.kernel_size,
+        sizes.fc_dim,
+        sizes.dropout,
+        sizes.init_state,
+        sizes.gate_execution,
+    )
+
+
+def build_convalstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
+    """ConvALSTM: convolutional attention from X_t and H_{t-1} over pool5 maps (B, T, C, H, W)."""
+    return ConvALSTMClassifier(
+        sizes.input_channels,
+        sizes.spatial_size,
+        num_classes,
+        sizes.hidden_channels,
+        sizes.kernel_size,
+        sizes.attention_kernel_size,
+        sizes.fc_dim,
+        sizes.dropout,
+        sizes.init_state,
+        sizes.gate_execution,
+    )
+
+
+def build_videolstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
+    """VideoLSTM: motion-based convolutional attention, RGB maps + flow maps (B, T, C', H, W)."""
+    assert sizes.flow_channels is not None
+    return VideoLSTMClassifier(
+        sizes.input_channels,
+        sizes.flow_channels,
+        sizes.spatial_size,
+        num_classes,
+        sizes.hidden_channels,
+        sizes.kernel_size,
+        sizes.attention_kernel_size,
+        sizes.motion_kernel_size,
+        sizes.fc_dim,
+        sizes.dropout,
+        sizes.init_state,
+        sizes.gate_execution,
+    )
+
+
+#: The registry: the paper's variant names → builder(num_classes, sizes). A plain dict.
+MODEL_BUILDERS: dict[str, Callable[[int, ModelSizes], SequenceModel]] = {
+    "convnet": build_convnet,
+    "lstm": build_lstm,
+    "alstm": build_alstm,
+    "convlstm": build_convlstm,
+    "convalstm": build_convalstm,
+    "motion_alstm": build_motion_alstm,
+    "videolstm": build_videolstm,
+}
+assert tuple(MODEL_BUILDERS) == VARIANTS, "registry and VARIANTS disagree"
+
+
+def model_sizes(**overrides: Any) -> ModelSizes:
+    """The paper's sizes with ``overrides`` applied; unknown keys or bad values → ValueError."""
+    unknown = sorted(set(overrides) - set(SIZE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown model override(s) {unknown}; valid keys: {list(SIZE_KEYS)}")
+    return ModelSizes(**overrides)
+
+
+def build_model(name: str, num_classes: int, **overrides: Any) -> SequenceModel:
+    """Build the variant ``name`` (one of :data:`videolstm.models.VARIANTS`) for ``num_classes``.
+
+    ``overrides``: sizes (see the module docstring), e.g. ``build_model("videolstm", 101,
+    hidden_channels=32, input_channels=64)``, or ``**config.train.model.model_dump()``.
+    Returns a :class:`~videolstm.models.variants.SequenceModel`: ``model(x, flow=None)`` →
+    :class:`~videolstm.models.variants.ModelOutput`. Unknown name, unknown override or a bad
+    value → ValueError naming what is valid.
+    """
+    builder = MODEL_BUILDERS.get(name)
+    if builder is None:
+        raise ValueError(f"unknown model variant {name!r}; valid names: {list(VARIANTS)}")
+    if not _is_int(num_classes) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    return builder(int(num_classes), model_sizes(**overrides))
