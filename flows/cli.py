@@ -117,9 +117,9 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
     if command == "reevaluate":
         from flows.reevaluate import reevaluate
 
-        outcome = reevaluate(config)
-        print(json.dumps(outcome, indent=2, default=str))
-        return 0
+        state = reevaluate(config, return_state=True)
+        print(f"{state.name}: {state.message}")
+        return 1 if state.is_failed() else 0
     try:
         if command == "dataset":
             from tasks.dataset import run_dataset

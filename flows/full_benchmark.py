@@ -2,13 +2,15 @@
 
 Each stage is a Prefect task around one ``tasks.*.run_*`` function. Caching across runs: a
 task's cache key is its stage's lineage (its own and upstream parameters) plus the content
-digest of its upstream results and whether its output is still on storage, so a re-run skips
-finished stages and a changed parameter re-runs only the stages that depend on it. Results
+digest of its upstream results, and only while its output is still on storage (an absent output
+gets a key no cached result can match), so a re-run skips finished stages and a changed
+parameter re-runs only the stages that depend on it. Results
 are persisted as JSON (never pickles).
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -34,8 +36,11 @@ def stage_cache_key(stage: str):
         config: BenchmarkConfig = parameters["config"]
         upstream = sorted(v.content for v in parameters.values() if isinstance(v, StageResult))
         output = st.join(stage_uri(config, stage), OUTPUT_FILE.get(stage, "manifest.parquet"))
-        present = st.exists(output, config.storage)
-        return f"videolstm-{stage}-" + stable_digest([lineages(config)[stage], upstream, present], 24)
+        if not st.exists(output, config.storage):
+            # Nothing to reuse: a key of its own, so that no result cached by an earlier run (one
+            # whose output has since been deleted, or the first run of this stage) can match.
+            return f"videolstm-{stage}-absent-{uuid.uuid4().hex}"
+        return f"videolstm-{stage}-" + stable_digest([lineages(config)[stage], upstream, "present"], 24)
 
     return key
 

@@ -155,17 +155,18 @@ def run_evaluate(
 
     paths = dict(zip(*[read_index(index.manifest_uri, storage=config.storage).column(c).to_pylist() for c in ("video_id", "path")]))
     models = _models(trained, frame_cnn, config.storage)
+    results: list[ItemResult] = []
+    annotations = _usable_annotations(index.extra.get("annotations"), config, results)
     init_ray(config)
     config_json = config.model_dump(mode="json")
     futures = {
         m["name"]: _evaluate_remote.remote(
             config_json, m["name"], m["variant"], m["stream"], m["model_uri"], test_rows, class_names,
-            index.extra.get("annotations"), paths, st.join(uri, m["name"]),
+            annotations, paths, st.join(uri, m["name"]),
         )
         for m in models
     }
     outcomes: dict[str, dict[str, Any]] = {}
-    results: list[ItemResult] = []
     for name, future in futures.items():
         try:
             outcomes[name] = ray.get(future)
@@ -181,6 +182,27 @@ def run_evaluate(
         log.warning(summary)
     return stage_result("evaluate", uri, manifest_uri, lineages(config)["evaluate"], results, time.perf_counter() - started,
                         computed=len(results), storage=config.storage, rows=rows)
+
+
+def _usable_annotations(uri: str | None, config: BenchmarkConfig, results: list[ItemResult]) -> str | None:
+    """``uri`` if the annotation file loads; else None, with the reason recorded as a failed item.
+
+    A bad annotation file costs the localization metrics, never the classification results.
+    """
+    if not uri:
+        return None
+    import pickle
+
+    from videolstm.datasets import load_ucf101_24
+
+    try:
+        load_ucf101_24(uri, storage=config.storage)
+    except (ValueError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        reason = f"localization skipped, annotation file {uri} is unusable: {exc}"
+        log.error(reason)
+        results.append(ItemResult(video_id="annotations", status="failed", key="", reason=reason))
+        return None
+    return uri
 
 
 def _result_row(variant: str, stream: str, seed: int, metrics: dict[str, float], run_id: str | None) -> dict[str, Any]:

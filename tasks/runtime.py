@@ -6,8 +6,10 @@ instance is started with the quiet, project-local settings below.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 
 import ray
 
@@ -28,6 +30,34 @@ RAY_ENV_DEFAULTS = {
 }
 
 
+@contextlib.contextmanager
+def _loopback_node() -> Iterator[None]:
+    """Keep a local instance's node address at 127.0.0.1 while it starts.
+
+    ``ray.init(_node_ip_address="127.0.0.1")`` alone is not enough: Ray replaces a loopback
+    node address by the machine's outward address (so that other nodes could join), and its
+    GCS, raylet, workers and agents then listen on every interface (``::``/``0.0.0.0``). Ray
+    keeps the loopback address when multi-node clusters are disabled (its
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` switch, read at import); every server of a node whose
+    address is loopback listens on loopback only. The switch is set for the start of this
+    instance only (the processes it spawns inherit it), so joining a cluster later still works.
+    """
+    from ray._private import ray_constants
+
+    name = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    saved_flag, saved_env = ray_constants.ENABLE_RAY_CLUSTER, os.environ.get(name)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    os.environ[name] = "0"
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved_env
+
+
 def init_ray(config: BenchmarkConfig) -> None:
     """Start or join Ray once per process, as ``config.ray`` says."""
     for key, value in RAY_ENV_DEFAULTS.items():
@@ -46,6 +76,7 @@ def init_ray(config: BenchmarkConfig) -> None:
     else:
         # A local instance listens on loopback only. The dashboard process is kept: Ray Train
         # queries its state API (without it the controller logs "Failed to query ... state").
-        ray.init(num_cpus=config.ray.num_cpus, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", **kwargs)
+        with _loopback_node():
+            ray.init(num_cpus=config.ray.num_cpus, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", **kwargs)
     resources = ray.cluster_resources()
     log.info("Ray: %s CPUs, %s GPUs, %d node(s)", resources.get("CPU", 0), resources.get("GPU", 0), len(ray.nodes()))

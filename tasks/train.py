@@ -76,6 +76,7 @@ def model_overrides(config: BenchmarkConfig, feature_sizes: dict[str, Any]) -> d
         "dropout": m.dropout,
         "init_state": m.init_state,
         "gate_execution": m.gate_execution,
+        "attention_scale": m.attention_scale,
     }
 
 
@@ -97,7 +98,7 @@ def _tiny_sizes() -> dict[str, Any]:
     return {"input_channels": 2, "flow_channels": 2, "input_dim": 2, "hidden_channels": 2, "lstm_hidden": 2, "fc_dim": 2, "spatial_size": (2, 2)}
 
 
-def sequence_job(config: BenchmarkConfig, variant: str, stream: str, features: StageResult, experiment_id: str | None, parent_run_id: str | None) -> TrainJob:
+def sequence_job(config: BenchmarkConfig, variant: str, stream: str, features: StageResult) -> TrainJob:
     from videolstm.models import build_model
 
     sizes = features.extra["feature_sizes"]
@@ -129,6 +130,7 @@ def frame_cnn_job(config: BenchmarkConfig, stream: str, frames_flow: StageResult
         epochs=f.epochs, batch_size=max(1, f.batch_size // f.frames_per_video), lr=f.lr, optimizer="adam",
         weight_decay=1e-4, seed=f.seed, frames_per_video=f.frames_per_video, flow_stack=f.flow_stack,
         has_validation=config.train.val_fraction > 0, threads=max(1, int(config.train.cpus_per_worker)),
+        weights=f.weights if f.arch == "vgg16" else None,
     )
 
 
@@ -139,6 +141,7 @@ def frame_cnn_job(config: BenchmarkConfig, stream: str, frames_flow: StageResult
 def fit_job(job: TrainJob, config: BenchmarkConfig, train_rows: list[dict], val_rows: list[dict]) -> dict[str, Any]:
     """Fit one job with a TorchTrainer; export the best (or latest) checkpoint to ``model.pt``."""
     t = config.train
+    ray.data.DataContext.get_current().enable_progress_bars = False  # rows are tiny; bars would only add noise
     datasets = {"train": ray.data.from_items(train_rows), "val": ray.data.from_items(val_rows or [{"shard": "", "label": -1}])}
     ray_storage = st.join(job.output_uri, "ray")
     filesystem = pyarrow_filesystem(ray_storage, config.storage)
@@ -278,6 +281,10 @@ def run_frame_cnn(config: BenchmarkConfig, index: StageResult, frames_flow: Stag
     train, val, _ = _rows_for(frames_flow.manifest_uri, config.storage, config.train.val_fraction, config.train.seed)
     jobs = [frame_cnn_job(config, stream, frames_flow, num_classes) for stream in ("rgb", "flow")]
     results, todo = _reuse_finished(uri, jobs, config.storage)
+    weights_problem = _check_weights(config) if todo else None
+    if weights_problem:
+        results += [ItemResult(video_id=j.name, status="failed", key=j.run_key, reason=weights_problem) for j in todo]
+        todo = []
     if todo:
         init_ray(config)
         todo = _prepare_runs(config, todo, parent_run_id, config.dataset.kind)
@@ -289,6 +296,20 @@ def run_frame_cnn(config: BenchmarkConfig, index: StageResult, frames_flow: Stag
                         computed=len(todo), storage=config.storage, num_classes=num_classes)
 
 
+def _check_weights(config: BenchmarkConfig) -> str | None:
+    """Load the configured VGG-16 weights once on the driver: a bad file fails fast, with its name."""
+    f = config.frame_cnn
+    if f.arch != "vgg16" or not f.weights:
+        return None
+    from videolstm.backbones import VGG16, WeightsError, load_vgg16_weights
+
+    try:
+        load_vgg16_weights(VGG16(num_classes=2), f.weights, config.storage)
+    except WeightsError as exc:
+        return f"frame_cnn.weights: {exc}"
+    return None
+
+
 def run_train(config: BenchmarkConfig, features: StageResult, parent_run_id: str | None = None) -> StageResult:
     """Train every (variant, stream) of the config on the feature shards."""
     from tasks.runtime import init_ray
@@ -296,7 +317,7 @@ def run_train(config: BenchmarkConfig, features: StageResult, parent_run_id: str
     started = time.perf_counter()
     uri = stage_uri(config, "train")
     train, val, _ = _rows_for(features.manifest_uri, config.storage, config.train.val_fraction, config.train.seed)
-    jobs = [sequence_job(config, v, s, features, None, parent_run_id) for v, s in variant_streams(config)]
+    jobs = [sequence_job(config, v, s, features) for v, s in variant_streams(config)]
     results, todo = _reuse_finished(uri, jobs, config.storage)
     if todo:
         init_ray(config)

@@ -65,10 +65,10 @@ class TrainJob(BaseModel):
     snippet_length: int = 30
     frames_per_video: int = 8
     flow_stack: int = 5
+    weights: str | None = None  # frame_cnn vgg16: torchvision-format state dict to start from
     checkpoint_every: int = 1
     has_validation: bool = False
     threads: int = 1
-    epoch_delay_s: float = 0.0  # tests only: slow epochs down so a fault can be injected mid-run
 
 
 def _batch_source(job: TrainJob, config: BenchmarkConfig, train: bool) -> tuple[Callable, Callable]:
@@ -119,6 +119,11 @@ def _all_reduce_stats(stats: EpochStats, device: torch.device) -> EpochStats:
     return EpochStats(loss=sums[0].item() / n, accuracy=sums[1].item() / n, samples=int(sums[2].item()))
 
 
+def resumed_checkpoint_absent() -> bool:
+    """True when this run starts fresh (pretrained weights are loaded only then)."""
+    return ray.train.get_checkpoint() is None
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point; ``loop_config`` = {"job": TrainJob json, "config": BenchmarkConfig json}."""
     job = TrainJob.model_validate(loop_config["job"])
@@ -131,6 +136,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     device = ray.train.torch.get_device()
     model = ModelSpec.from_dict(job.spec).build()
+    if job.weights and resumed_checkpoint_absent():
+        from videolstm.backbones import load_vgg16_weights
+
+        load_vgg16_weights(model, job.weights, config.storage)
     optimizer = make_optimizer(job.optimizer, model.parameters(), job.lr, job.weight_decay)
     start_epoch = 0
     resumed = ray.train.get_checkpoint()
@@ -160,10 +169,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if val_rows:
             val = evaluate_epoch(unwrap(model), (build(rows, None) for rows in batches_of(val_rows, job.batch_size, None)), forward, device)
             metrics.update(val.as_metrics("val"))
-        if job.epoch_delay_s:
-            import time
-
-            time.sleep(job.epoch_delay_s)
         last = epoch + 1 == job.epochs
         if (epoch + 1) % job.checkpoint_every == 0 or last:
             with tempfile.TemporaryDirectory() as tmp:

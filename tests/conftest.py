@@ -21,7 +21,7 @@ for key, value in {
 
 import pytest  # noqa: E402
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.reliability.ledger"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -200,3 +200,58 @@ def moto_s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
         yield StorageConfig(root=f"s3://{bucket}", endpoint_url=moto_endpoint), bucket
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
+
+
+class ServerProcess:
+    """A server started as a subprocess, ready once ``health_url`` answers 200; stopped on exit.
+
+    Output goes to a log file whose tail is shown when the server fails to start.
+    """
+
+    def __init__(self, args: list[str], health_url: str, env: dict[str, str] | None = None,
+                 cwd: str | None = None, timeout: float = 90.0, log_path: Path | None = None):
+        self.args, self.health_url, self.timeout = args, health_url, timeout
+        self.log_path = log_path or Path(tempfile.mkstemp(suffix=".log")[1])
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                     start_new_session=True)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def wait_ready(self) -> ServerProcess:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.args[0]} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.health_url, timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.args} did not answer {self.health_url} within {self.timeout} s:\n{self.log_tail()}")
+            time.sleep(0.25)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        import os
+        import signal
+
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self.wait_ready()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -36,14 +36,16 @@ def test_absolute_resolves_relative_paths_and_leaves_remote_uris(tmp_path, monke
     assert st.absolute("s3://bucket/runs") == "s3://bucket/runs"
 
 
-def test_storage_options_carry_endpoint_and_region_only_for_s3():
+def test_storage_options_carry_endpoint_and_region_only_for_s3_and_no_credentials():
     storage = StorageConfig(endpoint_url="http://127.0.0.1:9000", region="eu-west-1")
-    assert st.storage_options("s3://b/x", storage) == {
-        "client_kwargs": {"endpoint_url": "http://127.0.0.1:9000", "region_name": "eu-west-1"}
-    }
+    options = st.storage_options("s3://b/x", storage)
+    assert options["client_kwargs"] == {"endpoint_url": "http://127.0.0.1:9000", "region_name": "eu-west-1"}
     assert st.storage_options("/local/x", storage) == {}
-    assert st.storage_options("s3://b/x", None) == {}
-    assert st.storage_options("s3://b/x", StorageConfig()) == {}
+    assert "client_kwargs" not in st.storage_options("s3://b/x", None)
+    assert "client_kwargs" not in st.storage_options("s3://b/x", StorageConfig())
+    # short botocore timeouts so an unreachable store fails fast; never a key or secret
+    assert options["config_kwargs"]["connect_timeout"] <= 10
+    assert not any(k in str(options).lower() for k in ("secret", "key=", "token"))
 
 
 # ----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,41 +45,49 @@ def stable_digest(value: Any, length: int = 12) -> str:
 class SyntheticConfig(Section):
     """The synthetic action set: one moving actor among static look-alike distractors.
 
-    The class is the actor's motion pattern, so a single frame cannot tell the class and the
-    actor's position (the ground-truth box) is only visible through motion.
+    The class is the actor's motion pattern; with ``appearance_cue`` the actor also wears its
+    class's colour style, but so do the distractors (random classes' styles), so a single frame
+    cannot tell which object is the actor — its position (the ground-truth box) shows only
+    through motion.
     """
 
-    num_classes: int = Field(8, ge=2, le=12)
-    videos_per_class: int = Field(15, ge=3)
-    test_fraction: float = Field(1 / 3, gt=0, lt=1)
-    frames: int = Field(36, ge=8)
-    height: int = Field(112, ge=32)
-    width: int = Field(112, ge=32)
-    distractors: int = Field(3, ge=0)
+    num_classes: int = Field(8, ge=2, le=12, description="classes (motion patterns), the first N of CLASS_NAMES")
+    videos_per_class: int = Field(18, ge=3, description="videos (one group gXX each) per class")
+    test_fraction: float = Field(1 / 3, gt=0, lt=1, description="groups held out for test in each of the 3 splits")
+    frames: int = Field(36, ge=8, description="frames per video (25 fps)")
+    height: int = Field(112, ge=32, description="frame height of the written videos")
+    width: int = Field(112, ge=32, description="frame width of the written videos")
+    distractors: int = Field(3, ge=0, description="static look-alike objects per video")
     actor_size: float = Field(0.2, gt=0.02, lt=0.6, description="actor side as a fraction of the frame")
     noise: float = Field(6.0, ge=0, description="std of per-frame pixel noise (0..255)")
     late_start_fraction: float = Field(
         0.0, ge=0, le=1,
         description="fraction of each class's videos whose actor appears only after the first frames (annotation sf > 0)",
     )
-    seed: int = 0
+    appearance_cue: float = Field(
+        1.0, ge=0, le=1,
+        description="probability that the actor wears its class's colour style; distractors wear random classes' "
+        "styles, so a frame shows several candidate styles and only motion tells which object is the actor "
+        "(0: random colours for every object, a frame carries no class information)",
+    )
+    seed: int = Field(0, description="generator seed (the dataset is deterministic given it)")
 
 
 class DownloadConfig(Section):
     """Where to fetch the official archives from (any fsspec URL) when ``dataset.root`` is empty."""
 
-    urls: list[str] = Field(default_factory=list)
-    verify: bool = True
+    urls: list[str] = Field(default_factory=list, description="archive URLs (https, s3, file); empty: the official ones")
+    verify: bool = Field(True, description="check sha256/size against the table of official archives")
 
 
 class DatasetConfig(Section):
-    kind: DatasetKind = "synthetic"
+    kind: DatasetKind = Field("synthetic", description="synthetic | ucf101 | hmdb51")
     root: str | None = Field(
         None,
         description="URI holding the class folders and the split folder side by side; "
         "empty: generated (synthetic) or downloaded into <storage.root>/dataset",
     )
-    split: int = Field(1, ge=1, le=3)
+    split: int = Field(1, ge=1, le=3, description="official split 1, 2 or 3")
     annotations: str | None = Field(
         None, description="UCF101-24-format pickle (URI) for localization; synthetic writes its own"
     )
@@ -90,23 +99,23 @@ class DatasetConfig(Section):
 class StorageConfig(Section):
     root: str = Field("runs/embedded", description="where every stage writes: a path or URI (file://, s3://)")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, moto); credentials from the environment")
-    region: str | None = None
+    region: str | None = Field(None, description="S3 region (None: the environment's)")
 
 
 class FlowConfig(Section):
     """Decoding and optical flow (denseflow convention: clip to +-bound, map to 0..255)."""
 
-    method: FlowMethod = "tvl1"
-    bound: float = Field(20.0, gt=0)
+    method: FlowMethod = Field("tvl1", description="tvl1 (the paper) | dis | farneback")
+    bound: float = Field(20.0, gt=0, description="flow clipped to +-bound pixels, then mapped to 0..255")
     height: int = Field(56, ge=16, description="frames are resized to height x width before flow")
-    width: int = Field(56, ge=16)
+    width: int = Field(56, ge=16, description="frames are resized to height x width before flow")
     max_frames: int | None = Field(None, ge=2, description="keep at most this many frames per video")
     # TV-L1 settings; OpenCV's defaults are warps=5, scales=5, scale_step=0.8, inner=30, outer=10.
-    tvl1_warps: int = Field(3, ge=1)
-    tvl1_scales: int = Field(3, ge=1)
-    tvl1_scale_step: float = Field(0.5, gt=0, lt=1)
-    tvl1_inner_iterations: int = Field(10, ge=1)
-    tvl1_outer_iterations: int = Field(5, ge=1)
+    tvl1_warps: int = Field(3, ge=1, description="TV-L1 warps (OpenCV default 5)")
+    tvl1_scales: int = Field(3, ge=1, description="TV-L1 pyramid scales (OpenCV default 5)")
+    tvl1_scale_step: float = Field(0.5, gt=0, lt=1, description="TV-L1 pyramid scale step (OpenCV default 0.8)")
+    tvl1_inner_iterations: int = Field(10, ge=1, description="TV-L1 inner iterations (OpenCV default 30)")
+    tvl1_outer_iterations: int = Field(5, ge=1, description="TV-L1 outer iterations (OpenCV default 10)")
     dis_preset: Literal["ultrafast", "fast", "medium"] = Field("medium", description="DIS preset (method='dis')")
     workers: int = Field(2, ge=1, description="Ray Data actors computing flow")
     threads_per_worker: int = Field(1, ge=1, description="OpenCV threads inside each actor")
@@ -115,23 +124,23 @@ class FlowConfig(Section):
 class FrameCNNConfig(Section):
     """The per-frame CNN of each stream (the paper's "ConvNet")."""
 
-    arch: Literal["small", "vgg16"] = "small"
+    arch: Literal["small", "vgg16"] = Field("small", description="small (embedded, from scratch) | vgg16 (torchvision layout)")
     weights: str | None = Field(None, description="torchvision-format VGG-16 state dict URI (vgg16 only)")
-    channels: list[int] = Field(default_factory=lambda: [32, 64, 64], description="small CNN: channels per block")
+    channels: list[int] = Field(default_factory=lambda: [16, 32, 64], description="small CNN: channels per block")
     fc_dim: int = Field(256, ge=8, description="small CNN: fc7 width")
     flow_stack: int = Field(5, ge=1, description="flow CNN input: this many consecutive flow fields (2L channels)")
-    epochs: int = Field(6, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    frames_per_video: int = Field(8, ge=1, description="random frames sampled per video per epoch")
-    dropout: float = Field(0.5, ge=0, lt=1)
-    seed: int = 0
+    epochs: int = Field(8, ge=1, description="frame-CNN training epochs")
+    batch_size: int = Field(128, ge=1, description="frames per batch (frames_per_video from each video)")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate of the frame CNN")
+    frames_per_video: int = Field(16, ge=1, description="random frames sampled per video per epoch")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout of fc6/fc7")
+    seed: int = Field(0, description="frame-CNN training seed")
 
 
 class FeatureConfig(Section):
     workers: int = Field(1, ge=1, description="Ray Data actors extracting features")
-    batch_frames: int = Field(64, ge=1)
-    dtype: Literal["float16", "float32"] = "float16"
+    batch_frames: int = Field(64, ge=1, description="frames per forward pass")
+    dtype: Literal["float16", "float32"] = Field("float16", description="storage type of pool5/fc7 features")
 
 
 class ModelConfig(Section):
@@ -143,32 +152,38 @@ class ModelConfig(Section):
     attention_kernel_size: int = Field(1, ge=1, description="attention kernels (1)")
     motion_kernel_size: int = Field(1, ge=1, description="bottom (motion) ConvLSTM kernels (1)")
     fc_dim: int = Field(256, ge=1, description="readout FC width (1024)")
-    dropout: float = Field(0.7, ge=0, lt=1)
-    init_state: Literal["mean", "zeros"] = "mean"
-    gate_execution: Literal["auto", "fused", "split_xh", "per_gate"] = "auto"
+    dropout: float = Field(0.7, ge=0, lt=1, description="readout dropout (0.7)")
+    init_state: Literal["mean", "zeros"] = Field("mean", description="initial states: tanh(conv(mean of X)) as the authors' code, or zeros")
+    gate_execution: Literal["auto", "fused", "split_xh", "per_gate"] = Field("auto", description="how ConvLSTM gate convolutions execute (auto: measured fastest per device)")
+    attention_scale: Literal["none", "positions"] = Field(
+        "positions",
+        description="ConvALSTM/VideoLSTM attended input: none = A*X (eq. 9 as written), positions = H*W*A*X "
+        "(uniform attention passes X unchanged; trains far better under RMSProp, see the README)",
+    )
 
 
 class TrainConfig(Section):
     variants: list[str] = Field(
-        default_factory=lambda: ["lstm", "alstm", "convlstm", "convalstm", "motion_alstm", "videolstm"]
+        default_factory=lambda: ["lstm", "alstm", "convlstm", "convalstm", "motion_alstm", "videolstm"],
+        description="recurrent variants to train (convnet is the frame-CNN stage)",
     )
-    streams: list[Stream] = Field(default_factory=lambda: ["rgb", "flow"])
-    epochs: int = Field(12, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
-    weight_decay: float = Field(0.0, ge=0)
-    snippet_length: int = Field(30, ge=1)
-    val_fraction: float = Field(0.0, ge=0, lt=1, description="train videos held out for validation (0: use the test split)")
-    seed: int = 0
+    streams: list[Stream] = Field(default_factory=lambda: ["rgb", "flow"], description="streams of the non-motion variants")
+    epochs: int = Field(10, ge=1, description="training epochs (one random snippet per video each)")
+    batch_size: int = Field(16, ge=1, description="clips per batch (per worker)")
+    lr: float = Field(1e-3, gt=0, description="learning rate (the paper: RMSProp 1e-3)")
+    optimizer: Literal["rmsprop", "adam", "sgd"] = Field("rmsprop", description="rmsprop (the paper) | adam | sgd")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
+    snippet_length: int = Field(30, ge=1, description="frames per training snippet (30)")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="train videos held out per class for validation (best checkpoint by val/accuracy); 0: none, the latest checkpoint is used")
+    seed: int = Field(0, description="training seed (snippets, shuffling, init)")
     workers: int = Field(1, ge=1, description="Ray Train workers per (variant, stream)")
-    use_gpu: bool = False
-    cpus_per_worker: float = Field(1.0, gt=0)
-    gpus_per_worker: float = Field(0.0, ge=0)
+    use_gpu: bool = Field(False, description="train on GPUs (NCCL) instead of CPUs (gloo)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray Train worker (also its torch threads)")
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per worker when use_gpu (0: 1)")
     max_concurrent: int | None = Field(None, ge=1, description="trainers at once (default: what the cluster fits)")
     max_failures: int = Field(2, ge=0, description="Ray Train FailureConfig: worker failures tolerated")
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
-    keep_checkpoints: int = Field(2, ge=1)
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (best by val/accuracy; the latest is always kept)")
     model: ModelConfig = ModelConfig()
 
     @field_validator("variants")
@@ -186,22 +201,22 @@ class LocalizationConfig(Section):
     sigma: float = Field(0.5, ge=0, description="Gaussian smoothing of the upsampled map, in attention cells (0.5 cell = 4 px of a 56 px frame)")
     threshold: float = Field(0.5, gt=0, lt=1, description="fraction of the frame's max attention")
     lowess_frac: float = Field(0.3, gt=0, le=1, description="LOWESS span as a fraction of the tube length")
-    iou_thresholds: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5])
+    iou_thresholds: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5], description="video mAP thresholds")
 
 
 class EvaluateConfig(Section):
-    num_segments: int = Field(25, ge=1)
-    segment_length: int = Field(30, ge=1)
-    fusion: Literal["product", "mean"] = "product"
+    num_segments: int = Field(25, ge=1, description="test segments per video (25)")
+    segment_length: int = Field(30, ge=1, description="frames per test segment (30)")
+    fusion: Literal["product", "mean"] = Field("product", description="two-stream fusion of class probabilities")
     localization: LocalizationConfig = LocalizationConfig()
-    overlays_per_class: int = Field(1, ge=0)
+    overlays_per_class: int = Field(1, ge=0, description="test videos per class rendered with attention and boxes")
     regression_threshold: float = Field(0.02, ge=0, description="reevaluate: accuracy drop flagged as a regression")
 
 
 class MLflowConfig(Section):
     tracking_uri: str | None = Field(None, description="default: SQLite under storage.root (local storage only)")
-    experiment: str = "videolstm"
-    register_models: bool = True
+    experiment: str = Field("videolstm", description="MLflow experiment name")
+    register_models: bool = Field(True, description="register each trained model as videolstm-<dataset>-<variant>-<stream>")
 
 
 class RayConfig(Section):
@@ -230,7 +245,19 @@ class BenchmarkConfig(Section):
                 f"dataset.kind={self.dataset.kind!r} needs dataset.root (a folder in the official layout) "
                 "or dataset.download.urls (the archives to fetch)"
             )
+        for key, value in flatten(self).items():
+            if PASSWORD_IN_URI.search(value):
+                raise ValueError(
+                    f"{key} holds a password (user:password@ in a URI); this configuration is logged as MLflow "
+                    "params and shown as Prefect parameters, so it must hold no secret: give credentials through "
+                    "the environment (MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD for an MLflow server, "
+                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile for S3)"
+                )
         return self
+
+
+#: ``scheme://user:password@`` in a URI: a secret, refused in the configuration (see ``_consistent``).
+PASSWORD_IN_URI = re.compile(r"://[^/@\s:]*:[^/@\s]*@")
 
 
 class ConfigError(ValueError):
@@ -270,7 +297,8 @@ def load_config(source: str | Path | dict[str, Any] | None = None, **overrides: 
             if err["type"] == "extra_forbidden":
                 lines.append(f"  {where}: unknown key (check the spelling; see the README's configuration reference)")
             else:
-                lines.append(f"  {where}: {err['msg']} (got {err.get('input')!r})")
+                got = PASSWORD_IN_URI.sub("://***:***@", repr(err.get("input")))  # never echo a password
+                lines.append(f"  {where}: {err['msg']} (got {got})")
         raise ConfigError(f"invalid configuration in {origin}:\n" + "\n".join(lines)) from None
 
 

@@ -55,15 +55,22 @@ class StorageError(RuntimeError):
 
 
 def storage_options(uri: str, storage: StorageConfig | None = None) -> dict:
-    """fsspec options for ``uri``: the S3 endpoint/region from ``storage``, nothing secret."""
-    if not uri.startswith(("s3://", "s3a://")) or storage is None:
+    """fsspec options for ``uri``: the S3 endpoint/region from ``storage``, nothing secret.
+
+    botocore's own retries are kept short (a 5 s connect timeout, 2 attempts) so that an
+    unreachable store fails within seconds per attempt of :func:`with_retries`, not minutes.
+    """
+    if not uri.startswith(("s3://", "s3a://")):
         return {}
+    options: dict = {"config_kwargs": {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2, "mode": "standard"}}}
     client_kwargs = {}
-    if storage.endpoint_url:
+    if storage is not None and storage.endpoint_url:
         client_kwargs["endpoint_url"] = storage.endpoint_url
-    if storage.region:
+    if storage is not None and storage.region:
         client_kwargs["region_name"] = storage.region
-    return {"client_kwargs": client_kwargs} if client_kwargs else {}
+    if client_kwargs:
+        options["client_kwargs"] = client_kwargs
+    return options
 
 
 def get_fs(uri: str, storage: StorageConfig | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -200,10 +207,26 @@ def atomic_local_file(uri: str, storage: StorageConfig | None = None, suffix: st
     os.close(fd)
     try:
         yield tmp
-        with_retries(lambda: fs.put_file(tmp, path), f"writing {uri}")
+        with_retries(lambda: _upload(fs, tmp, path, uri), f"writing {uri}")
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _upload(fs: fsspec.AbstractFileSystem, local: str, path: str, uri: str) -> None:
+    """Upload ``local`` to ``path`` in one operation (one PUT, or a multipart upload completed at the end).
+
+    A store that restarts (or aborts incomplete uploads) in the middle of a multipart upload
+    forgets its upload id: s3fs reports ``NoSuchUpload`` as FileNotFoundError. Nothing was
+    published, and a new upload from the start will do, so it is raised as a transient error.
+    """
+    try:
+        fs.put_file(local, path)
+    except FileNotFoundError as exc:
+        error = getattr(exc.__cause__, "response", None) or {}
+        if error.get("Error", {}).get("Code") == "NoSuchUpload" or "upload does not exist" in str(exc):
+            raise ConnectionError(f"the store lost the multipart upload of {uri} ({exc}); uploading it again") from exc
+        raise
 
 
 @contextlib.contextmanager

