@@ -111,8 +111,7 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
     if command == "benchmark":
         from flows.full_benchmark import full_benchmark
 
-        report = full_benchmark(config)
-        print(report["message"])
+        report = full_benchmark(config)  # the flow logs the closing message (table, where to look)
         return 0 if report.get("ok", True) else 1
     if command == "reevaluate":
         from flows.reevaluate import reevaluate

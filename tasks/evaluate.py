@@ -146,6 +146,11 @@ def run_evaluate(
 
     started = time.perf_counter()
     uri = stage_uri(config, "evaluate")
+    input_key = stable_digest([lineages(config)["evaluate"], index.content, features.content, frame_cnn.content, trained.content], 16)
+    previous = _finished_result(config, input_key)
+    if previous is not None:
+        log.info("evaluation: reused %s (same models, same test set)", previous.uri)
+        return previous
     class_names = list(index.extra["class_names"])
     test_rows = [{"video_id": r.video_id, "shard": r.shard, "label": r.label}
                  for r in read_manifest(features.manifest_uri, config.storage) if r.ok and r.subset == "test"]
@@ -181,7 +186,20 @@ def run_evaluate(
     if summary:
         log.warning(summary)
     return stage_result("evaluate", uri, manifest_uri, lineages(config)["evaluate"], results, time.perf_counter() - started,
-                        computed=len(results), storage=config.storage, rows=rows)
+                        computed=len(results), storage=config.storage, rows=rows, input_key=input_key)
+
+
+def _finished_result(config: BenchmarkConfig, input_key: str) -> StageResult | None:
+    """The saved result of an evaluation of exactly these inputs that had no failure, if any."""
+    from videolstm.lineage import MissingStageError, load_stage_result
+
+    try:
+        result = load_stage_result(config, "evaluate")
+    except MissingStageError:
+        return None
+    if result.extra.get("input_key") != input_key or result.failed:
+        return None
+    return result.model_copy(update={"computed": 0, "seconds": 0.0})
 
 
 def _usable_annotations(uri: str | None, config: BenchmarkConfig, results: list[ItemResult]) -> str | None:

@@ -7,6 +7,7 @@ manifest that records it.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -28,12 +29,23 @@ def benchmark_run_key(config: BenchmarkConfig) -> str:
     return stable_digest(["benchmark", config.name, lineages(config)["report"], config.train.variants, config.train.streams], 16)
 
 
+FAMILY_TAG = "videolstm.family"
+ROWS_ARTIFACT = "report/rows.json"
+
+
+def family_key(config: BenchmarkConfig) -> str:
+    """Digest shared by benchmarks that differ only in ``train.seed`` (their tables are pooled)."""
+    unseeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": 0})})
+    return benchmark_run_key(unseeded)
+
+
 def start_benchmark_run(config: BenchmarkConfig) -> str:
     """The parent run of this benchmark (found again on a re-run, else created with the params)."""
     experiment_id = tracking.setup(config)
     run_id, created = tracking.find_or_create_run(
         experiment_id, benchmark_run_key(config), config.name,
-        tags={tracking.KIND_TAG: "benchmark", "dataset": config.dataset.kind, "split": str(config.dataset.split)},
+        tags={tracking.KIND_TAG: "benchmark", "dataset": config.dataset.kind, "split": str(config.dataset.split),
+              FAMILY_TAG: family_key(config), "seed": str(config.train.seed)},
     )
     if created:
         tracking.log_params(run_id, tracking.config_params(config))
@@ -50,10 +62,13 @@ def mlflow_ui_command(config: BenchmarkConfig) -> str:
 def run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_id: str) -> dict[str, Any]:
     """Comparison tables (Markdown, HTML) and charts on the parent run; the closing message."""
     evaluated = next((s for s in stages if s.stage == "evaluate"), None)
-    rows = list(evaluated.extra.get("rows", [])) if evaluated else []
+    own_rows = list(evaluated.extra.get("rows", [])) if evaluated else []
+    rows = sibling_rows(config, parent_run_id) + own_rows  # other seeds of the same benchmark first
+    seeds = sorted({r.get("seed") for r in rows})
     uri = stage_uri(config, "report")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
+        (out / "rows.json").write_text(json.dumps(own_rows, indent=1, default=float))
         (out / "comparison.md").write_text(comparison_markdown(rows))
         (out / "comparison.html").write_text(comparison_html(rows, title=f"VideoLSTM benchmark: {config.name}"))
         if rows:
@@ -71,12 +86,31 @@ def run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_id
     client.set_tag(parent_run_id, "videolstm.failed_items", str(len(failures)))
     tracking.finish_run(parent_run_id)
     message = closing_message(config, uri, rows, failures, stages)
+    if len(seeds) > 1:
+        message += f"\n(tables pool {len(seeds)} runs of this benchmark that differ only in train.seed: seeds {seeds})"
     return {"message": message, "ok": True, "rows": rows, "failures": len(failures), "report_uri": uri, "parent_run_id": parent_run_id}
 
 
-def _localization_curves(config: BenchmarkConfig, evaluated: StageResult | None) -> dict[str, Any]:
-    import json
+def sibling_rows(config: BenchmarkConfig, parent_run_id: str) -> list[dict[str, Any]]:
+    """Result rows of the other seeds of this benchmark (their parent runs' ``report/rows.json``)."""
+    experiment_id = tracking.setup(config)
+    client = mlflow.tracking.MlflowClient()
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{FAMILY_TAG}` = '{family_key(config)}'", max_results=100)
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        if run.info.run_id == parent_run_id:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=ROWS_ARTIFACT, dst_path=tmp)
+            except Exception as exc:  # a sibling still running or from an older version: skipped, and said so
+                log.info("not pooling run %s (no %s: %s)", run.info.run_id, ROWS_ARTIFACT, type(exc).__name__)
+                continue
+            rows += json.loads(Path(path).read_text())
+    return rows
 
+
+def _localization_curves(config: BenchmarkConfig, evaluated: StageResult | None) -> dict[str, Any]:
     curves = {}
     if evaluated is None:
         return curves

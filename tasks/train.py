@@ -141,6 +141,8 @@ def frame_cnn_job(config: BenchmarkConfig, stream: str, frames_flow: StageResult
 def fit_job(job: TrainJob, config: BenchmarkConfig, train_rows: list[dict], val_rows: list[dict]) -> dict[str, Any]:
     """Fit one job with a TorchTrainer; export the best (or latest) checkpoint to ``model.pt``."""
     t = config.train
+    if not val_rows:  # e.g. classes too small to hold a video out: no validation, keep the latest
+        job = job.model_copy(update={"has_validation": False})
     ray.data.DataContext.get_current().enable_progress_bars = False  # rows are tiny; bars would only add noise
     datasets = {"train": ray.data.from_items(train_rows), "val": ray.data.from_items(val_rows or [{"shard": "", "label": -1}])}
     ray_storage = st.join(job.output_uri, "ray")

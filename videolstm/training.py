@@ -27,6 +27,7 @@ from torch import nn
 from videolstm import shards
 from videolstm.config import StorageConfig
 from videolstm.features import stream_inputs
+from videolstm.models.functional import sequence_loss
 
 Batch = Mapping[str, Any]
 
@@ -133,13 +134,6 @@ class EpochStats:
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
         return {f"{prefix}/loss": self.loss, f"{prefix}/accuracy": self.accuracy}
-
-
-def sequence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """logits (B, T, K), labels (B,) → cross-entropy summed over T, averaged over B."""
-    b, t, k = logits.shape
-    per_step = F.cross_entropy(logits.reshape(b * t, k), labels.repeat_interleave(t), reduction="sum")
-    return per_step / b
 
 
 def clip_predictions(logits: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""UCF101 split parsing and the video index, against the real split files in /work/shared/data."""
+"""UCF101 split parsing and the video index, against the real split files in tests/data (a copy of shared/data)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 from videolstm.datasets import INDEX_SCHEMA, load_index, read_index, write_index
 from videolstm.datasets.ucf101 import parse_class_index
 
-REAL_SPLITS = Path("/work/shared/data/ucf101/ucfTrainTestlist")
+DATA = Path(__file__).resolve().parents[1] / "data"  # copies of the real files in shared/data
+REAL_SPLITS = DATA / "ucf101" / "ucfTrainTestlist"
 REAL_COUNTS = {1: (9537, 3783), 2: (9586, 3734), 3: (9624, 3696)}
 # The official UCF101.rar spells this class folder differently from classInd.txt and the file names.
 FOLDER_QUIRK = {"HandStandPushups": "HandstandPushups"}
@@ -93,7 +94,7 @@ def test_handstandpushups_folder_quirk_resolves_to_the_real_folder(full_root: Pa
 
 
 def test_index_without_file_checks_needs_no_videos() -> None:
-    table = load_index("ucf101", "/work/shared/data/ucf101", 2, check_files=False)
+    table = load_index("ucf101", str(DATA / "ucf101"), 2, check_files=False)
     assert table.num_rows == sum(REAL_COUNTS[2])
     assert set(table.column("status").to_pylist()) == {"ok"}
     assert set(table.column("size_bytes").to_pylist()) == {-1}

@@ -22,8 +22,9 @@ from videolstm.datasets import (
     write_ucf101_24,
 )
 
-REAL = "/work/shared/data/ucf101_24/pyannot.pkl"
-REAL_TESTLIST = Path("/work/shared/data/ucf101_24/testlist01.txt")
+DATA = Path(__file__).resolve().parents[1] / "data"  # copies of the real files in shared/data
+REAL = str(DATA / "ucf101_24" / "pyannot.pkl")
+REAL_TESTLIST = DATA / "ucf101_24" / "testlist01.txt"
 
 
 @pytest.fixture(scope="module")
