@@ -123,7 +123,7 @@ def main() -> None:
         generate_synthetic(root, synthetic)
         rows_n, rows_2n = rows_for(root, args.videos, flow), rows_for(root, 2 * args.videos, flow)
         pairs = sum(synthetic.frames - 1 for _ in rows_n)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
         ray.data.DataContext.get_current().enable_progress_bars = False
         as_run: dict[str, list[float]] = {"loop": [], "ray-1": [], "ray-2": []}
         steady: dict[str, list[float]] = {"ray-1": [], "ray-2": []}

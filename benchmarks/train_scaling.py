@@ -81,7 +81,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         features = write_features(tmp, args.videos, defaults.dataset.synthetic.frames, defaults.frame_cnn.channels[-1],
                                   defaults.frame_cnn.fc_dim, defaults.dataset.synthetic.num_classes)
-        ray.init(num_cpus=2, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", log_to_driver=False)
+        ray.init(address="local", num_cpus=2, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", log_to_driver=False)
         rates: dict[str, list[float]] = {"1 worker × 2 threads": [], "2 workers × 1 thread (DDP, gloo)": []}
         for repeat in range(args.repeats):
             for label, (workers, threads) in zip(rates, ((1, 2), (2, 1))):

@@ -58,6 +58,12 @@ def _loopback_node() -> Iterator[None]:
             os.environ[name] = saved_env
 
 
+def is_loopback_address(address: str) -> bool:
+    """True for ``127.x.y.z:port`` / ``localhost:port`` (optionally ``ray://``), not ``auto``."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0]
+    return host == "localhost" or host.startswith("127.")
+
+
 def init_ray(config: BenchmarkConfig) -> None:
     """Start or join Ray once per process, as ``config.ray`` says."""
     for key, value in RAY_ENV_DEFAULTS.items():
@@ -70,13 +76,20 @@ def init_ray(config: BenchmarkConfig) -> None:
         if key in os.environ:
             env_vars[key] = os.environ[key]
     kwargs: dict = {"runtime_env": {"env_vars": env_vars}, "log_to_driver": True}
-    if address:
+    if address and is_loopback_address(address):
+        # Ray rewrites a loopback address to the machine's outward one unless multi-host
+        # clusters are off; a cluster started on 127.0.0.1 only answers there.
+        log.info("connecting to the Ray cluster at %s (loopback)", address)
+        with _loopback_node():
+            ray.init(address=address, **kwargs)
+    elif address:
         log.info("connecting to the Ray cluster at %s", address)
         ray.init(address=address, **kwargs)
     else:
+        # address="local": always a new instance, never a stale cluster recorded in /tmp/ray.
         # A local instance listens on loopback only. The dashboard process is kept: Ray Train
         # queries its state API (without it the controller logs "Failed to query ... state").
         with _loopback_node():
-            ray.init(num_cpus=config.ray.num_cpus, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", **kwargs)
+            ray.init(address="local", num_cpus=config.ray.num_cpus, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", **kwargs)
     resources = ray.cluster_resources()
     log.info("Ray: %s CPUs, %s GPUs, %d node(s)", resources.get("CPU", 0), resources.get("GPU", 0), len(ray.nodes()))

@@ -220,7 +220,7 @@ class MLflowConfig(Section):
 
 
 class RayConfig(Section):
-    address: str | None = Field(None, description="None: local ray.init(); 'auto' or ray://host:10001 for a cluster")
+    address: str | None = Field(None, description="None: a new local instance (ray.init(address='local')); 'auto' or ray://host:10001 for a cluster")
     num_cpus: int | None = Field(None, ge=1, description="local instance only")
 
 

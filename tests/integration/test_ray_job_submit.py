@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -22,24 +25,34 @@ pytestmark = pytest.mark.integration
 
 def test_benchmark_submitted_as_a_ray_job_completes_on_a_head_node(tmp_path):
     gcs_port, dashboard_port = free_port(), free_port()
+    # Ray's session folder holds AF_UNIX sockets (paths ≤ 107 bytes): keep it short, not under tmp_path
+    ray_temp = tempfile.mkdtemp(prefix="rayjob-", dir="/tmp")
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "PREFECT_HOME": str(tmp_path / "prefect")}
+           "RAY_USAGE_STATS_ENABLED": "0", "PREFECT_HOME": str(tmp_path / "prefect"),
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keep the head on 127.0.0.1 (see tasks/runtime.py)
     env.pop("RAY_ADDRESS", None)
     head = ServerProcess(
         [str(BIN / "ray"), "start", "--head", "--block", "--port", str(gcs_port), "--node-ip-address", "127.0.0.1",
          "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", "2",
-         "--temp-dir", str(tmp_path / "ray"), "--include-dashboard", "true"],
+         "--temp-dir", ray_temp, "--include-dashboard", "true"],
         f"http://127.0.0.1:{dashboard_port}/api/version", env=env, log_path=tmp_path / "head.log", timeout=120,
     )
     config_path = tmp_path / "tiny.yaml"
     root = tmp_path / "run"
     config_path.write_text(yaml.safe_dump(tiny_config(str(root), ray={"address": "auto"})))
-    with head:
-        submit = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dashboard_port}", "--working-dir", ".",
-             "--", "python", "-m", "flows.cli", "benchmark", "--config", str(config_path)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-        )
+    try:
+        with head:
+            for _ in range(30):  # the dashboard answers before its job agent has registered
+                submit = subprocess.run(
+                    [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dashboard_port}", "--working-dir", ".",
+                     "--", "python", "-m", "flows.cli", "benchmark", "--config", str(config_path)],
+                    cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+                )
+                if "No available agent to submit job" not in submit.stderr + submit.stdout:
+                    break
+                time.sleep(2)
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
     output = submit.stdout + submit.stderr
     assert submit.returncode == 0, output[-4000:]
     assert "succeeded" in output and "VideoLSTM benchmark finished." in output, output[-4000:]
