@@ -19,6 +19,15 @@ from videolstm.training import make_optimizer, sequence_forward, snippet_batch
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(scope="module")
+def prefect_server():
+    """Prefect's test harness: a temporary server for these flow runs, stopped when they end."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
 NAME = "videolstm-synthetic-convlstm-rgb"
 
 
@@ -33,7 +42,7 @@ def _register(model: torch.nn.Module, spec: ModelSpec, experiment_id: str) -> st
     return info.registered_model_version
 
 
-def test_reevaluate_passes_a_stable_model_and_fails_naming_a_regressed_one(tiny_pipeline):
+def test_reevaluate_passes_a_stable_model_and_fails_naming_a_regressed_one(tiny_pipeline, prefect_server):
     from flows.reevaluate import reevaluate
 
     config = tiny_pipeline.config(evaluate={"regression_threshold": 0.1})
