@@ -112,7 +112,7 @@ def fuse_probabilities(p_rgb: Tensor, p_flow: Tensor, method: str = "product") -
     """
     if method not in FUSIONS:
         raise ValueError(f"fusion method must be one of {FUSIONS}, got {method!r}")
-    a, b = torch.as_tensor(p_rgb), torch.as_tensor(p_flow)
+    a, b = _as_tensor(p_rgb), _as_tensor(p_flow)
     if a.shape != b.shape or a.dim() < 1:
         raise ValueError(f"fuse_probabilities expects two (..., K) tensors of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     dtype = a.dtype if a.is_floating_point() else torch.get_default_dtype()
@@ -124,3 +124,11 @@ def fuse_probabilities(p_rgb: Tensor, p_flow: Tensor, method: str = "product") -
     empty = torch.isneginf(log_product).all(dim=-1, keepdim=True)
     fused = torch.softmax(log_product.masked_fill(empty, 0.0), dim=-1)
     return torch.where(empty, mean, fused).to(dtype)
+
+
+def _as_tensor(values: Any) -> Tensor:
+    """A tensor view of ``values``; read-only arrays (e.g. from Arrow) are copied, not aliased."""
+    if isinstance(values, Tensor):
+        return values
+    array = np.asarray(values)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
