@@ -367,7 +367,38 @@ class MotionALSTMClassifier(_RegionAttentionLSTM):
         return self.attention(h, flow_term)
 
 
-class ConvLSTMClassifier(SequenceModel):
+class _ConvRecurrentModel(SequenceModel):
+    """Shared body of the convolutional variants: the top ConvLSTM ``cell`` over (attended)
+    pool5 maps, its initial state ``init`` and the ``readout`` of the stacked hidden maps.
+
+    Subclasses build their layers in a fixed order (so a seed gives the same initial weights):
+    :meth:`_build_cell`, their own layers, then :meth:`_build_init_and_readout`.
+    """
+
+    def __init__(self, input_channels: int, spatial_size: tuple[int, int], init_state: str):
+        super().__init__()
+        _check_init_state(init_state)
+        self.input_channels = input_channels
+        self.spatial_size = (int(spatial_size[0]), int(spatial_size[1]))
+
+    def _build_cell(self, hidden_channels: int, kernel_size: int, gate_execution: str) -> None:
+        self.cell = ConvLSTMCell(self.input_channels, hidden_channels, kernel_size, gate_execution)
+
+    def _build_init_and_readout(self, init_state: str, fc_dim: int, num_classes: int, dropout: float) -> None:
+        hidden, kernel = self.cell.hidden_channels, self.cell.kernel_size
+        self.init = MapInitialState(self.input_channels, hidden, kernel) if init_state == "mean" else None
+        self.readout = Readout(hidden * self.spatial_size[0] * self.spatial_size[1], fc_dim, num_classes, dropout)
+
+    def _initial_state(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(H_0, C_0) of the top ConvLSTM for x (B, T, C, H, W): from the mean input, or zeros."""
+        return self.init(x) if self.init is not None else self.cell.init_state(x.shape[0], self.spatial_size, like=x)
+
+    def _logits(self, hs: list[Tensor]) -> Tensor:
+        """T hidden maps (B, Hd, H, W) → logits (B, T, K)."""
+        return self.readout(torch.stack(hs, dim=1).flatten(2))
+
+
+class ConvLSTMClassifier(_ConvRecurrentModel):
     """ConvLSTM (eqs. 1–6) over pool5 maps: x (B, T, C, H, W) → logits (B, T, K).
 
     W_x ∗ X_t + b is computed for all B·T frames in one batched convolution before the
@@ -388,28 +419,24 @@ class ConvLSTMClassifier(SequenceModel):
         init_state: str = "mean",
         gate_execution: str = "auto",
     ):
-        super().__init__()
-        _check_init_state(init_state)
-        self.input_channels = input_channels
-        self.spatial_size = (int(spatial_size[0]), int(spatial_size[1]))
-        self.cell = ConvLSTMCell(input_channels, hidden_channels, kernel_size, gate_execution)
-        self.init = MapInitialState(input_channels, hidden_channels, kernel_size) if init_state == "mean" else None
-        self.readout = Readout(hidden_channels * spatial_size[0] * spatial_size[1], fc_dim, num_classes, dropout)
+        super().__init__(input_channels, spatial_size, init_state)
+        self._build_cell(hidden_channels, kernel_size, gate_execution)
+        self._build_init_and_readout(init_state, fc_dim, num_classes, dropout)
 
     def forward(self, x: Tensor, flow: Tensor | None = None, attention: Tensor | None = None) -> ModelOutput:
         self._check_inputs(x, flow, attention)
         b, t = x.shape[:2]
-        state = self.init(x) if self.init is not None else self.cell.init_state(b, self.spatial_size, like=x)
+        state = self._initial_state(x)
         kernels = self.cell.kernels(x_channels=0, device=x.device)
         pre = self.cell.input_gates(x.flatten(0, 1), kernels).unflatten(0, (b, t)).unbind(1)
         hs = []
         for step in range(t):
             state = self.cell.step(None, state, kernels, pre=pre[step])
             hs.append(state[0])
-        return ModelOutput(self.readout(torch.stack(hs, dim=1).flatten(2)))
+        return ModelOutput(self._logits(hs))
 
 
-class ConvALSTMClassifier(SequenceModel):
+class ConvALSTMClassifier(_ConvRecurrentModel):
     """Convolutional attention LSTM (eqs. 7–9).
 
     x (B, T, C, H, W). At step t: Z_t = W_z ∗ tanh(W_xa ∗ X_t + W_ha ∗ H_{t-1} + b_a),
@@ -435,15 +462,11 @@ class ConvALSTMClassifier(SequenceModel):
         gate_execution: str = "auto",
         attention_scale: str = "none",
     ):
-        super().__init__()
-        _check_init_state(init_state)
-        self.input_channels = input_channels
-        self.spatial_size = (int(spatial_size[0]), int(spatial_size[1]))
+        super().__init__(input_channels, spatial_size, init_state)
         self.attended_scale = attention_scale_factor(attention_scale, self.spatial_size)
-        self.cell = ConvLSTMCell(input_channels, hidden_channels, kernel_size, gate_execution)
+        self._build_cell(hidden_channels, kernel_size, gate_execution)
         self.attention = ConvAttention(hidden_channels, hidden_channels, attention_kernel_size, input_channels=input_channels)
-        self.init = MapInitialState(input_channels, hidden_channels, kernel_size) if init_state == "mean" else None
-        self.readout = Readout(hidden_channels * spatial_size[0] * spatial_size[1], fc_dim, num_classes, dropout)
+        self._build_init_and_readout(init_state, fc_dim, num_classes, dropout)
 
     def forward(self, x: Tensor, flow: Tensor | None = None, attention: Tensor | None = None) -> ModelOutput:
         self._check_inputs(x, flow, attention)
@@ -452,7 +475,7 @@ class ConvALSTMClassifier(SequenceModel):
         given = attention.unbind(1) if attention is not None else None
         if given is None:
             input_terms = self.attention.input_term(x.flatten(0, 1)).unflatten(0, (b, t)).unbind(1)
-        state = self.init(x) if self.init is not None else self.cell.init_state(b, self.spatial_size, like=x)
+        state = self._initial_state(x)
         kernels = self.cell.kernels(device=x.device)
         hs, maps = [], []
         for step in range(t):
@@ -460,10 +483,10 @@ class ConvALSTMClassifier(SequenceModel):
             state = self.cell.step(apply_attention(a, frames[step], self.attended_scale), state, kernels)
             hs.append(state[0])
             maps.append(a)
-        return ModelOutput(self.readout(torch.stack(hs, dim=1).flatten(2)), torch.stack(maps, dim=1))
+        return ModelOutput(self._logits(hs), torch.stack(maps, dim=1))
 
 
-class VideoLSTMClassifier(SequenceModel):
+class VideoLSTMClassifier(_ConvRecurrentModel):
     """VideoLSTM: motion-based convolutional attention LSTM (eqs. 10–15).
 
     x (B, T, C, H, W) RGB maps, flow (B, T, C', H, W) flow maps M.
@@ -502,26 +525,21 @@ class VideoLSTMClassifier(SequenceModel):
         gate_execution: str = "auto",
         attention_scale: str = "none",
     ):
-        super().__init__()
-        _check_init_state(init_state)
-        self.input_channels = input_channels
+        super().__init__(input_channels, spatial_size, init_state)
         self.flow_channels = flow_channels
-        self.spatial_size = (int(spatial_size[0]), int(spatial_size[1]))
         self.attended_scale = attention_scale_factor(attention_scale, self.spatial_size)
         self.motion_cell = ConvLSTMCell(flow_channels + hidden_channels, hidden_channels, motion_kernel_size, gate_execution)
         self.attention = ConvAttention(hidden_channels, hidden_channels, attention_kernel_size, input_channels=None)
-        self.cell = ConvLSTMCell(input_channels, hidden_channels, kernel_size, gate_execution)
-        mean = init_state == "mean"
-        self.motion_init = MapInitialState(flow_channels, hidden_channels, motion_kernel_size) if mean else None
-        self.init = MapInitialState(input_channels, hidden_channels, kernel_size) if mean else None
-        self.readout = Readout(hidden_channels * spatial_size[0] * spatial_size[1], fc_dim, num_classes, dropout)
+        self._build_cell(hidden_channels, kernel_size, gate_execution)
+        self.motion_init = MapInitialState(flow_channels, hidden_channels, motion_kernel_size) if init_state == "mean" else None
+        self._build_init_and_readout(init_state, fc_dim, num_classes, dropout)
 
     def forward(self, x: Tensor, flow: Tensor | None = None, attention: Tensor | None = None) -> ModelOutput:
         self._check_inputs(x, flow, attention)
         b, t = x.shape[:2]
         frames = x.unbind(1)
         given = attention.unbind(1) if attention is not None else None
-        state = self.init(x) if self.init is not None else self.cell.init_state(b, self.spatial_size, like=x)
+        state = self._initial_state(x)
         if given is None:
             assert flow is not None
             motion_kernels = self.motion_cell.kernels(x_channels=self.cell.hidden_channels, device=x.device)
@@ -541,4 +559,4 @@ class VideoLSTMClassifier(SequenceModel):
             state = self.cell.step(apply_attention(a, frames[step], self.attended_scale), state, kernels)
             hs.append(state[0])
             maps.append(a)
-        return ModelOutput(self.readout(torch.stack(hs, dim=1).flatten(2)), torch.stack(maps, dim=1))
+        return ModelOutput(self._logits(hs), torch.stack(maps, dim=1))
