@@ -110,24 +110,20 @@ def build_convnet(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     return FrameClassifier(sizes.input_dim, num_classes, sizes.dropout)
 
 
+def _recurrent_kwargs(sizes: ModelSizes) -> dict[str, Any]:
+    """The keyword arguments every recurrent variant takes: readout and recurrence options."""
+    return {"fc_dim": sizes.fc_dim, "dropout": sizes.dropout, "init_state": sizes.init_state, "gate_execution": sizes.gate_execution}
+
+
 def build_lstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """LSTM over fc7 vectors (B, T, D), ``lstm_hidden`` units."""
-    return LSTMClassifier(
-        sizes.input_dim, num_classes, sizes.lstm_hidden, sizes.fc_dim, sizes.dropout, sizes.init_state, sizes.gate_execution
-    )
+    return LSTMClassifier(sizes.input_dim, num_classes, hidden_size=sizes.lstm_hidden, **_recurrent_kwargs(sizes))
 
 
 def build_alstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """ALSTM over pool5 maps (B, T, C, H, W), ``lstm_hidden`` units."""
     return ALSTMClassifier(
-        sizes.input_channels,
-        sizes.spatial_size,
-        num_classes,
-        sizes.lstm_hidden,
-        sizes.fc_dim,
-        sizes.dropout,
-        sizes.init_state,
-        sizes.gate_execution,
+        sizes.input_channels, sizes.spatial_size, num_classes, hidden_size=sizes.lstm_hidden, **_recurrent_kwargs(sizes)
     )
 
 
@@ -135,47 +131,25 @@ def build_motion_alstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """Motion ALSTM: RGB maps (B, T, C, H, W) attended with flow maps (B, T, C', H, W)."""
     assert sizes.flow_channels is not None
     return MotionALSTMClassifier(
-        sizes.input_channels,
-        sizes.flow_channels,
-        sizes.spatial_size,
-        num_classes,
-        sizes.lstm_hidden,
-        sizes.fc_dim,
-        sizes.dropout,
-        sizes.init_state,
-        sizes.gate_execution,
+        sizes.input_channels, sizes.flow_channels, sizes.spatial_size, num_classes,
+        hidden_size=sizes.lstm_hidden, **_recurrent_kwargs(sizes),
     )
 
 
 def build_convlstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """ConvLSTM over pool5 maps (B, T, C, H, W)."""
     return ConvLSTMClassifier(
-        sizes.input_channels,
-        sizes.spatial_size,
-        num_classes,
-        sizes.hidden_channels,
-        sizes.kernel_size,
-        sizes.fc_dim,
-        sizes.dropout,
-        sizes.init_state,
-        sizes.gate_execution,
+        sizes.input_channels, sizes.spatial_size, num_classes,
+        hidden_channels=sizes.hidden_channels, kernel_size=sizes.kernel_size, **_recurrent_kwargs(sizes),
     )
 
 
 def build_convalstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """ConvALSTM: convolutional attention from X_t and H_{t-1} over pool5 maps (B, T, C, H, W)."""
     return ConvALSTMClassifier(
-        sizes.input_channels,
-        sizes.spatial_size,
-        num_classes,
-        sizes.hidden_channels,
-        sizes.kernel_size,
-        sizes.attention_kernel_size,
-        sizes.fc_dim,
-        sizes.dropout,
-        sizes.init_state,
-        sizes.gate_execution,
-        sizes.attention_scale,
+        sizes.input_channels, sizes.spatial_size, num_classes,
+        hidden_channels=sizes.hidden_channels, kernel_size=sizes.kernel_size,
+        attention_kernel_size=sizes.attention_kernel_size, attention_scale=sizes.attention_scale, **_recurrent_kwargs(sizes),
     )
 
 
@@ -183,19 +157,10 @@ def build_videolstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """VideoLSTM: motion-based convolutional attention, RGB maps + flow maps (B, T, C', H, W)."""
     assert sizes.flow_channels is not None
     return VideoLSTMClassifier(
-        sizes.input_channels,
-        sizes.flow_channels,
-        sizes.spatial_size,
-        num_classes,
-        sizes.hidden_channels,
-        sizes.kernel_size,
-        sizes.attention_kernel_size,
-        sizes.motion_kernel_size,
-        sizes.fc_dim,
-        sizes.dropout,
-        sizes.init_state,
-        sizes.gate_execution,
-        sizes.attention_scale,
+        sizes.input_channels, sizes.flow_channels, sizes.spatial_size, num_classes,
+        hidden_channels=sizes.hidden_channels, kernel_size=sizes.kernel_size,
+        attention_kernel_size=sizes.attention_kernel_size, motion_kernel_size=sizes.motion_kernel_size,
+        attention_scale=sizes.attention_scale, **_recurrent_kwargs(sizes),
     )
 
 
