@@ -139,6 +139,15 @@ def fused_pairs(names: set[str]) -> list[tuple[str, str, str]]:
     return pairs
 
 
+def feature_test_rows(features: StageResult, config: BenchmarkConfig) -> list[dict[str, Any]]:
+    """(video_id, shard, label) of every test video with features; an error when there is none."""
+    rows = [{"video_id": r.video_id, "shard": r.shard, "label": r.label}
+            for r in read_manifest(features.manifest_uri, config.storage) if r.ok and r.subset == "test"]
+    if not rows:
+        raise RuntimeError(f"no test video has features (see {features.manifest_uri}); run the benchmark's stages up to features first")
+    return rows
+
+
 def run_evaluate(
     config: BenchmarkConfig, index: StageResult, features: StageResult, frame_cnn: StageResult, trained: StageResult, parent_run_id: str | None = None
 ) -> StageResult:
@@ -152,10 +161,7 @@ def run_evaluate(
         log.info("evaluation: reused %s (same models, same test set)", previous.uri)
         return previous
     class_names = list(index.extra["class_names"])
-    test_rows = [{"video_id": r.video_id, "shard": r.shard, "label": r.label}
-                 for r in read_manifest(features.manifest_uri, config.storage) if r.ok and r.subset == "test"]
-    if not test_rows:
-        raise RuntimeError(f"no test video has features (see {features.manifest_uri}); nothing to evaluate")
+    test_rows = feature_test_rows(features, config)
     from videolstm.datasets import read_index
 
     paths = dict(zip(*[read_index(index.manifest_uri, storage=config.storage).column(c).to_pylist() for c in ("video_id", "path")]))
@@ -292,8 +298,7 @@ def evaluate_single(config: BenchmarkConfig, checkpoint: str | None = None, run_
     stream = name.rsplit("-", 1)[-1] if "-" in name else "rgb"
     index = load_stage_result(config, "index")
     features = load_stage_result(config, "features")
-    test_rows = [{"video_id": r.video_id, "shard": r.shard, "label": r.label}
-                 for r in read_manifest(features.manifest_uri, config.storage) if r.ok and r.subset == "test"]
+    test_rows = feature_test_rows(features, config)
     from videolstm.datasets import read_index
 
     paths = dict(zip(*[read_index(index.manifest_uri, storage=config.storage).column(c).to_pylist() for c in ("video_id", "path")]))

@@ -26,7 +26,6 @@ from tasks import tracking
 from videolstm import storage as st
 from videolstm.config import BenchmarkConfig, stable_digest
 from videolstm.lineage import load_stage_result, stage_uri
-from videolstm.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -85,16 +84,13 @@ def previous_accuracy(client: MlflowClient, name: str, version) -> tuple[float |
 
 def reevaluate_models(config: BenchmarkConfig) -> list[ModelCheck]:
     """Evaluate the latest version of every registered model of ``config.dataset.kind``."""
-    from tasks.evaluate import evaluate_model
+    from tasks.evaluate import evaluate_model, feature_test_rows
 
-    tracking.setup(config)
+    experiment_id = tracking.setup(config)
     client = MlflowClient()
     index = load_stage_result(config, "index")
-    features = load_stage_result(config, "features")
-    test_rows = [{"video_id": r.video_id, "shard": r.shard, "label": r.label}
-                 for r in read_manifest(features.manifest_uri, config.storage) if r.ok and r.subset == "test"]
-    if not test_rows:
-        raise RuntimeError(f"no test video has features in {features.manifest_uri}; run the benchmark first")
+    test_rows = feature_test_rows(load_stage_result(config, "features"), config)
+    class_names = list(index.extra["class_names"])
     checks = []
     threshold = config.evaluate.regression_threshold
     for name in registered_models(client, config.dataset.kind):
@@ -104,7 +100,7 @@ def reevaluate_models(config: BenchmarkConfig) -> list[ModelCheck]:
             local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}", dst_path=tmp)
             checkpoint = str(Path(local) / "artifacts" / "checkpoint.pt")
             out_uri = st.join(stage_uri(config, "evaluate"), "reevaluate", f"{name}-v{version.version}")
-            outcome = evaluate_model(config, name, variant, stream, checkpoint, test_rows, list(index.extra["class_names"]), None, {}, out_uri)
+            outcome = evaluate_model(config, name, variant, stream, checkpoint, test_rows, class_names, None, {}, out_uri)
         accuracy = float(outcome["metrics"]["test/accuracy"])
         previous, source = previous_accuracy(client, name, version)
         drop = 0.0 if previous is None else previous - accuracy
@@ -116,12 +112,11 @@ def reevaluate_models(config: BenchmarkConfig) -> list[ModelCheck]:
         client.set_model_version_tag(name, version.version, "videolstm.regression_drop", f"{drop:.6f}")
         client.set_registered_model_tag(name, LAST_ACCURACY_TAG, f"{accuracy:.6f}")
         client.set_registered_model_tag(name, LAST_VERSION_TAG, str(version.version))
-    _log_reevaluation_run(config, checks)
+    _log_reevaluation_run(config, experiment_id, checks)
     return checks
 
 
-def _log_reevaluation_run(config: BenchmarkConfig, checks: list[ModelCheck]) -> None:
-    experiment_id = tracking.setup(config)
+def _log_reevaluation_run(config: BenchmarkConfig, experiment_id: str, checks: list[ModelCheck]) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     run_id, _ = tracking.find_or_create_run(
         experiment_id, stable_digest(["reevaluate", stamp, [c.name for c in checks]], 16), f"reevaluate {stamp}",

@@ -76,15 +76,12 @@ def init_ray(config: BenchmarkConfig) -> None:
         if key in os.environ:
             env_vars[key] = os.environ[key]
     kwargs: dict = {"runtime_env": {"env_vars": env_vars}, "log_to_driver": True}
-    if address and is_loopback_address(address):
+    if address:
+        log.info("connecting to the Ray cluster at %s", address)
         # Ray rewrites a loopback address to the machine's outward one unless multi-host
         # clusters are off; a cluster started on 127.0.0.1 only answers there.
-        log.info("connecting to the Ray cluster at %s (loopback)", address)
-        with _loopback_node():
+        with _loopback_node() if is_loopback_address(address) else contextlib.nullcontext():
             ray.init(address=address, **kwargs)
-    elif address:
-        log.info("connecting to the Ray cluster at %s", address)
-        ray.init(address=address, **kwargs)
     else:
         # address="local": always a new instance, never a stale cluster recorded in /tmp/ray.
         # A local instance listens on loopback only. The dashboard process is kept: Ray Train

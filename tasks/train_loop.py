@@ -119,11 +119,6 @@ def _all_reduce_stats(stats: EpochStats, device: torch.device) -> EpochStats:
     return EpochStats(loss=sums[0].item() / n, accuracy=sums[1].item() / n, samples=int(sums[2].item()))
 
 
-def resumed_checkpoint_absent() -> bool:
-    """True when this run starts fresh (pretrained weights are loaded only then)."""
-    return ray.train.get_checkpoint() is None
-
-
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point; ``loop_config`` = {"job": TrainJob json, "config": BenchmarkConfig json}."""
     job = TrainJob.model_validate(loop_config["job"])
@@ -136,13 +131,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     device = ray.train.torch.get_device()
     model = ModelSpec.from_dict(job.spec).build()
-    if job.weights and resumed_checkpoint_absent():
+    resumed = ray.train.get_checkpoint()
+    if job.weights and resumed is None:  # pretrained weights start a fresh run only
         from videolstm.backbones import load_vgg16_weights
 
         load_vgg16_weights(model, job.weights, config.storage)
     optimizer = make_optimizer(job.optimizer, model.parameters(), job.lr, job.weight_decay)
     start_epoch = 0
-    resumed = ray.train.get_checkpoint()
     if resumed is not None:
         with resumed.as_directory() as directory:
             path = latest_checkpoint(directory)
