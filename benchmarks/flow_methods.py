@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 from videolstm.config import FlowConfig, SyntheticConfig
-from videolstm.datasets.synthetic import CLASS_NAMES, generate_synthetic, render_video, video_id
-from videolstm.flow import (
+from videolstm.data.datasets.synthetic import CLASS_NAMES, generate_synthetic, render_video, video_id
+from videolstm.data.flow import (
     OPENCV_TVL1_DEFAULTS,
     compute_flow,
     dequantize_flow,
@@ -41,7 +41,7 @@ from videolstm.flow import (
     set_threads,
     to_gray,
 )
-from videolstm.video import decode_video
+from videolstm.data.video import decode_video
 
 
 def settings() -> list[tuple[str, str, dict]]:

@@ -4,7 +4,7 @@ All in one run, on the same synthetic videos (the embedded default's frame size 
 settings unless overridden):
 
 * **loop**: a plain single-process loop over the videos with OpenCV's default threading
-  (``videolstm.extraction.process_video``, the same per-video work the stage does);
+  (``videolstm.data.frames_flow.process_video``, the same per-video work the stage does);
 * **ray-1 / ray-2**: the Ray Data stage (``tasks.frames_flow.compute_frames_flow``) with 1 and 2
   single-threaded actors — the figure that predicts a cluster is ray-2 / ray-1 (per-core scaling).
   Each is timed on N and on 2N videos: "as run" is N pairs / t(N) (start-up included),
@@ -36,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # noqa: E402  (installed with ray[default])
 
 from videolstm.config import FlowConfig, StorageConfig, SyntheticConfig  # noqa: E402
-from videolstm.datasets import load_index  # noqa: E402
-from videolstm.datasets.synthetic import generate_synthetic  # noqa: E402
-from videolstm.extraction import frames_flow_key, process_video  # noqa: E402
-from videolstm.manifest import StageDir  # noqa: E402
+from videolstm.data.datasets import load_index  # noqa: E402
+from videolstm.data.datasets.synthetic import generate_synthetic  # noqa: E402
+from videolstm.data.frames_flow import frames_flow_key, process_video  # noqa: E402
+from videolstm.store.manifest import StageDir  # noqa: E402
 
 
 class PeakMemory:
@@ -82,7 +82,7 @@ def rows_for(root: str, videos: int, flow: FlowConfig) -> list[dict]:
 
 
 def run_loop(rows: list[dict], flow: FlowConfig, out: str) -> float:
-    from videolstm.flow import set_threads
+    from videolstm.data.flow import set_threads
 
     previous = set_threads(-1)  # OpenCV's default threading
     stage = StageDir(out)

@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 
 from videolstm import shards  # noqa: E402
 from videolstm.config import load_config  # noqa: E402
-from videolstm.lineage import StageResult  # noqa: E402
-from videolstm.manifest import ItemResult, StageDir, write_manifest  # noqa: E402
+from videolstm.store.lineage import StageResult  # noqa: E402
+from videolstm.store.manifest import ItemResult, StageDir, write_manifest  # noqa: E402
 
 
 def write_features(root: str, videos: int, frames: int, channels: int, fc_dim: int, classes: int) -> StageResult:

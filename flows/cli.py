@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
-    from videolstm.lineage import MissingStageError, load_stage_result
+    from videolstm.store.lineage import MissingStageError, load_stage_result
 
     command = args.command
     if command == "config":

@@ -7,11 +7,11 @@ import time
 
 import pyarrow.compute as pc
 
-from videolstm import storage as st
+from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig
-from videolstm.datasets import load_index, write_index
-from videolstm.lineage import StageResult, lineages, stage_result, stage_uri
-from videolstm.manifest import ItemResult, item_key
+from videolstm.data.datasets import load_index, write_index
+from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
+from videolstm.store.manifest import ItemResult, item_key
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +22,12 @@ def dataset_root(config: BenchmarkConfig) -> tuple[str, str | None]:
     if dataset.root:
         return dataset.root, dataset.annotations
     if dataset.kind == "synthetic":
-        from videolstm.datasets.synthetic import generate_synthetic
+        from videolstm.data.datasets.synthetic import generate_synthetic
 
         root = st.join(stage_uri(config, "dataset"), dataset.synthetic.digest())
         generate_synthetic(root, dataset.synthetic, storage=config.storage)
         return root, dataset.annotations or st.join(root, "annotations.pkl")
-    from videolstm.datasets.download import prepare_dataset
+    from videolstm.data.datasets.download import prepare_dataset
 
     root = stage_uri(config, "dataset")
     prepared = prepare_dataset(dataset.kind, root, dataset.download.urls, verify=dataset.download.verify, storage=config.storage)

@@ -1,7 +1,7 @@
 """Stage 6: evaluate every trained model on the test split, fuse the streams, localize, log.
 
 One Ray task per model runs the paper's test protocol, the localization and the plots (library
-calls in ``videolstm.inference`` and ``videolstm.scoring``) and writes its artifact folder to
+calls in ``videolstm.inference`` and ``videolstm.evaluation.scoring``) and writes its artifact folder to
 ``<evaluate stage>/<variant>-<stream>/``. The driver fuses RGB and flow (product of
 probabilities), then logs metrics and artifacts into each model's MLflow run — the training
 run, continued — and a nested run per fused pair.
@@ -20,14 +20,14 @@ import numpy as np
 import ray
 
 from tasks import tracking
-from videolstm import storage as st
-from videolstm.checkpoint import load_checkpoint, restore_model
+from videolstm.store import storage as st
+from videolstm.store.checkpoint import load_checkpoint, restore_model
 from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest
 from videolstm.inference import Predictions, convnet_predictions, predict_videos
-from videolstm.lineage import StageResult, lineages, stage_result, stage_uri
-from videolstm.manifest import ItemResult, failure_summary, read_manifest, write_manifest
+from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
+from videolstm.store.manifest import ItemResult, failure_summary, read_manifest, write_manifest
 from videolstm.models.protocol import fuse_probabilities
-from videolstm.scoring import ground_truth_for, overlay_videos, render_overlays, score_classification, score_localization
+from videolstm.evaluation.scoring import ground_truth_for, overlay_videos, render_overlays, score_classification, score_localization
 from videolstm.training import feature_columns
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ def evaluate_model(
     out_uri: str,
 ) -> dict[str, Any]:
     """Predict, score and render one model; returns metrics and its predictions."""
-    from videolstm.datasets import load_ucf101_24
-    from videolstm.video import decode_video, probe_video
+    from videolstm.data.datasets import load_ucf101_24
+    from videolstm.data.video import decode_video, probe_video
 
     e = config.evaluate
     if variant == "convnet":
@@ -162,7 +162,7 @@ def run_evaluate(
         return previous
     class_names = list(index.extra["class_names"])
     test_rows = feature_test_rows(features, config)
-    from videolstm.datasets import read_index
+    from videolstm.data.datasets import read_index
 
     paths = dict(zip(*[read_index(index.manifest_uri, storage=config.storage).column(c).to_pylist() for c in ("video_id", "path")]))
     models = _models(trained, frame_cnn, config.storage)
@@ -197,7 +197,7 @@ def run_evaluate(
 
 def _finished_result(config: BenchmarkConfig, input_key: str) -> StageResult | None:
     """The saved result of an evaluation of exactly these inputs that had no failure, if any."""
-    from videolstm.lineage import MissingStageError, load_stage_result
+    from videolstm.store.lineage import MissingStageError, load_stage_result
 
     try:
         result = load_stage_result(config, "evaluate")
@@ -217,7 +217,7 @@ def _usable_annotations(uri: str | None, config: BenchmarkConfig, results: list[
         return None
     import pickle
 
-    from videolstm.datasets import load_ucf101_24
+    from videolstm.data.datasets import load_ucf101_24
 
     try:
         load_ucf101_24(uri, storage=config.storage)
@@ -286,7 +286,7 @@ def _fuse(config, outcomes, class_names, uri, parent_run_id, results) -> list[di
 
 def evaluate_single(config: BenchmarkConfig, checkpoint: str | None = None, run_id: str | None = None) -> dict[str, float]:
     """Evaluate one model (a checkpoint URI or an MLflow run's model) on this config's test split."""
-    from videolstm.lineage import load_stage_result
+    from videolstm.store.lineage import load_stage_result
 
     if run_id:
         tracking.setup(config)
@@ -299,7 +299,7 @@ def evaluate_single(config: BenchmarkConfig, checkpoint: str | None = None, run_
     index = load_stage_result(config, "index")
     features = load_stage_result(config, "features")
     test_rows = feature_test_rows(features, config)
-    from videolstm.datasets import read_index
+    from videolstm.data.datasets import read_index
 
     paths = dict(zip(*[read_index(index.manifest_uri, storage=config.storage).column(c).to_pylist() for c in ("video_id", "path")]))
     out_uri = st.join(stage_uri(config, "evaluate"), "single", stable_digest([checkpoint], 12))

@@ -14,12 +14,13 @@ import numpy as np
 import ray
 import torch
 
-from videolstm import shards
-from videolstm.checkpoint import load_checkpoint, restore_model
+from videolstm.store import shards
+from videolstm.store.checkpoint import load_checkpoint, restore_model
 from videolstm.config import BenchmarkConfig, FeatureConfig, StorageConfig
-from videolstm.features import FEATURE_COUNTS, STREAMS, features_key, process_video_features
-from videolstm.lineage import StageResult, lineages, stage_result, stage_uri
-from videolstm.manifest import ItemResult, StageDir, failure_summary, read_manifest
+from videolstm.features.inputs import STREAMS
+from videolstm.features.extraction import FEATURE_COUNTS, features_key, process_video_features
+from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
+from videolstm.store.manifest import ItemResult, StageDir, failure_summary, read_manifest
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import pyarrow.compute as pc
 import ray
 
 from videolstm.config import BenchmarkConfig, FlowConfig, StorageConfig
-from videolstm.datasets import read_index
-from videolstm.extraction import FRAMES_FLOW_COUNTS, frames_flow_key, process_video
-from videolstm.lineage import StageResult, lineages, stage_result, stage_uri
-from videolstm.manifest import ItemResult, StageDir, failure_summary
+from videolstm.data.datasets import read_index
+from videolstm.data.frames_flow import FRAMES_FLOW_COUNTS, frames_flow_key, process_video
+from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
+from videolstm.store.manifest import ItemResult, StageDir, failure_summary
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class FlowWorker:
     """Ray Data actor: decodes videos and computes their flow, one manifest row per video."""
 
     def __init__(self, stage_uri: str, flow: dict[str, Any], storage: dict[str, Any]):
-        from videolstm.flow import set_threads
+        from videolstm.data.flow import set_threads
 
         self.flow = FlowConfig.model_validate(flow)
         self.storage = StorageConfig.model_validate(storage)

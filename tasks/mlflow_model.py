@@ -19,7 +19,7 @@ from mlflow.types import Schema, TensorSpec
 
 from tasks.train_loop import TrainJob
 from videolstm import __version__
-from videolstm import storage as st
+from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig
 
 log = logging.getLogger(__name__)

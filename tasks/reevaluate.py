@@ -23,9 +23,9 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from tasks import tracking
-from videolstm import storage as st
+from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, stable_digest
-from videolstm.lineage import load_stage_result, stage_uri
+from videolstm.store.lineage import load_stage_result, stage_uri
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from typing import Any
 import mlflow
 
 from tasks import tracking
-from videolstm import storage as st
+from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, stable_digest
-from videolstm.lineage import StageResult, lineages, stage_uri
-from videolstm.plots import plot_localization_curves, plot_variant_comparison
-from videolstm.report import comparison_html, comparison_markdown
+from videolstm.store.lineage import StageResult, lineages, stage_uri
+from videolstm.evaluation.plots import plot_localization_curves, plot_variant_comparison
+from videolstm.evaluation.report import comparison_html, comparison_markdown
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import mlflow
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from videolstm import storage as st
+from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, flatten
 
 RUN_KEY_TAG = "videolstm.run_key"

@@ -27,12 +27,12 @@ from ray.train.torch import TorchTrainer
 
 from tasks import tracking
 from tasks.train_loop import TrainJob, train_loop_per_worker
-from videolstm import storage as st
-from videolstm.checkpoint import ModelSpec, latest_checkpoint, load_checkpoint, save_checkpoint
+from videolstm.store import storage as st
+from videolstm.store.checkpoint import ModelSpec, latest_checkpoint, load_checkpoint, save_checkpoint
 from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest
-from videolstm.features import stream_in_channels
-from videolstm.lineage import StageResult, lineages, stage_result, stage_uri
-from videolstm.manifest import ItemResult, failure_summary, read_manifest, write_manifest
+from videolstm.features.inputs import stream_in_channels
+from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
+from videolstm.store.manifest import ItemResult, failure_summary, read_manifest, write_manifest
 from videolstm.training import feature_columns, split_validation
 
 log = logging.getLogger(__name__)
@@ -303,7 +303,7 @@ def _check_weights(config: BenchmarkConfig) -> str | None:
     f = config.frame_cnn
     if f.arch != "vgg16" or not f.weights:
         return None
-    from videolstm.backbones import VGG16, WeightsError, load_vgg16_weights
+    from videolstm.features.backbones import VGG16, WeightsError, load_vgg16_weights
 
     try:
         load_vgg16_weights(VGG16(num_classes=2), f.weights, config.storage)
@@ -367,8 +367,8 @@ def _frame_sample_factory(config: BenchmarkConfig, train_rows: list[dict]):
     """One real (1, T, C, H, W) frame-CNN input per stream (for the MLflow model signature)."""
     import numpy as np
 
-    from videolstm import shards
-    from videolstm.features import stream_inputs
+    from videolstm.store import shards
+    from videolstm.features.inputs import stream_inputs
 
     def sample(job: TrainJob) -> dict[str, Any]:
         arrays = shards.read_shard(train_rows[0]["shard"], columns=["frames", "flow"], storage=config.storage)

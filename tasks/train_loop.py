@@ -24,8 +24,8 @@ import torch
 import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict
 
-from videolstm import storage as st
-from videolstm.checkpoint import ModelSpec, checkpoint_name, checkpoint_state, latest_checkpoint, load_checkpoint, save_checkpoint, unwrap
+from videolstm.store import storage as st
+from videolstm.store.checkpoint import ModelSpec, checkpoint_name, checkpoint_state, latest_checkpoint, load_checkpoint, save_checkpoint, unwrap
 from videolstm.config import BenchmarkConfig
 from videolstm.training import (
     EpochStats,
@@ -133,7 +133,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model = ModelSpec.from_dict(job.spec).build()
     resumed = ray.train.get_checkpoint()
     if job.weights and resumed is None:  # pretrained weights start a fresh run only
-        from videolstm.backbones import load_vgg16_weights
+        from videolstm.features.backbones import load_vgg16_weights
 
         load_vgg16_weights(model, job.weights, config.storage)
     optimizer = make_optimizer(job.optimizer, model.parameters(), job.lr, job.weight_decay)

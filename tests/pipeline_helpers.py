@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from videolstm.video import write_video
+from videolstm.data.video import write_video
 
 
 @pytest.fixture(autouse=True)

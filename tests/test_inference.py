@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.pipeline_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
-from videolstm import shards
+from videolstm.store import shards
 from videolstm.inference import Predictions, convnet_predictions, predict_video, predict_videos, segment_batch
 from videolstm.models import build_model
 

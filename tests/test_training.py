@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from tests.pipeline_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
-from videolstm.features import FLOW_INPUT_GAIN
-from videolstm import shards
-from videolstm.features import rgb_inputs
+from videolstm.features.inputs import FLOW_INPUT_GAIN
+from videolstm.store import shards
+from videolstm.features.inputs import rgb_inputs
 from videolstm.models import build_model
 from videolstm.training import (
     EpochStats,
@@ -191,7 +191,7 @@ def test_train_epoch_learns_a_separable_problem():
 
 
 def test_train_epoch_of_a_frame_cnn_takes_optimizer_steps():
-    from videolstm.backbones import SmallFrameCNN
+    from videolstm.features.backbones import SmallFrameCNN
 
     torch.manual_seed(0)
     model = SmallFrameCNN(2, in_channels=3, channels=(4, 4, 4), fc_dim=8)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from videolstm import shards
+from videolstm.store import shards
 from videolstm.config import StorageConfig
 from videolstm.models.protocol import aggregate_video_probabilities, segment_starts
 

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videolstm import shards
+from videolstm.store import shards
 from videolstm.config import StorageConfig
-from videolstm.features import stream_inputs
+from videolstm.features.inputs import stream_inputs
 from videolstm.models.functional import sequence_loss
 
 Batch = Mapping[str, Any]

@@ -11,7 +11,7 @@ import pytest
 
 from tests.integration.tiny import tiny_config
 from videolstm.config import BenchmarkConfig, load_config
-from videolstm.lineage import StageResult
+from videolstm.store.lineage import StageResult
 
 
 @dataclass

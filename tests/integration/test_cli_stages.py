@@ -11,13 +11,13 @@ import pytest
 import yaml
 
 from videolstm.config import SyntheticConfig
-from videolstm.datasets import read_index
-from videolstm.datasets.synthetic import render_video
-from videolstm.manifest import read_manifest
-from videolstm.video import write_video
+from videolstm.data.datasets import read_index
+from videolstm.data.datasets.synthetic import render_video
+from videolstm.store.manifest import read_manifest
+from videolstm.data.video import write_video
 
 REPO = Path(__file__).resolve().parents[2]
-SPLITS = REPO / "tests" / "data" / "ucf101" / "ucfTrainTestlist"  # the real split files
+SPLITS = REPO / "tests" / "fixtures" / "ucf101" / "ucfTrainTestlist"  # the real split files
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from tasks import tracking
 from tasks.mlflow_model import PYFUNC_CODE
-from videolstm.checkpoint import ModelSpec, checkpoint_state, save_checkpoint
-from videolstm.manifest import read_manifest
+from videolstm.store.checkpoint import ModelSpec, checkpoint_state, save_checkpoint
+from videolstm.store.manifest import read_manifest
 from videolstm.training import make_optimizer, sequence_forward, snippet_batch
 
 pytestmark = pytest.mark.integration

@@ -14,10 +14,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tasks import tracking
-from videolstm import storage as st
-from videolstm.checkpoint import load_checkpoint
-from videolstm.lineage import stage_uri
-from videolstm.manifest import read_manifest
+from videolstm.store import storage as st
+from videolstm.store.checkpoint import load_checkpoint
+from videolstm.store.lineage import stage_uri
+from videolstm.store.manifest import read_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -57,13 +57,13 @@ def test_one_call_trains_the_matrix_with_nested_runs_metrics_and_registered_mode
 def test_registered_pyfunc_predicts_probabilities_from_real_features(tiny_pipeline):
     import numpy as np
 
-    from videolstm import shards
+    from videolstm.store import shards
 
     config = tiny_pipeline.config()
     tracking.setup(config)
     model = mlflow.pyfunc.load_model("models:/videolstm-synthetic-convnet-flow/latest")
     row = next(r for r in read_manifest(tiny_pipeline.frames_flow.manifest_uri) if r.ok)
-    from videolstm.features import stream_inputs
+    from videolstm.features.inputs import stream_inputs
 
     arrays = shards.read_shard(row.shard, columns=["frames", "flow"])
     x = stream_inputs(arrays, "flow", np.arange(3), config.frame_cnn.flow_stack)[None]

@@ -88,7 +88,7 @@ class BadBenchmark:
         return load_config(self.config_path)
 
     def stage(self, name: str):
-        from videolstm.lineage import load_stage_result
+        from videolstm.store.lineage import load_stage_result
 
         return load_stage_result(self.config(), name)
 

@@ -64,7 +64,7 @@ class BadDataset:
 
 def make_bad_dataset(base: Path) -> BadDataset:
     """A synthetic dataset (2 classes x 4 videos, test = group 1) with six kinds of bad input."""
-    from videolstm.datasets.synthetic import generate_synthetic
+    from videolstm.data.datasets.synthetic import generate_synthetic
 
     clean = base / "clean"
     generate_synthetic(str(clean), SYNTHETIC)

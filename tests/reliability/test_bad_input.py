@@ -28,7 +28,7 @@ from tests.reliability.inputs import (
     malicious_pickle,
     wrong_schema_pickle,
 )
-from videolstm.manifest import read_manifest
+from videolstm.store.manifest import read_manifest
 
 pytestmark = pytest.mark.reliability
 

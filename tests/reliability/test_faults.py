@@ -44,11 +44,11 @@ def _kill_flow_worker_once_a_shard_exists(shards: Path, killed: list[int], timeo
 def test_killed_flow_worker_loses_and_duplicates_no_video(local_ray, tmp_path):
     from tasks.dataset import run_dataset
     from tasks.frames_flow import run_frames_flow
-    from videolstm import shards as shard_io
+    from videolstm.store import shards as shard_io
     from videolstm.config import load_config
-    from videolstm.datasets import read_index
-    from videolstm.lineage import stage_uri
-    from videolstm.manifest import read_manifest
+    from videolstm.data.datasets import read_index
+    from videolstm.store.lineage import stage_uri
+    from videolstm.store.manifest import read_manifest
 
     # TV-L1 with OpenCV's default settings at 80x80: slow enough (~1 s a video) to kill mid-stage.
     config = load_config({
@@ -119,9 +119,9 @@ def test_rerun_continues_the_mlflow_runs_of_the_killed_run_instead_of_duplicatin
 def test_stage_cache_key_never_matches_a_result_for_a_missing_output(tmp_path):
     """A cached stage result may only be reused while the stage's output is on storage."""
     from flows.full_benchmark import stage_cache_key
-    from videolstm import storage as st
+    from videolstm.store import storage as st
     from videolstm.config import load_config
-    from videolstm.lineage import stage_uri
+    from videolstm.store.lineage import stage_uri
 
     config = load_config({"storage": {"root": str(tmp_path)}})
     key = stage_cache_key("frames_flow")
@@ -132,6 +132,6 @@ def test_stage_cache_key_never_matches_a_result_for_a_missing_output(tmp_path):
 
 
 def _manifest(b, stage):
-    from videolstm.manifest import read_manifest
+    from videolstm.store.manifest import read_manifest
 
     return read_manifest(b.stage(stage).manifest_uri)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.reliability
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_DIRS = ("videolstm", "tasks", "flows", "benchmarks")
-RESTRICTED_UNPICKLER = Path("videolstm/datasets/ucf101_24.py")
+RESTRICTED_UNPICKLER = Path("videolstm/data/datasets/ucf101_24.py")
 
 
 def _is_loopback(host: str) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import ledger
-from videolstm import storage as st
+from videolstm.store import storage as st
 from videolstm.config import StorageConfig
 
 pytestmark = pytest.mark.reliability
@@ -69,7 +69,7 @@ def test_write_survives_a_store_restart_in_the_middle_of_an_upload(moto_store):
 
 
 def test_unreachable_store_fails_after_retries_with_a_message_naming_the_uri(moto_store):
-    from videolstm.manifest import ItemResult, write_manifest
+    from videolstm.store.manifest import ItemResult, write_manifest
 
     storage, uri = _s3(moto_store), "s3://reliability/stage/manifest.parquet"
     moto_store.stop()
@@ -85,13 +85,13 @@ def test_unreachable_store_fails_after_retries_with_a_message_naming_the_uri(mot
 
 
 def test_upload_killed_midway_leaves_no_object_that_reads_as_complete(moto_store):
-    from videolstm.manifest import StageDir
+    from videolstm.store.manifest import StageDir
 
     stage = StageDir("s3://reliability/frames_flow/x", _s3(moto_store))
     uri = stage.shard_uri("Class/v_Class_g01_c01", "k" * 16)
     script = textwrap.dedent(f"""
         import os
-        from videolstm import storage as st
+        from videolstm.store import storage as st
         from videolstm.config import StorageConfig
         st.write_bytes({uri!r}, os.urandom({BIG}), StorageConfig(root="s3://reliability", endpoint_url={moto_store.url!r}))
     """)
@@ -114,7 +114,7 @@ def test_local_write_killed_midway_leaves_the_previous_file_whole(tmp_path):
     st.write_bytes(str(target), b"version 1 " * 1000)
     script = textwrap.dedent(f"""
         import sys, time
-        from videolstm import storage as st
+        from videolstm.store import storage as st
         with st.atomic_local_file({str(target)!r}) as tmp:
             with open(tmp, "wb") as fh:
                 for _ in range(1000):

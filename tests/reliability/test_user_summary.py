@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.inputs import MISSING, TRUNCATED, UNKNOWN_CLASS, ZERO_BYTE
-from videolstm.manifest import read_manifest
+from videolstm.store.manifest import read_manifest
 
 pytestmark = pytest.mark.reliability
 
@@ -29,7 +29,7 @@ def test_cli_run_with_failed_items_ends_with_each_item_its_reason_and_its_manife
     for uri in manifests[1].split(", "):
         assert Path(uri).is_file(), uri
         if uri.endswith("index.parquet"):
-            from videolstm.datasets import read_index
+            from videolstm.data.datasets import read_index
 
             table = read_index(uri).to_pylist()
             recorded.update({r["video_id"]: r["reason"] for r in table if r["status"] != "ok"})

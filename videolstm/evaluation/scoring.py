@@ -1,0 +1,169 @@
+"""Score one model's predictions: classification metrics, localization, and the files to look at.
+
+Everything is written into ``out_dir`` (a local folder) so the caller can upload it anywhere and
+log it to MLflow as one artifact folder:
+
+    confusion_matrix.png / .csv, per_class_accuracy.csv, predictions.csv
+    localization_curves.png, localization.json            (attention variants with ground truth)
+    overlays/<video>.png and overlays/<video>.avi          (attention strips and short videos)
+
+Metric names are the same for every run so the MLflow compare view lines runs up:
+``test/accuracy``, ``test/mean_class_accuracy``, ``test/accuracy/<class>``, ``loc/mAP_<θ>``,
+``loc/frame_recall_0.5`` (raw and ``_smoothed``), ``loc/videos``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from videolstm.config import LocalizationConfig
+from videolstm.evaluation.metrics import classification_report
+from videolstm.inference import Predictions
+from videolstm.evaluation.localization import (
+    FrameRecall,
+    GroundTruthTube,
+    boxes_at_frames,
+    frame_recall_curve,
+    localize_video,
+    map_key,
+    video_map_at,
+)
+from videolstm.evaluation.plots import plot_attention_strip, plot_confusion_matrix, plot_localization_curves, write_attention_video
+
+
+def score_classification(predictions: Predictions, class_names: Sequence[str], out_dir: Path, title: str) -> dict[str, float]:
+    """Top-1, mean class accuracy and per-class accuracy; writes the confusion matrix and CSVs."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = classification_report(predictions.probabilities, predictions.labels, list(class_names))
+    plot_confusion_matrix(result.confusion, list(class_names), out_dir / "confusion_matrix.png", title=f"{title}: top-1 {result.accuracy:.1%}")
+    result.confusion_to_csv(out_dir / "confusion_matrix.csv")
+    result.per_class_to_csv(out_dir / "per_class_accuracy.csv")
+    with open(out_dir / "predictions.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["video_id", "label", "predicted", "confidence", *class_names])
+        for vid, label, probs in zip(predictions.video_ids, predictions.labels, predictions.probabilities):
+            writer.writerow([vid, int(label), int(np.argmax(probs)), f"{np.max(probs):.4f}", *[f"{p:.5f}" for p in probs]])
+    metrics = result.metrics(prefix="test/")
+    metrics.update({f"test/accuracy/{name}": acc for name, acc in result.per_class_accuracy.items()})
+    return metrics
+
+
+def ground_truth_for(annotations: Mapping[str, list[Any]], video_ids: Sequence[str]) -> dict[str, list[Any]]:
+    """The annotation tubes of the given videos (videos without tubes are left out)."""
+    return {v: annotations[v] for v in video_ids if annotations.get(v)}
+
+
+def score_localization(
+    predictions: Predictions,
+    ground_truth: Mapping[str, list[Any]],
+    frame_sizes: Mapping[str, tuple[int, int]],
+    config: LocalizationConfig,
+    out_dir: Path,
+    title: str,
+) -> tuple[dict[str, float], dict[str, Any], dict[str, FrameRecall]]:
+    """Video mAP at the configured IoUs and per-frame recall curves (raw and LOWESS-smoothed).
+
+    Uses the whole-video attention (T, h, w) of every video with ground truth; frame t of the
+    attention is frame t of the video. A tube counts as the action of its video's label in
+    ``predictions`` (annotation files such as UCF101-24 number their classes differently).
+    Returns (metrics, tubes by video, curves).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    videos = [v for v in predictions.video_ids if v in ground_truth and v in predictions.attention]
+    if not videos:
+        return {}, {}, {}
+    pos = {v: i for i, v in enumerate(predictions.video_ids)}
+    detections, tubes = [], {}
+    raw_curve, smooth_curve = None, None
+    for video in videos:
+        attention = predictions.attention[video]
+        steps = predictions.step_probabilities.get(video)
+        scores = steps if steps is not None else predictions.probabilities[pos[video]]
+        frames = np.arange(attention.shape[0])
+        tube = localize_video(attention, frame_sizes[video], scores, config, frames=frames)
+        tubes[video] = tube
+        detections.append(tube.detection(video, smoothed=True))
+        gt_tube = max(ground_truth[video], key=lambda t: len(t.frames))
+        gt_boxes = boxes_at_frames(frames, np.asarray(gt_tube.frames), np.asarray(gt_tube.boxes))
+        raw = frame_recall_curve(tube.raw_boxes, gt_boxes)
+        smooth = frame_recall_curve(tube.boxes, gt_boxes)
+        raw_curve = raw if raw_curve is None else raw_curve + raw
+        smooth_curve = smooth if smooth_curve is None else smooth_curve + smooth
+    # A tube's own label counts the annotation's classes (UCF101-24: 0..23), the detections' the
+    # model's (UCF101: 0..100). Every tube of a video is that video's action, so match in the
+    # model's label space: the video's label in ``predictions``.
+    in_model_labels = {
+        v: [GroundTruthTube(int(predictions.labels[pos[v]]), t.frames, t.boxes) for t in ground_truth[v]] for v in videos
+    }
+    maps = video_map_at(detections, in_model_labels, tuple(config.iou_thresholds))
+    metrics = {map_key(t): float(m) for t, m in maps.items()}
+    metrics["loc/videos"] = float(len(videos))
+    curves = {"raw": raw_curve, "smoothed": smooth_curve}
+    for name, curve in curves.items():
+        at = int(np.argmin(np.abs(curve.thresholds - 0.5)))
+        metrics[f"loc/frame_recall_0.5{'' if name == 'raw' else '_smoothed'}"] = float(curve.recall[at])
+    plot_localization_curves(
+        {"attention boxes": curve_points(raw_curve), "LOWESS-smoothed": curve_points(smooth_curve)},
+        out_dir / "localization_curves.png",
+        title=f"{title}: per-frame recall vs IoU",
+    )
+    (out_dir / "localization.json").write_text(json.dumps({
+        "metrics": metrics,
+        "recall_curves": {k: {"iou": c.thresholds.tolist(), "recall": c.recall.tolist()} for k, c in curves.items()},
+    }, indent=2))
+    return metrics, tubes, curves
+
+
+def curve_points(curve: FrameRecall) -> tuple[np.ndarray, np.ndarray]:
+    return curve.thresholds, curve.recall
+
+
+def render_overlays(
+    video_frames: Mapping[str, np.ndarray],
+    predictions: Predictions,
+    tubes: Mapping[str, Any],
+    ground_truth: Mapping[str, list[Any]],
+    class_names: Sequence[str],
+    out_dir: Path,
+    fps: float = 8.0,
+) -> list[Path]:
+    """Attention strip (PNG) and short video (AVI) with GT (green) and predicted (red) boxes."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pos = {v: i for i, v in enumerate(predictions.video_ids)}
+    written = []
+    for video, frames in video_frames.items():
+        attention = predictions.attention.get(video)
+        if attention is None:
+            continue
+        t = min(len(frames), attention.shape[0])
+        frames, attention = frames[:t], attention[:t]
+        gt = ground_truth.get(video)
+        gt_boxes = None
+        if gt:
+            tube = max(gt, key=lambda g: len(g.frames))
+            gt_boxes = boxes_at_frames(np.arange(t), np.asarray(tube.frames), np.asarray(tube.boxes))
+        pred_boxes = tubes[video].boxes[:t] if video in tubes else None
+        probs = predictions.probabilities[pos[video]]
+        label = class_names[int(predictions.labels[pos[video]])]
+        guess = class_names[int(np.argmax(probs))]
+        stem = video.replace("/", "__")
+        title = f"{video}: true {label}, predicted {guess} ({np.max(probs):.0%})"
+        written.append(plot_attention_strip(frames, attention, gt_boxes, pred_boxes, out_dir / f"{stem}.png", title=title))
+        written.append(write_attention_video(frames, attention, gt_boxes, pred_boxes, out_dir / f"{stem}.avi", fps=fps))
+    return written
+
+
+def overlay_videos(video_ids: Sequence[str], labels: Sequence[int], per_class: int) -> list[str]:
+    """The first ``per_class`` video ids of each label (in id order)."""
+    chosen: dict[int, list[str]] = {}
+    for vid, label in sorted(zip(video_ids, labels)):
+        bucket = chosen.setdefault(int(label), [])
+        if len(bucket) < per_class:
+            bucket.append(vid)
+    return [v for label in sorted(chosen) for v in chosen[label]]

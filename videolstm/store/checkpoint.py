@@ -1,0 +1,139 @@
+"""Checkpoints: one file per epoch, zero-padded so the latest sorts last (SlowFast's habit).
+
+A checkpoint is a ``dict`` of tensors and plain values only, so it loads with
+``torch.load(..., weights_only=True)`` — never an unrestricted pickle::
+
+    {"format": "videolstm-checkpoint-v1", "epoch": int, "model": state_dict (unwrapped, no
+     "module." prefix), "optimizer": optimizer state_dict, "model_spec": {"variant": str,
+     "num_classes": int, "overrides": {...}}, "metrics": {name: float}, "extra": {str: str}}
+
+Only rank 0 writes (the caller checks its rank); writes are atomic (temp file + rename or one
+upload), so a killed process never leaves a truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from videolstm.store import storage as st
+from videolstm.config import StorageConfig
+
+FORMAT = "videolstm-checkpoint-v1"
+_NAME = re.compile(r"checkpoint_epoch_(\d{5})\.pt$")
+
+
+def checkpoint_name(epoch: int) -> str:
+    """``checkpoint_epoch_00007.pt`` for epoch 7 (1-based count of finished epochs)."""
+    return f"checkpoint_epoch_{epoch:05d}.pt"
+
+
+@dataclass
+class ModelSpec:
+    """What rebuilds a model: a zoo variant (kind "sequence", :func:`videolstm.models.build_model`)
+    or a frame CNN (kind "frame_cnn", :func:`videolstm.features.backbones.build_frame_cnn`; variant = arch)."""
+
+    variant: str
+    num_classes: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+    kind: str = "sequence"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "num_classes": self.num_classes, "overrides": dict(self.overrides), "kind": self.kind}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
+        overrides = dict(data.get("overrides", {}))
+        if isinstance(overrides.get("spatial_size"), list):
+            overrides["spatial_size"] = tuple(overrides["spatial_size"])
+        return cls(
+            variant=str(data["variant"]),
+            num_classes=int(data["num_classes"]),
+            overrides=overrides,
+            kind=str(data.get("kind", "sequence")),
+        )
+
+    def build(self) -> nn.Module:
+        if self.kind == "frame_cnn":
+            from videolstm.features.backbones import build_frame_cnn
+
+            return build_frame_cnn(self.variant, self.num_classes, **self.overrides)
+        if self.kind != "sequence":
+            raise ValueError(f"unknown model kind {self.kind!r}; expected 'sequence' or 'frame_cnn'")
+        from videolstm.models import build_model
+
+        return build_model(self.variant, self.num_classes, **self.overrides)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel (or the model itself)."""
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+def checkpoint_state(
+    epoch: int,
+    model: nn.Module,
+    spec: ModelSpec,
+    optimizer: torch.optim.Optimizer | None = None,
+    metrics: Mapping[str, float] | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "epoch": int(epoch),
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else {},
+        "model_spec": spec.to_dict(),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "extra": {k: str(v) for k, v in (extra or {}).items()},
+    }
+
+
+def save_checkpoint(uri: str, state: Mapping[str, Any], storage: StorageConfig | None = None) -> str:
+    """Write ``state`` to ``uri`` atomically; returns ``uri``."""
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    st.write_bytes(uri, buffer.getvalue(), storage)
+    return uri
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, not a VideoLSTM checkpoint, or refused by the safe loader."""
+
+
+def load_checkpoint(uri: str, storage: StorageConfig | None = None) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; raises :class:`CheckpointError` naming the file."""
+    try:
+        with st.open_for_read(uri, storage) as fh:
+            state = torch.load(fh, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"checkpoint {uri} does not exist") from exc
+    except Exception as exc:
+        raise CheckpointError(
+            f"checkpoint {uri} could not be loaded safely ({type(exc).__name__}: {exc}); "
+            "only files written by videolstm (tensors and plain values) are accepted"
+        ) from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{uri} is not a {FORMAT} file (missing 'format' key); was it written by videolstm?")
+    return state
+
+
+def latest_checkpoint(directory: str, storage: StorageConfig | None = None) -> str | None:
+    """The checkpoint with the highest epoch in ``directory`` (None when there is none)."""
+    names = [u for u in st.list_files(directory, storage, suffix=".pt") if _NAME.search(u)]
+    return max(names, key=lambda u: int(_NAME.search(u).group(1))) if names else None
+
+
+def restore_model(state: Mapping[str, Any]) -> tuple[nn.Module, ModelSpec]:
+    """Rebuild the model from a loaded checkpoint and load its weights (eval mode)."""
+    spec = ModelSpec.from_dict(state["model_spec"])
+    model = spec.build()
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, spec

@@ -1,0 +1,156 @@
+"""Where each stage writes, and the keys that decide what a re-run may reuse.
+
+A stage's folder is keyed by its *lineage*: the digest of its own parameters and of every
+upstream stage's parameters. A changed parameter therefore moves that stage and everything
+downstream to new folders (nothing is overwritten; the old results stay reusable), while the
+stages upstream keep theirs::
+
+    <storage.root>/dataset/...                     generated or downloaded videos (synthetic: by config digest)
+    <storage.root>/index/<lineage>/                index.parquet
+    <storage.root>/frames_flow/<lineage>/          manifest.parquet + shards/
+    <storage.root>/frame_cnn/<lineage>/<stream>/   the trained frame CNN per stream
+    <storage.root>/features/<lineage>/             manifest.parquet + shards/
+    <storage.root>/train/<lineage>/<variant>-<stream>/  checkpoints (Ray Train storage) + model
+    <storage.root>/evaluate/<lineage>/             predictions, metrics, plots
+    <storage.root>/report/<lineage>/               comparison tables and charts
+
+Within a folder, each item (a video, a trained model) is keyed by the *content* of its inputs,
+so adding a video to the dataset computes only that video.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from videolstm.store import storage as st
+from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest
+from videolstm.store.manifest import ItemResult
+
+STAGES = ("dataset", "index", "frames_flow", "frame_cnn", "features", "train", "evaluate", "report")
+
+
+class StageResult(BaseModel):
+    """What a stage hands downstream (small, serialisable; Prefect persists it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    uri: str = Field(description="the stage's output folder")
+    manifest_uri: str = ""
+    lineage: str = Field(description="digest of this stage's and its upstream's parameters")
+    content: str = Field(description="digest of what the stage produced (item ids, keys, statuses)")
+    ok: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = Field(default_factory=list, description="(item, reason) of failed items")
+    seconds: float = 0.0
+    computed: int = Field(0, description="items computed in this run (the rest were reused)")
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def _section(config: BenchmarkConfig, name: str, exclude: set[str] | None = None) -> dict[str, Any]:
+    data = getattr(config, name).model_dump(mode="json")
+    for key in exclude or ():
+        data.pop(key, None)
+    return data
+
+
+def lineages(config: BenchmarkConfig) -> dict[str, str]:
+    """Lineage digest of every stage (execution-only settings excluded)."""
+    dataset = stable_digest({"dataset": _section(config, "dataset")})
+    frames_flow = stable_digest([dataset, _section(config, "flow", {"workers", "threads_per_worker"})])
+    frame_cnn = stable_digest([frames_flow, _section(config, "frame_cnn")])
+    features = stable_digest([frame_cnn, _section(config, "features", {"workers", "batch_frames"})])
+    train_params = _section(
+        config, "train", {"variants", "streams", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent", "max_failures"}
+    )
+    train = stable_digest([features, train_params])
+    evaluate = stable_digest([train, _section(config, "evaluate", {"regression_threshold"})])
+    report = stable_digest([evaluate, config.name])
+    return {
+        "dataset": dataset,
+        "index": dataset,
+        "frames_flow": frames_flow,
+        "frame_cnn": frame_cnn,
+        "features": features,
+        "train": train,
+        "evaluate": evaluate,
+        "report": report,
+    }
+
+
+def stage_uri(config: BenchmarkConfig, stage: str) -> str:
+    """The output folder of ``stage`` for this configuration (an absolute URI)."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    root = st.absolute(config.storage.root)
+    if stage == "dataset":
+        return st.join(root, "dataset", config.dataset.kind)
+    return st.join(root, stage, lineages(config)[stage])
+
+
+def content_digest(results: list[ItemResult]) -> str:
+    """Digest of a stage's items (id, key, status), independent of order."""
+    return stable_digest(sorted((r.video_id, r.key, r.status) for r in results), 16)
+
+
+STAGE_FILE = "stage.json"
+
+
+def stage_result(
+    stage: str,
+    uri: str,
+    manifest_uri: str,
+    lineage: str,
+    results: list[ItemResult],
+    seconds: float,
+    computed: int,
+    storage: StorageConfig | None = None,
+    **extra: Any,
+) -> StageResult:
+    """Build a stage's result and save it as ``<uri>/stage.json`` (so a later stage can run alone)."""
+    failed = [r for r in results if not r.ok]
+    result = StageResult(
+        stage=stage,
+        uri=uri,
+        manifest_uri=manifest_uri,
+        lineage=lineage,
+        content=content_digest(results),
+        ok=len(results) - len(failed),
+        failed=len(failed),
+        failures=[(r.video_id, r.reason) for r in sorted(failed, key=lambda r: r.video_id)],
+        seconds=seconds,
+        computed=computed,
+        extra=extra,
+    )
+    st.write_text(st.join(uri, STAGE_FILE), result.model_dump_json(indent=2), storage)
+    return result
+
+
+class MissingStageError(RuntimeError):
+    """A stage was asked to run alone but an upstream stage has not produced its output."""
+
+
+#: The ``videolstm`` CLI command that produces each stage's output (see ``flows/cli.py``).
+STAGE_COMMANDS = {
+    "dataset": "dataset",
+    "index": "dataset",
+    "frames_flow": "flow",
+    "frame_cnn": "frame-cnn",
+    "features": "features",
+    "train": "train",
+    "evaluate": "evaluate",
+    "report": "report",
+}
+
+
+def load_stage_result(config: BenchmarkConfig, stage: str) -> StageResult:
+    """The saved result of ``stage`` for this configuration; tells the user what to run if absent."""
+    uri = st.join(stage_uri(config, stage), STAGE_FILE)
+    if not st.exists(uri, config.storage):
+        raise MissingStageError(
+            f"stage {stage!r} has no output for this configuration ({uri} is missing); run "
+            f"`videolstm {STAGE_COMMANDS[stage]} --config ...` (or `videolstm benchmark`) first"
+        )
+    return StageResult.model_validate_json(st.read_text(uri, config.storage))
