@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from videolstm import shards  # noqa: E402
+from videolstm.store import shards  # noqa: E402
 from videolstm.config import load_config  # noqa: E402
 from videolstm.store.lineage import StageResult  # noqa: E402
 from videolstm.store.manifest import ItemResult, StageDir, write_manifest  # noqa: E402
