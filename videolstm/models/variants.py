@@ -36,13 +36,14 @@ Weights (``init``): "authors" follows ``sparnn/utils`` as the authors' layers ca
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from videolstm.models.attention import ConvAttention, RegionAttention
-from videolstm.models.cells import ConvLSTMCell, LSTMCell
+from videolstm.models.cells import ConvLSTMCell, GateKernels, LSTMCell
 from videolstm.models.functional import apply_attention, attention_pool, attention_scale_factor
 from videolstm.models.init import INIT_SCHEMES, initialize
 from videolstm.models.layers import MapInitialState, Readout, VectorInitialState
@@ -70,6 +71,42 @@ def resolve_init_state(init_state: str, has_attention: bool) -> str:
     if init_state == "authors":
         return "mean" if has_attention else "zeros"
     return init_state
+
+
+@dataclass
+class MotionLayer:
+    """The bottom (motion) layer of a motion variant for one sequence: its cell, weights cut for
+    the sequence, the precomputed input gates of every step and its current state."""
+
+    cell: ConvLSTMCell | LSTMCell
+    kernels: GateKernels
+    pre: tuple[Tensor, ...]
+    state: tuple[Tensor, Tensor]
+
+
+def attention_recurrence(
+    cell: ConvLSTMCell | LSTMCell,
+    kernels: GateKernels,
+    state: tuple[Tensor, Tensor],
+    steps: int,
+    attention_at: Callable[[int, Tensor, Tensor | None], Tensor],
+    attended_input: Callable[[Tensor, int], Tensor],
+    motion: MotionLayer | None = None,
+) -> tuple[list[Tensor], list[Tensor]]:
+    """The time loop every attention variant shares; returns (top hidden states, attention maps).
+
+    At step t: the motion layer (if any) steps on the top layer's h_{t-1}; the attention A_t =
+    ``attention_at(t, h_{t-1}, h^m_t or None)``; the top cell steps on ``attended_input(A_t, t)``.
+    """
+    hs, maps = [], []
+    for step in range(steps):
+        if motion is not None:
+            motion.state = motion.cell.step(state[0], motion.state, motion.kernels, pre=motion.pre[step])
+        a = attention_at(step, state[0], None if motion is None else motion.state[0])
+        state = cell.step(attended_input(a, step), state, kernels)
+        hs.append(state[0])
+        maps.append(a)
+    return hs, maps
 
 
 class SequenceModel(nn.Module):
@@ -255,21 +292,19 @@ class ALSTMClassifier(SequenceModel):
         self._check_inputs(x, flow, attention)
         b, t, c, hh, ww = x.shape
         regions = x.reshape(b, t, c, hh * ww)  # (B, T, C, N)
-        given = attention.reshape(b, t, hh * ww).unbind(1) if attention is not None else None
-        if given is None:
-            terms = self.attention.input_term(regions.transpose(2, 3)).unbind(1)  # T × (B, N, A)
         state = self.init(x) if self.init is not None else self.cell.init_state(b, like=x)
-        kernels = self.cell.kernels(device=x.device)
-        hs, alphas = [], []
-        for step in range(t):
-            alpha = given[step] if given is not None else self.attention(state[0], terms[step])
-            state = self.cell.step(attention_pool(alpha, regions[:, step]), state, kernels)
-            hs.append(state[0])
-            alphas.append(alpha)
+        if attention is not None:
+            given = attention.reshape(b, t, hh * ww).unbind(1)
+            attention_at = lambda step, h, hm: given[step]  # noqa: E731
+        else:
+            terms = self.attention.input_term(regions.transpose(2, 3)).unbind(1)  # T × (B, N, A)
+            attention_at = lambda step, h, hm: self.attention(h, terms[step])  # noqa: E731  from x_t and h_{t-1}
+        hs, alphas = attention_recurrence(self.cell, self.cell.kernels(device=x.device), state, t, attention_at,
+                                          lambda alpha, step: attention_pool(alpha, regions[:, step]))
         return ModelOutput(self.readout(torch.stack(hs, dim=1)), torch.stack(alphas, dim=1).view(b, t, hh, ww))
 
 
-class MotionALSTMClassifier(SequenceModel):
+class MotionALSTMClassifier(ALSTMClassifier):
     """Motion ALSTM (``deep_cond_lstm_layer.py``, ``rgb_motion_ALSTM``): RGB regions attended
     by a motion LSTM over the flow stream's fc7 vectors.
 
@@ -306,43 +341,34 @@ class MotionALSTMClassifier(SequenceModel):
         init: str = "authors",
         inverse_temperature: float = 1.0,
     ):
-        super().__init__()
-        self.input_channels = input_channels
+        super().__init__(input_channels, spatial_size, num_classes, hidden_size, fc_dim, dropout, init_state,
+                         gate_execution, init, inverse_temperature)
         self.flow_dim = flow_dim
-        self.spatial_size = (int(spatial_size[0]), int(spatial_size[1]))
-        self.cell = LSTMCell(input_channels, hidden_size, gate_execution)
         self.motion_cell = LSTMCell(flow_dim + hidden_size, hidden_size, gate_execution)
         self.motion_cell.input_blocks = (flow_dim, hidden_size)
-        self.attention = RegionAttention(input_channels, hidden_size, input_channels, inverse_temperature)
         mean = resolve_init_state(init_state, self.has_attention) == "mean"
-        self.init = VectorInitialState(input_channels, hidden_size) if mean else None
         self.motion_init = VectorInitialState(flow_dim, hidden_size) if mean else None
-        self.readout = Readout(hidden_size, fc_dim, num_classes, dropout, input_dropout=dropout)
         initialize(self, init)
 
     def forward(self, x: Tensor, flow: Tensor | None = None, attention: Tensor | None = None) -> ModelOutput:
         self._check_inputs(x, flow, attention)
         b, t, c, hh, ww = x.shape
         regions = x.reshape(b, t, c, hh * ww)
-        given = attention.reshape(b, t, hh * ww).unbind(1) if attention is not None else None
         state = self.init(x) if self.init is not None else self.cell.init_state(b, like=x)
-        if given is None:
+        motion = None
+        if attention is not None:  # the motion LSTM only feeds the attention: not run
+            given = attention.reshape(b, t, hh * ww).unbind(1)
+            attention_at = lambda step, h, hm: given[step]  # noqa: E731
+        else:
             assert flow is not None
             terms = self.attention.input_term(regions.transpose(2, 3)).unbind(1)
-            motion_kernels = self.motion_cell.kernels(x_channels=self.cell.hidden_channels, device=x.device)
-            motion_pre = self.motion_cell.input_gates(flow.reshape(b * t, -1), motion_kernels).view(b, t, -1).unbind(1)
-            motion_state = self.motion_init(flow) if self.motion_init is not None else self.motion_cell.init_state(b, like=x)
-        kernels = self.cell.kernels(device=x.device)
-        hs, alphas = [], []
-        for step in range(t):
-            if given is None:
-                motion_state = self.motion_cell.step(state[0], motion_state, motion_kernels, pre=motion_pre[step])
-                alpha = self.attention(motion_state[0], terms[step])
-            else:
-                alpha = given[step]
-            state = self.cell.step(attention_pool(alpha, regions[:, step]), state, kernels)
-            hs.append(state[0])
-            alphas.append(alpha)
+            kernels_m = self.motion_cell.kernels(x_channels=self.cell.hidden_channels, device=x.device)
+            pre = self.motion_cell.input_gates(flow.reshape(b * t, -1), kernels_m).view(b, t, -1).unbind(1)
+            start = self.motion_init(flow) if self.motion_init is not None else self.motion_cell.init_state(b, like=x)
+            motion = MotionLayer(self.motion_cell, kernels_m, pre, start)
+            attention_at = lambda step, h, hm: self.attention(hm, terms[step])  # noqa: E731  from x_t and h^m_t
+        hs, alphas = attention_recurrence(self.cell, self.cell.kernels(device=x.device), state, t, attention_at,
+                                          lambda alpha, step: attention_pool(alpha, regions[:, step]), motion)
         return ModelOutput(self.readout(torch.stack(hs, dim=1)), torch.stack(alphas, dim=1).view(b, t, hh, ww))
 
 
@@ -460,17 +486,14 @@ class ConvALSTMClassifier(_ConvRecurrentModel):
         self._check_inputs(x, flow, attention)
         b, t = x.shape[:2]
         frames = x.unbind(1)
-        given = attention.unbind(1) if attention is not None else None
-        if given is None:
-            input_terms = self.attention.input_term(x.flatten(0, 1)).unflatten(0, (b, t)).unbind(1)
-        state = self._initial_state(x)
-        kernels = self.cell.kernels(device=x.device)
-        hs, maps = [], []
-        for step in range(t):
-            a = given[step] if given is not None else self.attention(state[0], input_terms[step])
-            state = self.cell.step(apply_attention(a, frames[step], self.attended_scale), state, kernels)
-            hs.append(state[0])
-            maps.append(a)
+        if attention is not None:
+            given = attention.unbind(1)
+            attention_at = lambda step, h, hm: given[step]  # noqa: E731
+        else:
+            terms = self.attention.input_term(x.flatten(0, 1)).unflatten(0, (b, t)).unbind(1)
+            attention_at = lambda step, h, hm: self.attention(h, terms[step])  # noqa: E731  from X_t and H_{t-1}
+        hs, maps = attention_recurrence(self.cell, self.cell.kernels(device=x.device), self._initial_state(x), t, attention_at,
+                                        lambda a, step: apply_attention(a, frames[step], self.attended_scale))
         return ModelOutput(self._logits(hs), torch.stack(maps, dim=1))
 
 
@@ -536,28 +559,23 @@ class VideoLSTMClassifier(_ConvRecurrentModel):
         self._check_inputs(x, flow, attention)
         b, t = x.shape[:2]
         frames = x.unbind(1)
-        given = attention.unbind(1) if attention is not None else None
-        state = self._initial_state(x)
-        if given is None:
+        motion = None
+        if attention is not None:  # the bottom layer only feeds the attention: not run
+            given = attention.unbind(1)
+            attention_at = lambda step, h, hm: given[step]  # noqa: E731
+        else:
             assert flow is not None
-            input_terms = self.attention.input_term(x.flatten(0, 1)).unflatten(0, (b, t)).unbind(1)
-            motion_kernels = self.motion_cell.kernels(x_channels=self.cell.hidden_channels, device=x.device)
-            motion_pre = self.motion_cell.input_gates(flow.flatten(0, 1), motion_kernels).unflatten(0, (b, t)).unbind(1)
+            terms = self.attention.input_term(x.flatten(0, 1)).unflatten(0, (b, t)).unbind(1)
+            kernels_m = self.motion_cell.kernels(x_channels=self.cell.hidden_channels, device=x.device)
+            pre = self.motion_cell.input_gates(flow.flatten(0, 1), kernels_m).unflatten(0, (b, t)).unbind(1)
             if self.motion_init is not None:
-                motion_state = self.motion_init(flow)
+                start = self.motion_init(flow)
             else:
-                motion_state = self.motion_cell.init_state(b, self.spatial_size, like=x)
-        kernels = self.cell.kernels(device=x.device)
-        hs, maps = [], []
-        for step in range(t):
-            if given is None:
-                motion_state = self.motion_cell.step(state[0], motion_state, motion_kernels, pre=motion_pre[step])
-                a = self.attention(motion_state[0], input_terms[step])
-            else:
-                a = given[step]
-            state = self.cell.step(apply_attention(a, frames[step], self.attended_scale), state, kernels)
-            hs.append(state[0])
-            maps.append(a)
+                start = self.motion_cell.init_state(b, self.spatial_size, like=x)
+            motion = MotionLayer(self.motion_cell, kernels_m, pre, start)
+            attention_at = lambda step, h, hm: self.attention(hm, terms[step])  # noqa: E731  from X_t and H^m_t
+        hs, maps = attention_recurrence(self.cell, self.cell.kernels(device=x.device), self._initial_state(x), t, attention_at,
+                                        lambda a, step: apply_attention(a, frames[step], self.attended_scale), motion)
         return ModelOutput(self._logits(hs), torch.stack(maps, dim=1))
 
 
