@@ -96,7 +96,14 @@ def find_or_create_run(
 
 
 def finish_run(run_id: str, failed: bool = False) -> None:
+    """End the run now (FINISHED, or FAILED); a run continued later is ended again, moving its end time."""
     MlflowClient().set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
+
+
+def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    MlflowClient().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 __all__ = ["redact"]  # re-exported: videolstm.messages.redact (URI userinfo and presigned queries)

@@ -167,7 +167,13 @@ class FrameCNNConfig(Section):
     lr: float = Field(1e-3, gt=0, description="Adam learning rate of the frame CNN")
     frames_per_video: int = Field(16, ge=1, description="random frames sampled per video per epoch")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout of fc6/fc7")
-    seed: int = Field(0, description="frame-CNN training seed")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_seed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "seed" in data:
+            raise ValueError("frame_cnn.seed is gone: every seed of train.seeds trains its own frame CNNs (e.g. train.seeds: [0, 1, 2])")
+        return data
 
 
 class FeatureConfig(Section):
@@ -177,21 +183,32 @@ class FeatureConfig(Section):
 
 
 class ModelConfig(Section):
-    """Sizes shared by the recurrent variants (the paper's defaults are in parentheses)."""
+    """Sizes and options shared by the recurrent variants (the paper's/authors' values in parentheses)."""
 
-    hidden_channels: int = Field(32, ge=1, description="ConvLSTM hidden channels (512)")
-    lstm_hidden: int = Field(128, ge=1, description="LSTM/ALSTM hidden units (512)")
+    hidden_channels: int = Field(32, ge=1, description="ConvLSTM hidden channels, both VideoLSTM layers (512)")
+    lstm_hidden: int = Field(128, ge=1, description="LSTM/ALSTM/Motion ALSTM hidden units (512)")
     kernel_size: int = Field(3, ge=1, description="input- and state-to-state kernels (3)")
     attention_kernel_size: int = Field(1, ge=1, description="attention kernels (1)")
     motion_kernel_size: int = Field(1, ge=1, description="bottom (motion) ConvLSTM kernels (1)")
+    attention_channels: int | None = Field(
+        None, ge=1, description="convolutional attention width; empty: hidden_channels (the authors': hidden, = C at 512)"
+    )
+    attention_inverse_temperature: float = Field(1.0, gt=0, description="beta in softmax(beta*e) of every attention (1)")
     fc_dim: int = Field(256, ge=1, description="readout FC width (1024)")
-    dropout: float = Field(0.7, ge=0, lt=1, description="readout dropout (0.7)")
-    init_state: Literal["mean", "zeros"] = Field("mean", description="initial states: tanh(conv(mean of X)) as the authors' code, or zeros")
+    dropout: float = Field(0.7, ge=0, lt=1, description="convolutional variants: dropout after the readout FC (0.7)")
+    vector_dropout: float = Field(0.5, ge=0, lt=1, description="LSTM/ALSTM/Motion ALSTM: dropout on h_t and after the readout FC (0.5)")
+    init_state: Literal["authors", "mean", "zeros"] = Field(
+        "authors",
+        description="initial states: authors = zeros for ConvLSTM/LSTM, tanh(conv(mean of X)) for the attention variants; mean | zeros for all",
+    )
+    init: Literal["authors", "torch"] = Field(
+        "authors", description="weights: authors = sparnn's schemes (see the README), zero biases; torch = PyTorch defaults, forget bias 1"
+    )
     gate_execution: Literal["auto", "fused", "split_xh", "per_gate"] = Field("auto", description="how ConvLSTM gate convolutions execute (auto: measured fastest per device)")
     attention_scale: Literal["none", "positions"] = Field(
-        "positions",
+        "none",
         description="ConvALSTM/VideoLSTM attended input: none = A*X (eq. 9 as written), positions = H*W*A*X "
-        "(uniform attention passes X unchanged; trains far better under RMSProp, see the README)",
+        "(uniform attention passes X unchanged)",
     )
 
 
@@ -201,23 +218,48 @@ class TrainConfig(Section):
         description="recurrent variants to train (convnet is the frame-CNN stage)",
     )
     streams: list[Stream] = Field(default_factory=lambda: ["rgb", "flow"], description="streams of the non-motion variants")
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1,
+        description="every seed trains its own frame CNNs, features and every (variant, stream): independent replicates",
+    )
     epochs: int = Field(10, ge=1, description="training epochs (one random snippet per video each)")
     batch_size: int = Field(16, ge=1, description="clips per batch (per worker)")
     lr: float = Field(1e-3, gt=0, description="learning rate (the paper: RMSProp 1e-3)")
-    optimizer: Literal["rmsprop", "adam", "sgd"] = Field("rmsprop", description="rmsprop (the paper) | adam | sgd")
+    optimizer: Literal["rmsprop", "adam", "sgd"] = Field("rmsprop", description="rmsprop (the authors': eps inside the square root) | adam | sgd")
+    rmsprop_decay: float = Field(0.9, ge=0, lt=1, description="RMSProp decay of the mean square (0.9)")
+    rmsprop_eps: float = Field(1e-6, gt=0, description="RMSProp epsilon, inside the square root (1e-6)")
+    clip_grad_norm: float | None = Field(None, gt=0, description="clip gradients to this global norm; empty: no clipping (the authors')")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
     snippet_length: int = Field(30, ge=1, description="frames per training snippet (30)")
-    val_fraction: float = Field(0.2, ge=0, lt=1, description="train videos held out per class for validation (best checkpoint by val/accuracy); 0: none, the latest checkpoint is used")
-    seed: int = Field(0, description="training seed (snippets, shuffling, init)")
-    workers: int = Field(1, ge=1, description="Ray Train workers per (variant, stream)")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="groups of clips held out per class for validation (best checkpoint by val/accuracy); 0: none, the latest checkpoint is used")
+    videolstm_init: Literal["pretrained", "scratch"] = Field(
+        "pretrained",
+        description="VideoLSTM: pretrained = bottom from a trained flow ConvLSTM, top/attention/readout from the trained RGB ConvALSTM, then fine-tuned (the authors'); scratch = random weights",
+    )
+    finetune_epochs: int | None = Field(None, ge=1, description="VideoLSTM epochs in the fine-tuning stage; empty: epochs")
+    workers: int = Field(1, ge=1, description="Ray Train workers per trainer")
     use_gpu: bool = Field(False, description="train on GPUs (NCCL) instead of CPUs (gloo)")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray Train worker (also its torch threads)")
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per worker when use_gpu (0: 1)")
     max_concurrent: int | None = Field(None, ge=1, description="trainers at once (default: what the cluster fits)")
     max_failures: int = Field(2, ge=0, description="Ray Train FailureConfig: worker failures tolerated")
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
-    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (best by val/accuracy; the latest is always kept)")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept per model (the best by val/accuracy and the latest are always kept)")
     model: ModelConfig = ModelConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_seed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "seed" in data:
+            raise ValueError(f"train.seed is now a list: write train.seeds: [{data['seed']!r}] (every seed is trained in one run)")
+        return data
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"train.seeds must be distinct, got {value}")
+        return value
 
     @field_validator("variants")
     @classmethod
@@ -238,8 +280,8 @@ class LocalizationConfig(Section):
 
 
 class EvaluateConfig(Section):
-    num_segments: int = Field(25, ge=1, description="test segments per video (25)")
-    segment_length: int = Field(30, ge=1, description="frames per test segment (30)")
+    num_segments: int = Field(25, ge=1, description="test segments per video, placed as the authors' test iterator (25)")
+    segment_length: int = Field(30, ge=1, description="frames per test segment; shorter videos are padded with their last frame (30)")
     fusion: Literal["product", "mean"] = Field("product", description="two-stream fusion of class probabilities")
     localization: LocalizationConfig = LocalizationConfig()
     overlays_per_class: int = Field(1, ge=0, description="test videos per class rendered with attention and boxes")

@@ -4,7 +4,7 @@ Everything is written into ``out_dir`` (a local folder) so the caller can upload
 log it to MLflow as one artifact folder:
 
     confusion_matrix.png / .csv, per_class_accuracy.csv, predictions.csv
-    localization_curves.png, localization.json            (attention variants with ground truth)
+    localization_curves.png, localization.json, tubes.json (attention variants with ground truth)
     overlays/<video>.png and overlays/<video>.avi          (attention strips and short videos)
 
 Metric names are the same for every run so the MLflow compare view lines runs up:
@@ -104,6 +104,7 @@ def score_localization(
         v: [GroundTruthTube(int(predictions.labels[pos[v]]), t.frames, t.boxes) for t in ground_truth[v]] for v in videos
     }
     maps = video_map_at(detections, in_model_labels, tuple(config.iou_thresholds))
+    write_tubes(out_dir / "tubes.json", detections, in_model_labels, tubes)
     metrics = {map_key(t): float(m) for t, m in maps.items()}
     metrics["loc/videos"] = float(len(videos))
     curves = {"raw": raw_curve, "smoothed": smooth_curve}
@@ -120,6 +121,43 @@ def score_localization(
         "recall_curves": {k: {"iou": c.thresholds.tolist(), "recall": c.recall.tolist()} for k, c in curves.items()},
     }, indent=2))
     return metrics, tubes, curves
+
+
+def write_tubes(path: Path, detections: Sequence[Any], ground_truth: Mapping[str, list[Any]], tubes: Mapping[str, Any]) -> None:
+    """The tubes mAP was computed on (smoothed boxes), their raw boxes and the ground truth, as JSON.
+
+    ``{"detections": [{"video", "label", "score", "frames", "boxes", "raw_boxes"}],
+    "ground_truth": {video: [{"label", "frames", "boxes"}]}}``; boxes (x1, y1, x2, y2), NaN → null.
+    """
+    def boxes(array: np.ndarray) -> list[list[float | None]]:
+        return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(array, dtype=np.float64)]
+
+    data = {
+        "detections": [
+            {"video": d.video_id, "label": int(d.label), "score": float(d.score), "frames": [int(f) for f in d.frames],
+             "boxes": boxes(d.boxes), "raw_boxes": boxes(tubes[d.video_id].raw_boxes)}
+            for d in detections
+        ],
+        "ground_truth": {
+            v: [{"label": int(t.label), "frames": [int(f) for f in t.frames], "boxes": boxes(t.boxes)} for t in gts]
+            for v, gts in ground_truth.items()
+        },
+    }
+    path.write_text(json.dumps(data))
+
+
+def read_tubes(path: Path) -> tuple[list[Any], dict[str, list[Any]], list[Any]]:
+    """(smoothed detections, ground truth, raw detections) from :func:`write_tubes`' JSON."""
+    from videolstm.evaluation.localization import Detection
+
+    def boxes(rows: list) -> np.ndarray:
+        return np.asarray([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64).reshape(-1, 4)
+
+    data = json.loads(Path(path).read_text())
+    smoothed = [Detection(d["video"], d["label"], d["score"], np.asarray(d["frames"]), boxes(d["boxes"])) for d in data["detections"]]
+    raw = [Detection(d["video"], d["label"], d["score"], np.asarray(d["frames"]), boxes(d["raw_boxes"])) for d in data["detections"]]
+    gt = {v: [GroundTruthTube(t["label"], np.asarray(t["frames"]), boxes(t["boxes"])) for t in tubes] for v, tubes in data["ground_truth"].items()}
+    return smoothed, gt, raw
 
 
 def curve_points(curve: FrameRecall) -> tuple[np.ndarray, np.ndarray]:

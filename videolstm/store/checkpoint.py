@@ -5,7 +5,12 @@ A checkpoint is a ``dict`` of tensors and plain values only, so it loads with
 
     {"format": "videolstm-checkpoint-v1", "epoch": int, "model": state_dict (unwrapped, no
      "module." prefix), "optimizer": optimizer state_dict, "model_spec": {"variant": str,
-     "num_classes": int, "overrides": {...}}, "metrics": {name: float}, "extra": {str: str}}
+     "num_classes": int, "overrides": {...}}, "metrics": {name: float}, "extra": {str: str},
+     "history": [{name: float}, ...] (the metrics of every epoch so far, epoch 1 first)}
+
+A training run keeps its checkpoints in one folder (``checkpoint_epoch_00007.pt``); a re-run
+resumes from the latest (:func:`latest_checkpoint`), :func:`prune_checkpoints` keeps the best
+by a validation metric and the latest few, and :func:`best_epoch` picks the one to export.
 
 Only rank 0 writes (the caller checks its rank); writes are atomic (temp file + rename or one
 upload), so a killed process never leaves a truncated checkpoint behind.
@@ -84,7 +89,9 @@ def checkpoint_state(
     optimizer: torch.optim.Optimizer | None = None,
     metrics: Mapping[str, float] | None = None,
     extra: Mapping[str, str] | None = None,
+    history: list[Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
+    """The checkpoint dict of ``model`` after ``epoch`` (see the module docstring)."""
     return {
         "format": FORMAT,
         "epoch": int(epoch),
@@ -93,6 +100,7 @@ def checkpoint_state(
         "model_spec": spec.to_dict(),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "extra": {k: str(v) for k, v in (extra or {}).items()},
+        "history": [{k: float(v) for k, v in h.items()} for h in (history or [])],
     }
 
 
@@ -137,6 +145,31 @@ def latest_checkpoint(directory: str, storage: StorageConfig | None = None) -> s
     """The checkpoint with the highest epoch in ``directory`` (None when there is none)."""
     names = [u for u in st.list_files(directory, storage, suffix=".pt") if _NAME.search(u)]
     return max(names, key=lambda u: int(_NAME.search(u).group(1))) if names else None
+
+
+def checkpoint_epochs(directory: str, storage: StorageConfig | None = None) -> dict[int, str]:
+    """``{epoch: uri}`` of the checkpoints in ``directory``."""
+    return {int(_NAME.search(u).group(1)): u for u in st.list_files(directory, storage, suffix=".pt") if _NAME.search(u)}
+
+
+def best_epoch(history: list[Mapping[str, float]], metric: str | None) -> int:
+    """The 1-based epoch to export: the highest ``metric`` (the latest of equal values), or the last epoch."""
+    if not history:
+        raise ValueError("no epoch has finished; there is nothing to export")
+    if metric is None or not any(metric in h for h in history):
+        return len(history)
+    scored = [(h[metric], epoch) for epoch, h in enumerate(history, start=1) if metric in h]
+    return max(scored)[1]
+
+
+def prune_checkpoints(directory: str, keep: int, protect: set[int], storage: StorageConfig | None = None) -> list[int]:
+    """Delete all but the ``keep`` most recent checkpoints and the epochs in ``protect``; returns what was deleted."""
+    epochs = checkpoint_epochs(directory, storage)
+    kept = set(sorted(epochs)[-max(1, keep):]) | set(protect)
+    deleted = sorted(e for e in epochs if e not in kept)
+    for epoch in deleted:
+        st.remove(epochs[epoch], storage)
+    return deleted
 
 
 def restore_model(state: Mapping[str, Any], *, num_classes: int | None = None) -> tuple[nn.Module, ModelSpec]:
