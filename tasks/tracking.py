@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, flatten
-from videolstm.messages import redact
+from videolstm.messages import redact  # noqa: F401 - also used by tasks.report as tracking.redact
 
 RUN_KEY_TAG = "videolstm.run_key"
 KIND_TAG = "videolstm.kind"
@@ -104,9 +104,6 @@ def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
     from mlflow.entities import RunTag
 
     MlflowClient().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-
-__all__ = ["redact"]  # re-exported: videolstm.messages.redact (URI userinfo and presigned queries)
 
 
 def config_params(config: BenchmarkConfig) -> dict[str, str]:
