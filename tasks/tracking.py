@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, flatten
-from videolstm.messages import redact  # noqa: F401 - also used by tasks.report as tracking.redact
+from videolstm.messages import redact
 
 RUN_KEY_TAG = "videolstm.run_key"
 KIND_TAG = "videolstm.kind"
