@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from videolstm.config import BenchmarkConfig, ConfigError, load_config
+from videolstm.messages import RedactingFilter, redact
 
 TELEMETRY_OFF = {
     # Prefect's temporary server gets 20 s to start by default; on a busy 2-core machine it can
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("urllib3", "botocore", "s3fs", "fsspec", "alembic", "matplotlib", "PIL", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # a URI credential never reaches the console or a log file
+        handler.addFilter(RedactingFilter())
     try:
         config = resolve_config(args)
     except ConfigError as exc:
@@ -179,7 +182,7 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
     print(f"{result.stage}: {result.ok} ok, {result.failed} failed, {result.computed} computed this run, "
           f"{result.seconds:.1f} s; output {result.uri}")
     for item, reason in result.failures:
-        print(f"  failed {item}: {reason}")
+        print(f"  failed {item}: {redact(reason)}")
     return 0
 
 

@@ -91,7 +91,7 @@ def evaluate_model(
         out = Path(tmp)
         metrics = score_classification(predictions, class_names, out, name)
         if has_attention and annotations_uri:
-            gt = ground_truth_for(load_ucf101_24(annotations_uri, storage=config.storage), predictions.video_ids)
+            gt = ground_truth_for(load_ucf101_24(annotations_uri, storage=config.storage, limits=config.dataset.limits), predictions.video_ids)
             sizes = {}
             for video in gt:
                 info = probe_video(video_paths[video], storage=config.storage)
@@ -269,7 +269,7 @@ def _usable_annotations(uri: str | None, config: BenchmarkConfig, results: list[
     from videolstm.data.datasets import load_ucf101_24
 
     try:
-        load_ucf101_24(uri, storage=config.storage)
+        load_ucf101_24(uri, storage=config.storage, limits=config.dataset.limits)
     except (ValueError, OSError, EOFError, pickle.UnpicklingError) as exc:
         reason = f"localization skipped, annotation file {uri} is unusable: {exc}"
         log.error(reason)

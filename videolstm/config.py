@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from videolstm.messages import redact, short_repr, shorten, userinfo
 
 Stream = Literal["rgb", "flow"]
 DatasetKind = Literal["synthetic", "ucf101", "hmdb51"]
@@ -80,6 +81,37 @@ class DownloadConfig(Section):
     verify: bool = Field(True, description="check sha256/size against the table of official archives")
 
 
+GiB = 1024**3
+MiB = 1024**2
+
+
+class InputLimits(Section):
+    """Bounds on what the dataset stage reads from outside: archives, split files, annotations.
+
+    The defaults fit the official data with room to spare (UCF101.rar: 6.5 GB, 13,320 videos and
+    101 folders, stored at a ratio near 1; hmdb51_org.rar: 2 GB holding 51 ``.rar`` files, one
+    level deep; the split archive: 1.65 MB of text at a ratio ~15; the largest split file 0.4 MB
+    and 9,624 lines; pyannot.pkl 3.5 MB) and stop a hostile input long before it exhausts memory
+    or disk. Raising one is safe when a mirror repackages the data. They refuse input and change
+    no result, so they are left out of the stages' lineage.
+    """
+
+    archive_total_bytes: int = Field(
+        16 * GiB, ge=1, description="bytes one extraction may unpack in all, nested archives included (UCF101.rar unpacks to ~6.5 GB)"
+    )
+    archive_entry_bytes: int = Field(4 * GiB, ge=1, description="bytes one archive entry may unpack to")
+    archive_ratio: float = Field(
+        100.0, gt=1, description="unpacked bytes per archive byte (videos ~1, split text ~15; a zip bomb ~1000)"
+    )
+    archive_entries: int = Field(100_000, ge=1, description="entries (files and folders) one extraction may hold, nested archives included")
+    archive_depth: int = Field(
+        1, ge=0, le=4, description="archive-in-archive levels extracted (HMDB51's rar of rars needs 1; deeper is refused)"
+    )
+    split_file_bytes: int = Field(8 * MiB, ge=1, description="largest split / class-index file read (UCF101's largest: 0.4 MB)")
+    split_file_lines: int = Field(200_000, ge=1, description="most lines in one split file (UCF101's longest: 9,624)")
+    annotation_bytes: int = Field(64 * MiB, ge=1, description="largest annotation pickle read (pyannot.pkl: 3.5 MB)")
+
+
 class DatasetConfig(Section):
     kind: DatasetKind = Field("synthetic", description="synthetic | ucf101 | hmdb51")
     root: str | None = Field(
@@ -94,6 +126,7 @@ class DatasetConfig(Section):
     synthetic: SyntheticConfig = SyntheticConfig()
     download: DownloadConfig = DownloadConfig()
     max_videos_per_class: int | None = Field(None, ge=1, description="subsample for quick runs")
+    limits: InputLimits = InputLimits()
 
 
 class StorageConfig(Section):
@@ -282,28 +315,89 @@ class BenchmarkConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> BenchmarkConfig:
+        for key, value in _string_leaves(self.model_dump(mode="json")):
+            if userinfo(value) is not None:
+                raise ValueError(
+                    f"{key} holds credentials in a URI (user, token or password before '@': {redact(value)}); this "
+                    "configuration is logged as MLflow params and shown as Prefect parameters, so it must hold no "
+                    "secret: give credentials through the environment (MLFLOW_TRACKING_USERNAME/"
+                    "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN for an MLflow server, "
+                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile for S3)"
+                )
         if self.dataset.kind != "synthetic" and self.dataset.root is None and not self.dataset.download.urls:
             raise ValueError(
                 f"dataset.kind={self.dataset.kind!r} needs dataset.root (a folder in the official layout) "
                 "or dataset.download.urls (the archives to fetch)"
             )
-        for key, value in flatten(self).items():
-            if PASSWORD_IN_URI.search(value):
-                raise ValueError(
-                    f"{key} holds a password (user:password@ in a URI); this configuration is logged as MLflow "
-                    "params and shown as Prefect parameters, so it must hold no secret: give credentials through "
-                    "the environment (MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD for an MLflow server, "
-                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile for S3)"
-                )
         return self
 
 
-#: ``scheme://user:password@`` in a URI: a secret, refused in the configuration (see ``_consistent``).
-PASSWORD_IN_URI = re.compile(r"://[^/@\s:]*:[^/@\s]*@")
+def _string_leaves(value: Any, key: str = "") -> list[tuple[str, str]]:
+    """``(dotted key, string)`` of every string in a dumped config (list items as ``key[i]``)."""
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _string_leaves(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in _string_leaves(v, f"{key}[{i}]")]
+    return [(key, value)] if isinstance(value, str) else []
+
+
+#: Largest configuration file read (a real one is a few KB).
+MAX_CONFIG_BYTES = 1 * MiB
+#: Longest ConfigError message (characters); each echoed value is cut to ``short_repr``'s limit.
+MAX_CONFIG_MESSAGE = 4000
 
 
 class ConfigError(ValueError):
     """A configuration file or mapping that does not validate; the message names each bad key."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with aliases refused.
+
+    ``*alias`` references let a 541-byte file expand to billions of nodes ("billion laughs");
+    a configuration never needs them (anchors alone are harmless and still parse).
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"uses the YAML alias *{shorten(str(event.anchor), 60)}; aliases are not allowed in a "
+                "configuration (write the value out)", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def read_config_file(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
+    """The mapping in a YAML configuration file, read safely.
+
+    Safe YAML only (no Python tags), aliases refused (:class:`_NoAliasLoader`), at most
+    ``max_bytes`` bytes. Raises :class:`ConfigError` naming the file and the limit or the YAML
+    problem (message bounded).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    with open(path, "rb") as fh:
+        raw = fh.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ConfigError(
+            f"config file {path} is larger than {max_bytes} bytes (the limit for a configuration file; a real one is "
+            "a few KB): check that it is the right file"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        loaded = yaml.load(text, Loader=_NoAliasLoader) or {}  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(shorten(redact(f"config file {path} is not valid YAML: {exc}"), MAX_CONFIG_MESSAGE)) from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests its values too deeply to be a configuration") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, found {type(loaded).__name__}")
+    return loaded
 
 
 def load_config(source: str | Path | dict[str, Any] | None = None, **overrides: Any) -> BenchmarkConfig:
@@ -311,37 +405,35 @@ def load_config(source: str | Path | dict[str, Any] | None = None, **overrides: 
 
     ``overrides`` are dotted keys (``{"train.epochs": 2}``) applied on top.
     Raises :class:`ConfigError` naming every unknown key or wrong type and the file it came from.
+    A file is read by :func:`read_config_file` (size capped, aliases refused). Messages echo each
+    bad value through :func:`videolstm.messages.short_repr` (bounded, URI credentials redacted)
+    and are at most :data:`MAX_CONFIG_MESSAGE` characters.
     """
     origin = "defaults"
     data: dict[str, Any] = {}
     if isinstance(source, dict):
         data, origin = dict(source), "mapping"
     elif source is not None:
-        path = Path(source)
-        origin = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level, found {type(loaded).__name__}")
-        data = loaded
+        origin = str(source)
+        data = read_config_file(source)
     for dotted, value in overrides.items():
         _set_dotted(data, dotted, value)
     try:
         return BenchmarkConfig.model_validate(data)
     except ValidationError as exc:
         lines = []
-        for err in exc.errors():
+        for err in exc.errors(include_url=False):
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             if err["type"] == "extra_forbidden":
-                lines.append(f"  {where}: unknown key (check the spelling; see the README's configuration reference)")
+                lines.append(f"  {shorten(where, 200)}: unknown key (check the spelling; see the README's configuration reference)")
+            elif not err["loc"]:  # a model-level check: its message says what is wrong, the input is the whole config
+                lines.append(f"  (top level): {shorten(redact(err['msg']), 1000)}")
             else:
-                got = PASSWORD_IN_URI.sub("://***:***@", repr(err.get("input")))  # never echo a password
-                lines.append(f"  {where}: {err['msg']} (got {got})")
-        raise ConfigError(f"invalid configuration in {origin}:\n" + "\n".join(lines)) from None
+                lines.append(f"  {shorten(where, 200)}: {shorten(redact(err['msg']), 500)} (got {short_repr(err.get('input'))})")
+        message = f"invalid configuration in {origin}:\n" + "\n".join(lines)
+        raise ConfigError(shorten(redact(message), MAX_CONFIG_MESSAGE)) from None
+    except RecursionError:
+        raise ConfigError(f"invalid configuration in {origin}: values nested too deeply") from None
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

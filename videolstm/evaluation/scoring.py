@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from videolstm.config import LocalizationConfig
-from videolstm.evaluation.metrics import classification_report
+from videolstm.evaluation.metrics import classification_report, csv_text
 from videolstm.inference import Predictions
 from videolstm.evaluation.localization import (
     FrameRecall,
@@ -34,6 +34,8 @@ from videolstm.evaluation.localization import (
     map_key,
     video_map_at,
 )
+from videolstm.store.manifest import safe_name
+from videolstm.store.safepath import under_root
 from videolstm.evaluation.plots import plot_attention_strip, plot_confusion_matrix, plot_localization_curves, write_attention_video
 
 
@@ -46,9 +48,9 @@ def score_classification(predictions: Predictions, class_names: Sequence[str], o
     result.per_class_to_csv(out_dir / "per_class_accuracy.csv")
     with open(out_dir / "predictions.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["video_id", "label", "predicted", "confidence", *class_names])
+        writer.writerow(["video_id", "label", "predicted", "confidence", *(csv_text(n) for n in class_names)])
         for vid, label, probs in zip(predictions.video_ids, predictions.labels, predictions.probabilities):
-            writer.writerow([vid, int(label), int(np.argmax(probs)), f"{np.max(probs):.4f}", *[f"{p:.5f}" for p in probs]])
+            writer.writerow([csv_text(vid), int(label), int(np.argmax(probs)), f"{np.max(probs):.4f}", *[f"{p:.5f}" for p in probs]])
     metrics = result.metrics(prefix="test/")
     metrics.update({f"test/accuracy/{name}": acc for name, acc in result.per_class_accuracy.items()})
     return metrics
@@ -190,10 +192,12 @@ def render_overlays(
         probs = predictions.probabilities[pos[video]]
         label = class_names[int(predictions.labels[pos[video]])]
         guess = class_names[int(np.argmax(probs))]
-        stem = video.replace("/", "__")
+        stem = safe_name(video)  # a video id from a split file: never a path as it is
         title = f"{video}: true {label}, predicted {guess} ({np.max(probs):.0%})"
-        written.append(plot_attention_strip(frames, attention, gt_boxes, pred_boxes, out_dir / f"{stem}.png", title=title))
-        written.append(write_attention_video(frames, attention, gt_boxes, pred_boxes, out_dir / f"{stem}.avi", fps=fps))
+        png = Path(under_root(str(out_dir), [f"{stem}.png"], f"attention strip of video {video!r}"))
+        avi = Path(under_root(str(out_dir), [f"{stem}.avi"], f"attention video of video {video!r}"))
+        written.append(plot_attention_strip(frames, attention, gt_boxes, pred_boxes, png, title=title))
+        written.append(write_attention_video(frames, attention, gt_boxes, pred_boxes, avi, fps=fps))
     return written
 
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from videolstm.store import storage as st
 from videolstm.config import StorageConfig
+from videolstm.messages import redact, short_repr, shorten
 
 FORMAT = "videolstm-checkpoint-v1"
 _NAME = re.compile(r"checkpoint_epoch_(\d{5})\.pt$")
@@ -116,19 +117,27 @@ class CheckpointError(ValueError):
 
 
 def load_checkpoint(uri: str, storage: StorageConfig | None = None) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; raises :class:`CheckpointError` naming the file."""
+    """Load a checkpoint with ``weights_only=True``; raises :class:`CheckpointError` naming the file.
+
+    Only torch's zip format with stored (uncompressed) records is read
+    (:func:`videolstm.store.storage.check_torch_zip`),
+    so memory is bounded by the file's size.
+    """
     try:
         with st.open_for_read(uri, storage) as fh:
+            st.check_torch_zip(fh, uri, CheckpointError)
             state = torch.load(fh, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
-        raise CheckpointError(f"checkpoint {uri} does not exist") from exc
+        raise CheckpointError(f"checkpoint {redact(uri)} does not exist") from exc
+    except CheckpointError:
+        raise
     except Exception as exc:
         raise CheckpointError(
-            f"checkpoint {uri} could not be loaded safely ({type(exc).__name__}: {exc}); "
+            f"checkpoint {redact(uri)} could not be loaded safely ({type(exc).__name__}: {shorten(str(exc), 300)}); "
             "only files written by videolstm (tensors and plain values) are accepted"
         ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{uri} is not a {FORMAT} file (missing 'format' key); was it written by videolstm?")
+        raise CheckpointError(f"{redact(uri)} is not a {FORMAT} file (missing 'format' key); was it written by videolstm?")
     return state
 
 
@@ -163,10 +172,53 @@ def prune_checkpoints(directory: str, keep: int, protect: set[int], storage: Sto
     return deleted
 
 
-def restore_model(state: Mapping[str, Any]) -> tuple[nn.Module, ModelSpec]:
-    """Rebuild the model from a loaded checkpoint and load its weights (eval mode)."""
-    spec = ModelSpec.from_dict(state["model_spec"])
+def restore_model(state: Mapping[str, Any], *, num_classes: int | None = None) -> tuple[nn.Module, ModelSpec]:
+    """Rebuild the model from a loaded checkpoint and load its weights (eval mode).
+
+    Nothing is allocated for a size the checkpoint merely claims: the model is first built on
+    PyTorch's ``meta`` device (shapes, no memory) and every parameter and buffer shape is
+    compared with the tensors the file actually holds (already in memory, bounded by the file's
+    size). A ``model_spec`` that disagrees with them — ``num_classes`` 4,000,000 over a 3-class
+    readout — or with ``num_classes`` (the configured dataset's, when the caller passes it) is a
+    :class:`CheckpointError` naming the value and the shapes.
+    """
+    try:
+        spec = ModelSpec.from_dict(state["model_spec"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(
+            f"the checkpoint's model_spec {short_repr(state.get('model_spec') if isinstance(state, Mapping) else state)} is "
+            f"not a videolstm model spec ({type(exc).__name__}: {shorten(str(exc), 200)})"
+        ) from None
+    if num_classes is not None and spec.num_classes != num_classes:
+        raise CheckpointError(
+            f"the checkpoint's model_spec has num_classes {spec.num_classes}, the configured dataset {num_classes}; "
+            "it was trained on another dataset: evaluate it with the configuration it was trained with"
+        )
+    weights = state.get("model")
+    if not isinstance(weights, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise CheckpointError("the checkpoint's 'model' entry is not a state dict (parameter names to tensors)")
+    try:
+        with torch.device("meta"):
+            skeleton = spec.build()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"the checkpoint's model_spec {short_repr(spec.to_dict())} does not build a model "
+            f"({type(exc).__name__}: {shorten(str(exc), 300)})"
+        ) from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    problems = [f"missing {k}" for k in expected if k not in weights]
+    problems += [f"unexpected {short_repr(k)}" for k in weights if k not in expected]
+    problems += [
+        f"{k}: shape {tuple(weights[k].shape)} in the file, {expected[k]} for the spec"
+        for k in expected if k in weights and tuple(weights[k].shape) != expected[k]
+    ]
+    if problems:
+        raise CheckpointError(
+            f"the checkpoint's model_spec (variant {short_repr(spec.variant)}, num_classes {spec.num_classes}, overrides "
+            f"{short_repr(spec.overrides)}) does not match the weights it holds: {'; '.join(problems[:4])}"
+            f"{f' (+{len(problems) - 4} more)' if len(problems) > 4 else ''}. The file is corrupt or forged: re-create it"
+        )
     model = spec.build()
-    model.load_state_dict(state["model"])
+    model.load_state_dict(weights)
     model.eval()
     return model, spec

@@ -59,7 +59,7 @@ def _section(config: BenchmarkConfig, name: str, exclude: set[str] | None = None
 
 def lineages(config: BenchmarkConfig) -> dict[str, str]:
     """Lineage digest of every stage (execution-only settings excluded)."""
-    dataset = stable_digest({"dataset": _section(config, "dataset")})
+    dataset = stable_digest({"dataset": _section(config, "dataset", {"limits"})})  # limits refuse input, change no result
     frames_flow = stable_digest([dataset, _section(config, "flow", {"workers", "threads_per_worker"})])
     frame_cnn = stable_digest([frames_flow, _section(config, "frame_cnn"), config.train.val_fraction])
     features = stable_digest([frame_cnn, _section(config, "features", {"workers", "batch_frames"})])
