@@ -1,11 +1,14 @@
 """Stage 4: per-frame features of both streams on Ray Data (pool5 maps, fc7 vectors, logits).
 
-Each actor loads the two trained frame CNNs once (``torch.load(weights_only=True)``) and
-writes one feature shard per video; like the flow stage it resumes from its manifest.
+One Ray Data task per video (``features.workers`` at a time, as the flow stage); each worker
+process loads the two trained frame CNNs once (``torch.load(weights_only=True)``) and keeps them
+for the next videos; each task writes one feature shard. Like the flow stage it resumes from its
+manifest and bounds the tries of a video whose worker keeps dying (:mod:`tasks.attempts`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -14,6 +17,8 @@ import numpy as np
 import ray
 import torch
 
+from tasks.attempts import attempt, clear_attempts, new_attempts_uri
+from tasks.console import stage_progress
 from videolstm.store import shards
 from videolstm.store.checkpoint import load_checkpoint, restore_model
 from videolstm.config import BenchmarkConfig, FeatureConfig, StorageConfig
@@ -25,24 +30,34 @@ from videolstm.store.manifest import ItemResult, StageDir, failure_summary, read
 log = logging.getLogger(__name__)
 
 
-class FeatureWorker:
-    """Ray Data actor: frame CNNs of both streams over each video's frames and flow."""
+@functools.lru_cache(maxsize=2)
+def _frame_cnns(model_uris: tuple[tuple[str, str], ...], model_keys: tuple[tuple[str, str], ...], storage_json: str) -> dict[str, torch.nn.Module]:
+    """The frame CNNs of both streams, loaded once per worker process (tasks of a stage reuse it);
+    ``model_keys`` (their content keys) make a retrained model at the same URI a new entry."""
+    storage = StorageConfig.model_validate_json(storage_json)
+    return {s: restore_model(load_checkpoint(u, storage))[0] for s, u in model_uris}
 
-    def __init__(self, stage_uri: str, model_uris: dict[str, str], features: dict, flow_stack: int, storage: dict, threads: int):
-        torch.set_num_threads(threads)
-        self.storage = StorageConfig.model_validate(storage)
-        self.config = FeatureConfig.model_validate(features)
-        self.stage = StageDir(stage_uri, self.storage)
-        self.flow_stack = flow_stack
-        self.models = {s: restore_model(load_checkpoint(u, self.storage))[0] for s, u in model_uris.items()}
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        results = [
-            process_video_features(row, row["key"], self.stage, self.models, self.config, self.flow_stack, self.storage).to_row()
-            for row in rows
-        ]
-        return {name: [r.get(name) for r in results] for name in sorted({k for r in results for k in r})}
+def features_batch(batch: dict[str, np.ndarray], stage_uri: str, model_uris: dict[str, str], model_keys: dict[str, str], features: dict,
+                   flow_stack: int, storage: dict, threads: int, attempts_uri: str) -> dict[str, list]:
+    """Ray Data task: frame CNNs of both streams over each video's frames and flow, one manifest row per video."""
+    torch.set_num_threads(threads)
+    storage_config = StorageConfig.model_validate(storage)
+    config = FeatureConfig.model_validate(features)
+    stage = StageDir(stage_uri, storage_config)
+    models = _frame_cnns(tuple(sorted(model_uris.items())), tuple(sorted(model_keys.items())), storage_config.model_dump_json())
+    rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+    results = [
+        attempt(
+            attempts_uri, row["video_id"],
+            lambda row=row: process_video_features(row, row["key"], stage, models, config, flow_stack, storage_config).to_row(),
+            lambda reason, row=row: ItemResult(video_id=row["video_id"], status="failed", key=row["key"], label=int(row["label"]),
+                                               subset=row["subset"], reason=reason).to_row(),
+            storage_config,
+        )
+        for row in rows
+    ]
+    return {name: [r.get(name) for r in results] for name in sorted({k for r in results for k in r})}
 
 
 def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: StageResult) -> StageResult:
@@ -67,22 +82,29 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
     todo = [{"video_id": r.video_id, "label": r.label, "subset": r.subset, "shard": r.shard, "key": keys[r.video_id]} for r in ok if r.video_id in todo_set]
     log.info("features: %d videos to compute, %d reused from %s", len(todo), len(reused), stage.uri)
     computed: list[ItemResult] = []
-    if todo:
-        init_ray(config)
-        threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // config.features.workers)
-        ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), 64))).map_batches(
-            FeatureWorker,
-            fn_constructor_kwargs={
-                "stage_uri": stage.uri, "model_uris": model_uris, "features": config.features.model_dump(),
-                "flow_stack": config.frame_cnn.flow_stack, "storage": config.storage.model_dump(), "threads": threads,
-            },
-            batch_size=1,
-            num_cpus=threads,
-            compute=ray.data.ActorPoolStrategy(size=config.features.workers),
-            max_restarts=-1,
-            max_task_retries=3,
-        )
-        computed = [ItemResult.from_row(row) for row in ds.take_all()]
+    with stage_progress("features", total=len(keys), detail=f"{len(todo)} to compute, {len(reused)} reused") as progress:
+        progress.advance(len(reused), "reused")
+        if todo:
+            init_ray(config)
+            threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // config.features.workers)
+            attempts_uri = new_attempts_uri(stage.uri)
+            ds = ray.data.from_items(todo, override_num_blocks=max(1, len(todo))).map_batches(
+                features_batch,
+                fn_kwargs={
+                    "stage_uri": stage.uri, "model_uris": model_uris, "model_keys": digests, "features": config.features.model_dump(),
+                    "flow_stack": config.frame_cnn.flow_stack, "storage": config.storage.model_dump(), "threads": threads,
+                    "attempts_uri": attempts_uri,
+                },
+                batch_size=1,
+                num_cpus=threads,
+                compute=ray.data.TaskPoolStrategy(size=config.features.workers),
+            )
+            try:
+                for row in ds.iter_rows():
+                    computed.append(ItemResult.from_row(row))
+                    progress.advance(status="computed" if computed[-1].ok else "failed", item=computed[-1].video_id)
+            finally:
+                clear_attempts(attempts_uri, config.storage)
     carried = [r for r in upstream if not r.ok]  # failures of upstream stages stay visible here
     results = list(reused.values()) + computed + carried
     stage.write_manifest(results)

@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 
 from tasks import tracking
+from tasks.console import stage_progress
 from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, stable_digest
 from videolstm.store.lineage import StageResult, lineages, stage_uri
@@ -61,6 +62,11 @@ def mlflow_ui_command(config: BenchmarkConfig) -> str:
 
 def run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_id: str) -> dict[str, Any]:
     """Comparison tables (Markdown, HTML) and charts on the parent run; the closing message."""
+    with stage_progress("report", detail="comparison tables and charts on the MLflow parent run"):
+        return _run_report(config, stages, parent_run_id)
+
+
+def _run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_id: str) -> dict[str, Any]:
     evaluated = next((s for s in stages if s.stage == "evaluate"), None)
     own_rows = list(evaluated.extra.get("rows", [])) if evaluated else []
     rows = sibling_rows(config, parent_run_id) + own_rows  # other seeds of the same benchmark first
@@ -81,7 +87,7 @@ def run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_id
             st.write_bytes(st.join(uri, path.name), path.read_bytes(), config.storage)
         client = mlflow.tracking.MlflowClient()
         client.log_artifacts(parent_run_id, tmp, artifact_path="report")
-    tracking.log_metrics(parent_run_id, {f"{r['variant']}.{r['stream']}/test/accuracy": r["test/accuracy"] for r in rows if "test/accuracy" in r})
+    tracking.log_metrics(parent_run_id, parent_metrics(own_rows))
     failures = unique_failures(stages)
     client.set_tag(parent_run_id, "videolstm.failed_items", str(len(failures)))
     tracking.finish_run(parent_run_id)
@@ -89,6 +95,16 @@ def run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_id
     if len(seeds) > 1:
         message += f"\n(tables pool {len(seeds)} runs of this benchmark that differ only in train.seed: seeds {seeds})"
     return {"message": message, "ok": True, "rows": rows, "failures": len(failures), "report_uri": uri, "parent_run_id": parent_run_id}
+
+
+#: Metrics of each (variant, stream) copied onto the parent run, so that the collapsed runs list
+#: compares benchmarks at a glance (MLflow refuses ``@``: ``loc/mAP_0.2`` is mAP@0.2).
+PARENT_METRICS = ("test/accuracy", "loc/mAP_0.2")
+
+
+def parent_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """``<variant>.<stream>/test/accuracy`` and ``…/loc/mAP_0.2`` of this benchmark's own rows."""
+    return {f"{r['variant']}.{r['stream']}/{m}": float(r[m]) for r in rows for m in PARENT_METRICS if r.get(m) is not None}
 
 
 def sibling_rows(config: BenchmarkConfig, parent_run_id: str) -> list[dict[str, Any]]:

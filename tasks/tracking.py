@@ -22,6 +22,10 @@ from videolstm.config import BenchmarkConfig, flatten
 
 RUN_KEY_TAG = "videolstm.run_key"
 KIND_TAG = "videolstm.kind"
+#: The experiment tag MLflow's UI (3.x) reads to choose its landing page: without it an experiment
+#: opens on the GenAI overview (traces, tokens); with this value it opens on the training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 class TrackingError(RuntimeError):
@@ -56,9 +60,12 @@ def setup(config: BenchmarkConfig) -> str:
     client = MlflowClient()
     experiment = client.get_experiment_by_name(config.mlflow.experiment)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in experiment.tags:  # created by an older version: opens on the runs too
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return experiment.experiment_id
     try:
-        return client.create_experiment(config.mlflow.experiment, artifact_location=artifact_location(config))
+        return client.create_experiment(config.mlflow.experiment, artifact_location=artifact_location(config),
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except mlflow.exceptions.MlflowException:
         # another process created it in between
         experiment = client.get_experiment_by_name(config.mlflow.experiment)

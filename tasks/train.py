@@ -26,6 +26,8 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from tasks import tracking
+from tasks.console import StageProgress, stage_progress
+from tasks.runtime import ingest_options
 from tasks.train_loop import TrainJob, train_loop_per_worker
 from videolstm.store import storage as st
 from videolstm.store.checkpoint import ModelSpec, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -167,7 +169,7 @@ def fit_job(job: TrainJob, config: BenchmarkConfig, train_rows: list[dict], val_
             ),
         ),
         datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"], execution_options=ingest_options()),
     )
     started = time.perf_counter()
     result = trainer.fit()
@@ -200,7 +202,8 @@ def concurrency(config: BenchmarkConfig, jobs: int) -> int:
     return max(1, min(jobs, t.max_concurrent or fits, fits or 1))
 
 
-def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], rows: dict[str, tuple[list[dict], list[dict]]]) -> dict[str, dict[str, Any] | Exception]:
+def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], rows: dict[str, tuple[list[dict], list[dict]]],
+             progress: StageProgress | None = None) -> dict[str, dict[str, Any] | Exception]:
     """Fit ``jobs`` with bounded concurrency; a failed job is returned as its exception."""
     limit = concurrency(config, len(jobs))
     log.info("training %d model(s), %d at a time: %s", len(jobs), limit, ", ".join(j.name for j in jobs))
@@ -213,6 +216,8 @@ def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], rows: dict[str, tupl
             job = queue.pop(0)
             train_rows, val_rows = rows[job.name]
             pending[_fit_remote.remote(job.model_dump(mode="json"), config_json, train_rows, val_rows)] = job
+        if progress is not None:
+            progress.note("training " + ", ".join(j.name for j in pending.values()))
         done, _ = ray.wait(list(pending), num_returns=1)
         job = pending.pop(done[0])
         try:
@@ -221,6 +226,8 @@ def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], rows: dict[str, tupl
         except Exception as exc:  # recorded in the manifest and summarised; other jobs go on
             log.error("training %s failed: %s", job.name, exc)
             outcomes[job.name] = exc
+        if progress is not None:
+            progress.advance(status="failed" if isinstance(outcomes[job.name], Exception) else "computed", item=job.name)
     return outcomes
 
 
@@ -283,15 +290,18 @@ def run_frame_cnn(config: BenchmarkConfig, index: StageResult, frames_flow: Stag
     train, val, _ = _rows_for(frames_flow.manifest_uri, config.storage, config.train.val_fraction, config.train.seed)
     jobs = [frame_cnn_job(config, stream, frames_flow, num_classes) for stream in ("rgb", "flow")]
     results, todo = _reuse_finished(uri, jobs, config.storage)
-    weights_problem = _check_weights(config) if todo else None
-    if weights_problem:
-        results += [ItemResult(video_id=j.name, status="failed", key=j.run_key, reason=weights_problem) for j in todo]
-        todo = []
-    if todo:
-        init_ray(config)
-        todo = _prepare_runs(config, todo, parent_run_id, config.dataset.kind)
-        outcomes = run_jobs(config, todo, {j.name: (train, val) for j in todo})
-        results += _finish_runs(config, todo, outcomes, config.dataset.kind, _frame_sample_factory(config, train))
+    with stage_progress("frame_cnn", total=len(jobs), detail=f"{len(todo)} to train, {len(results)} reused") as progress:
+        progress.advance(len(results), "reused")
+        weights_problem = _check_weights(config) if todo else None
+        if weights_problem:
+            results += [ItemResult(video_id=j.name, status="failed", key=j.run_key, reason=weights_problem) for j in todo]
+            progress.advance(len(todo), "failed")
+            todo = []
+        if todo:
+            init_ray(config)
+            todo = _prepare_runs(config, todo, parent_run_id, config.dataset.kind)
+            outcomes = run_jobs(config, todo, {j.name: (train, val) for j in todo}, progress)
+            results += _finish_runs(config, todo, outcomes, config.dataset.kind, _frame_sample_factory(config, train))
     manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), results, config.storage)
     _warn_failures(results, manifest_uri, "frame CNN")
     return stage_result("frame_cnn", uri, manifest_uri, lineages(config)["frame_cnn"], results, time.perf_counter() - started,
@@ -321,12 +331,14 @@ def run_train(config: BenchmarkConfig, features: StageResult, parent_run_id: str
     train, val, _ = _rows_for(features.manifest_uri, config.storage, config.train.val_fraction, config.train.seed)
     jobs = [sequence_job(config, v, s, features) for v, s in variant_streams(config)]
     results, todo = _reuse_finished(uri, jobs, config.storage)
-    if todo:
-        init_ray(config)
-        todo = _prepare_runs(config, todo, parent_run_id, config.dataset.kind)
-        outcomes = run_jobs(config, todo, {j.name: (train, val) for j in todo})
-        sample = _sample_inputs_factory(config, train)
-        results += _finish_runs(config, todo, outcomes, config.dataset.kind, sample)
+    with stage_progress("train", total=len(jobs), detail=f"{len(todo)} to train, {len(results)} reused") as progress:
+        progress.advance(len(results), "reused")
+        if todo:
+            init_ray(config)
+            todo = _prepare_runs(config, todo, parent_run_id, config.dataset.kind)
+            outcomes = run_jobs(config, todo, {j.name: (train, val) for j in todo}, progress)
+            sample = _sample_inputs_factory(config, train)
+            results += _finish_runs(config, todo, outcomes, config.dataset.kind, sample)
     manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), results, config.storage)
     _warn_failures(results, manifest_uri, "training")
     return stage_result("train", uri, manifest_uri, lineages(config)["train"], results, time.perf_counter() - started, computed=len(todo), storage=config.storage)
