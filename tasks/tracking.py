@@ -74,6 +74,16 @@ def setup(config: BenchmarkConfig) -> str:
         return experiment.experiment_id
 
 
+def experiment_url(base_url: str, experiment_id: str) -> str:
+    """The MLflow UI page of the experiment's training runs.
+
+    MLflow 3.17's UI has a GenAI | Model training switch that decides the landing page and
+    defaults to GenAI (the Overview of traces and tokens) whatever the experiment's kind tag
+    says; ``workflowType=machine_learning`` selects Model training, which opens on the runs.
+    """
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def find_run(experiment_id: str, run_key: str) -> str | None:
     """The id of the run tagged with ``run_key`` (the newest when several), or None."""
     runs = MlflowClient().search_runs(
