@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.mlflow_ui import INSTALL_HINT, browser_page, chromium_path, mlflow_server
+from tests.integration.mlflow_ui import (
+    INSTALL_HINT, browser_page, chromium_path, close_assistant, expand_parent_runs, metric_cell, mlflow_server, run_link,
+    show_metric_column,
+)
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -59,55 +62,28 @@ def ui(benchmark_store):
             yield {"url": url, "page": page, "shots": shots, **benchmark_store}
 
 
-def _close_assistant(page) -> None:
-    """MLflow 3.17 opens an "Assistant" side panel that covers a third of the page."""
-    close = page.get_by_role("button", name="Close")
-    if close.count():
-        close.first.click()
-
-
-def _show_metric_column(page, metric: str) -> None:
-    """Columns → search → tick the metric (MLflow 3.17 shows no metric column until asked)."""
-    page.get_by_role("button", name="Columns", exact=True).click()
-    page.get_by_placeholder("Search columns").fill(metric)
-    title = page.get_by_test_id("column-selector-tree").locator(".du-bois-light-tree-title")
-    title.filter(has_text=re.compile(f"^{re.escape(metric)}$")).click()
-    page.keyboard.press("Escape")
-
-
-def _run_link(page, run_name: str):
-    """The run's name in the runs table (not a breadcrumb of the same name)."""
-    return page.locator(".ag-row").get_by_role("link", name=run_name, exact=True)
-
-
-def _cell(page, run_name: str, metric: str) -> str:
-    """The text of ``metric``'s cell in the row of ``run_name`` (the grid splits a row over a pinned and a centre part)."""
-    index = page.locator(".ag-row", has=page.get_by_role("link", name=run_name, exact=True)).first.get_attribute("row-index")
-    return page.locator(f'.ag-row[row-index="{index}"] [col-id="metrics.`{metric}`"]').first.inner_text().strip()
-
-
 def test_the_printed_link_opens_the_experiment_on_its_runs_with_every_variant_and_its_test_accuracy(ui):
     page = ui["page"]
     assert ui["printed_url"].startswith("http://127.0.0.1:5000/#/experiments/")
     page.goto(ui["printed_url"].replace("http://127.0.0.1:5000", ui["url"]))
     page.get_by_role("heading", name="Runs").wait_for()
-    _close_assistant(page)
+    close_assistant(page)
     assert "/runs" in page.url and "overview" not in page.url
     assert page.get_by_text("Token Usage").count() == 0  # not the GenAI overview
-    _run_link(page, "tiny").wait_for()
+    run_link(page, "tiny").wait_for()
     page.screenshot(path=str(ui["shots"] / "01-runs-collapsed.png"))
 
     # The parent's copy of a model's accuracy (what the collapsed list compares) and every run's own.
-    _show_metric_column(page, "lstm.rgb/test/accuracy")
-    _show_metric_column(page, "test/accuracy")
-    parent_value = _cell(page, "tiny", "lstm.rgb/test/accuracy")
+    show_metric_column(page, "lstm.rgb/test/accuracy")
+    show_metric_column(page, "test/accuracy")
+    parent_value = metric_cell(page, "tiny", "lstm.rgb/test/accuracy")
     assert float(parent_value) == pytest.approx(ui["rows"]["lstm-rgb"]["test/accuracy"], abs=1e-3)  # at a glance, collapsed
-    page.locator('.ag-row [data-component-id$="runnamecellrenderer.tsx_46"]').first.click()  # expand the parent
+    expand_parent_runs(page)
     for name in NESTED:
-        _run_link(page, name).wait_for()
+        run_link(page, name).wait_for()
     page.screenshot(path=str(ui["shots"] / "02-runs-nested-with-test-accuracy.png"))
     for name in NESTED:
-        text = _cell(page, name, "test/accuracy")
+        text = metric_cell(page, name, "test/accuracy")
         assert NUMBER.match(text), (name, text)
         assert float(text) == pytest.approx(ui["rows"][name]["test/accuracy"], abs=1e-3), (name, text)
 
@@ -120,7 +96,7 @@ def test_the_compare_view_of_the_variant_runs_shows_their_metrics(ui):
                                     "workflowType": "machine_learning"})
     page.goto(f"{ui['url']}/#/compare-runs?{query}")
     page.get_by_role("heading", name=re.compile(f"Comparing {len(run_ids)} Runs")).wait_for()
-    _close_assistant(page)
+    close_assistant(page)
     for name in NESTED:
         assert page.get_by_text(name, exact=True).count(), name  # the "Run details" header names every run
     # The Metrics section: metric names in one virtualised grid, one value column per run in another,
@@ -145,7 +121,7 @@ def test_the_parent_run_shows_the_comparison_html_with_the_three_tables(ui):
     page = ui["page"]
     page.goto(f"{ui['url']}/#/experiments/{ui['experiment_id']}/runs/{ui['parent']}/artifacts/report/comparison.html"
               "?workflowType=machine_learning")
-    _close_assistant(page)
+    close_assistant(page)
     frame = page.frame_locator("iframe").first
     for caption in ("Table 1. LSTM architectures", "Table 2. Appearance vs motion-based attention", "Table 5. Localization"):
         frame.get_by_text(caption).wait_for()
@@ -158,7 +134,7 @@ def test_an_attention_overlay_plays_inline_as_an_animated_gif(ui):
     run_id = ui["rows"]["convalstm-rgb"]["run_id"]
     page.goto(f"{ui['url']}/#/experiments/{ui['experiment_id']}/runs/{run_id}/artifacts/evaluation/overlays"
               "?workflowType=machine_learning")
-    _close_assistant(page)
+    close_assistant(page)
     gif = page.get_by_text(re.compile(r"\.gif$")).first
     gif.click()
     image = page.locator("img.rc-image-img").first  # the artifact viewer's image preview

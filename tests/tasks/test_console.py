@@ -19,21 +19,22 @@ from videolstm.store.lineage import StageResult
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _console_into_buffer(monkeypatch, interactive: bool) -> io.StringIO:
+    buffer = io.StringIO()
+    monkeypatch.setattr(console_module, "_console", Console(buffer, interactive=interactive))
+    return buffer
+
+
 @pytest.fixture
 def lines_console(monkeypatch):
     """A non-terminal console writing into a buffer (as CI and ``ray job submit`` logs see it)."""
-    buffer = io.StringIO()
-    con = Console(buffer, interactive=False)
-    monkeypatch.setattr(console_module, "_console", con)
-    return buffer
+    return _console_into_buffer(monkeypatch, interactive=False)
 
 
 @pytest.fixture
 def terminal_console(monkeypatch):
-    buffer = io.StringIO()
-    con = Console(buffer, interactive=True)
-    monkeypatch.setattr(console_module, "_console", con)
-    return buffer
+    """A console that redraws its bar in place, as on a terminal."""
+    return _console_into_buffer(monkeypatch, interactive=True)
 
 
 def test_a_stage_prints_one_start_line_one_line_per_item_and_an_end_line_with_its_counts(lines_console):
