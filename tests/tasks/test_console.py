@@ -153,3 +153,24 @@ def test_everything_the_process_and_its_children_print_goes_to_the_log_and_verbo
         assert len(terminal.splitlines()) == 5  # where the log is, start, 1 step, end, summary
     else:
         assert all(n in terminal for n in noise), terminal
+
+
+@pytest.mark.integration
+def test_ray_workers_advance_the_drivers_bar_through_the_remote_handle(lines_console):
+    import ray
+
+    from tasks.runtime import init_ray
+    from videolstm.config import load_config
+
+    init_ray(load_config({"ray": {"num_cpus": 2}}))  # the integration session's instance when there is one
+
+    @ray.remote(num_cpus=0)
+    def train_two_models(handle) -> None:  # as a Ray Train worker training several models would
+        handle.advance(item="lstm-rgb")
+        handle.advance(status="failed", item="alstm-rgb")
+
+    with stage_progress("train", total=3) as p:
+        p.advance(status="reused")
+        ray.get(train_two_models.remote(p.remote()))
+    last = lines_console.getvalue().splitlines()[-1]
+    assert re.search(r"train     3 models in \d+\.\d s: 1 computed, 1 reused, 1 failed$", last), last
