@@ -20,7 +20,9 @@ from tests.integration.mlflow_ui import (
 )
 from tests.servers import free_port
 
-pytestmark = pytest.mark.integration
+# The module fixture takes a tiny benchmark to its end (2–3 min quiet, 10 min on a loaded 2-core
+# machine): that counts against the first test's timeout, so the module gets more than the default.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
 #: Every run nested under the tiny benchmark's parent: both frame CNNs (the ConvNet variant), the
 #: tiny config's two recurrent variants (RGB) and the fused ConvNet.
