@@ -14,6 +14,10 @@
 
 A stage run alone reads its upstream stages' saved results (``stage.json``) and says which
 stage to run first when one is missing. Exit status: 0 ok, 1 failed, 2 bad usage or config.
+
+The terminal shows per stage a start line, a progress bar and an end line, then the summary;
+what Ray, Prefect and MLflow print goes to ``<storage.root>/logs/<command>-….log`` (its path is
+the first line; ``--verbose`` shows it live) — see :mod:`tasks.console`.
 """
 
 from __future__ import annotations
