@@ -16,7 +16,7 @@ export DO_NOT_TRACK ?= 1
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: benchmark test install clean mlflow-ui
+.PHONY: benchmark test install clean mlflow-ui chromium
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]} at {sys.executable}"'
@@ -30,11 +30,24 @@ install: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/videolstm benchmark --config $(CONFIG)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The MLflow UI test drives a real browser: Debian's chromium (Playwright uses it, downloads none).
+# Installed here when missing and this is a root shell with apt-get; otherwise the one command to run.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the MLflow UI browser test (apt-get install -y chromium)"; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	      || { echo "could not install chromium; run: apt-get install -y chromium" >&2; exit 1; }; \
+	  else \
+	    echo "the MLflow UI browser test needs Chromium; run: sudo apt-get install -y chromium" >&2; exit 1; \
+	  fi; }
+
 mlflow-ui: $(STAMP)
-	$(BIN)/mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///runs/embedded/mlflow.db
+	@echo "open http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning (the benchmark's runs; the first experiment of runs/embedded)"
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///runs/embedded/mlflow.db
 
 clean:
 	rm -rf $(VENV) .prefect runs .pytest_cache

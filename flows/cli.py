@@ -15,6 +15,10 @@
 
 A stage run alone reads its upstream stages' saved results (``stage.json``) and says which
 stage to run first when one is missing. Exit status: 0 ok, 1 failed, 2 bad usage or config.
+
+The terminal shows per stage a start line, a progress bar and an end line, then the summary;
+what Ray, Prefect and MLflow print goes to ``<storage.root>/logs/<command>-….log`` (its path is
+the first line; ``--verbose`` shows it live) — see :mod:`tasks.console`.
 """
 
 from __future__ import annotations
@@ -32,15 +36,15 @@ from videolstm.config import BenchmarkConfig, ConfigError, load_config
 from videolstm.messages import RedactingFilter, redact
 
 TELEMETRY_OFF = {
-    # Prefect's temporary server gets 20 s to start by default; on a busy 2-core machine it can
-    # need more, and the whole run would fail before its first stage
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AUTH_MODE": "disabled",
 }
+#: Prefect's temporary server gets 20 s to start by default; on a busy 2-core machine it took
+#: 18 s when quiet and failed the benchmark ("Timed out ... ephemeral Prefect API server") under load.
+PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -59,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--config", "-c", help="YAML config file (defaults: the embedded benchmark)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
-        p.add_argument("--verbose", "-v", action="store_true")
+        p.add_argument("--verbose", "-v", action="store_true",
+                       help="show Ray's, Prefect's and MLflow's output live (it always goes to the run's log file)")
         return p
 
     add("benchmark", "run the full-benchmark flow locally")
@@ -85,7 +90,7 @@ def resolve_config(args: argparse.Namespace) -> BenchmarkConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    for key, value in TELEMETRY_OFF.items():
+    for key, value in {**TELEMETRY_OFF, **PREFECT_DEFAULTS}.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -102,14 +107,29 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "config":
+        return run_command(args, config)
+    from tasks.console import default_log_dir, say, say_error, show_log_tail, start_console, stop_console
+
+    # From here on, what Ray, Prefect and MLflow print goes to the log file; the terminal shows
+    # one start line, a progress bar and an end line per stage, then the summary.
+    start_console(default_log_dir(config.storage.root), args.command, verbose=args.verbose)
     try:
         return run_command(args, config)
     except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        say_error("interrupted; re-run the same command to resume")
         return 130
+    except Exception as exc:  # the CLI's boundary: the message on the terminal, the traceback in the log file
+        logging.getLogger("videolstm").exception("%s failed", args.command)
+        show_log_tail()
+        say_error(f"error: {type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        stop_console()
 
 
 def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
+    from tasks.console import say, say_error
     from videolstm.store.lineage import MissingStageError, load_stage_result
 
     command = args.command
@@ -119,13 +139,14 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
     if command == "benchmark":
         from flows.full_benchmark import full_benchmark
 
-        report = full_benchmark(config)  # the flow logs the closing message (table, where to look)
+        report = full_benchmark(config)  # the flow logs the closing message (table, where to look) ...
+        say(report["message"])  # ... and the console shows it
         return 0 if report.get("ok", True) else 1
     if command == "reevaluate":
         from flows.reevaluate import reevaluate
 
         state = reevaluate(config, return_state=True)
-        print(f"{state.name}: {state.message}")
+        say(f"{state.name}: {state.message}")
         return 1 if state.is_failed() else 0
     try:
         if command == "dataset":
@@ -161,7 +182,7 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
 
             if args.checkpoint or args.run_id:
                 metrics = evaluate_single(config, checkpoint=args.checkpoint, run_id=args.run_id)
-                print(json.dumps(metrics, indent=2, sort_keys=True))
+                say(json.dumps(metrics, indent=2, sort_keys=True))
                 return 0
             result = run_evaluate(
                 config, *(load_stage_result(config, s) for s in ("index", "frames_flow", "features", "frame_cnn", "train", "finetune")),
@@ -172,17 +193,17 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
 
             stages = [load_stage_result(config, s) for s in ("index", "frames_flow", "frame_cnn", "features", "train", "finetune", "evaluate")]
             report = run_report(config, stages, start_benchmark_run(config))
-            print(report["message"])
+            say(report["message"])
             return 0 if report.get("ok", True) else 1
         else:  # argparse guarantees one of the above
             raise AssertionError(command)
     except MissingStageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        say_error(f"error: {exc}")
         return 2
-    print(f"{result.stage}: {result.ok} ok, {result.failed} failed, {result.computed} computed this run, "
-          f"{result.seconds:.1f} s; output {result.uri}")
+    say(f"{result.stage}: {result.ok} ok, {result.failed} failed, {result.computed} computed this run, "
+        f"{result.seconds:.1f} s; output {result.uri}")
     for item, reason in result.failures:
-        print(f"  failed {item}: {redact(reason)}")
+        say(f"  failed {item}: {redact(reason)}")
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 
+from tasks.console import reused_stage
 from tasks.dataset import run_dataset
 from tasks.evaluate import run_evaluate
 from tasks.features import run_features
@@ -76,13 +77,14 @@ def full_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> dict[str, Any
     depends on the trained flow ConvLSTM and RGB ConvALSTM it is assembled from."""
     logger = get_run_logger()
     parent_run_id = parent_run_task(config)
-    index = dataset_task(config)
-    frames_flow = frames_flow_task(config, index)
-    frame_cnn = frame_cnn_task(config, index, frames_flow, parent_run_id)
-    features = features_task(config, frames_flow, frame_cnn)
-    trained = train_task(config, features, parent_run_id)
-    finetuned = finetune_task(config, features, trained, parent_run_id)
-    evaluated = evaluate_task(config, index, frames_flow, features, frame_cnn, trained, finetuned, parent_run_id)
+    # reused_stage: a console line for a stage Prefect answered from its cache (its task did not run)
+    index = reused_stage(dataset_task(config))
+    frames_flow = reused_stage(frames_flow_task(config, index))
+    frame_cnn = reused_stage(frame_cnn_task(config, index, frames_flow, parent_run_id))
+    features = reused_stage(features_task(config, frames_flow, frame_cnn))
+    trained = reused_stage(train_task(config, features, parent_run_id))
+    finetuned = reused_stage(finetune_task(config, features, trained, parent_run_id))
+    evaluated = reused_stage(evaluate_task(config, index, frames_flow, features, frame_cnn, trained, finetuned, parent_run_id))
     report = report_task(config, [index, frames_flow, frame_cnn, features, trained, finetuned, evaluated], parent_run_id)
     logger.info(report["message"])
     return report

@@ -7,6 +7,7 @@ import time
 
 import pyarrow.compute as pc
 
+from tasks.console import stage_progress
 from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig
 from videolstm.data.datasets import load_index, write_index
@@ -50,6 +51,15 @@ def subsample(table, max_per_class: int | None):
 
 def run_dataset(config: BenchmarkConfig) -> StageResult:
     """Generate/download the dataset if needed, index the configured split, store the index."""
+    with stage_progress("index", detail=f"{config.dataset.kind}, split {config.dataset.split}") as progress:
+        result = _run_dataset(config)
+        progress.set_total(result.ok + result.failed)
+        progress.advance(result.ok, "computed")
+        progress.advance(result.failed, "failed")
+    return result
+
+
+def _run_dataset(config: BenchmarkConfig) -> StageResult:
     started = time.perf_counter()
     root, annotations = dataset_root(config)
     table = load_index(config.dataset.kind, root, config.dataset.split, storage=config.storage, limits=config.dataset.limits)

@@ -22,6 +22,7 @@ import numpy as np
 import ray
 
 from tasks import tracking
+from tasks.console import StageProgress, stage_progress
 from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest
 from videolstm.evaluation.scoring import ground_truth_for, overlay_videos, render_overlays, score_classification, score_localization
 from videolstm.inference import Predictions, frame_cnn_predictions, predict_videos
@@ -209,6 +210,8 @@ def run_evaluate(
     previous = _finished_result(config, input_key)
     if previous is not None:
         log.info("evaluation: reused %s (same models, same test set)", previous.uri)
+        with stage_progress("evaluate", total=previous.ok + previous.failed, detail="reused (same models, same test set)") as progress:
+            progress.advance(previous.ok + previous.failed, "reused")
         return previous
     class_names = list(index.extra["class_names"])
     paths = dict(zip(*[read_index(index.manifest_uri, storage=config.storage).column(c).to_pylist() for c in ("video_id", "path")]))
@@ -227,21 +230,41 @@ def run_evaluate(
         for m in models
     }
     outcomes: dict[str, dict[str, Any]] = {}
-    for name, future in futures.items():
-        try:
-            outcomes[name] = ray.get(future)
-            results.append(ItemResult(video_id=name, status="ok", key=stable_digest([input_key, name], 16), shard=st.join(uri, name)))
-        except Exception as exc:  # recorded in the manifest, the other models go on
-            log.error("evaluating %s failed: %s", name, exc)
-            results.append(ItemResult(video_id=name, status="failed", key="", reason=f"{type(exc).__name__}: {exc}"))
-    rows = _log_models(config, models, outcomes, uri, parent_run_id)
-    rows += _fuse(config, outcomes, class_names, uri, parent_run_id, results)
+    total = len(models) + len(fused_pairs({m["name"] for m in models}))
+    with stage_progress("evaluate", total=total, detail=f"{len(models)} models, then the fused pairs") as progress:
+        for name, result in wait_in_turn(futures, progress):  # the futures' order, each counted as it finishes
+            if isinstance(result, Exception):  # recorded in the manifest, the other models go on
+                log.error("evaluating %s failed: %s", name, result)
+                results.append(ItemResult(video_id=name, status="failed", key="", reason=f"{type(result).__name__}: {result}"))
+            else:
+                outcomes[name] = result
+                results.append(ItemResult(video_id=name, status="ok", key=stable_digest([input_key, name], 16), shard=st.join(uri, name)))
+        rows = _log_models(config, models, outcomes, uri, parent_run_id)
+        fused_before = len(results)
+        rows += _fuse(config, outcomes, class_names, uri, parent_run_id, results)
+        progress.advance(len(results) - fused_before, "computed")
+        progress.set_total(progress.done)  # a pair whose model failed is not fused
     manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), results, config.storage)
     summary = failure_summary(results, manifest_uri, "evaluation")
     if summary:
         log.warning(summary)
     return stage_result("evaluate", uri, manifest_uri, lineages(config)["evaluate"], results, time.perf_counter() - started,
                         computed=len(results), storage=config.storage, rows=rows, input_key=input_key)
+
+
+def wait_in_turn(futures: dict[str, Any], progress: StageProgress) -> list[tuple[str, Any]]:
+    """(name, result or exception) of every Ray future, in ``futures``' order; ``progress`` counts each as it finishes."""
+    pending = {future: name for name, future in futures.items()}
+    finished: dict[str, Any] = {}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        name = pending.pop(done[0])
+        try:
+            finished[name] = ray.get(done[0])
+        except Exception as exc:  # handed to the caller, which records it
+            finished[name] = exc
+        progress.advance(status="failed" if isinstance(finished[name], Exception) else "computed", item=name)
+    return [(name, finished[name]) for name in futures]
 
 
 def _finished_result(config: BenchmarkConfig, input_key: str) -> StageResult | None:

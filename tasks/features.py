@@ -1,11 +1,15 @@
 """Stage 4: per-frame features of both streams of every seed on Ray Data (pool5 maps, fc7 vectors, logits).
 
-Each actor loads the trained frame CNNs once (``torch.load(weights_only=True)``) and
-writes one feature shard per video; like the flow stage it resumes from its manifest.
+One Ray Data task per (video, seed) (``features.workers`` at a time, as the flow stage); each
+worker process loads a seed's two trained frame CNNs once (``torch.load(weights_only=True)``)
+and keeps them for the next videos; each task writes one feature shard into its seed's folder.
+Like the flow stage it resumes from its manifests and bounds the tries of a video whose worker
+keeps dying (:mod:`tasks.attempts`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import replace
@@ -15,40 +19,54 @@ import numpy as np
 import ray
 import torch
 
-from videolstm.store import shards
-from videolstm.store.checkpoint import load_checkpoint, restore_model
+from tasks.attempts import attempt, clear_attempts, new_attempts_uri
+from tasks.console import stage_progress
 from videolstm.config import BenchmarkConfig, FeatureConfig, StorageConfig
-from videolstm.features.inputs import STREAMS
 from videolstm.features.extraction import FEATURE_COUNTS, features_key, process_video_features
+from videolstm.features.inputs import STREAMS
+from videolstm.store import shards
 from videolstm.store import storage as st
+from videolstm.store.checkpoint import load_checkpoint, restore_model
 from videolstm.store.lineage import StageResult, content_digest, lineages, stage_result, stage_uri
 from videolstm.store.manifest import ItemResult, StageDir, failure_summary, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
 
-class FeatureWorker:
-    """Ray Data actor: the frame CNNs of both streams of every seed over each video's frames and flow."""
+@functools.lru_cache(maxsize=8)
+def _frame_cnns(model_uris: tuple[tuple[str, str], ...], model_keys: tuple[tuple[str, str], ...], storage_json: str) -> dict[str, torch.nn.Module]:
+    """One seed's frame CNNs of both streams, loaded once per worker process (tasks of a stage
+    reuse them); ``model_keys`` (their content keys) make a retrained model at the same URI a new entry."""
+    storage = StorageConfig.model_validate_json(storage_json)
+    return {s: restore_model(load_checkpoint(u, storage))[0] for s, u in model_uris}
 
-    def __init__(self, stage_uris: dict[str, str], model_uris: dict[str, dict[str, str]], features: dict, flow_stack: int,
-                 storage: dict, threads: int):
-        torch.set_num_threads(threads)
-        self.storage = StorageConfig.model_validate(storage)
-        self.config = FeatureConfig.model_validate(features)
-        self.stages = {seed: StageDir(uri, self.storage) for seed, uri in stage_uris.items()}
-        self.flow_stack = flow_stack
-        self.models = {seed: {s: restore_model(load_checkpoint(u, self.storage))[0] for s, u in streams.items()}
-                       for seed, streams in model_uris.items()}
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        results = []
-        for row in rows:
-            seed = str(row["seed"])
-            item = process_video_features(row, row["key"], self.stages[seed], self.models[seed], self.config, self.flow_stack, self.storage)
+def features_batch(batch: dict[str, np.ndarray], stage_uris: dict[str, str], model_uris: dict[str, dict[str, str]],
+                   model_keys: dict[str, dict[str, str]], features: dict, flow_stack: int, storage: dict, threads: int,
+                   attempts_uri: str) -> dict[str, list]:
+    """Ray Data task: a seed's frame CNNs of both streams over each video's frames and flow, one manifest row per video."""
+    torch.set_num_threads(threads)
+    storage_config = StorageConfig.model_validate(storage)
+    config = FeatureConfig.model_validate(features)
+    rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+    results = []
+    for row in rows:
+        seed = str(row["seed"])
+        stage = StageDir(stage_uris[seed], storage_config)
+        models = _frame_cnns(tuple(sorted(model_uris[seed].items())), tuple(sorted(model_keys[seed].items())),
+                             storage_config.model_dump_json())
+
+        def compute(row=row, stage=stage, models=models) -> dict[str, Any]:
+            item = process_video_features(row, row["key"], stage, models, config, flow_stack, storage_config)
             item.counts["seed"] = int(row["seed"])
-            results.append(item.to_row())
-        return {name: [r.get(name) for r in results] for name in sorted({k for r in results for k in r})}
+            return item.to_row()
+
+        def failed(reason: str, row=row) -> dict[str, Any]:
+            return ItemResult(video_id=row["video_id"], status="failed", key=row["key"], label=int(row["label"]),
+                              subset=row["subset"], reason=reason, counts={"seed": int(row["seed"])}).to_row()
+
+        results.append(attempt(attempts_uri, f"s{seed}/{row['video_id']}", compute, failed, storage_config))
+    return {name: [r.get(name) for r in results] for name in sorted({k for r in results for k in r})}
 
 
 def seed_dir(config: BenchmarkConfig, seed: int) -> StageDir:
@@ -70,6 +88,7 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
     upstream = read_manifest(frames_flow.manifest_uri, config.storage)
     ok = [r for r in upstream if r.ok]
     model_uris: dict[str, dict[str, str]] = {}
+    model_keys: dict[str, dict[str, str]] = {}
     todo: list[dict[str, Any]] = []
     reused: dict[int, list[ItemResult]] = {}
     for seed in config.train.seeds:
@@ -79,38 +98,45 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
                 raise RuntimeError(f"the {stream} frame CNN of seed {seed} did not train "
                                    f"({item.reason if item else 'missing'}); see {frame_cnn.manifest_uri}")
         model_uris[str(seed)] = {stream: item.shard for stream, item in items.items()}
-        digests = {stream: item.key for stream, item in items.items()}
-        keys = {r.video_id: features_key(r.key, digests, config.features, config.frame_cnn.flow_stack) for r in ok}
+        model_keys[str(seed)] = {stream: item.key for stream, item in items.items()}
+        keys = {r.video_id: features_key(r.key, model_keys[str(seed)], config.features, config.frame_cnn.flow_stack) for r in ok}
         todo_ids, kept = seed_dir(config, seed).plan(keys, FEATURE_COUNTS)
         reused[seed] = list(kept.values())
         wanted = set(todo_ids)
         todo += [{"video_id": r.video_id, "label": r.label, "subset": r.subset, "shard": r.shard, "key": keys[r.video_id], "seed": seed}
                  for r in ok if r.video_id in wanted]
-    log.info("features: %d (video, seed) items to compute, %d reused", len(todo), sum(len(v) for v in reused.values()))
+    total_reused = sum(len(v) for v in reused.values())
+    log.info("features: %d (video, seed) items to compute, %d reused", len(todo), total_reused)
     computed: list[ItemResult] = []
-    if todo:
-        init_ray(config)
-        threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // config.features.workers)
-        ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), 64))).map_batches(
-            FeatureWorker,
-            fn_constructor_kwargs={
-                "stage_uris": {str(s): seed_dir(config, s).uri for s in config.train.seeds}, "model_uris": model_uris,
-                "features": config.features.model_dump(), "flow_stack": config.frame_cnn.flow_stack,
-                "storage": config.storage.model_dump(), "threads": threads,
-            },
-            batch_size=1,
-            num_cpus=threads,
-            compute=ray.data.ActorPoolStrategy(size=config.features.workers),
-            max_restarts=-1,
-            max_task_retries=3,
-        )
-        computed = [ItemResult.from_row(row) for row in ds.take_all()]
+    with stage_progress("features", total=len(todo) + total_reused, detail=f"{len(todo)} to compute, {total_reused} reused",
+                        unit="video") as progress:
+        progress.advance(total_reused, "reused")
+        if todo:
+            init_ray(config)
+            threads = max(1, int(ray.cluster_resources().get("CPU", 1)) // config.features.workers)
+            attempts_uri = new_attempts_uri(stage_uri(config, "features"))
+            ds = ray.data.from_items(todo, override_num_blocks=max(1, len(todo))).map_batches(
+                features_batch,
+                fn_kwargs={
+                    "stage_uris": {str(s): seed_dir(config, s).uri for s in config.train.seeds}, "model_uris": model_uris,
+                    "model_keys": model_keys, "features": config.features.model_dump(), "flow_stack": config.frame_cnn.flow_stack,
+                    "storage": config.storage.model_dump(), "threads": threads, "attempts_uri": attempts_uri,
+                },
+                batch_size=1,
+                num_cpus=threads,
+                compute=ray.data.TaskPoolStrategy(size=config.features.workers),
+            )
+            try:
+                for row in ds.iter_rows():
+                    computed.append(ItemResult.from_row(row))
+                    progress.advance(status="computed" if computed[-1].ok else "failed", item=computed[-1].video_id)
+            finally:
+                clear_attempts(attempts_uri, config.storage)
     carried = [r for r in upstream if not r.ok]  # failures of upstream stages stay visible here
     manifests, contents, everything = {}, {}, []
     for seed in config.train.seeds:
         mine = reused[seed] + [r for r in computed if r.counts.get("seed") == seed] + carried
-        stage = seed_dir(config, seed)
-        manifests[str(seed)] = stage.write_manifest(mine)
+        manifests[str(seed)] = seed_dir(config, seed).write_manifest(mine)
         contents[str(seed)] = content_digest(mine)
         everything += [replace(r, video_id=f"s{seed}/{r.video_id}") for r in mine]
     uri = stage_uri(config, "features")

@@ -1,8 +1,12 @@
-"""Stage 2: decode + optical flow on Ray Data (one actor per worker, one video per call).
+"""Stage 2: decode + optical flow on Ray Data (one task per video, ``flow.workers`` at a time).
 
-Each actor sets OpenCV to ``flow.threads_per_worker`` threads and reuses its flow estimator.
-A killed actor is restarted by Ray Data and its video retried; since a video's shard always
-lands at the same URI atomically, a retry can neither lose nor duplicate a video.
+Each task sets OpenCV to ``flow.threads_per_worker`` threads. A killed worker's task is retried
+by Ray Data; since a video's shard always lands at the same URI atomically, a retry can neither
+lose nor duplicate a video, and :mod:`tasks.attempts` bounds how often one video is tried.
+Tasks rather than an actor pool: nothing is worth keeping between videos (a flow estimator costs
+microseconds to create), and an actor pool's restartable actors receive their constructor
+arguments through the object store (Ray warns about it at every start). Results are read back
+as they finish, one row per video, so the console counts videos as they are done.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import numpy as np
 import pyarrow.compute as pc
 import ray
 
+from tasks.attempts import attempt, clear_attempts, new_attempts_uri
+from tasks.console import StageProgress, stage_progress
 from videolstm.config import BenchmarkConfig, FlowConfig, StorageConfig
 from videolstm.data.datasets import read_index
 from videolstm.data.frames_flow import FRAMES_FLOW_COUNTS, frames_flow_key, process_video
@@ -25,21 +31,27 @@ from videolstm.store.manifest import ItemResult, StageDir, failure_summary
 log = logging.getLogger(__name__)
 
 
-class FlowWorker:
-    """Ray Data actor: decodes videos and computes their flow, one manifest row per video."""
+def frames_flow_batch(batch: dict[str, np.ndarray], stage_uri: str, flow: dict[str, Any], storage: dict[str, Any],
+                      attempts_uri: str) -> dict[str, list]:
+    """Ray Data task: decode videos and compute their flow, one manifest row per video."""
+    from videolstm.data.flow import set_threads
 
-    def __init__(self, stage_uri: str, flow: dict[str, Any], storage: dict[str, Any]):
-        from videolstm.data.flow import set_threads
-
-        self.flow = FlowConfig.model_validate(flow)
-        self.storage = StorageConfig.model_validate(storage)
-        self.stage = StageDir(stage_uri, self.storage)
-        set_threads(self.flow.threads_per_worker)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        results = [process_video(row, row["key"], self.stage, self.flow, self.storage).to_row() for row in rows]
-        return _columns(results)
+    flow_config = FlowConfig.model_validate(flow)
+    storage_config = StorageConfig.model_validate(storage)
+    stage = StageDir(stage_uri, storage_config)
+    set_threads(flow_config.threads_per_worker)
+    rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+    results = [
+        attempt(
+            attempts_uri, row["video_id"],
+            lambda row=row: process_video(row, row["key"], stage, flow_config, storage_config).to_row(),
+            lambda reason, row=row: ItemResult(video_id=row["video_id"], status="failed", key=row["key"], label=int(row["label"]),
+                                               subset=row["subset"], reason=f"{row['path']}: {reason}").to_row(),
+            storage_config,
+        )
+        for row in rows
+    ]
+    return _columns(results)
 
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
@@ -48,21 +60,29 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
 
 
 def compute_frames_flow(
-    todo: list[dict[str, Any]], stage: StageDir, flow: FlowConfig, storage: StorageConfig, workers: int
+    todo: list[dict[str, Any]], stage: StageDir, flow: FlowConfig, storage: StorageConfig, workers: int,
+    progress: StageProgress | None = None,
 ) -> list[ItemResult]:
-    """Run :class:`FlowWorker` over ``todo`` (index rows with a ``key``) on Ray Data."""
-    ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), 64)))
+    """Run :func:`frames_flow_batch` over ``todo`` (index rows with a ``key``) on Ray Data, one video per task."""
+    attempts_uri = new_attempts_uri(stage.uri)
+    ds = ray.data.from_items(todo, override_num_blocks=max(1, len(todo)))
     ds = ds.map_batches(
-        FlowWorker,
-        fn_constructor_kwargs={"stage_uri": stage.uri, "flow": flow.model_dump(), "storage": storage.model_dump()},
+        frames_flow_batch,
+        fn_kwargs={"stage_uri": stage.uri, "flow": flow.model_dump(), "storage": storage.model_dump(), "attempts_uri": attempts_uri},
         batch_size=1,
         num_cpus=flow.threads_per_worker,
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        max_restarts=-1,
-        max_task_retries=3,
+        compute=ray.data.TaskPoolStrategy(size=workers),
     )
-    rows = ds.take_all()
-    return [ItemResult.from_row({k: (None if (k in FRAMES_FLOW_COUNTS and v == -1) else v) for k, v in row.items()}) for row in rows]
+    results = []
+    try:
+        for row in ds.iter_rows():
+            item = ItemResult.from_row({k: (None if (k in FRAMES_FLOW_COUNTS and v == -1) else v) for k, v in row.items()})
+            results.append(item)
+            if progress is not None:
+                progress.advance(status="computed" if item.ok else "failed", item=item.video_id)
+    finally:
+        clear_attempts(attempts_uri, storage)
+    return results
 
 
 def run_frames_flow(config: BenchmarkConfig, index: StageResult) -> StageResult:
@@ -80,11 +100,13 @@ def run_frames_flow(config: BenchmarkConfig, index: StageResult) -> StageResult:
     todo = [{**row, "key": keys[row["video_id"]]} for row in ok if row["video_id"] in todo_set]
     log.info("frames+flow: %d videos to compute, %d reused from %s", len(todo), len(reused), stage.uri)
     computed: list[ItemResult] = []
-    if todo:
-        init_ray(config)
-        cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
-        workers = max(1, min(config.flow.workers, len(todo), cluster_cpus // config.flow.threads_per_worker or 1))
-        computed = compute_frames_flow(todo, stage, config.flow, config.storage, workers)
+    with stage_progress("frames_flow", total=len(keys), detail=f"{len(todo)} to compute, {len(reused)} reused") as progress:
+        progress.advance(len(reused), "reused")
+        if todo:
+            init_ray(config)
+            cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
+            workers = max(1, min(config.flow.workers, len(todo), cluster_cpus // config.flow.threads_per_worker or 1))
+            computed = compute_frames_flow(todo, stage, config.flow, config.storage, workers, progress)
     index_failures = [
         ItemResult(video_id=r["video_id"], status="failed", key="", label=r["label"], subset=r["subset"], reason=r["reason"])
         for r in failed_index

@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 
 from tasks import tracking
+from tasks.console import stage_progress
 from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, stable_digest
 from videolstm.store.lineage import StageResult, lineages, stage_uri
@@ -88,8 +89,20 @@ def parent_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in values.items()}
 
 
+def mlflow_ui_url(config: BenchmarkConfig) -> str:
+    """The experiment's runs page on the server :func:`mlflow_ui_command` starts (or the tracking server)."""
+    uri = tracking.tracking_uri(config)
+    base = tracking.redact(uri) if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return tracking.experiment_url(base, tracking.setup(config))
+
+
 def run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_id: str) -> dict[str, Any]:
     """Comparison tables (Markdown, HTML) and charts on the parent run; the closing message."""
+    with stage_progress("report", detail="comparison tables and charts on the MLflow parent run"):
+        return _run_report(config, stages, parent_run_id)
+
+
+def _run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_id: str) -> dict[str, Any]:
     evaluated = next((s for s in stages if s.stage == "evaluate"), None)
     rows = list(evaluated.extra.get("rows", [])) if evaluated else []
     missing = missing_models(config, rows, stages)
@@ -154,6 +167,7 @@ def closing_message(config: BenchmarkConfig, report_uri: str, rows: list[dict], 
     lines.append(f"Comparison table: {st.join(report_uri, 'comparison.md')} (and comparison.html, charts beside it)")
     lines.append(f"MLflow: experiment {config.mlflow.experiment!r}; view it with:")
     lines.append(f"  {mlflow_ui_command(config)}")
+    lines.append(f"  then open {mlflow_ui_url(config)}")
     if failures:
         lines += ["", f"{len(failures)} item(s) failed and were left out (each is recorded in its stage's manifest):"]
         for stage, manifest, item, reason in failures:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import ray
 
+from tasks.console import say
 from videolstm.config import BenchmarkConfig
 
 log = logging.getLogger(__name__)
@@ -78,15 +79,33 @@ def init_ray(config: BenchmarkConfig) -> None:
     kwargs: dict = {"runtime_env": {"env_vars": env_vars}, "log_to_driver": True}
     if address:
         log.info("connecting to the Ray cluster at %s", address)
+        say(f"Ray: connecting to the Ray cluster at {address}")
         # Ray rewrites a loopback address to the machine's outward one unless multi-host
         # clusters are off; a cluster started on 127.0.0.1 only answers there.
         with _loopback_node() if is_loopback_address(address) else contextlib.nullcontext():
-            ray.init(address=address, **kwargs)
+            context = ray.init(address=address, **kwargs)
     else:
         # address="local": always a new instance, never a stale cluster recorded in /tmp/ray.
         # A local instance listens on loopback only. The dashboard process is kept: Ray Train
         # queries its state API (without it the controller logs "Failed to query ... state").
         with _loopback_node():
-            ray.init(address="local", num_cpus=config.ray.num_cpus, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", **kwargs)
+            context = ray.init(address="local", num_cpus=config.ray.num_cpus, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", **kwargs)
     resources = ray.cluster_resources()
     log.info("Ray: %s CPUs, %s GPUs, %d node(s)", resources.get("CPU", 0), resources.get("GPU", 0), len(ray.nodes()))
+    dashboard = f", dashboard http://{context.dashboard_url}" if getattr(context, "dashboard_url", None) else ""
+    say(f"Ray: {'a local instance' if not address else 'connected'}, {resources.get('CPU', 0):g} CPUs, "
+        f"{resources.get('GPU', 0):g} GPUs, {len(ray.nodes())} node(s){dashboard}")
+
+
+def ingest_options():
+    """Ray Data options for Ray Train's dataset shards: Ray Train's defaults less the deprecated field.
+
+    ``ray.train.DataConfig`` without ``execution_options`` copies the driver's options including
+    ``exclude_resources``, whose setter warns that it is deprecated (once per trainer, in every
+    trainer's dataset manager); passing the same options without it avoids that.
+    """
+    from ray.data import DataContext, ExecutionOptions
+
+    current = DataContext.get_current().execution_options
+    return ExecutionOptions(resource_limits=current.resource_limits, preserve_order=current.preserve_order,
+                            verbose_progress=current.verbose_progress)

@@ -24,6 +24,10 @@ from videolstm.messages import redact
 
 RUN_KEY_TAG = "videolstm.run_key"
 KIND_TAG = "videolstm.kind"
+#: The experiment tag MLflow's UI (3.x) reads to choose its landing page: without it an experiment
+#: opens on the GenAI overview (traces, tokens); with this value it opens on the training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 class TrackingError(RuntimeError):
@@ -58,15 +62,28 @@ def setup(config: BenchmarkConfig) -> str:
     client = MlflowClient()
     experiment = client.get_experiment_by_name(config.mlflow.experiment)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in experiment.tags:  # created by an older version: opens on the runs too
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return experiment.experiment_id
     try:
-        return client.create_experiment(config.mlflow.experiment, artifact_location=artifact_location(config))
+        return client.create_experiment(config.mlflow.experiment, artifact_location=artifact_location(config),
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except mlflow.exceptions.MlflowException:
         # another process created it in between
         experiment = client.get_experiment_by_name(config.mlflow.experiment)
         if experiment is None:
             raise
         return experiment.experiment_id
+
+
+def experiment_url(base_url: str, experiment_id: str) -> str:
+    """The MLflow UI page of the experiment's training runs.
+
+    MLflow 3.17's UI has a GenAI | Model training switch that decides the landing page and
+    defaults to GenAI (the Overview of traces and tokens) whatever the experiment's kind tag
+    says; ``workflowType=machine_learning`` selects Model training, which opens on the runs.
+    """
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def find_run(experiment_id: str, run_key: str) -> str | None:

@@ -31,6 +31,7 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from tasks import tracking
+from tasks.console import StageProgress, stage_progress
 from tasks.mlflow_model import registered_name
 from tasks.train_loop import MODEL_FILE, JobQueue, TrainJob, train_loop_per_worker
 from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest
@@ -222,14 +223,16 @@ def frame_cnn_job(config: BenchmarkConfig, stream: str, seed: int, frames_flow: 
 
 
 @ray.remote(num_cpus=0)
-def _fit_remote(trainer_name: str, jobs: Any, config_json: dict, ray_storage: str) -> dict[str, Any]:
-    """One TorchTrainer taking jobs from ``jobs`` (a JobQueue) until it is empty; returns its wall time."""
+def _fit_remote(trainer_name: str, jobs: Any, config_json: dict, ray_storage: str, progress: Any = None) -> dict[str, Any]:
+    """One TorchTrainer taking jobs from ``jobs`` (a JobQueue) until it is empty; returns its wall time.
+
+    ``progress``: a :class:`tasks.console.RemoteProgress` the trainer advances after each model."""
     config = BenchmarkConfig.model_validate(config_json)
     t = config.train
     filesystem = pyarrow_filesystem(ray_storage, config.storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"queue": jobs, "trainer": trainer_name, "config": config_json},
+        train_loop_config={"queue": jobs, "trainer": trainer_name, "config": config_json, "progress": progress},
         scaling_config=ScalingConfig(
             num_workers=t.workers,
             use_gpu=t.use_gpu,
@@ -257,7 +260,8 @@ def concurrency(config: BenchmarkConfig, jobs: int) -> int:
     return max(1, min(jobs, t.max_concurrent or fits, fits or 1))
 
 
-def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], stage: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], stage: str,
+             progress: StageProgress | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Train ``jobs`` on as many trainers as fit; returns ({job name: outcome}, timing).
 
     An outcome is the job's result ({"model_uri", "epoch", "metrics", "seconds", "run_id"}) or
@@ -270,7 +274,10 @@ def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], stage: str) -> tuple
     ray_storage = st.join(stage_uri(config, stage), "ray")
     names = [f"{stage}-{i}-{uuid.uuid4().hex[:8]}" for i in range(trainers)]
     config_json = config.model_dump(mode="json")
-    futures = {_fit_remote.remote(name, queue, config_json, ray_storage): name for name in names}
+    remote = progress.remote() if progress is not None else None
+    if progress is not None:
+        progress.note(f"{trainers} trainer(s) starting")
+    futures = {_fit_remote.remote(name, queue, config_json, ray_storage, remote): name for name in names}
     fit_seconds = []
     for future, name in futures.items():
         try:
@@ -279,8 +286,11 @@ def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], stage: str) -> tuple
             log.error("trainer %s failed: %s", name, exc)
             ray.get(queue.abandon.remote(name, f"the trainer failed after {config.train.max_failures} restarts: {type(exc).__name__}: {exc}"))
     outcomes = ray.get(queue.results.remote())
-    for name in ray.get(queue.remaining.remote()):
+    lost = [j.name for j in jobs if j.name not in outcomes]
+    for name in lost:
         outcomes[name] = {"error": "no trainer was left to train it (every trainer failed; see the errors above)"}
+    if progress is not None and lost:
+        progress.advance(len(lost), "failed")
     job_seconds = sum(o.get("seconds", 0.0) for o in outcomes.values())
     timing = {"trainers": trainers, "fit_seconds": fit_seconds, "job_seconds": job_seconds,
               "startup_seconds": max(0.0, sum(fit_seconds) - job_seconds)}
@@ -325,12 +335,16 @@ def _train_stage(config: BenchmarkConfig, stage: str, jobs: list[TrainJob], star
     uri = stage_uri(config, stage)
     results, todo = _reuse_finished(uri, jobs, config.storage)
     timing: dict[str, Any] = {}
-    if todo:
-        from tasks.runtime import init_ray
+    with stage_progress(stage, total=len(jobs) + len(skipped), unit="model",
+                        detail=f"{len(todo)} to train, {len(results)} reused") as progress:
+        progress.advance(len(results), "reused")
+        progress.advance(len(skipped), "failed")
+        if todo:
+            from tasks.runtime import init_ray
 
-        init_ray(config)
-        outcomes, timing = run_jobs(config, todo, stage)
-        results += _results(todo, outcomes)
+            init_ray(config)
+            outcomes, timing = run_jobs(config, todo, stage, progress)
+            results += _results(todo, outcomes)
     results += list(skipped)
     manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), results, config.storage)
     summary = failure_summary(results, manifest_uri, stage)

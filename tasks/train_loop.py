@@ -311,13 +311,14 @@ def _broadcast(obj: Any, rank: int, world: int) -> Any:
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """Ray Train entry point: {"queue": JobQueue handle, "trainer": name, "config": BenchmarkConfig json}.
+    """Ray Train entry point: {"queue": JobQueue handle, "trainer": name, "config": BenchmarkConfig json,
+    "progress": tasks.console.RemoteProgress or None}.
 
     Rank 0 takes the next job and tells the other ranks; all train it; rank 0 reports the outcome.
     With one worker a failing job is recorded and the trainer goes on with the next; with several
     workers (DDP) a failure ends the trainer (Ray Train restarts it up to ``max_failures`` times).
     """
-    jobs, trainer = loop_config["queue"], loop_config["trainer"]
+    jobs, trainer, progress = loop_config["queue"], loop_config["trainer"], loop_config.get("progress")
     config = BenchmarkConfig.model_validate(loop_config["config"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -337,6 +338,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 outcome = {"error": f"{type(exc).__name__}: {exc}"}
         if rank == 0:
             ray.get(jobs.finish.remote(trainer, job.name, outcome))
+            if progress is not None:
+                progress.advance(status="failed" if "error" in outcome else "computed", item=job.name)
 
 
 class _RankZeroTracker:

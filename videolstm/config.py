@@ -150,8 +150,8 @@ class FlowConfig(Section):
     tvl1_inner_iterations: int = Field(10, ge=1, description="TV-L1 inner iterations (OpenCV default 30)")
     tvl1_outer_iterations: int = Field(5, ge=1, description="TV-L1 outer iterations (OpenCV default 10)")
     dis_preset: Literal["ultrafast", "fast", "medium"] = Field("medium", description="DIS preset (method='dis')")
-    workers: int = Field(2, ge=1, description="Ray Data actors computing flow")
-    threads_per_worker: int = Field(1, ge=1, description="OpenCV threads inside each actor")
+    workers: int = Field(2, ge=1, description="Ray Data tasks computing flow at once (one video each)")
+    threads_per_worker: int = Field(1, ge=1, description="OpenCV threads inside each flow task")
 
 
 class FrameCNNConfig(Section):
@@ -177,7 +177,7 @@ class FrameCNNConfig(Section):
 
 
 class FeatureConfig(Section):
-    workers: int = Field(1, ge=1, description="Ray Data actors extracting features")
+    workers: int = Field(1, ge=1, description="Ray Data tasks extracting features at once (one video each)")
     batch_frames: int = Field(64, ge=1, description="frames per forward pass")
     dtype: Literal["float16", "float32"] = Field("float16", description="storage type of pool5/fc7 features")
 

@@ -112,6 +112,22 @@ def test_attention_video_round_trips_through_opencv(tmp_path):
         write_attention_video(frames, attention, gt, pred, tmp_path / "x.mkv")
 
 
+def test_attention_gif_is_an_animated_gif_a_browser_plays_with_every_frame_and_the_gt_box(tmp_path):
+    from PIL import Image
+
+    frames, attention, gt, pred = synthetic_clip(steps=10, size=56)
+    path = write_attention_video(frames, attention, gt, pred, tmp_path / "overlay.gif", fps=5)
+    assert path.read_bytes()[:6] == b"GIF89a"  # the animated variant browsers play
+    with Image.open(path) as gif:
+        assert gif.n_frames == 10 and gif.info["loop"] == 0 and gif.info["duration"] == 200  # 5 fps, looping
+        gif.seek(3)
+        frame = np.asarray(gif.convert("RGB"))
+    assert frame.shape == (224, 224, 3)
+    x1, y1, x2, y2 = (gt[3] * 4).astype(int)
+    edge = frame[y1 + 4 : y2 - 4, x1 : x1 + 3].reshape(-1, 3).mean(axis=0)  # RGB
+    assert edge[1] > 120 and edge[1] > edge[0] + 40 and edge[1] > edge[2] + 40, edge
+
+
 def test_localization_curves_png(tmp_path):
     frames, attention, gt, raw = synthetic_clip(steps=30)
     jittered = raw.copy()

@@ -197,9 +197,10 @@ def test_render_overlays_writes_a_strip_and_a_playable_video_per_attended_video(
     renamed = Predictions(["Cls/a"], predictions.labels[:1], predictions.probabilities[:1], {"Cls/a": predictions.attention["a"]})
     written = render_overlays(video_frames, renamed, {"Cls/a": tubes["a"]}, {"Cls/a": _ground_truth()["a"]}, CLASSES,
                               tmp_path / "overlays")
-    assert [p.name for p in written] == ["Cls__a.png", "Cls__a.avi"]
+    assert [p.name for p in written] == ["Cls__a.png", "Cls__a.gif", "Cls__a.avi"]
     assert written[0].read_bytes()[:4] == b"\x89PNG"
-    assert decode_video(str(written[1])).shape[0] == T
+    assert written[1].read_bytes()[:6] == b"GIF89a"  # plays in a browser (MLflow's artifact viewer)
+    assert decode_video(str(written[2])).shape[0] == T
 
 
 def test_map_is_computed_on_the_smoothed_tubes_not_the_raw_boxes(tmp_path):

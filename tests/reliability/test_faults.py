@@ -19,11 +19,12 @@ from tests.reliability.conftest import flow_shards, mlflow_runs
 
 pytestmark = pytest.mark.reliability
 
-FLOW_WORKER_TITLE = "MapBatches(FlowWorker)"
+#: The process title of a Ray Data task of the flow stage while it runs.
+FLOW_WORKER_TITLE = "MapBatches(frames_flow_batch)"
 
 
 def _kill_flow_worker_once_a_shard_exists(shards: Path, killed: list[int], timeout: float = 240) -> None:
-    """SIGKILL the FlowWorker actor process after it has written a first shard (so it is mid-stage)."""
+    """SIGKILL the process running a flow task after a first shard was written (so it is mid-stage)."""
     import ray  # noqa: F401  (puts Ray's vendored psutil on the path)
     import psutil
 
@@ -68,11 +69,11 @@ def test_killed_flow_worker_loses_and_duplicates_no_video(local_ray, tmp_path):
     killer.start()
     result = run_frames_flow(config, index)
     killer.join(timeout=5)
-    assert killed, "the test did not manage to kill the FlowWorker actor"
+    assert killed, "the test did not manage to kill a flow task's worker"
     rows = read_manifest(result.manifest_uri)
     counts = Counter(r.video_id for r in rows)
     lost = len(expected - set(counts)) + sum(n - 1 for n in counts.values())
-    ledger.record("flow stage, FlowWorker actor SIGKILLed", faults=1, runs=1, lost=lost)
+    ledger.record("flow stage, Ray Data flow worker SIGKILLed", faults=1, runs=1, lost=lost)
     assert set(counts) == expected and all(n == 1 for n in counts.values()), counts
     assert all(r.ok for r in rows), [(r.video_id, r.reason) for r in rows if not r.ok]
     on_storage = sorted(shards_dir.glob("*.parquet"))
@@ -92,7 +93,7 @@ def test_killed_benchmark_reruns_to_completion_without_recomputing_finished_work
     # frames+flow had finished before the kill: its shards are reused, not rewritten
     assert b.flow_shards_before, "the killed run had not finished frames+flow"
     assert flow_shards(b.store) == b.flow_shards_before
-    reused = re.search(r"frames\+flow: (\d+) videos to compute, (\d+) reused from", b.rerun_output)
+    reused = re.search(r"flow +\d+ videos: (\d+) to compute, (\d+) reused", b.rerun_output)  # the stage's start line
     assert reused and int(reused[2]) == len(b.dataset.good), reused and reused[0]
     assert int(reused[1]) == 2  # only the two undecodable videos are tried again (their input may be fixed)
     features = {r.video_id: r for r in _manifest(b, "features")}

@@ -1,4 +1,4 @@
-"""Figures a person looks at: PNGs (matplotlib, Agg canvas) and overlay videos (OpenCV).
+"""Figures a person looks at: PNGs (matplotlib, Agg canvas) and overlay videos (OpenCV, GIF via Pillow).
 
 Every function writes one local file and returns its path; the Prefect tasks log them to MLflow.
 Figures are built on ``matplotlib.figure.Figure`` with an explicit Agg canvas, never through
@@ -186,6 +186,7 @@ def plot_attention_strip(
 
 
 _FOURCC = {".avi": "MJPG", ".mp4": "mp4v"}
+VIDEO_SUFFIXES = (".avi", ".mp4", ".gif")
 
 
 def write_attention_video(
@@ -204,18 +205,35 @@ def write_attention_video(
         frames: (T, H, W, 3) uint8 RGB.
         attention: (T, h, w) attention weights.
         gt_boxes, pred_boxes: (T, 4) boxes or None (NaN rows skipped).
-        path: ``.avi`` (MJPG) or ``.mp4`` (mp4v) — the codecs OpenCV writes here (not avc1).
+        path: ``.avi`` (MJPG) or ``.mp4`` (mp4v) — the codecs OpenCV writes here (not avc1, so
+            browsers cannot play them) — or ``.gif``: an animated GIF (Pillow, looping, one
+            256-colour palette per frame) that browsers and MLflow's artifact viewer show inline.
         fps: frames per second.
         scale: integer upscaling of the frames (nearest); default: the smallest that makes the
             short side at least 224 pixels, so that the boxes and the legend are legible.
 
     Raises:
-        ValueError: unknown extension. RuntimeError: OpenCV could not open the writer.
+        ValueError: unknown extension. RuntimeError: the writer could not be opened or wrote nothing.
     """
     path = Path(path)
-    fourcc = _FOURCC.get(path.suffix.lower())
-    if fourcc is None:
-        raise ValueError(f"video path must end in .avi (MJPG) or .mp4 (mp4v), got {path.name}")
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"video path must end in .avi (MJPG), .mp4 (mp4v) or .gif (animated GIF), got {path.name}")
+    images = _overlay_images(frames, attention, gt_boxes, pred_boxes, scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".gif":
+        _write_gif(images, path, fps)
+    else:
+        _write_opencv(images, path, fps, _FOURCC[suffix])
+    if not path.is_file() or path.stat().st_size == 0:
+        raise RuntimeError(f"nothing was written to {path}")
+    return path
+
+
+def _overlay_images(
+    frames: np.ndarray, attention: np.ndarray, gt_boxes: np.ndarray | None, pred_boxes: np.ndarray | None, scale: int | None
+) -> list[np.ndarray]:
+    """The overlay frames as BGR uint8 (T, H·scale, W·scale, 3) images (see :func:`write_attention_video`)."""
     frames = np.asarray(frames)
     attention = np.asarray(attention, dtype=np.float64)
     gt, pred = _as_boxes(gt_boxes), _as_boxes(pred_boxes)
@@ -226,41 +244,54 @@ def write_attention_video(
     out_h, out_w = height * scale, width * scale
     heat = _upsample(attention, out_h, out_w)
     vmax = float(heat.max()) if heat.max() > 0 else 1.0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), (out_w, out_h))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV could not open a {fourcc} writer for {path}")
     thickness = max(1, scale // 2)
     font = 0.5 * max(1.0, out_h / 224)
     text_width = max(1, round(out_h / 224))
     line = int(22 * font / 0.5)
+    images = []
+    for t in range(steps):
+        bgr = cv2.cvtColor(np.ascontiguousarray(frames[t], dtype=np.uint8), cv2.COLOR_RGB2BGR)
+        bgr = cv2.resize(bgr, (out_w, out_h), interpolation=cv2.INTER_NEAREST).astype(np.float32)
+        level = np.clip(heat[t] / vmax, 0.0, 1.0)
+        colour_map = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET).astype(np.float32)
+        # Opacity grows with the weight, as in the strip: the frame stays visible elsewhere.
+        alpha = (0.15 + 0.55 * level)[..., None]
+        image = np.ascontiguousarray(((1 - alpha) * bgr + alpha * colour_map).round().astype(np.uint8))
+        for boxes, colour in ((gt, (0, 200, 0)), (pred, (0, 0, 230))):
+            if boxes is not None and np.all(np.isfinite(boxes[t])):
+                x1, y1, x2, y2 = (boxes[t] * scale).round().astype(int)
+                cv2.rectangle(image, (x1, y1), (x2 - 1, y2 - 1), colour, thickness)
+        entries = [("ground truth", (0, 200, 0))] if gt is not None else []
+        entries += [("predicted", (0, 0, 230))] if pred is not None else []
+        if entries:
+            (w_text, _), _ = cv2.getTextSize("ground truth", cv2.FONT_HERSHEY_SIMPLEX, font, text_width)
+            cv2.rectangle(image, (0, 0), (w_text + 10, line * len(entries) + 8), (255, 255, 255), -1)
+            for i, (text, colour) in enumerate(entries):
+                origin = (5, line * (i + 1))
+                cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font, colour, text_width, cv2.LINE_AA)
+        images.append(image)
+    return images
+
+
+def _write_opencv(images: list[np.ndarray], path: Path, fps: float, fourcc: str) -> None:
+    out_h, out_w = images[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), (out_w, out_h))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV could not open a {fourcc} writer for {path}")
     try:
-        for t in range(steps):
-            bgr = cv2.cvtColor(np.ascontiguousarray(frames[t], dtype=np.uint8), cv2.COLOR_RGB2BGR)
-            bgr = cv2.resize(bgr, (out_w, out_h), interpolation=cv2.INTER_NEAREST).astype(np.float32)
-            level = np.clip(heat[t] / vmax, 0.0, 1.0)
-            colour_map = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET).astype(np.float32)
-            # Opacity grows with the weight, as in the strip: the frame stays visible elsewhere.
-            alpha = (0.15 + 0.55 * level)[..., None]
-            image = np.ascontiguousarray(((1 - alpha) * bgr + alpha * colour_map).round().astype(np.uint8))
-            for boxes, colour in ((gt, (0, 200, 0)), (pred, (0, 0, 230))):
-                if boxes is not None and np.all(np.isfinite(boxes[t])):
-                    x1, y1, x2, y2 = (boxes[t] * scale).round().astype(int)
-                    cv2.rectangle(image, (x1, y1), (x2 - 1, y2 - 1), colour, thickness)
-            entries = [("ground truth", (0, 200, 0))] if gt is not None else []
-            entries += [("predicted", (0, 0, 230))] if pred is not None else []
-            if entries:
-                (w_text, _), _ = cv2.getTextSize("ground truth", cv2.FONT_HERSHEY_SIMPLEX, font, text_width)
-                cv2.rectangle(image, (0, 0), (w_text + 10, line * len(entries) + 8), (255, 255, 255), -1)
-                for i, (text, colour) in enumerate(entries):
-                    origin = (5, line * (i + 1))
-                    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font, colour, text_width, cv2.LINE_AA)
+        for image in images:
             writer.write(image)
     finally:
         writer.release()
-    if not path.is_file() or path.stat().st_size == 0:
-        raise RuntimeError(f"OpenCV wrote nothing to {path}")
-    return path
+
+
+def _write_gif(images: list[np.ndarray], path: Path, fps: float) -> None:
+    from PIL import Image
+
+    frames = [Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).quantize(colors=256) for image in images]
+    # GIF delays are in hundredths of a second: round to what the format can say.
+    duration = max(20, int(round(100 / fps)) * 10)
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=duration, loop=0)
 
 
 def plot_localization_curves(

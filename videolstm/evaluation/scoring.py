@@ -5,7 +5,7 @@ log it to MLflow as one artifact folder:
 
     confusion_matrix.png / .csv, per_class_accuracy.csv, predictions.csv
     localization_curves.png, localization.json, tubes.json (attention variants with ground truth)
-    overlays/<video>.png and overlays/<video>.avi          (attention strips and short videos)
+    overlays/<video>.png, <video>.gif and <video>.avi      (attention strips and short videos)
 
 Metric names are the same for every run so the MLflow compare view lines runs up:
 ``test/accuracy``, ``test/mean_class_accuracy``, ``test/accuracy/<class>``, ``loc/mAP_<θ>``,
@@ -164,6 +164,10 @@ def curve_points(curve: FrameRecall) -> tuple[np.ndarray, np.ndarray]:
     return curve.thresholds, curve.recall
 
 
+#: Overlay video formats: GIF plays in a browser (MLflow shows it inline); AVI for video players.
+OVERLAY_VIDEO_SUFFIXES = (".gif", ".avi")
+
+
 def render_overlays(
     video_frames: Mapping[str, np.ndarray],
     predictions: Predictions,
@@ -173,7 +177,8 @@ def render_overlays(
     out_dir: Path,
     fps: float = 8.0,
 ) -> list[Path]:
-    """Attention strip (PNG) and short video (AVI) with GT (green) and predicted (red) boxes."""
+    """Attention strip (PNG) and short video with GT (green) and predicted (red) boxes, as an
+    animated GIF (plays in browsers and inline in MLflow's artifact viewer) and as AVI (MJPG)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     pos = {v: i for i, v in enumerate(predictions.video_ids)}
     written = []
@@ -195,9 +200,10 @@ def render_overlays(
         stem = safe_name(video)  # a video id from a split file: never a path as it is
         title = f"{video}: true {label}, predicted {guess} ({np.max(probs):.0%})"
         png = Path(under_root(str(out_dir), [f"{stem}.png"], f"attention strip of video {video!r}"))
-        avi = Path(under_root(str(out_dir), [f"{stem}.avi"], f"attention video of video {video!r}"))
         written.append(plot_attention_strip(frames, attention, gt_boxes, pred_boxes, png, title=title))
-        written.append(write_attention_video(frames, attention, gt_boxes, pred_boxes, avi, fps=fps))
+        for suffix in OVERLAY_VIDEO_SUFFIXES:
+            video_path = Path(under_root(str(out_dir), [f"{stem}{suffix}"], f"attention video of video {video!r}"))
+            written.append(write_attention_video(frames, attention, gt_boxes, pred_boxes, video_path, fps=fps))
     return written
 
 

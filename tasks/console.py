@@ -1,0 +1,459 @@
+"""What a person running a command sees: per stage one start line, one live progress bar of the
+stage's own items (videos, models, evaluations) and one end line; everything else in a log file.
+
+    with stage_progress("flow", total=144, unit="video") as p:
+        p.advance(24, status="reused")          # counted, but not in the rate
+        for row in results:
+            p.advance(status="computed" if row.ok else "failed", item=row.video_id)
+
+On a terminal the bar is redrawn in place (rate and ETA over the items computed in this run);
+on any other output (CI, ``ray job submit`` logs, a file) each progress step is one line: every
+item when a stage has at most :data:`LINE_PER_ITEM_UP_TO` items, else every 10 %.
+
+:func:`start_console` (called once by the CLI) sends everything the process and its children
+print — Ray, Prefect, MLflow, Python warnings, native libraries — to a log file by redirecting
+file descriptors 1 and 2, and keeps the terminal for these lines. ``verbose`` echoes the log
+file live instead. Without :func:`start_console` (a Prefect worker running the flow, tests)
+the lines are plain ``print`` calls, which Prefect's ``log_prints`` turns into flow-run logs.
+
+A stage whose items finish inside Ray workers (e.g. several models per Ray Train trainer)
+passes ``progress.remote()`` to them: a small picklable handle whose ``advance`` reaches the
+driver's bar through a Ray queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+#: Display name of each stage (the CLI command that runs it alone).
+STAGE_NAMES = {"index": "dataset", "frames_flow": "flow", "frame_cnn": "frame-cnn", "features": "features",
+               "train": "train", "finetune": "finetune", "evaluate": "evaluate", "report": "report"}
+#: What a stage counts.
+STAGE_UNITS = {"dataset": "video", "flow": "video", "frame-cnn": "model", "features": "video", "train": "model",
+               "finetune": "model", "evaluate": "evaluation"}
+STATUSES = ("computed", "reused", "failed")
+LINE_PER_ITEM_UP_TO = 20
+NAME_WIDTH = 9
+
+
+def _plural(n: int | None, unit: str) -> str:
+    return f"{n} {unit}{'' if n == 1 else 's'}" if n is not None else f"{unit}s"
+
+
+def format_duration(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` past an hour)."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class Console:
+    """Where the lines go: a terminal (bars redrawn in place) or a line-per-step stream."""
+
+    def __init__(self, stream: TextIO | None = None, interactive: bool = False, log_path: Path | None = None,
+                 log_stream: TextIO | None = None):
+        self.stream = stream  # None: builtin print (captured by Prefect's log_prints inside a flow)
+        self.interactive = interactive
+        self.log_path = log_path
+        self.log_stream = log_stream  # permanent lines are copied here (the log file), when it is not `stream`
+        self.started: set[str] = set()
+        self.lock = threading.RLock()
+        self._bar: str | None = None
+        self.follower: _Follower | None = None
+        self.error_stream: TextIO | None = None  # the terminal's stderr, for error lines
+        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+        self.unicode = encoding in ("utf8", "utf_8")
+
+    def width(self) -> int:
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns if self.stream is not None else 100
+        except (OSError, ValueError, AttributeError):
+            return 100
+
+    def line(self, text: str) -> None:
+        """A permanent line (clears a bar being drawn, which the next update redraws)."""
+        with self.lock:
+            if self.stream is None:
+                print(text, flush=True)
+                return
+            if self._bar is not None:
+                self.stream.write("\r\x1b[K")
+            self.stream.write(text + "\n")
+            if self._bar is not None:
+                self.stream.write(self._bar)
+            self.stream.flush()
+            if self.log_stream is not None:
+                self.log_stream.write(f"[videolstm] {text}\n")
+                self.log_stream.flush()
+
+    def bar(self, text: str | None) -> None:
+        """Redraw (or, with None, erase) the live bar; terminals only."""
+        with self.lock:
+            if not self.interactive or self.stream is None:
+                return
+            text = None if text is None else text[: max(10, self.width() - 1)]
+            self.stream.write("\r\x1b[K" + (text or ""))
+            self.stream.flush()
+            self._bar = text
+
+    def symbol(self, kind: str) -> str:
+        symbols = {"start": ("▸", ">"), "ok": ("✓", "+"), "fail": ("✗", "x"), "fill": ("█", "#"), "empty": ("░", "-")}
+        return symbols[kind][0 if self.unicode else 1]
+
+
+_console = Console()
+
+
+def console() -> Console:
+    return _console
+
+
+def say(text: str) -> None:
+    """One line on the console (e.g. where Ray runs); the log file has it too."""
+    _console.line(text)
+
+
+def say_error(text: str) -> None:
+    """An error line on the terminal's stderr (and in the log file)."""
+    con = _console
+    if con.error_stream is None:
+        print(text, file=sys.stderr, flush=True)
+        return
+    with con.lock:
+        con.bar(None)
+        con.error_stream.write(text + "\n")
+        con.error_stream.flush()
+    if con.log_stream is not None:
+        con.log_stream.write(f"[videolstm] {text}\n")
+
+
+class StageProgress:
+    """Counts of one stage's items by status; drawn as a bar or as lines (see the module doc)."""
+
+    def __init__(self, con: Console, stage: str, total: int | None, unit: str):
+        self.console = con
+        self.stage = stage
+        self.total = total
+        self.unit = unit
+        self.counts: Counter[str] = Counter()
+        self.started = time.monotonic()
+        self.computed = 0  # items computed or failed in this run: the rate counts these
+        self._rate_origin: tuple[float, int] | None = None  # (time, computed) at the first computed item
+        self.last_item = ""
+        self._last_step = -1
+        self._lock = threading.Lock()
+        self._remote_stops: list[tuple[threading.Event, threading.Thread]] = []
+
+    # -- the API a stage calls -------------------------------------------------------------
+
+    def advance(self, n: int = 1, status: str = "computed", item: str | None = None) -> None:
+        """``n`` more items finished with ``status`` (computed | reused | failed)."""
+        if status not in STATUSES:
+            raise ValueError(f"progress status must be one of {STATUSES}, got {status!r}")
+        if n <= 0:
+            return
+        with self._lock:
+            self.counts[status] += n
+            if status != "reused":
+                self.computed += n
+                if self._rate_origin is None:
+                    self._rate_origin = (time.monotonic(), self.computed)
+            if item:
+                self.last_item = f"{item} {status}"
+        self._show(step=True)
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+        self._show(step=False)
+
+    def note(self, text: str) -> None:
+        """A short note shown at the end of the bar (terminals only), e.g. what is running."""
+        self.last_item = text
+        self._show(step=False)
+
+    def remote(self) -> "RemoteProgress":
+        """A handle Ray workers can call ``advance`` on (needs Ray initialised); see :class:`RemoteProgress`."""
+        return _RemoteSink.start(self)
+
+    def close_remote(self) -> None:
+        """Deliver what workers reported and stop the drain threads (at the end of the stage)."""
+        for stop, thread in self._remote_stops:
+            stop.set()
+            thread.join(timeout=10)
+        self._remote_stops.clear()
+
+    # -- rendering -----------------------------------------------------------------------------
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts.values())
+
+    def rate(self) -> float | None:
+        """Items per second since the first item this run computed: start-up (Ray, actor pools) and
+        reused items are left out, so the ETA is the time the remaining items take."""
+        if self._rate_origin is None:
+            return None
+        origin, count = self._rate_origin
+        elapsed = time.monotonic() - origin
+        return (self.computed - count) / elapsed if self.computed > count and elapsed > 0 else None
+
+    def eta(self) -> float | None:
+        rate = self.rate()
+        if rate is None or self.total is None:
+            return None
+        return max(0.0, (self.total - self.done) / rate)
+
+    def status_text(self) -> str:
+        rate, eta = self.rate(), self.eta()
+        parts = [f"{self.done}/{self.total} {self.unit}s" if self.total is not None else _plural(self.done, self.unit)]
+        if rate is not None:
+            parts.append(f"{rate:.2f} {self.unit}s/s" if rate < 10 else f"{rate:.0f} {self.unit}s/s")
+        if eta is not None and self.done < (self.total or 0):
+            parts.append(f"ETA {format_duration(eta)}")
+        parts.append(f"{format_duration(time.monotonic() - self.started)} elapsed")
+        if self.counts["failed"]:
+            parts.append(f"{self.counts['failed']} failed")
+        return "  ".join(parts)
+
+    def bar_text(self) -> str:
+        con = self.console
+        width = 24
+        fraction = min(1.0, self.done / self.total) if self.total else 0.0
+        filled = int(fraction * width)
+        bar = con.symbol("fill") * filled + con.symbol("empty") * (width - filled)
+        text = f"  {self.stage:<{NAME_WIDTH}} {bar} {self.status_text()}"
+        return f"{text}  {self.last_item}" if self.last_item else text
+
+    def _show(self, step: bool) -> None:
+        con = self.console
+        if con.interactive:
+            con.bar(self.bar_text())
+            return
+        if not step or not self.total:
+            return
+        if self.total <= LINE_PER_ITEM_UP_TO:
+            current = self.done
+        else:
+            current = math.floor(10 * self.done / self.total)
+        if current != self._last_step and self.done < self.total:
+            self._last_step = current
+            con.line(f"  {self.stage:<{NAME_WIDTH}} {self.status_text()}")
+
+    def start_line(self, detail: str) -> str:
+        head = f"{self.console.symbol('start')} {self.stage:<{NAME_WIDTH}} "
+        if self.total is None:
+            return head + (detail or "started")
+        return head + _plural(self.total, self.unit) + (f": {detail}" if detail else "")
+
+    def end_line(self) -> str:
+        seconds = time.monotonic() - self.started
+        if self.total is None and not self.done:
+            return f"{self.console.symbol('ok')} {self.stage:<{NAME_WIDTH}} done in {seconds:.1f} s"
+        c = self.counts
+        counts = f"{c['computed']} computed, {c['reused']} reused, {c['failed']} failed"
+        return f"{self.console.symbol('ok')} {self.stage:<{NAME_WIDTH}} {_plural(self.done, self.unit)} in {seconds:.1f} s: {counts}"
+
+
+@contextlib.contextmanager
+def stage_progress(stage: str, total: int | None = None, unit: str | None = None, detail: str = "") -> Iterator[StageProgress]:
+    """Start line, live progress, end line of one stage (``stage``: a key of STAGE_NAMES or a display name)."""
+    name = STAGE_NAMES.get(stage, stage)
+    con = _console
+    progress = StageProgress(con, name, total, unit or STAGE_UNITS.get(name, "item"))
+    con.started.add(name)
+    con.line(progress.start_line(detail))
+    ticker = _Ticker(progress) if con.interactive else None
+    try:
+        yield progress
+        progress.close_remote()
+    except BaseException as exc:
+        progress.close_remote()
+        con.bar(None)
+        if ticker:
+            ticker.stop()
+        seconds = time.monotonic() - progress.started
+        message = str(exc).splitlines()[0][:200] if str(exc) else ""
+        con.line(f"{con.symbol('fail')} {name:<{NAME_WIDTH}} failed after {seconds:.1f} s: {type(exc).__name__}: {message}")
+        raise
+    if ticker:
+        ticker.stop()
+    con.bar(None)
+    con.line(progress.end_line())
+
+
+class _Ticker:
+    """Redraws the bar every second so the elapsed time moves while one long item runs."""
+
+    def __init__(self, progress: StageProgress, interval: float = 1.0):
+        self.progress, self.interval = progress, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="videolstm-progress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.progress.console.bar(self.progress.bar_text())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+def reused_stage(result: Any) -> Any:
+    """After a stage task returns: a line for a stage that did not run here (a Prefect cache hit).
+
+    ``result`` is the stage's StageResult; returned unchanged so a flow can wrap the call.
+    """
+    name = STAGE_NAMES.get(result.stage, result.stage)
+    if name not in _console.started:
+        _console.started.add(name)
+        unit = STAGE_UNITS.get(name, "item")
+        _console.line(f"{_console.symbol('ok')} {name:<{NAME_WIDTH}} {_plural(result.ok + result.failed, unit)}: "
+                      f"reused whole (finished by an earlier run with the same inputs)")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# progress from Ray workers
+
+
+class RemoteProgress:
+    """Picklable: ``advance`` from any Ray task, actor or Ray Train worker reaches the driver's bar."""
+
+    def __init__(self, queue: Any):
+        self._queue = queue
+
+    def advance(self, n: int = 1, status: str = "computed", item: str | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"progress status must be one of {STATUSES}, got {status!r}")
+        self._queue.put((n, status, item))
+
+
+class _RemoteSink:
+    """Drains a Ray queue into a StageProgress on a driver thread until the stage ends."""
+
+    @staticmethod
+    def start(progress: StageProgress) -> RemoteProgress:
+        from ray.util.queue import Queue
+
+        queue = Queue(actor_options={"num_cpus": 0})
+        stop = threading.Event()
+
+        def drain() -> None:
+            while True:
+                stopping = stop.wait(0.5)
+                for n, status, item in queue.get_nowait_batch(queue.qsize()) if queue.qsize() else []:
+                    progress.advance(n, status, item)
+                if stopping:
+                    queue.shutdown()
+                    return
+
+        thread = threading.Thread(target=drain, name="videolstm-remote-progress", daemon=True)
+        thread.start()
+        progress._remote_stops.append((stop, thread))
+        return RemoteProgress(queue)
+
+
+# ---------------------------------------------------------------------------------------------
+# the log file
+
+
+class _Follower:
+    """``--verbose``: copies what is appended to the log file to the terminal, live."""
+
+    def __init__(self, path: Path, terminal: TextIO, interval: float = 0.2):
+        self.path, self.terminal, self.interval = path, terminal, interval
+        self._stop = threading.Event()
+        self._file = open(path, "rb")  # noqa: SIM115 (closed in stop)
+        self._thread = threading.Thread(target=self._run, name="videolstm-log-follower", daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        data = self._file.read()
+        if data:
+            self.terminal.buffer.write(data)
+            self.terminal.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._copy()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._copy()
+        self._file.close()
+
+
+def default_log_dir(storage_root: str) -> Path:
+    """``<storage.root>/logs`` for a local root; a temporary folder for a remote one."""
+    from videolstm.store import storage as st
+
+    if st.is_local(storage_root):
+        return st.local_path(st.absolute(storage_root)) / "logs"
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "videolstm-logs"
+
+
+def start_console(log_dir: Path, command: str, verbose: bool = False) -> Console:
+    """Send this process's (and its children's) stdout and stderr to a new log file; keep the
+    terminal for the stage lines. Returns the console (its ``log_path`` is the file)."""
+    global _console
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    terminal = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding=sys.stdout.encoding or "utf-8", errors="replace")
+    terminal_errors = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="replace")
+    interactive = terminal.isatty() and os.environ.get("TERM") != "dumb" and not verbose
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)
+    if verbose:
+        # Lines go to the log only; the follower shows the log (and so them) in order.
+        _console = Console(sys.stdout, interactive=False, log_path=path)
+        _console.follower = _Follower(path, terminal)
+    else:
+        _console = Console(terminal, interactive=interactive, log_path=path, log_stream=sys.stdout)
+    _console.error_stream = terminal_errors
+    _console.line(f"videolstm {command}: Ray, Prefect and MLflow output goes to {path}" + (" (shown live)" if verbose else ""))
+    return _console
+
+
+def stop_console() -> None:
+    """Flush what ``--verbose`` has not shown yet (the log file stays the process's output)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if _console.follower is not None:
+        _console.follower.stop()
+        _console.follower = None
+
+
+def show_log_tail(lines: int = 15) -> None:
+    """The last lines of the log file, on the console, after a failure (``--verbose`` showed them already)."""
+    con = _console
+    if con.log_path is None or con.log_stream is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(con.log_path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 64_000))
+        tail = fh.read().decode("utf-8", errors="replace").splitlines()[-lines:]
+    con.line(f"last {len(tail)} lines of {con.log_path}:")
+    for text in tail:
+        con.line("  " + text[: con.width() - 3])
