@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
 #: Every run nested under the tiny benchmark's parent: both frame CNNs (the ConvNet variant), the
 #: tiny config's two recurrent variants (RGB) and the fused ConvNet.
-NESTED = ("convnet-rgb", "convnet-flow", "lstm-rgb", "convalstm-rgb", "convnet-fused")
+NESTED = ("convnet-rgb-s0", "convnet-flow-s0", "lstm-rgb-s0", "convalstm-rgb-s0", "convnet-fused-s0")
 NUMBER = re.compile(r"^-?\d+(\.\d+)?(e-?\d+)?$")
 
 
@@ -36,18 +36,19 @@ def benchmark_store(tiny_pipeline):
     from tasks import tracking
     from tasks.evaluate import run_evaluate
     from tasks.report import mlflow_ui_url, run_report, start_benchmark_run
-    from tasks.train import run_train
+    from tasks.train import run_finetune, run_train
 
     p = tiny_pipeline
-    config = p.config(mlflow={"experiment": "tiny-ui"}, train={"seed": 11})
+    config = p.config(mlflow={"experiment": "tiny-ui"})
     parent = start_benchmark_run(config)
     trained = run_train(config, p.features, parent)
-    evaluated = run_evaluate(config, p.index, p.features, p.frame_cnn, trained, parent)
-    report = run_report(config, [p.index, p.frames_flow, p.frame_cnn, p.features, trained, evaluated], parent)
+    finetuned = run_finetune(config, p.features, trained, parent)
+    evaluated = run_evaluate(config, p.index, p.frames_flow, p.features, p.frame_cnn, trained, finetuned, parent)
+    report = run_report(config, [p.index, p.frames_flow, p.frame_cnn, p.features, trained, finetuned, evaluated], parent)
     experiment_id = tracking.setup(config)
     return {
         "root": Path(p.root), "backend": tracking.tracking_uri(config), "experiment_id": experiment_id, "parent": parent,
-        "rows": {f"{r['variant']}-{r['stream']}": r for r in report["rows"]}, "printed_url": mlflow_ui_url(config),
+        "rows": {r["name"]: r for r in report["rows"]}, "printed_url": mlflow_ui_url(config),
     }
 
 
@@ -79,7 +80,7 @@ def test_the_printed_link_opens_the_experiment_on_its_runs_with_every_variant_an
     show_metric_column(page, "lstm.rgb/test/accuracy")
     show_metric_column(page, "test/accuracy")
     parent_value = metric_cell(page, "tiny", "lstm.rgb/test/accuracy")
-    assert float(parent_value) == pytest.approx(ui["rows"]["lstm-rgb"]["test/accuracy"], abs=1e-3)  # at a glance, collapsed
+    assert float(parent_value) == pytest.approx(ui["rows"]["lstm-rgb-s0"]["test/accuracy"], abs=1e-3)  # at a glance, collapsed
     expand_parent_runs(page)
     for name in NESTED:
         run_link(page, name).wait_for()
@@ -133,7 +134,7 @@ def test_the_parent_run_shows_the_comparison_html_with_the_three_tables(ui):
 
 def test_an_attention_overlay_plays_inline_as_an_animated_gif(ui):
     page = ui["page"]
-    run_id = ui["rows"]["convalstm-rgb"]["run_id"]
+    run_id = ui["rows"]["convalstm-rgb-s0"]["run_id"]
     page.goto(f"{ui['url']}/#/experiments/{ui['experiment_id']}/runs/{run_id}/artifacts/evaluation/overlays"
               "?workflowType=machine_learning")
     close_assistant(page)
