@@ -27,6 +27,7 @@ from videolstm.inference import Predictions, convnet_predictions, predict_videos
 from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
 from videolstm.store.manifest import ItemResult, failure_summary, read_manifest, write_manifest
 from videolstm.models.protocol import fuse_probabilities
+from videolstm.evaluation.calibration import calibrate_predictions, is_calibration_metric
 from videolstm.evaluation.scoring import ground_truth_for, overlay_videos, render_overlays, score_classification, score_localization
 from videolstm.training import feature_columns
 
@@ -78,6 +79,8 @@ def evaluate_model(
                 sizes[video] = (info.height, info.width)
             loc_metrics, tubes, _ = score_localization(predictions, gt, sizes, e.localization, out, name)
             metrics.update(loc_metrics)
+            # issue 13: oracle / uniform / centre attention through the same hook and box pipeline
+            metrics.update(calibrate_predictions(model, test_rows, x_column, predictions, gt, sizes, e.localization, out, config.storage))
             chosen = overlay_videos(list(gt), [predictions.labels[predictions.video_ids.index(v)] for v in gt], e.overlays_per_class)
             frames = {v: decode_video(video_paths[v], storage=config.storage) for v in chosen}
             render_overlays(frames, predictions, tubes, gt, class_names, out / "overlays")
@@ -230,7 +233,7 @@ def _usable_annotations(uri: str | None, config: BenchmarkConfig, results: list[
 
 
 def _result_row(variant: str, stream: str, seed: int, metrics: dict[str, float], run_id: str | None) -> dict[str, Any]:
-    keep = {k: v for k, v in metrics.items() if k.count("/") == 1}  # not the per-class metrics
+    keep = {k: v for k, v in metrics.items() if k.count("/") == 1 or is_calibration_metric(k)}  # not the per-class metrics
     return {"variant": variant, "stream": stream, "seed": seed, "run_id": run_id, **keep}
 
 
@@ -307,4 +310,4 @@ def evaluate_single(config: BenchmarkConfig, checkpoint: str | None = None, run_
                              checkpoint, test_rows, list(index.extra["class_names"]), index.extra.get("annotations"), paths, out_uri)
     if run_id:
         _log_metrics_and_artifacts(config, run_id, outcome["metrics"], out_uri)
-    return {k: float(v) for k, v in outcome["metrics"].items() if k.count("/") == 1}
+    return {k: float(v) for k, v in outcome["metrics"].items() if k.count("/") == 1 or is_calibration_metric(k)}

@@ -20,6 +20,7 @@ from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, stable_digest
 from videolstm.store.lineage import StageResult, lineages, stage_uri
 from videolstm.evaluation.plots import plot_localization_curves, plot_variant_comparison
+from videolstm.evaluation.calibration import calibration_markdown
 from videolstm.evaluation.report import comparison_html, comparison_markdown
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_id
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         (out / "rows.json").write_text(json.dumps(own_rows, indent=1, default=float))
-        (out / "comparison.md").write_text(comparison_markdown(rows))
+        (out / "comparison.md").write_text(comparison_markdown(rows) + "\n" + calibration_markdown(rows))
         (out / "comparison.html").write_text(comparison_html(rows, title=f"VideoLSTM benchmark: {config.name}"))
         if rows:
             plot_variant_comparison(rows, out / "variant_comparison.png", metric="test/accuracy",
@@ -139,7 +140,7 @@ def unique_failures(stages: list[StageResult]) -> list[tuple[str, str, str, str]
 def closing_message(config: BenchmarkConfig, report_uri: str, rows: list[dict], failures: list[tuple], stages: list[StageResult]) -> str:
     lines = ["", "VideoLSTM benchmark finished.", ""]
     if rows:
-        lines += [comparison_markdown(rows), ""]
+        lines += [comparison_markdown(rows), calibration_markdown(rows), ""]
     computed = ", ".join(f"{s.stage}: {s.computed} computed / {s.ok} ok" for s in stages)
     lines += [f"Stages: {computed}.", ""]
     lines.append(f"Comparison table: {st.join(report_uri, 'comparison.md')} (and comparison.html, charts beside it)")

@@ -202,6 +202,9 @@ class LocalizationConfig(Section):
     threshold: float = Field(0.5, gt=0, lt=1, description="fraction of the frame's max attention")
     lowess_frac: float = Field(0.3, gt=0, le=1, description="LOWESS span as a fraction of the tube length")
     iou_thresholds: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5], description="video mAP thresholds")
+    centre_prior_sigma: float = Field(
+        0.25, gt=0, description="calibration: std of the centre-prior baseline map, as a fraction of the frame's width and height"
+    )
 
 
 class EvaluateConfig(Section):
