@@ -26,6 +26,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from tasks import tracking
+from tasks.attention_targets import write_attention_targets
 from tasks.train_loop import TrainJob, train_loop_per_worker
 from videolstm.store import storage as st
 from videolstm.store.checkpoint import ModelSpec, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -322,6 +323,8 @@ def run_train(config: BenchmarkConfig, features: StageResult, parent_run_id: str
     jobs = [sequence_job(config, v, s, features) for v, s in variant_streams(config)]
     results, todo = _reuse_finished(uri, jobs, config.storage)
     if todo:
+        targets_uri = write_attention_targets(config, val)  # issue 13: per-epoch attention health
+        todo = [job.model_copy(update={"attention_targets_uri": targets_uri}) for job in todo]
         init_ray(config)
         todo = _prepare_runs(config, todo, parent_run_id, config.dataset.kind)
         outcomes = run_jobs(config, todo, {j.name: (train, val) for j in todo})

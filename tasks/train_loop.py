@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from videolstm.store import storage as st
 from videolstm.store.checkpoint import ModelSpec, checkpoint_name, checkpoint_state, latest_checkpoint, load_checkpoint, save_checkpoint, unwrap
 from videolstm.config import BenchmarkConfig
+from videolstm.evaluation.attention_health import read_health_targets, validation_attention_health
 from videolstm.training import (
     EpochStats,
     batches_of,
@@ -69,6 +70,7 @@ class TrainJob(BaseModel):
     checkpoint_every: int = 1
     has_validation: bool = False
     threads: int = 1
+    attention_targets_uri: str | None = None  # issue 13: validation boxes for the per-epoch attention health
 
 
 def _batch_source(job: TrainJob, config: BenchmarkConfig, train: bool) -> tuple[Callable, Callable]:
@@ -153,6 +155,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train_rows = list(ray.train.get_dataset_shard("train").iter_rows())
     val_rows = list(ray.train.get_dataset_shard("val").iter_rows()) if job.has_validation and rank == 0 else []
 
+    targets = read_health_targets(job.attention_targets_uri, config.storage) if job.attention_targets_uri and val_rows else {}
     tracker = _RankZeroTracker(job) if rank == 0 else None
     if tracker is not None and start_epoch > 0:
         tracker.log({"resumed_from_epoch": float(start_epoch)}, step=start_epoch)
@@ -164,6 +167,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if val_rows:
             val = evaluate_epoch(unwrap(model), (build(rows, None) for rows in batches_of(val_rows, job.batch_size, None)), forward, device)
             metrics.update(val.as_metrics("val"))
+            metrics.update(validation_attention_health(unwrap(model), val_rows, job.x_column, job.flow_column, job.snippet_length, targets, config.storage))
         last = epoch + 1 == job.epochs
         if (epoch + 1) % job.checkpoint_every == 0 or last:
             with tempfile.TemporaryDirectory() as tmp:
