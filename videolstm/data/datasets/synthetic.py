@@ -18,6 +18,20 @@ background are random; every frame gets independent pixel noise of std
 is never occluded: distractors are placed off its whole path (and off each other) when the frame
 has room, else they may overlap it and the actor is drawn on top.
 
+Robustness knobs (each off by default, so the embedded set is unchanged byte for byte; each
+draws from its own random stream, so switching one on leaves the rest of a video as it was):
+
+* ``moving_distractors``: that many of the distractors wander along smooth random paths
+  (integrated smoothed random velocities: neither straight, nor periodic, nor in place — no
+  class's pattern) over about as much of the frame as an actor covers, so that "what moves" no
+  longer singles out the actor; only *how* it moves does. They are drawn under the actor.
+* ``camera_jitter``: the whole view shifts every frame by an independent normal offset (std
+  ``camera_jitter`` × the short side, clipped at 3 std, whole pixels): the scene is drawn on a
+  canvas that much larger on every side and the actor keeps that far from the edges, so it stays
+  fully visible; the annotated boxes follow the view. Every pixel then moves, not only the actor.
+* ``background_clutter``: static textured patches of object size in random colours (the
+  objects' own stripes, checkerboards and blotches) cover about that share of the background.
+
 Classes (the first ``num_classes`` of :data:`CLASS_NAMES`)::
 
     MoveRight, MoveLeft, MoveUp, MoveDown        straight line at constant speed
