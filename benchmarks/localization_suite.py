@@ -13,6 +13,8 @@ MLflow experiment (``localization-suite``, SQLite under ``--root``) and in
     .venv/bin/python benchmarks/localization_suite.py --tiny --epochs 1 --seeds 0 1   # a smoke run
     .venv/bin/python benchmarks/localization_suite.py --oracle-only        # the oracle alone, no training (seconds)
     .venv/bin/python benchmarks/localization_suite.py --oracle-only --sigma 0 0.5 --grid 7 14
+    .venv/bin/python benchmarks/localization_suite.py --oracle-only --sets embedded \
+        --ucf101-24 tests/fixtures/ucf101_24/pyannot.pkl tests/fixtures/ucf101_24/testlist01.txt
 
 Seeds: ``train.seeds`` when the configuration has it (one run trains every seed), else one run
 per ``train.seed``. Stages are cached by lineage under ``--root``, so a re-run only computes what
@@ -228,6 +230,38 @@ def oracle_only(args: argparse.Namespace) -> None:
                                                  LocalizationConfig(sigma=sigma), given_class=True)
             cells.append(f"{metrics[f'loc/mAP_{args.threshold:g}']:.3f} / {metrics['loc/mAP_0.5']:.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.ucf101_24:
+        print(f"| UCF101-24 ({len(ucf101_24_truth(args)[0])} test videos) | "
+              + " | ".join(_ucf101_24_oracle(args, grid, sigma) for grid, sigma in columns) + " |")
+
+
+def ucf101_24_truth(args: argparse.Namespace) -> tuple[dict[str, list[Any]], dict[str, int], int]:
+    """(video → tubes, video → label, numf) of the videos of ``--ucf101-24 PICKLE TESTLIST``
+    (every k-th one with ``--max-videos``); ``numf`` per video in the third item's place: a dict."""
+    from videolstm.data.datasets.ucf101_24 import read_ucf101_24
+
+    pickle_uri, testlist = args.ucf101_24
+    annotations = read_ucf101_24(pickle_uri)
+    names = [line.strip().rsplit(".", 1)[0] for line in Path(testlist).read_text().splitlines() if line.strip()]
+    videos = [v for v in dict.fromkeys(names) if v in annotations]
+    if args.max_videos and len(videos) > args.max_videos:
+        videos = videos[:: math.ceil(len(videos) / args.max_videos)]
+    return ({v: annotations[v].tubes for v in videos}, {v: annotations[v].label for v in videos},
+            {v: annotations[v].numf for v in videos})
+
+
+def _ucf101_24_oracle(args: argparse.Namespace, grid: int, sigma: float) -> str:
+    """The oracle's mAP@θ / @0.5 on UCF101-24 ground truth (boxes in 320×240 pixels, the file's frame)."""
+    from videolstm.evaluation.calibration import reference_attention
+    from videolstm.evaluation.scoring import localization_metrics
+
+    truth, labels, numf = ucf101_24_truth(args)
+    size = (240, 320)
+    config = LocalizationConfig(sigma=sigma)
+    attention = {v: reference_attention("oracle", numf[v], (grid, grid), config, truth[v], size) for v in truth}
+    scores = {v: np.eye(max(labels.values()) + 1)[labels[v]] for v in truth}
+    metrics, _, _ = localization_metrics(attention, scores, labels, truth, {v: size for v in truth}, config, given_class=True)
+    return f"{metrics[f'loc/mAP_{args.threshold:g}']:.3f} / {metrics['loc/mAP_0.5']:.3f}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,6 +280,9 @@ def main() -> None:
     parser.add_argument("--oracle-only", action="store_true", help="the oracle through the box pipeline, no training")
     parser.add_argument("--grid", nargs="+", type=int, default=[7], help="--oracle-only: attention grid sizes")
     parser.add_argument("--sigma", nargs="+", type=float, default=[LocalizationConfig().sigma], help="--oracle-only: sigmas (cells)")
+    parser.add_argument("--ucf101-24", nargs=2, metavar=("PICKLE", "TESTLIST"),
+                        help="--oracle-only: also the real UCF101-24 ground truth (pyannot.pkl and its test list)")
+    parser.add_argument("--max-videos", type=int, default=None, help="--ucf101-24: every k-th test video, about this many")
     args = parser.parse_args()
     if args.oracle_only:
         oracle_only(args)
