@@ -233,6 +233,11 @@ def oracle_only(args: argparse.Namespace) -> None:
     if args.ucf101_24:
         print(f"| UCF101-24 ({len(ucf101_24_truth(args)[0])} test videos) | "
               + " | ".join(_ucf101_24_oracle(args, grid, sigma) for grid, sigma in columns) + " |")
+        everything = ucf101_24_truth(argparse.Namespace(**{**vars(args), "max_videos": None}))[0]
+        several = sum(len(tubes) > 1 for tubes in everything.values())
+        total = sum(len(tubes) for tubes in everything.values())
+        print(f"\nUCF101-24 test list: {len(everything)} videos, {total} tubes, {several} videos with several tubes: "
+              f"one tube per video can match at most {len(everything)} of the {total} tubes ({len(everything) / total:.0%})")
 
 
 def ucf101_24_truth(args: argparse.Namespace) -> tuple[dict[str, list[Any]], dict[str, int], int]:
