@@ -16,9 +16,9 @@ MLflow experiment (``localization-suite``, SQLite under ``--root``) and in
     .venv/bin/python benchmarks/localization_suite.py --oracle-only --sets embedded \
         --ucf101-24 tests/fixtures/ucf101_24/pyannot.pkl tests/fixtures/ucf101_24/testlist01.txt
 
-Seeds: ``train.seeds`` when the configuration has it (one run trains every seed), else one run
-per ``train.seed``. Stages are cached by lineage under ``--root``, so a re-run only computes what
-changed (the frame CNNs and features of a set are shared by its seeds).
+Seeds: ``train.seeds`` (one run per set trains every seed: its own frame CNNs, features and
+models; VideoLSTM is assembled and fine-tuned as the pipeline does). Stages are cached by lineage
+under ``--root``, so a re-run only computes what changed.
 
 ``--oracle-only`` renders each set's test videos (no files), turns the ground truth into oracle
 maps at each ``--grid`` resolution and runs them through the box pipeline at each ``--sigma``:
@@ -102,7 +102,7 @@ def set_config(name: str, tiny: bool) -> dict[str, Any]:
 
 
 def run_configs(name: str, args: argparse.Namespace) -> list[BenchmarkConfig]:
-    """One configuration per training run of set ``name`` (several seeds in one when ``train.seeds`` exists)."""
+    """The configuration(s) of set ``name``: one, training every seed of ``--seeds`` (``train.seeds``)."""
     base: dict[str, Any] = {
         "name": f"suite-{name}",
         "dataset": {"kind": "synthetic", "synthetic": set_config(name, args.tiny)},
@@ -113,9 +113,7 @@ def run_configs(name: str, args: argparse.Namespace) -> list[BenchmarkConfig]:
     }
     if args.tiny:
         base = _merge(TINY_SECTIONS, base)
-    if "seeds" in TrainConfig.model_fields:  # the integrator's train.seeds: one run trains every seed
-        return [load_config(_merge(base, {"train": {"seeds": list(args.seeds)}}))]
-    return [load_config(_merge(base, {"train": {"seed": seed}})) for seed in args.seeds]
+    return [load_config(_merge(base, {"train": {"seeds": list(args.seeds)}}))]  # one run trains every seed
 
 
 def run_pipeline(config: BenchmarkConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -124,7 +122,7 @@ def run_pipeline(config: BenchmarkConfig) -> tuple[list[dict[str, Any]], list[di
     from tasks.evaluate import run_evaluate
     from tasks.features import run_features
     from tasks.frames_flow import run_frames_flow
-    from tasks.train import run_frame_cnn, run_train
+    from tasks.train import parse_model_name, run_finetune, run_frame_cnn, run_train
     from videolstm.store.checkpoint import load_checkpoint
     from videolstm.store.manifest import read_manifest
 
@@ -133,13 +131,18 @@ def run_pipeline(config: BenchmarkConfig) -> tuple[list[dict[str, Any]], list[di
     frame_cnn = run_frame_cnn(config, index, frames_flow)
     features = run_features(config, frames_flow, frame_cnn)
     trained = run_train(config, features)
-    evaluated = run_evaluate(config, index, features, frame_cnn, trained)
+    finetuned = run_finetune(config, features, trained)
+    evaluated = run_evaluate(config, index, frames_flow, features, frame_cnn, trained, finetuned)
     health = []
-    for item in read_manifest(trained.manifest_uri, config.storage):
-        if item.ok:
+    for stage in (trained, finetuned):
+        for item in read_manifest(stage.manifest_uri, config.storage):
+            if not item.ok:
+                continue
             metrics = load_checkpoint(item.shard, config.storage).get("metrics", {})
-            variant, stream = item.video_id.rsplit("-", 1)
-            health.append({"variant": variant, "stream": stream, "seed": config.train.seed, "epoch": item.counts.get("epoch"),
+            if "val/attention_entropy" not in metrics:
+                continue  # no attention (or no validation)
+            variant, stream, seed = parse_model_name(item.video_id)
+            health.append({"variant": variant, "stream": stream, "seed": seed, "epoch": item.counts.get("epoch"),
                            **{k: float(v) for k, v in metrics.items() if k.startswith("val/")}})
     return list(evaluated.extra.get("rows", [])), health
 
@@ -305,7 +308,7 @@ def main() -> None:
             rows, healthy = run_pipeline(config)
             results[name] += rows
             health[name] += healthy
-            print(f"[{name}, train.seed {config.train.seed}] {len(rows)} models evaluated in {time.perf_counter() - t0:.0f} s", flush=True)
+            print(f"[{name}, seeds {config.train.seeds}] {len(rows)} models evaluated in {time.perf_counter() - t0:.0f} s", flush=True)
     elapsed = time.perf_counter() - started
     out = Path(args.root) / "localization_suite.json"
     out.write_text(json.dumps({"sets": {n: set_config(n, args.tiny) for n in args.sets}, "seeds": args.seeds, "epochs": args.epochs,

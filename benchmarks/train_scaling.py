@@ -2,8 +2,8 @@
 
 Writes feature shards of the embedded default's sizes (random pool5 maps; throughput does not
 depend on the values), then fits one variant with ``TorchTrainer`` (the pipeline's own
-``tasks.train.fit_job``) with 1 worker × 2 threads and with 2 workers × 1 thread (DDP over
-gloo), in the same run. Start-up (worker group, dataset split) is paid by every fit, so the
+``tasks.train.run_jobs``, one job on one trainer) with 1 worker × 2 threads and with 2 workers ×
+1 thread (DDP over gloo), in the same run. Start-up (worker group, dataset split) is paid by every fit, so the
 steady-state rate is measured as the difference between a ``--epochs`` fit and a 1-epoch fit:
 
     samples/s = videos × (epochs − 1) / (t(epochs) − t(1))
@@ -48,21 +48,28 @@ def write_features(root: str, videos: int, frames: int, channels: int, fc_dim: i
         items.append(ItemResult(video_id=vid, status="ok", key="bench", label=i % classes, subset="train", shard=uri, counts={"num_frames": frames}))
     manifest = write_manifest(stage.manifest_uri, items)
     return StageResult(stage="features", uri=stage.uri, manifest_uri=manifest, lineage="bench", content="bench", ok=videos,
-                       extra={"feature_sizes": {"channels": channels, "spatial_size": [7, 7], "fc7_dim": fc_dim}, "num_classes": classes})
+                       extra={"feature_sizes": {"channels": channels, "spatial_size": [7, 7], "fc7_dim": fc_dim}, "num_classes": classes,
+                              "manifests": {"0": manifest}, "contents": {"0": "bench"}})
+
+
+def bench_config(root: str, tag: str, **train):
+    """A configuration writing under ``root/tag`` with the training options given."""
+    return load_config({
+        "storage": {"root": f"{root}/{tag}"},
+        "mlflow": {"experiment": "bench"},
+        "train": {"streams": ["rgb"], "seeds": [0], "keep_checkpoints": 1, "val_fraction": 0.0, **train},
+    })
 
 
 def fit_seconds(features: StageResult, root: str, variant: str, workers: int, threads: int, epochs: int, tag: str) -> float:
-    from tasks.train import _rows_for, fit_job, sequence_job
+    from tasks.train import run_jobs, sequence_job
 
-    config = load_config({
-        "storage": {"root": f"{root}/{tag}"},
-        "train": {"variants": [variant], "streams": ["rgb"], "epochs": epochs, "workers": workers, "cpus_per_worker": threads,
-                  "keep_checkpoints": 1, "val_fraction": 0.0, "seed": sum(map(ord, tag)) % 1000},
-    })
-    job = sequence_job(config, variant, "rgb", features)
-    train, val, _ = _rows_for(features.manifest_uri, config.storage, 0.0, 0)
+    config = bench_config(root, tag, variants=[variant], epochs=epochs, workers=workers, cpus_per_worker=threads,
+                          lr=1e-3 + sum(map(ord, tag)) * 1e-9)  # a distinct run key per fit
+    job = sequence_job(config, variant, "rgb", 0, features, None, register=False)
     started = time.perf_counter()
-    fit_job(job, config, train, val)
+    outcomes, _ = run_jobs(config, [job], "train")
+    assert "error" not in outcomes[job.name], outcomes[job.name]
     return time.perf_counter() - started
 
 

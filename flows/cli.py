@@ -5,7 +5,8 @@
     videolstm flow       --config FILE      decode + optical flow (Ray Data)
     videolstm frame-cnn  --config FILE      train the RGB and flow frame CNNs (Ray Train)
     videolstm features   --config FILE      per-frame features (Ray Data)
-    videolstm train      --config FILE      every (variant, stream) (Ray Train)
+    videolstm train      --config FILE      every (variant, stream) of every seed except VideoLSTM (Ray Train)
+    videolstm finetune   --config FILE      VideoLSTM, assembled from the trained models and fine-tuned
     videolstm evaluate   --config FILE      evaluate + localize the trained experiment
     videolstm evaluate   --config FILE --checkpoint URI | --run-id ID   one model alone
     videolstm report     --config FILE      comparison tables and charts on the parent run
@@ -28,8 +29,12 @@ from typing import Any
 import yaml
 
 from videolstm.config import BenchmarkConfig, ConfigError, load_config
+from videolstm.messages import RedactingFilter, redact
 
 TELEMETRY_OFF = {
+    # Prefect's temporary server gets 20 s to start by default; on a busy 2-core machine it can
+    # need more, and the whole run would fail before its first stage
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -62,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("flow", "decode videos and compute optical flow (Ray Data)")
     add("frame-cnn", "train the per-stream frame CNNs (Ray Train)")
     add("features", "extract per-frame features (Ray Data)")
-    add("train", "train every (variant, stream) (Ray Train)")
+    add("train", "train every (variant, stream) of every seed except VideoLSTM (Ray Train)")
+    add("finetune", "assemble VideoLSTM from the trained flow ConvLSTM and RGB ConvALSTM, then fine-tune it")
     evaluate = add("evaluate", "evaluate and localize the trained experiment, or one model")
     group = evaluate.add_mutually_exclusive_group()
     group.add_argument("--checkpoint", help="evaluate this videolstm checkpoint URI alone")
@@ -89,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("urllib3", "botocore", "s3fs", "fsspec", "alembic", "matplotlib", "PIL", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # a URI credential never reaches the console or a log file
+        handler.addFilter(RedactingFilter())
     try:
         config = resolve_config(args)
     except ConfigError as exc:
@@ -142,6 +150,11 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
             from tasks.train import run_train
 
             result = run_train(config, load_stage_result(config, "features"), start_benchmark_run(config))
+        elif command == "finetune":
+            from tasks.report import start_benchmark_run
+            from tasks.train import run_finetune
+
+            result = run_finetune(config, load_stage_result(config, "features"), load_stage_result(config, "train"), start_benchmark_run(config))
         elif command == "evaluate":
             from tasks.evaluate import evaluate_single, run_evaluate
             from tasks.report import start_benchmark_run
@@ -151,13 +164,13 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
                 print(json.dumps(metrics, indent=2, sort_keys=True))
                 return 0
             result = run_evaluate(
-                config, load_stage_result(config, "index"), load_stage_result(config, "features"),
-                load_stage_result(config, "frame_cnn"), load_stage_result(config, "train"), start_benchmark_run(config),
+                config, *(load_stage_result(config, s) for s in ("index", "frames_flow", "features", "frame_cnn", "train", "finetune")),
+                start_benchmark_run(config),
             )
         elif command == "report":
             from tasks.report import run_report, start_benchmark_run
 
-            stages = [load_stage_result(config, s) for s in ("index", "frames_flow", "frame_cnn", "features", "train", "evaluate")]
+            stages = [load_stage_result(config, s) for s in ("index", "frames_flow", "frame_cnn", "features", "train", "finetune", "evaluate")]
             report = run_report(config, stages, start_benchmark_run(config))
             print(report["message"])
             return 0 if report.get("ok", True) else 1
@@ -169,7 +182,7 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
     print(f"{result.stage}: {result.ok} ok, {result.failed} failed, {result.computed} computed this run, "
           f"{result.seconds:.1f} s; output {result.uri}")
     for item, reason in result.failures:
-        print(f"  failed {item}: {reason}")
+        print(f"  failed {item}: {redact(reason)}")
     return 0
 
 

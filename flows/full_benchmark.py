@@ -1,4 +1,4 @@
-"""The ``full-benchmark`` flow: raw videos → MLflow comparison of every variant. Wiring only.
+"""The ``full-benchmark`` flow: raw videos → MLflow comparison of every variant and seed. Wiring only.
 
 Each stage is a Prefect task around one ``tasks.*.run_*`` function. Caching across runs: a
 task's cache key is its stage's lineage (its own and upstream parameters) plus the content
@@ -21,7 +21,7 @@ from tasks.evaluate import run_evaluate
 from tasks.features import run_features
 from tasks.frames_flow import run_frames_flow
 from tasks.report import run_report, start_benchmark_run
-from tasks.train import run_frame_cnn, run_train
+from tasks.train import run_finetune, run_frame_cnn, run_train
 from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, stable_digest
 from videolstm.store.lineage import StageResult, lineages, stage_uri
@@ -62,6 +62,7 @@ frames_flow_task = stage_task("frames_flow", run_frames_flow)
 frame_cnn_task = stage_task("frame_cnn", run_frame_cnn)
 features_task = stage_task("features", run_features)
 train_task = stage_task("train", run_train)
+finetune_task = stage_task("finetune", run_finetune)
 evaluate_task = stage_task("evaluate", run_evaluate)
 parent_run_task = task(start_benchmark_run, name="mlflow-parent-run", cache_policy=NO_CACHE)
 report_task = task(run_report, name="report", cache_policy=NO_CACHE, retries=1)
@@ -69,7 +70,10 @@ report_task = task(run_report, name="report", cache_policy=NO_CACHE, retries=1)
 
 @flow(name="full-benchmark", log_prints=True)
 def full_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> dict[str, Any]:
-    """Dataset → frames+flow → frame CNNs → features → every variant → evaluation → report."""
+    """Dataset → frames+flow → frame CNNs → features → every variant → VideoLSTM fine-tuning → evaluation → report.
+
+    Every stage from the frame CNNs on runs each seed of ``train.seeds``; VideoLSTM's stage
+    depends on the trained flow ConvLSTM and RGB ConvALSTM it is assembled from."""
     logger = get_run_logger()
     parent_run_id = parent_run_task(config)
     index = dataset_task(config)
@@ -77,7 +81,8 @@ def full_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> dict[str, Any
     frame_cnn = frame_cnn_task(config, index, frames_flow, parent_run_id)
     features = features_task(config, frames_flow, frame_cnn)
     trained = train_task(config, features, parent_run_id)
-    evaluated = evaluate_task(config, index, features, frame_cnn, trained, parent_run_id)
-    report = report_task(config, [index, frames_flow, frame_cnn, features, trained, evaluated], parent_run_id)
+    finetuned = finetune_task(config, features, trained, parent_run_id)
+    evaluated = evaluate_task(config, index, frames_flow, features, frame_cnn, trained, finetuned, parent_run_id)
+    report = report_task(config, [index, frames_flow, frame_cnn, features, trained, finetuned, evaluated], parent_run_id)
     logger.info(report["message"])
     return report

@@ -1,7 +1,7 @@
 """Per-epoch attention health (issue 13): the validation videos' ground truth for the training loop.
 
 The driver writes, once per training stage, the ground-truth boxes of the validation videos in
-fractions of the frame (``attention_targets.json`` in the train stage's folder); each sequence
+fractions of the frame (``attention_targets.json`` in the stage's folder); each sequence
 trainer reads it and logs ``val/attention_entropy``, ``val/attention_in_box`` and
 ``val/attention_in_box_chance`` every epoch (:mod:`videolstm.evaluation.attention_health`).
 Without annotations the file is not written and the entropy alone is logged.
@@ -23,7 +23,20 @@ log = logging.getLogger(__name__)
 TARGETS_FILE = "attention_targets.json"
 
 
-def write_attention_targets(config: BenchmarkConfig, val_rows: Sequence[dict[str, Any]]) -> str | None:
+def with_attention_targets(config: BenchmarkConfig, stage: str, jobs: Sequence[Any]) -> list[Any]:
+    """``jobs`` (``TrainJob``s) with ``attention_targets_uri`` set on the sequence jobs that validate.
+
+    One targets file per stage holds the validation videos of all of them (each seed has its own
+    validation split; the file covers their union).
+    """
+    videos = {row["video_id"]: row for job in jobs if job.kind == "sequence" for row in job.val_rows}
+    uri = write_attention_targets(config, list(videos.values()), stage) if videos else None
+    if uri is None:
+        return list(jobs)
+    return [job.model_copy(update={"attention_targets_uri": uri}) if job.kind == "sequence" and job.val_rows else job for job in jobs]
+
+
+def write_attention_targets(config: BenchmarkConfig, val_rows: Sequence[dict[str, Any]], stage: str = "train") -> str | None:
     """Write the validation videos' targets and return their URI; None without annotations.
 
     The annotations URI is the index stage's (``index.extra["annotations"]``); frame sizes come
@@ -45,7 +58,7 @@ def write_attention_targets(config: BenchmarkConfig, val_rows: Sequence[dict[str
     if not annotations_uri:
         return None
     try:
-        annotations = load_ucf101_24(annotations_uri, storage=config.storage)
+        annotations = load_ucf101_24(annotations_uri, storage=config.storage, limits=config.dataset.limits)
     except (ValueError, OSError, EOFError, pickle.UnpicklingError) as exc:
         log.warning("attention health: no in-box metric, annotation file %s is unusable: %s", annotations_uri, exc)
         return None
@@ -63,5 +76,5 @@ def write_attention_targets(config: BenchmarkConfig, val_rows: Sequence[dict[str
             ground_truth[video], sizes[video] = annotations[video], (info.height, info.width)
     if not ground_truth:
         return None
-    uri = st.join(stage_uri(config, "train"), TARGETS_FILE)
+    uri = st.join(stage_uri(config, stage), TARGETS_FILE)
     return write_health_targets(uri, health_targets(ground_truth, sizes), config.storage)

@@ -30,7 +30,9 @@ def dataset_root(config: BenchmarkConfig) -> tuple[str, str | None]:
     from videolstm.data.datasets.download import prepare_dataset
 
     root = stage_uri(config, "dataset")
-    prepared = prepare_dataset(dataset.kind, root, dataset.download.urls, verify=dataset.download.verify, storage=config.storage)
+    prepared = prepare_dataset(
+        dataset.kind, root, dataset.download.urls, verify=dataset.download.verify, storage=config.storage, limits=dataset.limits
+    )
     return prepared, dataset.annotations
 
 
@@ -50,7 +52,8 @@ def run_dataset(config: BenchmarkConfig) -> StageResult:
     """Generate/download the dataset if needed, index the configured split, store the index."""
     started = time.perf_counter()
     root, annotations = dataset_root(config)
-    table = subsample(load_index(config.dataset.kind, root, config.dataset.split, storage=config.storage), config.dataset.max_videos_per_class)
+    table = load_index(config.dataset.kind, root, config.dataset.split, storage=config.storage, limits=config.dataset.limits)
+    table = subsample(table, config.dataset.max_videos_per_class)
     uri = stage_uri(config, "index")
     index_uri = st.join(uri, "index.parquet")
     write_index(table, index_uri, storage=config.storage)

@@ -1,10 +1,12 @@
-"""Stage 6: evaluate every trained model on the test split, fuse the streams, localize, log.
+"""Stage 6: evaluate every trained model of every seed on the test split, fuse the streams, localize, log.
 
 One Ray task per model runs the paper's test protocol, the localization and the plots (library
-calls in ``videolstm.inference`` and ``videolstm.evaluation.scoring``) and writes its artifact folder to
-``<evaluate stage>/<variant>-<stream>/``. The driver fuses RGB and flow (product of
-probabilities), then logs metrics and artifacts into each model's MLflow run — the training
-run, continued — and a nested run per fused pair.
+calls in ``videolstm.inference`` and ``videolstm.evaluation.scoring``) and writes its artifact
+folder to ``<evaluate stage>/<model name>/``. Every model is loaded from its checkpoint — the
+ConvNet too (the frame CNN over every test frame, :func:`videolstm.inference.frame_cnn_predictions`).
+The driver fuses RGB and flow of the same seed (product of probabilities, aligned by video id),
+then logs metrics and artifacts into each model's MLflow run — the training run, continued and
+ended again, so the run spans training to evaluation — and a nested run per fused pair.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ import numpy as np
 import ray
 
 from tasks import tracking
-from videolstm.store import storage as st
-from videolstm.store.checkpoint import load_checkpoint, restore_model
 from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest
-from videolstm.inference import Predictions, convnet_predictions, predict_videos
+from videolstm.evaluation.scoring import ground_truth_for, overlay_videos, render_overlays, score_classification, score_localization
+from videolstm.inference import Predictions, frame_cnn_predictions, predict_videos
+from videolstm.models import VARIANTS
+from videolstm.models.protocol import fuse_probabilities
+from videolstm.store import storage as st
+from videolstm.store.checkpoint import CheckpointError, load_checkpoint, restore_model
 from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
 from videolstm.store.manifest import ItemResult, failure_summary, read_manifest, write_manifest
-from videolstm.models.protocol import fuse_probabilities
 from videolstm.evaluation.calibration import calibrate_predictions, is_calibration_metric
-from videolstm.evaluation.scoring import ground_truth_for, overlay_videos, render_overlays, score_classification, score_localization
 from videolstm.training import feature_columns
 
 log = logging.getLogger(__name__)
@@ -42,29 +45,46 @@ FUSION_PARTNER = {"videolstm": "convalstm", "motion_alstm": "alstm"}
 # one model (runs in a Ray task)
 
 
+def load_model_checkpoint(uri: str, variant: str, storage: StorageConfig | None) -> tuple[Any, Any]:
+    """(model, spec) from a checkpoint, checked to hold ``variant`` (a frame CNN for "convnet")."""
+    model, spec = restore_model(load_checkpoint(uri, storage))
+    is_frame_cnn = spec.kind == "frame_cnn"
+    if (variant == "convnet") != is_frame_cnn or (not is_frame_cnn and spec.variant != variant):
+        held = f"a {spec.variant} frame CNN" if is_frame_cnn else f"a {spec.variant} model"
+        raise CheckpointError(f"checkpoint {uri} holds {held}, not the {variant} model asked for")
+    return model, spec
+
+
 def evaluate_model(
     config: BenchmarkConfig,
     name: str,
     variant: str,
     stream: str,
-    model_uri: str | None,
+    model_uri: str,
     test_rows: list[dict],
     class_names: list[str],
     annotations_uri: str | None,
     video_paths: dict[str, str],
     out_uri: str,
+    overlays: bool = True,
 ) -> dict[str, Any]:
-    """Predict, score and render one model; returns metrics and its predictions."""
+    """Predict, score and render one model from its checkpoint; returns metrics and its predictions.
+
+    ``test_rows``: {"video_id", "shard", "label"} — frames+flow shards for the ConvNet (a frame
+    CNN), feature shards for the recurrent variants. A missing checkpoint, or one that holds
+    another model, is a :class:`~videolstm.store.checkpoint.CheckpointError` naming it.
+    """
     from videolstm.data.datasets import load_ucf101_24
     from videolstm.data.video import decode_video, probe_video
 
     e = config.evaluate
+    model, spec = load_model_checkpoint(model_uri, variant, config.storage)
     if variant == "convnet":
-        predictions = convnet_predictions(test_rows, stream, e.num_segments, e.segment_length, config.storage)
+        predictions = frame_cnn_predictions(model, test_rows, stream, config.frame_cnn.flow_stack, e.num_segments,
+                                            e.segment_length, config.storage, batch_frames=config.features.batch_frames)
         has_attention = False
     else:
-        model, _ = restore_model(load_checkpoint(model_uri, config.storage))
-        x_column, flow_column = feature_columns(model.input_kind, model.needs_flow, stream)
+        x_column, flow_column = feature_columns(model.input_kind, model.needs_flow, stream, model.flow_kind)
         has_attention = bool(model.has_attention)
         predictions = predict_videos(model, test_rows, x_column, flow_column, e.num_segments, e.segment_length,
                                      whole_video=has_attention, storage=config.storage)
@@ -72,7 +92,7 @@ def evaluate_model(
         out = Path(tmp)
         metrics = score_classification(predictions, class_names, out, name)
         if has_attention and annotations_uri:
-            gt = ground_truth_for(load_ucf101_24(annotations_uri, storage=config.storage), predictions.video_ids)
+            gt = ground_truth_for(load_ucf101_24(annotations_uri, storage=config.storage, limits=config.dataset.limits), predictions.video_ids)
             sizes = {}
             for video in gt:
                 info = probe_video(video_paths[video], storage=config.storage)
@@ -81,19 +101,20 @@ def evaluate_model(
             metrics.update(loc_metrics)
             # issue 13: oracle / uniform / centre attention through the same hook and box pipeline
             metrics.update(calibrate_predictions(model, test_rows, x_column, predictions, gt, sizes, e.localization, out, config.storage))
-            chosen = overlay_videos(list(gt), [predictions.labels[predictions.video_ids.index(v)] for v in gt], e.overlays_per_class)
-            frames = {v: decode_video(video_paths[v], storage=config.storage) for v in chosen}
-            render_overlays(frames, predictions, tubes, gt, class_names, out / "overlays")
+            if overlays:
+                chosen = overlay_videos(list(gt), [predictions.labels[predictions.video_ids.index(v)] for v in gt], e.overlays_per_class)
+                frames = {v: decode_video(video_paths[v], storage=config.storage) for v in chosen}
+                render_overlays(frames, predictions, tubes, gt, class_names, out / "overlays")
         _upload_dir(out, out_uri, config.storage)
     return {"name": name, "metrics": metrics, "predictions": predictions}
 
 
 @ray.remote(num_cpus=1)
-def _evaluate_remote(config_json: dict, *args: Any) -> dict[str, Any]:
+def _evaluate_remote(config_json: dict, *args: Any, **kwargs: Any) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    return evaluate_model(BenchmarkConfig.model_validate(config_json), *args)
+    return evaluate_model(BenchmarkConfig.model_validate(config_json), *args, **kwargs)
 
 
 def _upload_dir(local: Path, uri: str, storage: StorageConfig) -> None:
@@ -112,71 +133,99 @@ def _download_dir(uri: str, local: Path, storage: StorageConfig) -> None:
 
 
 # ----------------------------------------------------------------------------------------
-# the stage
+# what to evaluate
 
 
-def _models(trained: StageResult, frame_cnn: StageResult, storage: StorageConfig) -> list[dict[str, Any]]:
-    """Every model to evaluate: ConvNet per stream and each trained (variant, stream)."""
+def trained_models(stages: list[StageResult], storage: StorageConfig) -> list[dict[str, Any]]:
+    """Every trained model of the paper's variants: {"name", "variant", "stream", "seed", "model_uri", "run_key"}.
+
+    The frame CNNs are the ConvNet rows; auxiliary models (VideoLSTM's 1×1 flow ConvLSTM
+    source) are not evaluated.
+    """
+    from tasks.train import parse_model_name
+
     models = []
-    for item in read_manifest(frame_cnn.manifest_uri, storage):
-        if item.ok:
-            variant, stream = item.video_id.split("-", 1)
-            models.append({"name": item.video_id, "variant": variant, "stream": stream, "model_uri": item.shard, "run_key": item.key})
-    for item in read_manifest(trained.manifest_uri, storage):
-        if item.ok:
-            variant, stream = item.video_id.rsplit("-", 1)
-            models.append({"name": item.video_id, "variant": variant, "stream": stream, "model_uri": item.shard, "run_key": item.key})
+    for stage in stages:
+        for item in read_manifest(stage.manifest_uri, storage):
+            if not item.ok:
+                continue
+            variant, stream, seed = parse_model_name(item.video_id)
+            if variant in VARIANTS:
+                models.append({"name": item.video_id, "variant": variant, "stream": stream, "seed": seed,
+                               "model_uri": item.shard, "run_key": item.key})
     return models
 
 
-def fused_pairs(names: set[str]) -> list[tuple[str, str, str]]:
-    """(variant, rgb model, flow model) for every variant whose two streams were evaluated."""
+def fused_pairs(names: set[str]) -> list[tuple[str, int, str, str]]:
+    """(variant, seed, rgb model, flow model) for every RGB model whose flow partner of the same seed
+    was evaluated — the variant's own flow model, or for the motion variants :data:`FUSION_PARTNER`'s."""
+    from tasks.train import model_name, parse_model_name
+
     pairs = []
     for name in sorted(names):
-        variant, stream = name.rsplit("-", 1)
+        variant, stream, seed = parse_model_name(name)
         if stream != "rgb":
             continue
-        partner = f"{FUSION_PARTNER.get(variant, variant)}-flow"
+        partner = model_name(FUSION_PARTNER.get(variant, variant), "flow", seed)
         if partner in names:
-            pairs.append((variant, name, partner))
+            pairs.append((variant, seed, name, partner))
     return pairs
 
 
-def feature_test_rows(features: StageResult, config: BenchmarkConfig) -> list[dict[str, Any]]:
-    """(video_id, shard, label) of every test video with features; an error when there is none."""
+def test_rows(manifest_uri: str, storage: StorageConfig) -> list[dict[str, Any]]:
+    """{"video_id", "shard", "label"} of the test videos a manifest holds as ok; an error when there is none."""
     rows = [{"video_id": r.video_id, "shard": r.shard, "label": r.label}
-            for r in read_manifest(features.manifest_uri, config.storage) if r.ok and r.subset == "test"]
+            for r in read_manifest(manifest_uri, storage) if r.ok and r.subset == "test"]
     if not rows:
-        raise RuntimeError(f"no test video has features (see {features.manifest_uri}); run the benchmark's stages up to features first")
+        raise RuntimeError(f"no test video is ready in {manifest_uri}; run the benchmark's stages up to it first")
     return rows
 
 
+def model_test_rows(model: dict[str, Any], frames_flow: StageResult, features: StageResult, storage: StorageConfig) -> list[dict]:
+    """The test rows a model reads: frames+flow shards for the ConvNet, its seed's features otherwise."""
+    if model["variant"] == "convnet":
+        return test_rows(frames_flow.manifest_uri, storage)
+    return test_rows(features.extra["manifests"][str(model["seed"])], storage)
+
+
+# ----------------------------------------------------------------------------------------
+# the stage
+
+
 def run_evaluate(
-    config: BenchmarkConfig, index: StageResult, features: StageResult, frame_cnn: StageResult, trained: StageResult, parent_run_id: str | None = None
+    config: BenchmarkConfig,
+    index: StageResult,
+    frames_flow: StageResult,
+    features: StageResult,
+    frame_cnn: StageResult,
+    trained: StageResult,
+    finetuned: StageResult,
+    parent_run_id: str | None = None,
 ) -> StageResult:
     from tasks.runtime import init_ray
+    from videolstm.data.datasets import read_index
 
     started = time.perf_counter()
     uri = stage_uri(config, "evaluate")
-    input_key = stable_digest([lineages(config)["evaluate"], index.content, features.content, frame_cnn.content, trained.content], 16)
+    upstream = [index, frames_flow, features, frame_cnn, trained, finetuned]
+    input_key = stable_digest([lineages(config)["evaluate"], [s.content for s in upstream]], 16)
     previous = _finished_result(config, input_key)
     if previous is not None:
         log.info("evaluation: reused %s (same models, same test set)", previous.uri)
         return previous
     class_names = list(index.extra["class_names"])
-    test_rows = feature_test_rows(features, config)
-    from videolstm.data.datasets import read_index
-
     paths = dict(zip(*[read_index(index.manifest_uri, storage=config.storage).column(c).to_pylist() for c in ("video_id", "path")]))
-    models = _models(trained, frame_cnn, config.storage)
+    models = trained_models([frame_cnn, trained, finetuned], config.storage)
     results: list[ItemResult] = []
     annotations = _usable_annotations(index.extra.get("annotations"), config, results)
     init_ray(config)
     config_json = config.model_dump(mode="json")
+    first_seed = config.train.seeds[0]
     futures = {
         m["name"]: _evaluate_remote.remote(
-            config_json, m["name"], m["variant"], m["stream"], m["model_uri"], test_rows, class_names,
-            annotations, paths, st.join(uri, m["name"]),
+            config_json, m["name"], m["variant"], m["stream"], m["model_uri"],
+            model_test_rows(m, frames_flow, features, config.storage), class_names, annotations, paths, st.join(uri, m["name"]),
+            overlays=m["seed"] == first_seed,  # overlays of one seed: what they show does not need three copies
         )
         for m in models
     }
@@ -184,11 +233,11 @@ def run_evaluate(
     for name, future in futures.items():
         try:
             outcomes[name] = ray.get(future)
-            results.append(ItemResult(video_id=name, status="ok", key=stable_digest([lineages(config)["evaluate"], name], 16), shard=st.join(uri, name)))
+            results.append(ItemResult(video_id=name, status="ok", key=stable_digest([input_key, name], 16), shard=st.join(uri, name)))
         except Exception as exc:  # recorded in the manifest, the other models go on
             log.error("evaluating %s failed: %s", name, exc)
             results.append(ItemResult(video_id=name, status="failed", key="", reason=f"{type(exc).__name__}: {exc}"))
-    rows = _log_models(config, models, outcomes, class_names, uri, parent_run_id)
+    rows = _log_models(config, models, outcomes, uri, parent_run_id)
     rows += _fuse(config, outcomes, class_names, uri, parent_run_id, results)
     manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), results, config.storage)
     summary = failure_summary(results, manifest_uri, "evaluation")
@@ -223,7 +272,7 @@ def _usable_annotations(uri: str | None, config: BenchmarkConfig, results: list[
     from videolstm.data.datasets import load_ucf101_24
 
     try:
-        load_ucf101_24(uri, storage=config.storage)
+        load_ucf101_24(uri, storage=config.storage, limits=config.dataset.limits)
     except (ValueError, OSError, EOFError, pickle.UnpicklingError) as exc:
         reason = f"localization skipped, annotation file {uri} is unusable: {exc}"
         log.error(reason)
@@ -232,12 +281,13 @@ def _usable_annotations(uri: str | None, config: BenchmarkConfig, results: list[
     return uri
 
 
-def _result_row(variant: str, stream: str, seed: int, metrics: dict[str, float], run_id: str | None) -> dict[str, Any]:
-    keep = {k: v for k, v in metrics.items() if k.count("/") == 1 or is_calibration_metric(k)}  # not the per-class metrics
-    return {"variant": variant, "stream": stream, "seed": seed, "run_id": run_id, **keep}
+def result_row(name: str, variant: str, stream: str, seed: int, metrics: dict[str, float], run_id: str | None) -> dict[str, Any]:
+    """One row of the report: the model's identity and its headline metrics (not the per-class ones)."""
+    keep = {k: v for k, v in metrics.items() if k.count("/") == 1 or is_calibration_metric(k)}
+    return {"name": name, "variant": variant, "stream": stream, "seed": seed, "run_id": run_id, **keep}
 
 
-def _log_models(config, models, outcomes, class_names, uri, parent_run_id) -> list[dict[str, Any]]:
+def _log_models(config, models, outcomes, uri, parent_run_id) -> list[dict[str, Any]]:
     experiment_id = tracking.setup(config)
     rows = []
     for m in models:
@@ -246,10 +296,11 @@ def _log_models(config, models, outcomes, class_names, uri, parent_run_id) -> li
             continue
         run_id, _ = tracking.find_or_create_run(
             experiment_id, m["run_key"], m["name"], parent_run_id=parent_run_id,
-            tags={"variant": m["variant"], "stream": m["stream"], "dataset": config.dataset.kind, "split": str(config.dataset.split)},
+            tags={"variant": m["variant"], "stream": m["stream"], "seed": str(m["seed"]), "dataset": config.dataset.kind,
+                  "split": str(config.dataset.split)},
         )
         _log_metrics_and_artifacts(config, run_id, outcome["metrics"], st.join(uri, m["name"]))
-        rows.append(_result_row(m["variant"], m["stream"], config.train.seed, outcome["metrics"], run_id))
+        rows.append(result_row(m["name"], m["variant"], m["stream"], m["seed"], outcome["metrics"], run_id))
     return rows
 
 
@@ -261,53 +312,70 @@ def _log_metrics_and_artifacts(config: BenchmarkConfig, run_id: str, metrics: di
     tracking.finish_run(run_id)
 
 
+def fuse_predictions(rgb: Predictions, flow: Predictions, method: str) -> Predictions:
+    """Two-stream predictions on the RGB model's videos: the flow model's rows aligned by video id."""
+    missing = sorted(set(rgb.video_ids) - set(flow.video_ids))
+    if missing:
+        raise ValueError(f"the flow model has no prediction for {len(missing)} video(s) of the RGB model, e.g. {missing[:3]}")
+    aligned = flow.subset(rgb.video_ids)
+    if not np.array_equal(aligned.labels, rgb.labels):
+        raise ValueError("the two streams disagree on the labels of the same videos")
+    return Predictions(rgb.video_ids, rgb.labels, fuse_probabilities(rgb.probabilities, aligned.probabilities, method).numpy())
+
+
 def _fuse(config, outcomes, class_names, uri, parent_run_id, results) -> list[dict[str, Any]]:
-    """Two-stream fusion (product of probabilities) of every variant with both streams."""
+    """Two-stream fusion (product of probabilities) of every variant and seed with both streams."""
     experiment_id = tracking.setup(config)
     rows = []
-    for variant, rgb_name, flow_name in fused_pairs(set(outcomes)):
-        rgb: Predictions = outcomes[rgb_name]["predictions"]
-        flow: Predictions = outcomes[flow_name]["predictions"].subset(rgb.video_ids)
-        fused = Predictions(rgb.video_ids, rgb.labels, fuse_probabilities(rgb.probabilities, flow.probabilities, config.evaluate.fusion).numpy())
-        name = f"{variant}-fused"
+    for variant, seed, rgb_name, flow_name in fused_pairs(set(outcomes)):
+        fused = fuse_predictions(outcomes[rgb_name]["predictions"], outcomes[flow_name]["predictions"], config.evaluate.fusion)
+        name = f"{variant}-fused-s{seed}"
         with tempfile.TemporaryDirectory() as tmp:
             metrics = score_classification(fused, class_names, Path(tmp), f"{variant} RGB+Flow ({config.evaluate.fusion})")
             _upload_dir(Path(tmp), st.join(uri, name), config.storage)
-        run_key = stable_digest([lineages(config)["evaluate"], name, config.train.seed], 16)
+        run_key = stable_digest([lineages(config)["evaluate"], name, results_key(results, rgb_name, flow_name)], 16)
         run_id, _ = tracking.find_or_create_run(
             experiment_id, run_key, name, parent_run_id=parent_run_id,
-            tags={"variant": variant, "stream": "fused", "dataset": config.dataset.kind, "split": str(config.dataset.split),
-                  "fused_from": f"{rgb_name}+{flow_name}"},
+            tags={"variant": variant, "stream": "fused", "seed": str(seed), "dataset": config.dataset.kind,
+                  "split": str(config.dataset.split), "fused_from": f"{rgb_name}+{flow_name}"},
         )
-        tracking.log_params(run_id, {"variant": variant, "stream": "fused", "fusion": config.evaluate.fusion, "rgb_model": rgb_name, "flow_model": flow_name,
-                                     "dataset": config.dataset.kind, "split": config.dataset.split})
+        tracking.log_params(run_id, {"variant": variant, "stream": "fused", "seed": seed, "fusion": config.evaluate.fusion,
+                                     "rgb_model": rgb_name, "flow_model": flow_name, "dataset": config.dataset.kind,
+                                     "split": config.dataset.split})
         _log_metrics_and_artifacts(config, run_id, metrics, st.join(uri, name))
         results.append(ItemResult(video_id=name, status="ok", key=run_key, shard=st.join(uri, name)))
-        rows.append(_result_row(variant, "fused", config.train.seed, metrics, run_id))
+        rows.append(result_row(name, variant, "fused", seed, metrics, run_id))
     return rows
+
+
+def results_key(results: list[ItemResult], *names: str) -> list[str]:
+    keys = {r.video_id: r.key for r in results}
+    return [keys.get(n, "") for n in names]
 
 
 def evaluate_single(config: BenchmarkConfig, checkpoint: str | None = None, run_id: str | None = None) -> dict[str, float]:
     """Evaluate one model (a checkpoint URI or an MLflow run's model) on this config's test split."""
+    from videolstm.data.datasets import read_index
     from videolstm.store.lineage import load_stage_result
 
     if run_id:
         tracking.setup(config)
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/artifacts/checkpoint.pt")
-        checkpoint = local
+        checkpoint = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/artifacts/checkpoint.pt")
+    assert checkpoint is not None
     state = load_checkpoint(checkpoint, config.storage)
-    variant = state["model_spec"]["variant"]
-    name = state["extra"].get("job", variant)
-    stream = name.rsplit("-", 1)[-1] if "-" in name else "rgb"
+    spec = state["model_spec"]
+    extra = state.get("extra", {})
+    variant = "convnet" if spec.get("kind") == "frame_cnn" else spec["variant"]
+    stream = extra.get("stream") or (extra.get("job", "").split("-")[1] if extra.get("job", "").count("-") >= 2 else "rgb")
+    seed = int(extra.get("seed", config.train.seeds[0]))
+    name = extra.get("job", f"{variant}-{stream}-s{seed}")
     index = load_stage_result(config, "index")
-    features = load_stage_result(config, "features")
-    test_rows = feature_test_rows(features, config)
-    from videolstm.data.datasets import read_index
-
+    model = {"variant": variant, "seed": seed}
+    rows = model_test_rows(model, load_stage_result(config, "frames_flow"), load_stage_result(config, "features"), config.storage)
     paths = dict(zip(*[read_index(index.manifest_uri, storage=config.storage).column(c).to_pylist() for c in ("video_id", "path")]))
     out_uri = st.join(stage_uri(config, "evaluate"), "single", stable_digest([checkpoint], 12))
-    outcome = evaluate_model(config, name, variant if state["model_spec"].get("kind") != "frame_cnn" else "convnet", stream,
-                             checkpoint, test_rows, list(index.extra["class_names"]), index.extra.get("annotations"), paths, out_uri)
+    outcome = evaluate_model(config, name, variant, stream, checkpoint, rows, list(index.extra["class_names"]),
+                             index.extra.get("annotations"), paths, out_uri)
     if run_id:
         _log_metrics_and_artifacts(config, run_id, outcome["metrics"], out_uri)
     return {k: float(v) for k, v in outcome["metrics"].items() if k.count("/") == 1 or is_calibration_metric(k)}

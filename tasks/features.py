@@ -1,6 +1,6 @@
-"""Stage 4: per-frame features of both streams on Ray Data (pool5 maps, fc7 vectors, logits).
+"""Stage 4: per-frame features of both streams of every seed on Ray Data (pool5 maps, fc7 vectors, logits).
 
-Each actor loads the two trained frame CNNs once (``torch.load(weights_only=True)``) and
+Each actor loads the trained frame CNNs once (``torch.load(weights_only=True)``) and
 writes one feature shard per video; like the flow stage it resumes from its manifest.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,53 +20,73 @@ from videolstm.store.checkpoint import load_checkpoint, restore_model
 from videolstm.config import BenchmarkConfig, FeatureConfig, StorageConfig
 from videolstm.features.inputs import STREAMS
 from videolstm.features.extraction import FEATURE_COUNTS, features_key, process_video_features
-from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
-from videolstm.store.manifest import ItemResult, StageDir, failure_summary, read_manifest
+from videolstm.store import storage as st
+from videolstm.store.lineage import StageResult, content_digest, lineages, stage_result, stage_uri
+from videolstm.store.manifest import ItemResult, StageDir, failure_summary, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
 
 class FeatureWorker:
-    """Ray Data actor: frame CNNs of both streams over each video's frames and flow."""
+    """Ray Data actor: the frame CNNs of both streams of every seed over each video's frames and flow."""
 
-    def __init__(self, stage_uri: str, model_uris: dict[str, str], features: dict, flow_stack: int, storage: dict, threads: int):
+    def __init__(self, stage_uris: dict[str, str], model_uris: dict[str, dict[str, str]], features: dict, flow_stack: int,
+                 storage: dict, threads: int):
         torch.set_num_threads(threads)
         self.storage = StorageConfig.model_validate(storage)
         self.config = FeatureConfig.model_validate(features)
-        self.stage = StageDir(stage_uri, self.storage)
+        self.stages = {seed: StageDir(uri, self.storage) for seed, uri in stage_uris.items()}
         self.flow_stack = flow_stack
-        self.models = {s: restore_model(load_checkpoint(u, self.storage))[0] for s, u in model_uris.items()}
+        self.models = {seed: {s: restore_model(load_checkpoint(u, self.storage))[0] for s, u in streams.items()}
+                       for seed, streams in model_uris.items()}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
-        results = [
-            process_video_features(row, row["key"], self.stage, self.models, self.config, self.flow_stack, self.storage).to_row()
-            for row in rows
-        ]
+        results = []
+        for row in rows:
+            seed = str(row["seed"])
+            item = process_video_features(row, row["key"], self.stages[seed], self.models[seed], self.config, self.flow_stack, self.storage)
+            item.counts["seed"] = int(row["seed"])
+            results.append(item.to_row())
         return {name: [r.get(name) for r in results] for name in sorted({k for r in results for k in r})}
 
 
+def seed_dir(config: BenchmarkConfig, seed: int) -> StageDir:
+    """The features of one seed (from that seed's frame CNNs): ``features/<lineage>/s<seed>/``."""
+    return StageDir(st.join(stage_uri(config, "features"), f"s{seed}"), config.storage)
+
+
 def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: StageResult) -> StageResult:
-    """Features of every ok video of the frames+flow stage with the trained frame CNNs."""
+    """Features of every ok video of the frames+flow stage with each seed's trained frame CNNs.
+
+    One folder per seed (:func:`seed_dir`) with its own manifest; the stage's manifest lists every
+    (seed, video) as ``s<seed>/<video id>`` so failures of any seed are reported once each.
+    """
     from tasks.runtime import init_ray
+    from tasks.train import model_name
 
     started = time.perf_counter()
-    stage = StageDir(stage_uri(config, "features"), config.storage)
     cnn = {r.video_id: r for r in read_manifest(frame_cnn.manifest_uri, config.storage)}
-    model_uris = {}
-    for stream in STREAMS:
-        item = cnn.get(f"convnet-{stream}")
-        if item is None or not item.ok:
-            raise RuntimeError(f"the {stream} frame CNN did not train ({item.reason if item else 'missing'}); see {frame_cnn.manifest_uri}")
-        model_uris[stream] = item.shard
-    digests = {s: cnn[f"convnet-{s}"].key for s in STREAMS}
     upstream = read_manifest(frames_flow.manifest_uri, config.storage)
     ok = [r for r in upstream if r.ok]
-    keys = {r.video_id: features_key(r.key, digests, config.features, config.frame_cnn.flow_stack) for r in ok}
-    todo_ids, reused = stage.plan(keys, FEATURE_COUNTS)
-    todo_set = set(todo_ids)
-    todo = [{"video_id": r.video_id, "label": r.label, "subset": r.subset, "shard": r.shard, "key": keys[r.video_id]} for r in ok if r.video_id in todo_set]
-    log.info("features: %d videos to compute, %d reused from %s", len(todo), len(reused), stage.uri)
+    model_uris: dict[str, dict[str, str]] = {}
+    todo: list[dict[str, Any]] = []
+    reused: dict[int, list[ItemResult]] = {}
+    for seed in config.train.seeds:
+        items = {stream: cnn.get(model_name("convnet", stream, seed)) for stream in STREAMS}
+        for stream, item in items.items():
+            if item is None or not item.ok:
+                raise RuntimeError(f"the {stream} frame CNN of seed {seed} did not train "
+                                   f"({item.reason if item else 'missing'}); see {frame_cnn.manifest_uri}")
+        model_uris[str(seed)] = {stream: item.shard for stream, item in items.items()}
+        digests = {stream: item.key for stream, item in items.items()}
+        keys = {r.video_id: features_key(r.key, digests, config.features, config.frame_cnn.flow_stack) for r in ok}
+        todo_ids, kept = seed_dir(config, seed).plan(keys, FEATURE_COUNTS)
+        reused[seed] = list(kept.values())
+        wanted = set(todo_ids)
+        todo += [{"video_id": r.video_id, "label": r.label, "subset": r.subset, "shard": r.shard, "key": keys[r.video_id], "seed": seed}
+                 for r in ok if r.video_id in wanted]
+    log.info("features: %d (video, seed) items to compute, %d reused", len(todo), sum(len(v) for v in reused.values()))
     computed: list[ItemResult] = []
     if todo:
         init_ray(config)
@@ -73,8 +94,9 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
         ds = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), 64))).map_batches(
             FeatureWorker,
             fn_constructor_kwargs={
-                "stage_uri": stage.uri, "model_uris": model_uris, "features": config.features.model_dump(),
-                "flow_stack": config.frame_cnn.flow_stack, "storage": config.storage.model_dump(), "threads": threads,
+                "stage_uris": {str(s): seed_dir(config, s).uri for s in config.train.seeds}, "model_uris": model_uris,
+                "features": config.features.model_dump(), "flow_stack": config.frame_cnn.flow_stack,
+                "storage": config.storage.model_dump(), "threads": threads,
             },
             batch_size=1,
             num_cpus=threads,
@@ -84,15 +106,23 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
         )
         computed = [ItemResult.from_row(row) for row in ds.take_all()]
     carried = [r for r in upstream if not r.ok]  # failures of upstream stages stay visible here
-    results = list(reused.values()) + computed + carried
-    stage.write_manifest(results)
-    summary = failure_summary(results, stage.manifest_uri, "features")
+    manifests, contents, everything = {}, {}, []
+    for seed in config.train.seeds:
+        mine = reused[seed] + [r for r in computed if r.counts.get("seed") == seed] + carried
+        stage = seed_dir(config, seed)
+        manifests[str(seed)] = stage.write_manifest(mine)
+        contents[str(seed)] = content_digest(mine)
+        everything += [replace(r, video_id=f"s{seed}/{r.video_id}") for r in mine]
+    uri = stage_uri(config, "features")
+    manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), everything, config.storage)
+    summary = failure_summary(everything, manifest_uri, "features")
     if summary:
         log.warning(summary)
-    sizes = feature_sizes([r for r in results if r.ok], config.storage)
+    sizes = feature_sizes([r for r in everything if r.ok], config.storage)
     return stage_result(
-        "features", stage.uri, stage.manifest_uri, lineages(config)["features"], results, time.perf_counter() - started,
+        "features", uri, manifest_uri, lineages(config)["features"], everything, time.perf_counter() - started,
         computed=len(computed), storage=config.storage, feature_sizes=sizes, num_classes=frame_cnn.extra["num_classes"],
+        manifests=manifests, contents=contents,
     )
 
 

@@ -40,13 +40,14 @@ def signature_for(sample: dict[str, np.ndarray] | None, num_classes: int) -> Mod
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def log_model(job: TrainJob, model_uri: str, config: BenchmarkConfig, dataset: str, sample: dict[str, Any] | None) -> str | None:
-    """Log ``model_uri`` (a videolstm checkpoint) into the job's run and register it; returns the model URI."""
-    name = registered_name(dataset, job.variant, job.stream)
+def log_model(job: TrainJob, run_id: str, model_uri: str, config: BenchmarkConfig, sample: dict[str, Any] | None) -> str | None:
+    """Log ``model_uri`` (a videolstm checkpoint) into run ``run_id`` and register it as
+    ``job.register_as`` (one version per seed, tagged with it); returns the model URI."""
+    name = job.register_as
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "checkpoint.pt"
         local.write_bytes(st.read_bytes(model_uri, config.storage))
-        with mlflow.start_run(run_id=job.mlflow_run_id):
+        with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(PYFUNC_CODE),
@@ -56,5 +57,7 @@ def log_model(job: TrainJob, model_uri: str, config: BenchmarkConfig, dataset: s
                 pip_requirements=[f"videolstm=={__version__}", "torch", "numpy"],
                 await_registration_for=30,
             )
+    if info.registered_model_version is not None:
+        mlflow.tracking.MlflowClient().set_model_version_tag(name, str(info.registered_model_version), "seed", str(job.seed))
     log.info("logged %s as %s (registered as %s)", job.name, info.model_uri, name)
     return info.model_uri

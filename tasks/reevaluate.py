@@ -84,18 +84,22 @@ def previous_accuracy(client: MlflowClient, name: str, version) -> tuple[float |
 
 def reevaluate_models(config: BenchmarkConfig) -> list[ModelCheck]:
     """Evaluate the latest version of every registered model of ``config.dataset.kind``."""
-    from tasks.evaluate import evaluate_model, feature_test_rows
+    from tasks.evaluate import evaluate_model, model_test_rows
 
     experiment_id = tracking.setup(config)
     client = MlflowClient()
     index = load_stage_result(config, "index")
-    test_rows = feature_test_rows(load_stage_result(config, "features"), config)
+    frames_flow, features = load_stage_result(config, "frames_flow"), load_stage_result(config, "features")
     class_names = list(index.extra["class_names"])
     checks = []
     threshold = config.evaluate.regression_threshold
     for name in registered_models(client, config.dataset.kind):
         version = latest_version(client, name)
         variant, stream = name.removeprefix(f"videolstm-{config.dataset.kind}-").rsplit("-", 1)
+        seed = int(version.tags.get("seed", config.train.seeds[0]))
+        if variant != "convnet" and str(seed) not in features.extra["manifests"]:
+            seed = config.train.seeds[0]  # a version trained with another seed: this configuration's features
+        test_rows = model_test_rows({"variant": variant, "seed": seed}, frames_flow, features, config.storage)
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}", dst_path=tmp)
             checkpoint = str(Path(local) / "artifacts" / "checkpoint.pt")

@@ -27,17 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def benchmark_run_key(config: BenchmarkConfig) -> str:
-    return stable_digest(["benchmark", config.name, lineages(config)["report"], config.train.variants, config.train.streams], 16)
-
-
-FAMILY_TAG = "videolstm.family"
-ROWS_ARTIFACT = "report/rows.json"
-
-
-def family_key(config: BenchmarkConfig) -> str:
-    """Digest shared by benchmarks that differ only in ``train.seed`` (their tables are pooled)."""
-    unseeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": 0})})
-    return benchmark_run_key(unseeded)
+    return stable_digest(["benchmark", config.name, lineages(config)["report"], config.train.variants, config.train.streams,
+                          config.train.seeds], 16)
 
 
 def start_benchmark_run(config: BenchmarkConfig) -> str:
@@ -46,7 +37,7 @@ def start_benchmark_run(config: BenchmarkConfig) -> str:
     run_id, created = tracking.find_or_create_run(
         experiment_id, benchmark_run_key(config), config.name,
         tags={tracking.KIND_TAG: "benchmark", "dataset": config.dataset.kind, "split": str(config.dataset.split),
-              FAMILY_TAG: family_key(config), "seed": str(config.train.seed)},
+              "seeds": ",".join(str(s) for s in config.train.seeds)},
     )
     if created:
         tracking.log_params(run_id, tracking.config_params(config))
@@ -60,18 +51,56 @@ def mlflow_ui_command(config: BenchmarkConfig) -> str:
     return f"mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri {uri}"
 
 
+def expected_models(config: BenchmarkConfig) -> list[str]:
+    """Every model (and fused pair) the run should evaluate: the matrix × seeds."""
+    from tasks.evaluate import FUSION_PARTNER
+    from tasks.train import model_name, variant_streams
+
+    names = []
+    for seed in config.train.seeds:
+        names += [model_name("convnet", s, seed) for s in ("rgb", "flow")]
+        matrix = variant_streams(config)
+        names += [model_name(v, s, seed) for v, s in matrix]
+        for variant, stream in matrix:
+            if stream == "rgb" and (FUSION_PARTNER.get(variant, variant), "flow") in matrix:
+                names.append(f"{variant}-fused-s{seed}")
+        names.append(f"convnet-fused-s{seed}")
+    return sorted(set(names))
+
+
+def missing_models(config: BenchmarkConfig, rows: list[dict[str, Any]], stages: list[StageResult]) -> list[tuple[str, str]]:
+    """(model, reason) of every expected model without a result row: its recorded failure, or why it is absent."""
+    have = {r["name"] for r in rows if "name" in r}
+    reasons = {item: reason for s in stages for item, reason in s.failures}
+    out = []
+    for name in expected_models(config):
+        if name not in have:
+            out.append((name, reasons.get(name, "no result (a model it depends on failed, or its stage did not run)")))
+    return out
+
+
+def parent_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per (variant, stream): the mean over seeds of test accuracy and mAP@0.2, for the parent run."""
+    values: dict[str, list[float]] = {}
+    for row in rows:
+        for metric in ("test/accuracy", "loc/mAP_0.2"):
+            if row.get(metric) is not None:
+                values.setdefault(f"{row['variant']}.{row['stream']}/{metric}", []).append(float(row[metric]))
+    return {k: sum(v) / len(v) for k, v in values.items()}
+
+
 def run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_id: str) -> dict[str, Any]:
     """Comparison tables (Markdown, HTML) and charts on the parent run; the closing message."""
     evaluated = next((s for s in stages if s.stage == "evaluate"), None)
-    own_rows = list(evaluated.extra.get("rows", [])) if evaluated else []
-    rows = sibling_rows(config, parent_run_id) + own_rows  # other seeds of the same benchmark first
-    seeds = sorted({r.get("seed") for r in rows})
+    rows = list(evaluated.extra.get("rows", [])) if evaluated else []
+    missing = missing_models(config, rows, stages)
+    seeds = len(config.train.seeds)
     uri = stage_uri(config, "report")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        (out / "rows.json").write_text(json.dumps(own_rows, indent=1, default=float))
-        (out / "comparison.md").write_text(comparison_markdown(rows) + "\n" + calibration_markdown(rows))
-        (out / "comparison.html").write_text(comparison_html(rows, title=f"VideoLSTM benchmark: {config.name}"))
+        (out / "rows.json").write_text(json.dumps(rows, indent=1, default=float))
+        (out / "comparison.md").write_text(comparison_markdown(rows, expected_seeds=seeds, missing=missing) + "\n" + calibration_markdown(rows))
+        (out / "comparison.html").write_text(comparison_html(rows, title=f"VideoLSTM benchmark: {config.name}", expected_seeds=seeds, missing=missing))
         if rows:
             plot_variant_comparison(rows, out / "variant_comparison.png", metric="test/accuracy",
                                     title=f"{config.dataset.kind}: video top-1 accuracy (split {config.dataset.split})")
@@ -82,33 +111,12 @@ def run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_id
             st.write_bytes(st.join(uri, path.name), path.read_bytes(), config.storage)
         client = mlflow.tracking.MlflowClient()
         client.log_artifacts(parent_run_id, tmp, artifact_path="report")
-    tracking.log_metrics(parent_run_id, {f"{r['variant']}.{r['stream']}/test/accuracy": r["test/accuracy"] for r in rows if "test/accuracy" in r})
+    tracking.log_metrics(parent_run_id, parent_metrics(rows))
     failures = unique_failures(stages)
     client.set_tag(parent_run_id, "videolstm.failed_items", str(len(failures)))
     tracking.finish_run(parent_run_id)
-    message = closing_message(config, uri, rows, failures, stages)
-    if len(seeds) > 1:
-        message += f"\n(tables pool {len(seeds)} runs of this benchmark that differ only in train.seed: seeds {seeds})"
+    message = closing_message(config, uri, rows, failures, stages, missing)
     return {"message": message, "ok": True, "rows": rows, "failures": len(failures), "report_uri": uri, "parent_run_id": parent_run_id}
-
-
-def sibling_rows(config: BenchmarkConfig, parent_run_id: str) -> list[dict[str, Any]]:
-    """Result rows of the other seeds of this benchmark (their parent runs' ``report/rows.json``)."""
-    experiment_id = tracking.setup(config)
-    client = mlflow.tracking.MlflowClient()
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{FAMILY_TAG}` = '{family_key(config)}'", max_results=100)
-    rows: list[dict[str, Any]] = []
-    for run in runs:
-        if run.info.run_id == parent_run_id:
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=ROWS_ARTIFACT, dst_path=tmp)
-            except Exception as exc:  # a sibling still running or from an older version: skipped, and said so
-                log.info("not pooling run %s (no %s: %s)", run.info.run_id, ROWS_ARTIFACT, type(exc).__name__)
-                continue
-            rows += json.loads(Path(path).read_text())
-    return rows
 
 
 def _localization_curves(config: BenchmarkConfig, evaluated: StageResult | None) -> dict[str, Any]:
@@ -137,10 +145,11 @@ def unique_failures(stages: list[StageResult]) -> list[tuple[str, str, str, str]
     return list(seen.values())
 
 
-def closing_message(config: BenchmarkConfig, report_uri: str, rows: list[dict], failures: list[tuple], stages: list[StageResult]) -> str:
+def closing_message(config: BenchmarkConfig, report_uri: str, rows: list[dict], failures: list[tuple], stages: list[StageResult],
+                    missing: list[tuple[str, str]] = ()) -> str:
     lines = ["", "VideoLSTM benchmark finished.", ""]
     if rows:
-        lines += [comparison_markdown(rows), calibration_markdown(rows), ""]
+        lines += [comparison_markdown(rows, expected_seeds=len(config.train.seeds), missing=missing), calibration_markdown(rows), ""]
     computed = ", ".join(f"{s.stage}: {s.computed} computed / {s.ok} ok" for s in stages)
     lines += [f"Stages: {computed}.", ""]
     lines.append(f"Comparison table: {st.join(report_uri, 'comparison.md')} (and comparison.html, charts beside it)")

@@ -8,6 +8,7 @@ on a cluster set ``mlflow.tracking_uri`` to a tracking server every node can rea
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, flatten
+from videolstm.messages import redact
 
 RUN_KEY_TAG = "videolstm.run_key"
 KIND_TAG = "videolstm.kind"
@@ -94,15 +96,14 @@ def find_or_create_run(
 
 
 def finish_run(run_id: str, failed: bool = False) -> None:
+    """End the run now (FINISHED, or FAILED); a run continued later is ended again, moving its end time."""
     MlflowClient().set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
 
 
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+def set_tags(run_id: str, tags: Mapping[str, str]) -> None:
+    from mlflow.entities import RunTag
 
-
-def redact(value: str) -> str:
-    """Drop ``user:password@`` from URIs so no credential reaches params or logs."""
-    return _USERINFO.sub("***@", value)
+    MlflowClient().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def config_params(config: BenchmarkConfig) -> dict[str, str]:
@@ -128,16 +129,50 @@ def log_params(run_id: str, params: Mapping[str, Any]) -> None:
 
 
 def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Log ``metrics`` in batches of 1000, every name made valid for MLflow (:func:`metric_names`).
+
+    MLflow refuses a whole ``log_batch`` when one name is invalid, so one odd class name (``..``)
+    would otherwise drop every metric of the model.
+    """
     from mlflow.entities import Metric
     import time
 
     now = int(time.time() * 1000)
     client = MlflowClient()
-    batch = [Metric(_metric_name(k), float(v), now, step or 0) for k, v in metrics.items()]
+    names = metric_names(metrics)
+    batch = [Metric(names[k], float(v), now, step or 0) for k, v in metrics.items()]
     for start in range(0, len(batch), 1000):
         client.log_batch(run_id, metrics=batch[start : start + 1000])
 
 
+#: MLflow's limit on a metric name (``MAX_ENTITY_KEY_LENGTH``).
+MAX_METRIC_NAME = 250
+_METRIC_SEGMENT = re.compile(r"[^A-Za-z0-9_\-. :]")
+
+
 def _metric_name(name: str) -> str:
-    # MLflow allows alphanumerics, _ - . space : / ; '@' is not allowed
-    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)
+    """``name`` as a valid MLflow metric name; unchanged when it already is one.
+
+    MLflow allows alphanumerics, ``_ - . space : /`` (no ``@``) and refuses a name that is not
+    its own normal path (``a/../b``, ``a//b``, ``./a``, a trailing ``/``, ``..``). Each ``/``
+    segment is sanitised: other characters become ``_``; an empty, ``.`` or ``..`` segment
+    becomes underscores. A changed or over-long name gets ``_<8 hex of its sha256>`` appended so
+    two different names never collapse into one.
+    """
+    segments = name.split("/")
+    clean = []
+    for segment in segments:
+        segment = _METRIC_SEGMENT.sub("_", segment)
+        if segment.strip(" .") == "":
+            segment = "_" * max(len(segment), 1)
+        clean.append(segment)
+    out = "/".join(clean)
+    if out != name or len(out) > MAX_METRIC_NAME:
+        tag = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        out = f"{out[: MAX_METRIC_NAME - 9]}_{tag}"
+    return out
+
+
+def metric_names(metrics: Mapping[str, Any]) -> dict[str, str]:
+    """``{name: valid MLflow name}`` for every key of ``metrics`` (see :func:`_metric_name`)."""
+    return {name: _metric_name(str(name)) for name in metrics}

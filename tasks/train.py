@@ -1,14 +1,20 @@
-"""Stages 3 and 5: train the frame CNNs, then every (variant, stream), on Ray Train.
+"""Stages 3, 5 and 5b: train the frame CNNs, every (variant, stream), then fine-tune VideoLSTM — per seed.
 
-One ``TorchTrainer`` per (variant, stream). The whole matrix is launched by one call
-(:func:`run_train`): as many trainers at once as the cluster has room for
-(``train.max_concurrent`` or cluster CPUs/GPUs ÷ what one trainer asks), each ``fit`` in its own
-Ray task (Ray Train V2's way of running several trainings concurrently).
+Every seed of ``train.seeds`` is an independent replicate: its own frame CNNs, its own features
+(``tasks.features``), its own sequence models, its own VideoLSTM. A stage builds one
+:class:`~tasks.train_loop.TrainJob` per model and runs them on as many ``TorchTrainer`` s as the
+cluster fits at once (``train.max_concurrent`` or cluster CPUs/GPUs ÷ what one trainer asks);
+each trainer takes jobs from a shared queue until it is empty (``tasks.train_loop``).
 
-Resuming: a trainer's Ray Train run name and storage folder are keyed by its inputs, so a re-run
-of the same experiment restores Ray Train's checkpoint manager and the loop continues from the
-latest checkpoint; ``FailureConfig(max_failures)`` restarts a killed worker group from it. The
-MLflow run is found again by its run key, so metrics continue in the same run.
+VideoLSTM depends on two trained models of the same seed (the authors' ``model_assemble.py``):
+a flow ConvLSTM with the bottom layer's kernels and the RGB ConvALSTM. :func:`run_train` trains
+them with the rest of the matrix (the 1×1 flow ConvLSTM as an extra job when the matrix has none
+of that kernel size); :func:`run_finetune` assembles and fine-tunes VideoLSTM from them. With
+``train.videolstm_init: scratch`` the fine-tuning stage trains VideoLSTM from random weights.
+
+Resuming: a model's folder, checkpoints and MLflow run are keyed by its inputs (``run_key``), so a
+re-run reuses finished models, resumes an unfinished one from its latest checkpoint and
+continues its MLflow run.
 """
 
 from __future__ import annotations
@@ -16,29 +22,51 @@ from __future__ import annotations
 import logging
 import math
 import time
-from pathlib import Path
+import uuid
 from typing import Any
 
 import pyarrow.fs as pafs
 import ray
-import ray.train
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from tasks import tracking
-from tasks.attention_targets import write_attention_targets
-from tasks.train_loop import TrainJob, train_loop_per_worker
-from videolstm.store import storage as st
-from videolstm.store.checkpoint import ModelSpec, latest_checkpoint, load_checkpoint, save_checkpoint
+from tasks.attention_targets import with_attention_targets
+from tasks.mlflow_model import registered_name
+from tasks.train_loop import MODEL_FILE, JobQueue, TrainJob, train_loop_per_worker
 from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest
 from videolstm.features.inputs import stream_in_channels
+from videolstm.store import storage as st
+from videolstm.store.checkpoint import ModelSpec
 from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
 from videolstm.store.manifest import ItemResult, failure_summary, read_manifest, write_manifest
 from videolstm.training import feature_columns, split_validation
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.pt"
+#: Relative training time of each variant at the embedded sizes (seconds per epoch normalised to
+#: the LSTM, measured on this machine with benchmarks/train_startup.py); the queue hands out the
+#: costliest jobs first so the stage's trainers finish together.
+RELATIVE_COST: dict[str, float] = {
+    "convnet": 3.0, "lstm": 1.0, "alstm": 1.5, "motion_alstm": 2.0, "convlstm": 3.0, "convalstm": 4.0, "videolstm": 6.0,
+}
+
+#: Name of the extra flow ConvLSTM trained with the bottom layer's kernels (VideoLSTM's source).
+MOTION_SOURCE = "convlstm_motion"
+
+
+def model_name(variant: str, stream: str, seed: int) -> str:
+    """``convalstm-rgb-s1``: the name of a model in manifests, folders and MLflow runs."""
+    return f"{variant}-{stream}-s{seed}"
+
+
+def parse_model_name(name: str) -> tuple[str, str, int]:
+    """(variant, stream, seed) of :func:`model_name`'s output."""
+    rest, _, seed = name.rpartition("-s")
+    variant, _, stream = rest.rpartition("-")
+    if not (variant and stream and seed.isdigit()):
+        raise ValueError(f"{name!r} is not a model name of the form <variant>-<stream>-s<seed>")
+    return variant, stream, int(seed)
 
 
 def pyarrow_filesystem(uri: str, storage: StorageConfig) -> pafs.FileSystem | None:
@@ -57,81 +85,136 @@ def storage_path(uri: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------
-# jobs
+# what to train
 
 
 def model_overrides(config: BenchmarkConfig, feature_sizes: dict[str, Any]) -> dict[str, Any]:
     """build_model overrides for the recurrent variants from the config and the feature sizes."""
-    m = config.train.model
     return {
         "input_channels": feature_sizes["channels"],
         "flow_channels": feature_sizes["channels"],
         "input_dim": feature_sizes["fc7_dim"],
+        "flow_dim": feature_sizes["fc7_dim"],
         "spatial_size": tuple(feature_sizes["spatial_size"]),
-        "hidden_channels": m.hidden_channels,
-        "lstm_hidden": m.lstm_hidden,
-        "kernel_size": m.kernel_size,
-        "attention_kernel_size": m.attention_kernel_size,
-        "motion_kernel_size": m.motion_kernel_size,
-        "fc_dim": m.fc_dim,
-        "dropout": m.dropout,
-        "init_state": m.init_state,
-        "gate_execution": m.gate_execution,
-        "attention_scale": m.attention_scale,
+        **config.train.model.model_dump(),
     }
 
 
 def variant_streams(config: BenchmarkConfig) -> list[tuple[str, str]]:
-    """The (variant, stream) matrix to train: motion variants once (RGB, attention from flow)."""
+    """The (variant, stream) matrix: the motion variants once (RGB, attention from flow)."""
     from videolstm.models import build_model
 
     jobs = []
     for variant in config.train.variants:
         if variant == "convnet":
             continue  # the frame CNNs are the ConvNet variant (trained in the frame-CNN stage)
-        probe = build_model(variant, 2, **_tiny_sizes())
-        streams = ["rgb"] if probe.needs_flow else list(config.train.streams)
+        needs_flow = build_model(variant, 2).needs_flow
+        streams = ["rgb"] if needs_flow else list(config.train.streams)
         jobs += [(variant, s) for s in streams]
     return jobs
 
 
-def _tiny_sizes() -> dict[str, Any]:
-    return {"input_channels": 2, "flow_channels": 2, "input_dim": 2, "hidden_channels": 2, "lstm_hidden": 2, "fc_dim": 2, "spatial_size": (2, 2)}
+def motion_source(config: BenchmarkConfig) -> tuple[str, dict[str, Any]]:
+    """(variant name, overrides) of VideoLSTM's bottom-layer source: a flow ConvLSTM with the
+    bottom layer's kernels — the matrix's own ConvLSTM when its kernels already have that size."""
+    m = config.train.model
+    if m.kernel_size == m.motion_kernel_size:
+        return "convlstm", {}
+    return MOTION_SOURCE, {"kernel_size": m.motion_kernel_size}
 
 
-def sequence_job(config: BenchmarkConfig, variant: str, stream: str, features: StageResult) -> TrainJob:
+def _train_params(config: BenchmarkConfig) -> dict[str, Any]:
+    """Train settings that change what a model learns (execution-only settings left out)."""
+    return config.train.model_dump(mode="json", exclude={
+        "variants", "streams", "seeds", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent",
+        "max_failures", "videolstm_init", "finetune_epochs",
+    })
+
+
+def _mlflow_fields(config: BenchmarkConfig, kind: str, variant: str, stream: str, seed: int, parent_run_id: str | None,
+                   register: bool, extra_params: dict[str, str] | None = None) -> dict[str, Any]:
+    dataset = config.dataset.kind
+    base = {"variant": variant, "stream": stream, "seed": str(seed), "dataset": dataset, "split": str(config.dataset.split)}
+    return {
+        "tracking_uri": tracking.tracking_uri(config),
+        "experiment_id": tracking.setup(config),
+        "parent_run_id": parent_run_id,
+        "run_tags": {tracking.KIND_TAG: kind, **base},
+        "run_params": {**tracking.config_params(config), **base, **(extra_params or {})},
+        "register_as": registered_name(dataset, variant, stream) if register and config.mlflow.register_models else None,
+    }
+
+
+def rows_for(manifest_uri: str, storage: StorageConfig, val_fraction: float, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """(train, validation, test) rows {"video_id", "shard", "label"} of a manifest's ok items.
+
+    Validation: ``val_fraction`` of each class's groups of the train split (group-disjoint), seeded.
+    """
+    items = [r for r in read_manifest(manifest_uri, storage) if r.ok]
+    as_rows = lambda rs: [{"video_id": r.video_id, "shard": r.shard, "label": r.label} for r in rs]  # noqa: E731
+    train, val = split_validation(as_rows([r for r in items if r.subset == "train"]), val_fraction, seed)
+    return list(train), list(val), as_rows([r for r in items if r.subset == "test"])
+
+
+def sequence_job(
+    config: BenchmarkConfig,
+    variant: str,
+    stream: str,
+    seed: int,
+    features: StageResult,
+    parent_run_id: str | None,
+    stage: str = "train",
+    overrides: dict[str, Any] | None = None,
+    init_from: dict[str, ItemResult] | None = None,
+    register: bool = True,
+) -> TrainJob:
+    """A recurrent variant on a stream for one seed, on that seed's features."""
     from videolstm.models import build_model
 
-    sizes = features.extra["feature_sizes"]
-    overrides = model_overrides(config, sizes)
-    model = build_model(variant, features.extra["num_classes"], **overrides)
-    x_column, flow_column = feature_columns(model.input_kind, model.needs_flow, stream)
-    spec = ModelSpec(variant, features.extra["num_classes"], overrides)
     t = config.train
-    run_key = stable_digest(["sequence", variant, stream, features.content, spec.to_dict(), t.model_dump(mode="json", exclude={"variants", "streams", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent", "max_failures"})], 16)
+    sizes = {**model_overrides(config, features.extra["feature_sizes"]), **(overrides or {})}
+    num_classes = features.extra["num_classes"]
+    probe = build_model(variant if variant != MOTION_SOURCE else "convlstm", num_classes, **sizes)
+    x_column, flow_column = feature_columns(probe.input_kind, probe.needs_flow, stream, probe.flow_kind)
+    spec = ModelSpec(variant if variant != MOTION_SOURCE else "convlstm", num_classes, sizes)
+    sources = {k: v.shard for k, v in (init_from or {}).items()}
+    run_key = stable_digest(["sequence", variant, stream, seed, features.extra["contents"][str(seed)], spec.to_dict(),
+                             _train_params(config), {k: v.key for k, v in (init_from or {}).items()}], 16)
+    train, val, _ = rows_for(features.extra["manifests"][str(seed)], config.storage, t.val_fraction, seed)
+    name = model_name(variant, stream, seed)
+    epochs = (t.finetune_epochs or t.epochs) if stage == "finetune" else t.epochs
+    extra = {f"init_from.{k}": v.video_id for k, v in (init_from or {}).items()}
     return TrainJob(
-        kind="sequence", variant=variant, stream=stream, name=f"{variant}-{stream}", spec=spec.to_dict(),
-        output_uri=st.join(stage_uri(config, "train"), f"{variant}-{stream}"), run_key=run_key,
-        x_column=x_column, flow_column=flow_column, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
-        optimizer=t.optimizer, weight_decay=t.weight_decay, seed=t.seed, snippet_length=t.snippet_length,
-        checkpoint_every=t.checkpoint_every, has_validation=t.val_fraction > 0, threads=max(1, int(t.cpus_per_worker)),
+        kind="sequence", variant=variant, stream=stream, seed=seed, name=name, spec=spec.to_dict(),
+        output_uri=st.join(stage_uri(config, stage), name), run_key=run_key, train_rows=train, val_rows=val,
+        x_column=x_column, flow_column=flow_column, epochs=epochs, batch_size=t.batch_size, lr=t.lr,
+        optimizer=t.optimizer, weight_decay=t.weight_decay, rmsprop_decay=t.rmsprop_decay, rmsprop_eps=t.rmsprop_eps,
+        clip_grad_norm=t.clip_grad_norm, snippet_length=t.snippet_length, checkpoint_every=t.checkpoint_every,
+        keep_checkpoints=t.keep_checkpoints, threads=max(1, int(t.cpus_per_worker)), init_from=sources,
+        cost=RELATIVE_COST.get(variant, 3.0) * epochs,
+        **_mlflow_fields(config, "sequence", variant, stream, seed, parent_run_id, register, extra),
     )
 
 
-def frame_cnn_job(config: BenchmarkConfig, stream: str, frames_flow: StageResult, num_classes: int) -> TrainJob:
-    f = config.frame_cnn
+def frame_cnn_job(config: BenchmarkConfig, stream: str, seed: int, frames_flow: StageResult, num_classes: int,
+                  parent_run_id: str | None) -> TrainJob:
+    """The frame CNN (the paper's ConvNet) of one stream for one seed."""
+    f, t = config.frame_cnn, config.train
     overrides = {"in_channels": stream_in_channels(stream, f.flow_stack), "dropout": f.dropout}
     if f.arch == "small":
         overrides.update({"channels": list(f.channels), "fc_dim": f.fc_dim})
     spec = ModelSpec(f.arch, num_classes, overrides, kind="frame_cnn")
-    run_key = stable_digest(["frame_cnn", stream, frames_flow.content, spec.to_dict(), f.model_dump(mode="json")], 16)
+    run_key = stable_digest(["frame_cnn", stream, seed, frames_flow.content, spec.to_dict(), f.model_dump(mode="json"), t.val_fraction], 16)
+    train, val, _ = rows_for(frames_flow.manifest_uri, config.storage, t.val_fraction, seed)
+    name = model_name("convnet", stream, seed)
     return TrainJob(
-        kind="frame_cnn", variant="convnet", stream=stream, name=f"convnet-{stream}", spec=spec.to_dict(),
-        output_uri=st.join(stage_uri(config, "frame_cnn"), stream), run_key=run_key,
+        kind="frame_cnn", variant="convnet", stream=stream, seed=seed, name=name, spec=spec.to_dict(),
+        output_uri=st.join(stage_uri(config, "frame_cnn"), name), run_key=run_key, train_rows=train, val_rows=val,
         epochs=f.epochs, batch_size=max(1, f.batch_size // f.frames_per_video), lr=f.lr, optimizer="adam",
-        weight_decay=1e-4, seed=f.seed, frames_per_video=f.frames_per_video, flow_stack=f.flow_stack,
-        has_validation=config.train.val_fraction > 0, threads=max(1, int(config.train.cpus_per_worker)),
-        weights=f.weights if f.arch == "vgg16" else None,
+        weight_decay=1e-4, frames_per_video=f.frames_per_video, flow_stack=f.flow_stack,
+        threads=max(1, int(t.cpus_per_worker)), weights=f.weights if f.arch == "vgg16" else None,
+        cost=RELATIVE_COST["convnet"] * f.epochs,
+        **_mlflow_fields(config, "frame_cnn", "convnet", stream, seed, parent_run_id, register=True),
     )
 
 
@@ -139,56 +222,30 @@ def frame_cnn_job(config: BenchmarkConfig, stream: str, frames_flow: StageResult
 # running trainers
 
 
-def fit_job(job: TrainJob, config: BenchmarkConfig, train_rows: list[dict], val_rows: list[dict]) -> dict[str, Any]:
-    """Fit one job with a TorchTrainer; export the best (or latest) checkpoint to ``model.pt``."""
+@ray.remote(num_cpus=0)
+def _fit_remote(trainer_name: str, jobs: Any, config_json: dict, ray_storage: str) -> dict[str, Any]:
+    """One TorchTrainer taking jobs from ``jobs`` (a JobQueue) until it is empty; returns its wall time."""
+    config = BenchmarkConfig.model_validate(config_json)
     t = config.train
-    if not val_rows:  # e.g. classes too small to hold a video out: no validation, keep the latest
-        job = job.model_copy(update={"has_validation": False})
-    ray.data.DataContext.get_current().enable_progress_bars = False  # rows are tiny; bars would only add noise
-    datasets = {"train": ray.data.from_items(train_rows), "val": ray.data.from_items(val_rows or [{"shard": "", "label": -1}])}
-    ray_storage = st.join(job.output_uri, "ray")
     filesystem = pyarrow_filesystem(ray_storage, config.storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"job": job.model_dump(mode="json"), "config": config.model_dump(mode="json")},
+        train_loop_config={"queue": jobs, "trainer": trainer_name, "config": config_json},
         scaling_config=ScalingConfig(
             num_workers=t.workers,
             use_gpu=t.use_gpu,
             resources_per_worker={"CPU": t.cpus_per_worker, **({"GPU": t.gpus_per_worker or 1} if t.use_gpu else {})},
         ),
         run_config=RunConfig(
-            name=f"{job.name}-{job.run_key[:10]}",
+            name=trainer_name,
             storage_path=storage_path(ray_storage) if filesystem is None else ray_storage.removeprefix("s3://"),
             storage_filesystem=filesystem,
             failure_config=FailureConfig(max_failures=t.max_failures),
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=t.keep_checkpoints,
-                checkpoint_score_attribute="val/accuracy" if job.has_validation else None,
-                checkpoint_score_order="max",
-            ),
         ),
-        datasets=datasets,
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     started = time.perf_counter()
-    result = trainer.fit()
-    seconds = time.perf_counter() - started
-    best = result.get_best_checkpoint("val/accuracy", "max") if job.has_validation else None
-    chosen = best or result.checkpoint
-    if chosen is None:
-        raise RuntimeError(f"{job.name}: training finished without a checkpoint (see the Ray Train logs above)")
-    with chosen.as_directory() as directory:
-        state = load_checkpoint(latest_checkpoint(directory))
-    model_uri = st.join(job.output_uri, MODEL_FILE)
-    save_checkpoint(model_uri, state, config.storage)
-    return {"name": job.name, "model_uri": model_uri, "epoch": state["epoch"], "metrics": state["metrics"], "seconds": seconds}
-
-
-@ray.remote(num_cpus=0)
-def _fit_remote(job_json: dict, config_json: dict, train_rows: list[dict], val_rows: list[dict]) -> dict[str, Any]:
-    job = TrainJob.model_validate(job_json)
-    config = BenchmarkConfig.model_validate(config_json)
-    return fit_job(job, config, train_rows, val_rows)
+    trainer.fit()
+    return {"seconds": time.perf_counter() - started}
 
 
 def concurrency(config: BenchmarkConfig, jobs: int) -> int:
@@ -201,102 +258,105 @@ def concurrency(config: BenchmarkConfig, jobs: int) -> int:
     return max(1, min(jobs, t.max_concurrent or fits, fits or 1))
 
 
-def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], rows: dict[str, tuple[list[dict], list[dict]]]) -> dict[str, dict[str, Any] | Exception]:
-    """Fit ``jobs`` with bounded concurrency; a failed job is returned as its exception."""
-    limit = concurrency(config, len(jobs))
-    log.info("training %d model(s), %d at a time: %s", len(jobs), limit, ", ".join(j.name for j in jobs))
-    pending: dict[Any, TrainJob] = {}
-    outcomes: dict[str, dict[str, Any] | Exception] = {}
-    queue = list(jobs)
+def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], stage: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Train ``jobs`` on as many trainers as fit; returns ({job name: outcome}, timing).
+
+    An outcome is the job's result ({"model_uri", "epoch", "metrics", "seconds", "run_id"}) or
+    {"error": reason}. timing: trainers, their wall seconds, the jobs' seconds, and the rest —
+    the trainers' start-up and shutdown.
+    """
+    trainers = concurrency(config, len(jobs))
+    log.info("%s: %d model(s) on %d trainer(s)", stage, len(jobs), trainers)
+    queue = JobQueue.remote([j.model_dump(mode="json") for j in jobs])
+    ray_storage = st.join(stage_uri(config, stage), "ray")
+    names = [f"{stage}-{i}-{uuid.uuid4().hex[:8]}" for i in range(trainers)]
     config_json = config.model_dump(mode="json")
-    while queue or pending:
-        while queue and len(pending) < limit:
-            job = queue.pop(0)
-            train_rows, val_rows = rows[job.name]
-            pending[_fit_remote.remote(job.model_dump(mode="json"), config_json, train_rows, val_rows)] = job
-        done, _ = ray.wait(list(pending), num_returns=1)
-        job = pending.pop(done[0])
+    futures = {_fit_remote.remote(name, queue, config_json, ray_storage): name for name in names}
+    fit_seconds = []
+    for future, name in futures.items():
         try:
-            outcomes[job.name] = ray.get(done[0])
-            log.info("trained %s in %.0f s: %s", job.name, outcomes[job.name]["seconds"], _fmt(outcomes[job.name]["metrics"]))
-        except Exception as exc:  # recorded in the manifest and summarised; other jobs go on
-            log.error("training %s failed: %s", job.name, exc)
-            outcomes[job.name] = exc
-    return outcomes
+            fit_seconds.append(ray.get(future)["seconds"])
+        except Exception as exc:  # the trainer gave up (max_failures): its current job fails, the others go on
+            log.error("trainer %s failed: %s", name, exc)
+            ray.get(queue.abandon.remote(name, f"the trainer failed after {config.train.max_failures} restarts: {type(exc).__name__}: {exc}"))
+    outcomes = ray.get(queue.results.remote())
+    for name in ray.get(queue.remaining.remote()):
+        outcomes[name] = {"error": "no trainer was left to train it (every trainer failed; see the errors above)"}
+    job_seconds = sum(o.get("seconds", 0.0) for o in outcomes.values())
+    timing = {"trainers": trainers, "fit_seconds": fit_seconds, "job_seconds": job_seconds,
+              "startup_seconds": max(0.0, sum(fit_seconds) - job_seconds)}
+    ray.kill(queue)
+    return outcomes, timing
+
+
+def _results(jobs: list[TrainJob], outcomes: dict[str, dict[str, Any]]) -> list[ItemResult]:
+    results = []
+    for job in jobs:
+        outcome = outcomes.get(job.name, {"error": "the job never ran"})
+        if "error" in outcome:
+            log.error("training %s failed: %s", job.name, outcome["error"])
+            results.append(ItemResult(video_id=job.name, status="failed", key=job.run_key, reason=outcome["error"]))
+            continue
+        log.info("trained %s in %.0f s: %s", job.name, outcome["seconds"], _fmt(outcome["metrics"]))
+        results.append(ItemResult(video_id=job.name, status="ok", key=job.run_key, shard=outcome["model_uri"],
+                                  seconds=outcome["seconds"], counts={"epoch": int(outcome["epoch"]), "seed": job.seed}))
+    return results
 
 
 def _fmt(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items()) if "accuracy" in k or k == "train/loss")
 
 
-def _rows_for(manifest_uri: str, storage: StorageConfig, val_fraction: float, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
-    """(train, val, test) rows {"video_id", "shard", "label"} of the ok items of a manifest."""
-    items = [r for r in read_manifest(manifest_uri, storage) if r.ok]
-    as_rows = lambda rs: [{"video_id": r.video_id, "shard": r.shard, "label": r.label} for r in rs]  # noqa: E731
-    train, val = split_validation(as_rows([r for r in items if r.subset == "train"]), val_fraction, seed)
-    return list(train), list(val), as_rows([r for r in items if r.subset == "test"])
+def _reuse_finished(uri: str, jobs: list[TrainJob], storage: StorageConfig) -> tuple[list[ItemResult], list[TrainJob]]:
+    """Results of jobs already finished with the same run key (their model.pt exists)."""
+    manifest_uri = st.join(uri, "manifest.parquet")
+    previous = {r.video_id: r for r in read_manifest(manifest_uri, storage)} if st.exists(manifest_uri, storage) else {}
+    reused, todo = [], []
+    for job in jobs:
+        old = previous.get(job.name)
+        if old is not None and old.ok and old.key == job.run_key and st.exists(old.shard, storage):
+            reused.append(old)
+        else:
+            todo.append(job)
+    return reused, todo
+
+
+def _train_stage(config: BenchmarkConfig, stage: str, jobs: list[TrainJob], started: float, skipped: list[ItemResult] = (),
+                 **extra: Any) -> StageResult:
+    uri = stage_uri(config, stage)
+    results, todo = _reuse_finished(uri, jobs, config.storage)
+    timing: dict[str, Any] = {}
+    if todo:
+        from tasks.runtime import init_ray
+
+        init_ray(config)
+        todo = with_attention_targets(config, stage, todo)  # issue 13: per-epoch attention health
+        outcomes, timing = run_jobs(config, todo, stage)
+        results += _results(todo, outcomes)
+    results += list(skipped)
+    manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), results, config.storage)
+    summary = failure_summary(results, manifest_uri, stage)
+    if summary:
+        log.warning(summary)
+    return stage_result(stage, uri, manifest_uri, lineages(config)[stage], results, time.perf_counter() - started,
+                        computed=len(todo), storage=config.storage, timing=timing, **extra)
 
 
 # ----------------------------------------------------------------------------------------
 # stages
 
 
-def _prepare_runs(config: BenchmarkConfig, jobs: list[TrainJob], parent_run_id: str | None, dataset: str) -> list[TrainJob]:
-    """Attach each job's MLflow run (found again by run key, else created) and log its params."""
-    experiment_id = tracking.setup(config)
-    uri = tracking.tracking_uri(config)
-    prepared = []
-    for job in jobs:
-        run_id, created = tracking.find_or_create_run(
-            experiment_id, job.run_key, job.name, parent_run_id=parent_run_id,
-            tags={tracking.KIND_TAG: job.kind, "variant": job.variant, "stream": job.stream, "dataset": dataset, "split": str(config.dataset.split)},
-        )
-        if created:
-            tracking.log_params(run_id, {**tracking.config_params(config), "variant": job.variant, "stream": job.stream, "dataset": dataset, "split": config.dataset.split})
-        prepared.append(job.model_copy(update={"mlflow_run_id": run_id, "tracking_uri": uri}))
-    return prepared
-
-
-def _finish_runs(config: BenchmarkConfig, jobs: list[TrainJob], outcomes: dict[str, Any], dataset: str, sample_inputs) -> list[ItemResult]:
-    from tasks.mlflow_model import log_model
-
-    results = []
-    for job in jobs:
-        outcome = outcomes[job.name]
-        if isinstance(outcome, Exception):
-            tracking.finish_run(job.mlflow_run_id, failed=True)
-            results.append(ItemResult(video_id=job.name, status="failed", key=job.run_key, reason=f"{type(outcome).__name__}: {outcome}"))
-            continue
-        if config.mlflow.register_models:
-            log_model(job, outcome["model_uri"], config, dataset, sample_inputs(job))
-        tracking.finish_run(job.mlflow_run_id)
-        results.append(ItemResult(video_id=job.name, status="ok", key=job.run_key, shard=outcome["model_uri"], seconds=outcome["seconds"], counts={"epoch": outcome["epoch"]}))
-    return results
-
-
 def run_frame_cnn(config: BenchmarkConfig, index: StageResult, frames_flow: StageResult, parent_run_id: str | None = None) -> StageResult:
-    """Train the RGB and the flow frame CNN (the paper's ConvNet) on frames+flow shards."""
-    from tasks.runtime import init_ray
-
+    """Train the RGB and the flow frame CNN (the paper's ConvNet) of every seed on frames+flow shards."""
     started = time.perf_counter()
-    uri = stage_uri(config, "frame_cnn")
     num_classes = len(index.extra["class_names"])
-    train, val, _ = _rows_for(frames_flow.manifest_uri, config.storage, config.train.val_fraction, config.train.seed)
-    jobs = [frame_cnn_job(config, stream, frames_flow, num_classes) for stream in ("rgb", "flow")]
-    results, todo = _reuse_finished(uri, jobs, config.storage)
-    weights_problem = _check_weights(config) if todo else None
-    if weights_problem:
-        results += [ItemResult(video_id=j.name, status="failed", key=j.run_key, reason=weights_problem) for j in todo]
-        todo = []
-    if todo:
-        init_ray(config)
-        todo = _prepare_runs(config, todo, parent_run_id, config.dataset.kind)
-        outcomes = run_jobs(config, todo, {j.name: (train, val) for j in todo})
-        results += _finish_runs(config, todo, outcomes, config.dataset.kind, _frame_sample_factory(config, train))
-    manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), results, config.storage)
-    _warn_failures(results, manifest_uri, "frame CNN")
-    return stage_result("frame_cnn", uri, manifest_uri, lineages(config)["frame_cnn"], results, time.perf_counter() - started,
-                        computed=len(todo), storage=config.storage, num_classes=num_classes)
+    jobs = [frame_cnn_job(config, stream, seed, frames_flow, num_classes, parent_run_id)
+            for seed in config.train.seeds for stream in ("rgb", "flow")]
+    problem = _check_weights(config)
+    if problem:
+        failed = [ItemResult(video_id=j.name, status="failed", key=j.run_key, reason=problem) for j in jobs]
+        return _train_stage(config, "frame_cnn", [], started, failed, num_classes=num_classes)
+    return _train_stage(config, "frame_cnn", jobs, started, num_classes=num_classes)
 
 
 def _check_weights(config: BenchmarkConfig) -> str | None:
@@ -314,67 +374,45 @@ def _check_weights(config: BenchmarkConfig) -> str | None:
 
 
 def run_train(config: BenchmarkConfig, features: StageResult, parent_run_id: str | None = None) -> StageResult:
-    """Train every (variant, stream) of the config on the feature shards."""
-    from tasks.runtime import init_ray
-
+    """Train every (variant, stream) of every seed except VideoLSTM (:func:`run_finetune`), plus
+    VideoLSTM's sources when the matrix lacks them."""
     started = time.perf_counter()
-    uri = stage_uri(config, "train")
-    train, val, _ = _rows_for(features.manifest_uri, config.storage, config.train.val_fraction, config.train.seed)
-    jobs = [sequence_job(config, v, s, features) for v, s in variant_streams(config)]
-    results, todo = _reuse_finished(uri, jobs, config.storage)
-    if todo:
-        targets_uri = write_attention_targets(config, val)  # issue 13: per-epoch attention health
-        todo = [job.model_copy(update={"attention_targets_uri": targets_uri}) for job in todo]
-        init_ray(config)
-        todo = _prepare_runs(config, todo, parent_run_id, config.dataset.kind)
-        outcomes = run_jobs(config, todo, {j.name: (train, val) for j in todo})
-        sample = _sample_inputs_factory(config, train)
-        results += _finish_runs(config, todo, outcomes, config.dataset.kind, sample)
-    manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), results, config.storage)
-    _warn_failures(results, manifest_uri, "training")
-    return stage_result("train", uri, manifest_uri, lineages(config)["train"], results, time.perf_counter() - started, computed=len(todo), storage=config.storage)
+    matrix = [(v, s) for v, s in variant_streams(config) if v != "videolstm"]
+    sources: list[tuple[str, str, dict[str, Any], bool]] = []
+    if "videolstm" in config.train.variants and config.train.videolstm_init == "pretrained":
+        variant, overrides = motion_source(config)
+        for name, stream, extra in ((variant, "flow", overrides), ("convalstm", "rgb", {})):
+            if (name, stream) not in matrix:
+                sources.append((name, stream, extra, name != MOTION_SOURCE))
+    jobs = []
+    for seed in config.train.seeds:
+        jobs += [sequence_job(config, v, s, seed, features, parent_run_id) for v, s in matrix]
+        jobs += [sequence_job(config, v, s, seed, features, parent_run_id, overrides=o, register=r) for v, s, o, r in sources]
+    return _train_stage(config, "train", jobs, started)
 
 
-def _reuse_finished(uri: str, jobs: list[TrainJob], storage: StorageConfig) -> tuple[list[ItemResult], list[TrainJob]]:
-    """Results of jobs already finished with the same run key (their model.pt exists)."""
-    manifest_uri = st.join(uri, "manifest.parquet")
-    previous = {r.video_id: r for r in read_manifest(manifest_uri, storage)} if st.exists(manifest_uri, storage) else {}
-    reused, todo = [], []
-    for job in jobs:
-        old = previous.get(job.name)
-        if old is not None and old.ok and old.key == job.run_key and st.exists(old.shard, storage):
-            reused.append(old)
-        else:
-            todo.append(job)
-    return reused, todo
+def run_finetune(config: BenchmarkConfig, features: StageResult, trained: StageResult, parent_run_id: str | None = None) -> StageResult:
+    """VideoLSTM of every seed: assembled from that seed's trained flow ConvLSTM (bottom) and RGB
+    ConvALSTM (top, attention, readout), then fine-tuned — or from scratch (``videolstm_init``)."""
+    started = time.perf_counter()
+    if "videolstm" not in config.train.variants:
+        return _train_stage(config, "finetune", [], started)
+    done = {r.video_id: r for r in read_manifest(trained.manifest_uri, config.storage)}
+    jobs, blocked = [], []
+    for seed in config.train.seeds:
+        init_from: dict[str, ItemResult] = {}
+        if config.train.videolstm_init == "pretrained":
+            variant, _ = motion_source(config)
+            wanted = {"flow_convlstm": model_name(variant, "flow", seed), "rgb_convalstm": model_name("convalstm", "rgb", seed)}
+            missing = [n for n in wanted.values() if n not in done or not done[n].ok]
+            if missing:
+                name = model_name("videolstm", "rgb", seed)
+                blocked.append(ItemResult(video_id=name, status="failed", key="",
+                                          reason=f"its pretrained sources {missing} did not train (see {trained.manifest_uri})"))
+                continue
+            init_from = {k: done[n] for k, n in wanted.items()}
+        jobs.append(sequence_job(config, "videolstm", "rgb", seed, features, parent_run_id, stage="finetune", init_from=init_from))
+    return _train_stage(config, "finetune", jobs, started, blocked)
 
 
-def _warn_failures(results: list[ItemResult], manifest_uri: str, stage: str) -> None:
-    summary = failure_summary(results, manifest_uri, stage)
-    if summary:
-        log.warning(summary)
-
-
-def _sample_inputs_factory(config: BenchmarkConfig, train_rows: list[dict]):
-    """A function giving one real input example per job (for the MLflow model signature)."""
-    from videolstm.training import snippet_batch
-
-    def sample(job: TrainJob) -> dict[str, Any]:
-        batch = snippet_batch(train_rows[:1], job.x_column, job.flow_column, job.snippet_length, None, config.storage)
-        return {k: v for k, v in batch.items() if k != "label"}
-
-    return sample
-
-
-def _frame_sample_factory(config: BenchmarkConfig, train_rows: list[dict]):
-    """One real (1, T, C, H, W) frame-CNN input per stream (for the MLflow model signature)."""
-    import numpy as np
-
-    from videolstm.store import shards
-    from videolstm.features.inputs import stream_inputs
-
-    def sample(job: TrainJob) -> dict[str, Any]:
-        arrays = shards.read_shard(train_rows[0]["shard"], columns=["frames", "flow"], storage=config.storage)
-        return {"x": stream_inputs(arrays, job.stream, np.arange(4), job.flow_stack)[None]}
-
-    return sample
+__all__ = ["MODEL_FILE", "model_name", "parse_model_name", "run_finetune", "run_frame_cnn", "run_train", "variant_streams"]

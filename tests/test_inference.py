@@ -8,7 +8,7 @@ import torch
 
 from tests.pipeline_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 from videolstm.store import shards
-from videolstm.inference import Predictions, convnet_predictions, predict_video, predict_videos, segment_batch
+from videolstm.inference import Predictions, frame_cnn_predictions, predict_video, predict_videos, segment_batch
 from videolstm.models import build_model
 
 C, H, W, K = 4, 3, 3, 3
@@ -22,17 +22,18 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 def _model(name: str):
     torch.manual_seed(0)
     overrides = {"input_channels": C, "spatial_size": (H, W), "hidden_channels": 4, "fc_dim": 8, "lstm_hidden": 6, "input_dim": 5}
-    if name in ("videolstm", "motion_alstm"):
+    if name == "videolstm":
         overrides["flow_channels"] = 2
     return build_model(name, K, **overrides).eval()
 
 
-def test_segment_batch_stacks_segments_and_shortens_them_for_a_short_video():
+def test_segment_batch_stacks_segments_and_pads_a_short_video_with_its_last_frame():
     x = np.arange(10)[:, None] * np.ones((1, 2))
     batch = segment_batch(x, [0, 3, 6], 4)
     assert batch.shape == (3, 4, 2)
     np.testing.assert_array_equal(batch[:, :, 0], [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]])
-    assert segment_batch(x[:3], [0], 5).shape == (1, 3, 2)
+    short = segment_batch(x[:3], [0], 5)
+    np.testing.assert_array_equal(short[0, :, 0], [0, 1, 2, 2, 2])  # the authors' padding
 
 
 def test_predict_video_equals_the_protocol_computed_segment_by_segment():
@@ -42,7 +43,7 @@ def test_predict_video_equals_the_protocol_computed_segment_by_segment():
     assert attention is None and steps is None
     assert probabilities.shape == (K,) and probabilities.sum() == pytest.approx(1.0, abs=1e-6)
 
-    starts = [0, 3, 6]  # round(i · (11 − 5) / 2) for i = 0, 1, 2: first and last segments at the ends
+    starts = [1, 3, 5]  # the authors': avg = (11 − 5 + 1) // 3 = 2, int(1 + 2j)
     per_segment = []
     with torch.no_grad():
         for s in starts:  # one segment at a time: batching must not change anything
@@ -68,6 +69,19 @@ def test_whole_video_pass_gives_one_attention_map_and_one_distribution_per_frame
     np.testing.assert_allclose(attention, full.attention[0].numpy(), rtol=1e-6)
 
 
+def test_a_video_shorter_than_a_segment_is_padded_and_counted_once_per_segment():
+    """The authors pad a short video with its last frame to the segment length; its S identical
+    segments average to one padded segment."""
+    model = _model("convlstm")
+    x = np.random.default_rng(2).standard_normal((3, C, H, W)).astype(np.float32)
+    probabilities, _, _ = predict_video(model, x, None, num_segments=25, segment_length=5)
+    padded = np.concatenate([x, x[-1:], x[-1:]])  # 5 frames: 0, 1, 2, 2, 2
+    with torch.no_grad():
+        logits = model(torch.from_numpy(padded)[None]).logits[0].numpy()
+    hand = _softmax(logits).sum(axis=0)
+    np.testing.assert_allclose(probabilities, hand / hand.sum(), rtol=1e-5, atol=1e-6)
+
+
 def _write_features(tmp_path, lengths=(9, 12, 4)) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []
@@ -78,7 +92,6 @@ def _write_features(tmp_path, lengths=(9, 12, 4)) -> list[dict]:
             "rgb_pool5": rng.standard_normal((t, C, H, W)).astype(np.float16),
             "flow_pool5": rng.standard_normal((t, 2, H, W)).astype(np.float16),
             "rgb_fc7": rng.standard_normal((t, 5)).astype(np.float16),
-            "flow_logits": (3 * rng.standard_normal((t, K))).astype(np.float32),
         })
         rows.append({"video_id": f"Cls/v{i}", "shard": uri, "label": i % K})
     return rows
@@ -107,19 +120,36 @@ def test_predict_videos_over_feature_shards_gives_a_distribution_per_video(tmp_p
     np.testing.assert_allclose(alone.probabilities[0], predictions.probabilities[1], rtol=1e-5, atol=1e-6)
 
 
-def test_convnet_predictions_equal_a_hand_computation_of_the_protocol(tmp_path):
-    rows = _write_features(tmp_path)
-    predictions = convnet_predictions(rows, "flow", num_segments=3, segment_length=5)
-    assert predictions.attention == {} and predictions.step_probabilities == {}
-    # hand: starts of 3 segments of 5 steps spread end to end; a 4-step video is one short segment
-    hand_starts = {9: [0, 2, 4], 12: [0, 4, 7], 4: [0]}  # round(i·(T−5)/2), halves up: (12−5)/2 = 3.5 → 4
+@pytest.mark.parametrize("stream", ["rgb", "flow"])
+def test_frame_cnn_predictions_run_the_checkpoints_model_over_every_frame(tmp_path, stream):
+    """The ConvNet variant is the frame CNN: its logits on every frame (or flow stack), then the
+    authors' segments — computed here by hand, frame by frame."""
+    from videolstm.features.backbones import SmallFrameCNN
+    from videolstm.features.inputs import stream_inputs
+
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    stack = 2
+    model = SmallFrameCNN(K, in_channels=3 if stream == "rgb" else 2 * stack, channels=(4, 4, 4), fc_dim=8).eval()
+    rows = []
+    for i, t in enumerate((9, 4)):
+        uri = str(tmp_path / f"ff{i}.parquet")
+        shards.write_shard(uri, {"video_id": f"Cls/v{i}", "label": i, "subset": "test",
+                                 "frames": rng.integers(0, 256, (t, 56, 56, 3), dtype=np.uint8),
+                                 "flow": rng.integers(0, 256, (t - 1, 56, 56, 2), dtype=np.uint8)})
+        rows.append({"video_id": f"Cls/v{i}", "shard": uri, "label": i})
+    predictions = frame_cnn_predictions(model, rows, stream, stack, num_segments=3, segment_length=5)
+    assert predictions.video_ids == ["Cls/v0", "Cls/v1"] and predictions.attention == {}
+    hand_starts = {9: [0, 1, 3], 4: [0, 0, 0]}  # 9 frames: avg (9 − 5 + 1) // 3 = 1 → int(0.5 + j); 4: padded
     for row, probs in zip(rows, predictions.probabilities):
-        logits = shards.read_shard(row["shard"])["flow_logits"].astype(np.float64)
-        t = logits.shape[0]
-        sums = [_softmax(logits[s : s + min(5, t)]).sum(axis=0) for s in hand_starts[t]]
+        arrays = shards.read_shard(row["shard"])
+        t = arrays["frames"].shape[0]
+        with torch.no_grad():
+            logits = np.stack([model(torch.from_numpy(stream_inputs(arrays, stream, np.array([f]), stack))).logits[0].numpy()
+                               for f in range(t)])
+        sums = [_softmax(logits[np.minimum(np.arange(s, s + 5), t - 1)]).sum(axis=0) for s in hand_starts[t]]
         video = np.mean(sums, axis=0)
-        np.testing.assert_allclose(probs, video / video.sum(), rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(predictions.labels, [0, 1, 2])
+        np.testing.assert_allclose(probs, video / video.sum(), rtol=1e-4, atol=1e-6)
 
 
 def test_predictions_subset_keeps_rows_aligned():

@@ -28,6 +28,7 @@ from videolstm.training import (
     snippet_batch,
     snippet_indices,
     split_validation,
+    video_group,
     train_epoch,
 )
 
@@ -61,7 +62,8 @@ def test_short_video_snippet_repeats_the_last_frame():
 def test_feature_columns_of_each_variant_kind():
     assert feature_columns("maps", False, "flow") == ("flow_pool5", None)
     assert feature_columns("vectors", False, "rgb") == ("rgb_fc7", None)
-    assert feature_columns("maps", True, "flow") == ("rgb_pool5", "flow_pool5")  # motion: RGB attended by flow
+    assert feature_columns("maps", True, "flow") == ("rgb_pool5", "flow_pool5")  # VideoLSTM: RGB attended by flow maps
+    assert feature_columns("maps", True, "rgb", flow_kind="vectors") == ("rgb_pool5", "flow_fc7")  # Motion ALSTM
     with pytest.raises(ValueError, match="unknown input kind"):
         feature_columns("pixels", False, "rgb")
 
@@ -228,9 +230,48 @@ def test_evaluate_epoch_changes_nothing_and_runs_in_eval_mode():
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
+def test_authors_rmsprop_puts_epsilon_inside_the_square_root_and_uses_the_new_mean_square():
+    """sparnn/optimizers/rmsprop.py: ms ← ρ ms + (1−ρ) g²; p ← p − lr g / sqrt(ms + ε); no momentum."""
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(5, dtype=torch.float64))
+    opt = make_optimizer("rmsprop", [p], lr=0.01, rmsprop_decay=0.9, rmsprop_eps=1e-6)
+    want, ms = p.detach().clone(), torch.zeros(5, dtype=torch.float64)
+    for step in range(4):
+        grad = torch.randn(5, dtype=torch.float64) * 10.0 ** (-step)  # shrinking gradients: ε matters at the end
+        p.grad = grad.clone()
+        opt.step()
+        ms = 0.9 * ms + 0.1 * grad**2
+        want = want - 0.01 * grad / torch.sqrt(ms + 1e-6)
+        torch.testing.assert_close(p.detach(), want, rtol=1e-12, atol=1e-15)
+    # torch's RMSprop (ε outside the root, ρ 0.99) is a different update
+    q = torch.nn.Parameter(torch.ones(3))
+    torch_opt, ours = torch.optim.RMSprop([q], lr=0.01), make_optimizer("rmsprop", [torch.nn.Parameter(torch.ones(3))], 0.01)
+    assert not isinstance(ours, torch.optim.RMSprop) and isinstance(torch_opt, torch.optim.RMSprop)
+
+
+def test_train_epoch_does_not_clip_gradients_unless_asked():
+    """A huge gradient moves RMSProp's first step by lr·g/sqrt(0.1 g² + ε) ≈ lr·√10, clipped or not;
+    with SGD the unclipped step is lr·g and a clip at norm 1 caps it."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+
+    def forward(m, batch, device):
+        loss = (m(torch.ones(1, 1)) * 1e4).sum()
+        return loss, torch.zeros(1, dtype=torch.long)
+
+    opt = make_optimizer("sgd", model.parameters(), lr=1e-6)
+    train_epoch(model, [{"label": np.zeros(1)}], opt, forward)
+    assert model.weight.item() == pytest.approx(-1e-6 * 1e4)  # no clip by default (momentum starts at 0)
+    torch.nn.init.zeros_(model.weight)
+    opt = make_optimizer("sgd", model.parameters(), lr=1e-6)
+    train_epoch(model, [{"label": np.zeros(1)}], opt, forward, max_grad_norm=1.0)
+    assert model.weight.item() == pytest.approx(-1e-6)
+
+
 def test_make_optimizer_builds_the_named_optimizer():
     params = [torch.nn.Parameter(torch.zeros(2))]
-    assert isinstance(make_optimizer("rmsprop", params, 1e-3), torch.optim.RMSprop)
+    rms = make_optimizer("rmsprop", params, 1e-3)
+    assert (rms.defaults["decay"], rms.defaults["eps"]) == (0.9, 1e-6)
     assert isinstance(make_optimizer("adam", params, 1e-3), torch.optim.Adam)
     sgd = make_optimizer("sgd", params, 1e-3, weight_decay=0.1)
     assert sgd.defaults["momentum"] == 0.9 and sgd.defaults["weight_decay"] == 0.1
@@ -247,7 +288,7 @@ def _index(per_label: dict[int, int]) -> list[dict]:
 
 
 def test_split_validation_is_stratified_and_disjoint():
-    rows = _index({0: 10, 1: 4, 2: 2, 3: 1})
+    rows = _index({0: 10, 1: 4, 2: 2, 3: 1})  # ids without a group pattern: each video is its own group
     train, val = split_validation(rows, 0.25, seed=0)
     ids = lambda rs: [r["video_id"] for r in rs]  # noqa: E731
     assert sorted(ids(train) + ids(val)) == sorted(ids(rows))
@@ -269,3 +310,38 @@ def test_split_validation_is_deterministic_whatever_the_input_order():
 def test_split_validation_with_zero_fraction_keeps_everything_for_training():
     rows = _index({0: 3})
     assert split_validation(rows, 0.0, seed=0) == (rows, [])
+
+
+@pytest.mark.parametrize(("video_id", "group"), [
+    ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01", "ApplyEyeMakeup/g08"),
+    ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c07", "ApplyEyeMakeup/g08"),
+    ("HandStandPushups/v_HandstandPushups_g25_c02", "HandStandPushups/g25"),  # the folder/file spelling quirk
+    ("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0", "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo"),
+    ("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_2", "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo"),
+    ("c0/v01", "c0/v01"),
+])
+def test_video_group_is_the_long_video_a_clip_was_cut_from(video_id, group):
+    assert video_group(video_id) == group
+
+
+def test_validation_split_of_the_real_ucf101_train_list_shares_no_group_with_training():
+    """On split 1's 9,537 real train ids: stratified by class, and no gXX group on both sides."""
+    from pathlib import Path
+
+    from videolstm.data.datasets.ucf101 import parse_class_index
+
+    splits = Path(__file__).resolve().parent / "fixtures" / "ucf101" / "ucfTrainTestlist"
+    classes = parse_class_index((splits / "classInd.txt").read_text(), "classInd.txt")
+    rows = []
+    for line in (splits / "trainlist01.txt").read_text().splitlines():
+        path = line.split()[0]
+        rows.append({"video_id": path.rsplit(".", 1)[0], "label": classes.index(path.split("/")[0])})
+    assert len(rows) == 9537
+    train, val = split_validation(rows, 0.2, seed=0)
+    train_groups = {video_group(r["video_id"]) for r in train}
+    val_groups = {video_group(r["video_id"]) for r in val}
+    assert not train_groups & val_groups
+    assert {r["label"] for r in val} == set(range(101))  # every class validated
+    assert 0.15 < len(val) / len(rows) < 0.25
+    # the previous per-video split would have put clips of ~every validation group into training
+    assert len(val_groups) > 101

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from videolstm.messages import redact, short_repr, shorten, userinfo
 
 Stream = Literal["rgb", "flow"]
 DatasetKind = Literal["synthetic", "ucf101", "hmdb51"]
@@ -117,6 +118,37 @@ class DownloadConfig(Section):
     verify: bool = Field(True, description="check sha256/size against the table of official archives")
 
 
+GiB = 1024**3
+MiB = 1024**2
+
+
+class InputLimits(Section):
+    """Bounds on what the dataset stage reads from outside: archives, split files, annotations.
+
+    The defaults fit the official data with room to spare (UCF101.rar: 6.5 GB, 13,320 videos and
+    101 folders, stored at a ratio near 1; hmdb51_org.rar: 2 GB holding 51 ``.rar`` files, one
+    level deep; the split archive: 1.65 MB of text at a ratio ~15; the largest split file 0.4 MB
+    and 9,624 lines; pyannot.pkl 3.5 MB) and stop a hostile input long before it exhausts memory
+    or disk. Raising one is safe when a mirror repackages the data. They refuse input and change
+    no result, so they are left out of the stages' lineage.
+    """
+
+    archive_total_bytes: int = Field(
+        16 * GiB, ge=1, description="bytes one extraction may unpack in all, nested archives included (UCF101.rar unpacks to ~6.5 GB)"
+    )
+    archive_entry_bytes: int = Field(4 * GiB, ge=1, description="bytes one archive entry may unpack to")
+    archive_ratio: float = Field(
+        100.0, gt=1, description="unpacked bytes per archive byte (videos ~1, split text ~15; a zip bomb ~1000)"
+    )
+    archive_entries: int = Field(100_000, ge=1, description="entries (files and folders) one extraction may hold, nested archives included")
+    archive_depth: int = Field(
+        1, ge=0, le=4, description="archive-in-archive levels extracted (HMDB51's rar of rars needs 1; deeper is refused)"
+    )
+    split_file_bytes: int = Field(8 * MiB, ge=1, description="largest split / class-index file read (UCF101's largest: 0.4 MB)")
+    split_file_lines: int = Field(200_000, ge=1, description="most lines in one split file (UCF101's longest: 9,624)")
+    annotation_bytes: int = Field(64 * MiB, ge=1, description="largest annotation pickle read (pyannot.pkl: 3.5 MB)")
+
+
 class DatasetConfig(Section):
     kind: DatasetKind = Field("synthetic", description="synthetic | ucf101 | hmdb51")
     root: str | None = Field(
@@ -131,6 +163,7 @@ class DatasetConfig(Section):
     synthetic: SyntheticConfig = SyntheticConfig()
     download: DownloadConfig = DownloadConfig()
     max_videos_per_class: int | None = Field(None, ge=1, description="subsample for quick runs")
+    limits: InputLimits = InputLimits()
 
 
 class StorageConfig(Section):
@@ -171,7 +204,13 @@ class FrameCNNConfig(Section):
     lr: float = Field(1e-3, gt=0, description="Adam learning rate of the frame CNN")
     frames_per_video: int = Field(16, ge=1, description="random frames sampled per video per epoch")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout of fc6/fc7")
-    seed: int = Field(0, description="frame-CNN training seed")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_seed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "seed" in data:
+            raise ValueError("frame_cnn.seed is gone: every seed of train.seeds trains its own frame CNNs (e.g. train.seeds: [0, 1, 2])")
+        return data
 
 
 class FeatureConfig(Section):
@@ -181,21 +220,32 @@ class FeatureConfig(Section):
 
 
 class ModelConfig(Section):
-    """Sizes shared by the recurrent variants (the paper's defaults are in parentheses)."""
+    """Sizes and options shared by the recurrent variants (the paper's/authors' values in parentheses)."""
 
-    hidden_channels: int = Field(32, ge=1, description="ConvLSTM hidden channels (512)")
-    lstm_hidden: int = Field(128, ge=1, description="LSTM/ALSTM hidden units (512)")
+    hidden_channels: int = Field(32, ge=1, description="ConvLSTM hidden channels, both VideoLSTM layers (512)")
+    lstm_hidden: int = Field(128, ge=1, description="LSTM/ALSTM/Motion ALSTM hidden units (512)")
     kernel_size: int = Field(3, ge=1, description="input- and state-to-state kernels (3)")
     attention_kernel_size: int = Field(1, ge=1, description="attention kernels (1)")
     motion_kernel_size: int = Field(1, ge=1, description="bottom (motion) ConvLSTM kernels (1)")
+    attention_channels: int | None = Field(
+        None, ge=1, description="convolutional attention width; empty: hidden_channels (the authors': hidden, = C at 512)"
+    )
+    attention_inverse_temperature: float = Field(1.0, gt=0, description="beta in softmax(beta*e) of every attention (1)")
     fc_dim: int = Field(256, ge=1, description="readout FC width (1024)")
-    dropout: float = Field(0.7, ge=0, lt=1, description="readout dropout (0.7)")
-    init_state: Literal["mean", "zeros"] = Field("mean", description="initial states: tanh(conv(mean of X)) as the authors' code, or zeros")
+    dropout: float = Field(0.7, ge=0, lt=1, description="convolutional variants: dropout after the readout FC (0.7)")
+    vector_dropout: float = Field(0.5, ge=0, lt=1, description="LSTM/ALSTM/Motion ALSTM: dropout on h_t and after the readout FC (0.5)")
+    init_state: Literal["authors", "mean", "zeros"] = Field(
+        "authors",
+        description="initial states: authors = zeros for ConvLSTM/LSTM, tanh(conv(mean of X)) for the attention variants; mean | zeros for all",
+    )
+    init: Literal["authors", "torch"] = Field(
+        "authors", description="weights: authors = sparnn's schemes (see the README), zero biases; torch = PyTorch defaults, forget bias 1"
+    )
     gate_execution: Literal["auto", "fused", "split_xh", "per_gate"] = Field("auto", description="how ConvLSTM gate convolutions execute (auto: measured fastest per device)")
     attention_scale: Literal["none", "positions"] = Field(
-        "positions",
+        "none",
         description="ConvALSTM/VideoLSTM attended input: none = A*X (eq. 9 as written), positions = H*W*A*X "
-        "(uniform attention passes X unchanged; trains far better under RMSProp, see the README)",
+        "(uniform attention passes X unchanged)",
     )
 
 
@@ -205,23 +255,48 @@ class TrainConfig(Section):
         description="recurrent variants to train (convnet is the frame-CNN stage)",
     )
     streams: list[Stream] = Field(default_factory=lambda: ["rgb", "flow"], description="streams of the non-motion variants")
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1,
+        description="every seed trains its own frame CNNs, features and every (variant, stream): independent replicates",
+    )
     epochs: int = Field(10, ge=1, description="training epochs (one random snippet per video each)")
     batch_size: int = Field(16, ge=1, description="clips per batch (per worker)")
     lr: float = Field(1e-3, gt=0, description="learning rate (the paper: RMSProp 1e-3)")
-    optimizer: Literal["rmsprop", "adam", "sgd"] = Field("rmsprop", description="rmsprop (the paper) | adam | sgd")
+    optimizer: Literal["rmsprop", "adam", "sgd"] = Field("rmsprop", description="rmsprop (the authors': eps inside the square root) | adam | sgd")
+    rmsprop_decay: float = Field(0.9, ge=0, lt=1, description="RMSProp decay of the mean square (0.9)")
+    rmsprop_eps: float = Field(1e-6, gt=0, description="RMSProp epsilon, inside the square root (1e-6)")
+    clip_grad_norm: float | None = Field(None, gt=0, description="clip gradients to this global norm; empty: no clipping (the authors')")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
     snippet_length: int = Field(30, ge=1, description="frames per training snippet (30)")
-    val_fraction: float = Field(0.2, ge=0, lt=1, description="train videos held out per class for validation (best checkpoint by val/accuracy); 0: none, the latest checkpoint is used")
-    seed: int = Field(0, description="training seed (snippets, shuffling, init)")
-    workers: int = Field(1, ge=1, description="Ray Train workers per (variant, stream)")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="groups of clips held out per class for validation (best checkpoint by val/accuracy); 0: none, the latest checkpoint is used")
+    videolstm_init: Literal["pretrained", "scratch"] = Field(
+        "pretrained",
+        description="VideoLSTM: pretrained = bottom from a trained flow ConvLSTM, top/attention/readout from the trained RGB ConvALSTM, then fine-tuned (the authors'); scratch = random weights",
+    )
+    finetune_epochs: int | None = Field(None, ge=1, description="VideoLSTM epochs in the fine-tuning stage; empty: epochs")
+    workers: int = Field(1, ge=1, description="Ray Train workers per trainer")
     use_gpu: bool = Field(False, description="train on GPUs (NCCL) instead of CPUs (gloo)")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray Train worker (also its torch threads)")
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per worker when use_gpu (0: 1)")
     max_concurrent: int | None = Field(None, ge=1, description="trainers at once (default: what the cluster fits)")
     max_failures: int = Field(2, ge=0, description="Ray Train FailureConfig: worker failures tolerated")
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
-    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept (best by val/accuracy; the latest is always kept)")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept per model (the best by val/accuracy and the latest are always kept)")
     model: ModelConfig = ModelConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_seed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "seed" in data:
+            raise ValueError(f"train.seed is now a list: write train.seeds: [{data['seed']!r}] (every seed is trained in one run)")
+        return data
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"train.seeds must be distinct, got {value}")
+        return value
 
     @field_validator("variants")
     @classmethod
@@ -245,8 +320,8 @@ class LocalizationConfig(Section):
 
 
 class EvaluateConfig(Section):
-    num_segments: int = Field(25, ge=1, description="test segments per video (25)")
-    segment_length: int = Field(30, ge=1, description="frames per test segment (30)")
+    num_segments: int = Field(25, ge=1, description="test segments per video, placed as the authors' test iterator (25)")
+    segment_length: int = Field(30, ge=1, description="frames per test segment; shorter videos are padded with their last frame (30)")
     fusion: Literal["product", "mean"] = Field("product", description="two-stream fusion of class probabilities")
     localization: LocalizationConfig = LocalizationConfig()
     overlays_per_class: int = Field(1, ge=0, description="test videos per class rendered with attention and boxes")
@@ -280,28 +355,89 @@ class BenchmarkConfig(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> BenchmarkConfig:
+        for key, value in _string_leaves(self.model_dump(mode="json")):
+            if userinfo(value) is not None:
+                raise ValueError(
+                    f"{key} holds credentials in a URI (user, token or password before '@': {redact(value)}); this "
+                    "configuration is logged as MLflow params and shown as Prefect parameters, so it must hold no "
+                    "secret: give credentials through the environment (MLFLOW_TRACKING_USERNAME/"
+                    "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN for an MLflow server, "
+                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile for S3)"
+                )
         if self.dataset.kind != "synthetic" and self.dataset.root is None and not self.dataset.download.urls:
             raise ValueError(
                 f"dataset.kind={self.dataset.kind!r} needs dataset.root (a folder in the official layout) "
                 "or dataset.download.urls (the archives to fetch)"
             )
-        for key, value in flatten(self).items():
-            if PASSWORD_IN_URI.search(value):
-                raise ValueError(
-                    f"{key} holds a password (user:password@ in a URI); this configuration is logged as MLflow "
-                    "params and shown as Prefect parameters, so it must hold no secret: give credentials through "
-                    "the environment (MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD for an MLflow server, "
-                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile for S3)"
-                )
         return self
 
 
-#: ``scheme://user:password@`` in a URI: a secret, refused in the configuration (see ``_consistent``).
-PASSWORD_IN_URI = re.compile(r"://[^/@\s:]*:[^/@\s]*@")
+def _string_leaves(value: Any, key: str = "") -> list[tuple[str, str]]:
+    """``(dotted key, string)`` of every string in a dumped config (list items as ``key[i]``)."""
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _string_leaves(v, f"{key}.{k}" if key else str(k))]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in _string_leaves(v, f"{key}[{i}]")]
+    return [(key, value)] if isinstance(value, str) else []
+
+
+#: Largest configuration file read (a real one is a few KB).
+MAX_CONFIG_BYTES = 1 * MiB
+#: Longest ConfigError message (characters); each echoed value is cut to ``short_repr``'s limit.
+MAX_CONFIG_MESSAGE = 4000
 
 
 class ConfigError(ValueError):
     """A configuration file or mapping that does not validate; the message names each bad key."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with aliases refused.
+
+    ``*alias`` references let a 541-byte file expand to billions of nodes ("billion laughs");
+    a configuration never needs them (anchors alone are harmless and still parse).
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"uses the YAML alias *{shorten(str(event.anchor), 60)}; aliases are not allowed in a "
+                "configuration (write the value out)", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def read_config_file(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
+    """The mapping in a YAML configuration file, read safely.
+
+    Safe YAML only (no Python tags), aliases refused (:class:`_NoAliasLoader`), at most
+    ``max_bytes`` bytes. Raises :class:`ConfigError` naming the file and the limit or the YAML
+    problem (message bounded).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    with open(path, "rb") as fh:
+        raw = fh.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ConfigError(
+            f"config file {path} is larger than {max_bytes} bytes (the limit for a configuration file; a real one is "
+            "a few KB): check that it is the right file"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        loaded = yaml.load(text, Loader=_NoAliasLoader) or {}  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(shorten(redact(f"config file {path} is not valid YAML: {exc}"), MAX_CONFIG_MESSAGE)) from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests its values too deeply to be a configuration") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, found {type(loaded).__name__}")
+    return loaded
 
 
 def load_config(source: str | Path | dict[str, Any] | None = None, **overrides: Any) -> BenchmarkConfig:
@@ -309,37 +445,35 @@ def load_config(source: str | Path | dict[str, Any] | None = None, **overrides: 
 
     ``overrides`` are dotted keys (``{"train.epochs": 2}``) applied on top.
     Raises :class:`ConfigError` naming every unknown key or wrong type and the file it came from.
+    A file is read by :func:`read_config_file` (size capped, aliases refused). Messages echo each
+    bad value through :func:`videolstm.messages.short_repr` (bounded, URI credentials redacted)
+    and are at most :data:`MAX_CONFIG_MESSAGE` characters.
     """
     origin = "defaults"
     data: dict[str, Any] = {}
     if isinstance(source, dict):
         data, origin = dict(source), "mapping"
     elif source is not None:
-        path = Path(source)
-        origin = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level, found {type(loaded).__name__}")
-        data = loaded
+        origin = str(source)
+        data = read_config_file(source)
     for dotted, value in overrides.items():
         _set_dotted(data, dotted, value)
     try:
         return BenchmarkConfig.model_validate(data)
     except ValidationError as exc:
         lines = []
-        for err in exc.errors():
+        for err in exc.errors(include_url=False):
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             if err["type"] == "extra_forbidden":
-                lines.append(f"  {where}: unknown key (check the spelling; see the README's configuration reference)")
+                lines.append(f"  {shorten(where, 200)}: unknown key (check the spelling; see the README's configuration reference)")
+            elif not err["loc"]:  # a model-level check: its message says what is wrong, the input is the whole config
+                lines.append(f"  (top level): {shorten(redact(err['msg']), 1000)}")
             else:
-                got = PASSWORD_IN_URI.sub("://***:***@", repr(err.get("input")))  # never echo a password
-                lines.append(f"  {where}: {err['msg']} (got {got})")
-        raise ConfigError(f"invalid configuration in {origin}:\n" + "\n".join(lines)) from None
+                lines.append(f"  {shorten(where, 200)}: {shorten(redact(err['msg']), 500)} (got {short_repr(err.get('input'))})")
+        message = f"invalid configuration in {origin}:\n" + "\n".join(lines)
+        raise ConfigError(shorten(redact(message), MAX_CONFIG_MESSAGE)) from None
+    except RecursionError:
+        raise ConfigError(f"invalid configuration in {origin}: values nested too deeply") from None
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -1,12 +1,15 @@
 """Test-time inference of a trained model on feature shards (the paper's protocol).
 
-Per video: ``num_segments`` evenly spaced ``segment_length``-step segments run as one batch;
-softmax probabilities are summed over steps and averaged over segments
-(:func:`videolstm.models.protocol.aggregate_video_probabilities`). For localization, attention
+Per video: ``num_segments`` ``segment_length``-step segments placed as the authors' test
+iterator places them (:func:`videolstm.models.protocol.segment_starts`; short videos padded
+with their last frame); softmax probabilities are summed over steps and averaged over segments
+(:func:`videolstm.models.protocol.aggregate_video_probabilities`). Segments that start at the
+same frame are computed once and counted as often as they occur. For localization, attention
 variants also run once over the whole video to get one attention map per frame, (T, h, w).
 
-The ConvNet variant needs no model here: its per-frame logits are stored in the feature
-shards (``<stream>_logits``) and go through the same segment protocol.
+The ConvNet variant is the frame CNN itself (:func:`frame_cnn_predictions`): the checkpoint's
+model runs over every frame (or flow stack) of the test video and its per-frame logits go
+through the same segment protocol.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from torch import nn
 
 from videolstm.store import shards
 from videolstm.config import StorageConfig
-from videolstm.models.protocol import aggregate_video_probabilities, segment_starts
+from videolstm.models.protocol import aggregate_video_probabilities, segment_indices, segment_starts
 
 
 @dataclass
@@ -43,9 +46,20 @@ class Predictions:
 
 
 def segment_batch(x: np.ndarray, starts: Sequence[int], length: int) -> np.ndarray:
-    """x (T, ...) → (S, min(length, T), ...) stacked segments starting at ``starts``."""
-    length = min(length, x.shape[0])
-    return np.stack([x[s : s + length] for s in starts])
+    """x (T, ...) → (S, length, ...) stacked segments starting at ``starts`` (short ones padded with the last frame)."""
+    return np.stack([x[segment_indices(x.shape[0], s, length)] for s in starts])
+
+
+def unique_starts(starts: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(distinct starts in order, how often each occurs): repeated segments are computed once."""
+    distinct = sorted(set(starts))
+    return distinct, [list(starts).count(s) for s in distinct]
+
+
+def protocol_probabilities(segment_logits: torch.Tensor, counts: Sequence[int]) -> np.ndarray:
+    """Logits of the distinct segments (S', L, K) counted ``counts`` times → video probabilities (K,)."""
+    repeated = segment_logits.repeat_interleave(torch.as_tensor(list(counts)), dim=0)
+    return aggregate_video_probabilities(repeated).numpy()
 
 
 @torch.no_grad()
@@ -63,14 +77,14 @@ def predict_video(
     ``whole_video`` adds one pass over all T steps for per-frame attention and probabilities.
     """
     model.eval()
-    starts = segment_starts(x.shape[0], num_segments, segment_length)
-    xs = torch.from_numpy(segment_batch(x.astype(np.float32), starts, segment_length))
-    fs = torch.from_numpy(segment_batch(flow.astype(np.float32), starts, segment_length)) if flow is not None else None
-    logits = model(xs, flow=fs).logits  # (S, L, K)
-    probabilities = aggregate_video_probabilities(logits).numpy()
+    starts, counts = unique_starts(segment_starts(x.shape[0], num_segments, segment_length))
+    xs = torch.from_numpy(segment_batch(x, starts, segment_length)).float()
+    fs = torch.from_numpy(segment_batch(flow, starts, segment_length)).float() if flow is not None else None
+    probabilities = protocol_probabilities(model(xs, flow=fs).logits, counts)  # logits (S', L, K)
     attention = steps = None
     if whole_video:
-        out = model(torch.from_numpy(x.astype(np.float32))[None], flow=None if flow is None else torch.from_numpy(flow.astype(np.float32))[None])
+        whole = torch.from_numpy(np.array(x, dtype=np.float32))[None]  # a copy: shard arrays are read-only
+        out = model(whole, flow=None if flow is None else torch.from_numpy(np.array(flow, dtype=np.float32))[None])
         steps = out.logits[0].softmax(-1).numpy()
         attention = out.attention[0].numpy().astype(np.float32) if out.attention is not None else None
     return probabilities, attention, steps
@@ -103,17 +117,43 @@ def predict_videos(
     return Predictions(ids, np.asarray(labels, dtype=np.int64), np.stack(probs), attention, steps)
 
 
-def convnet_predictions(
-    rows: Sequence[Mapping[str, Any]], stream: str, num_segments: int, segment_length: int, storage: StorageConfig | None = None
+@torch.no_grad()
+def frame_logits(model: nn.Module, inputs: np.ndarray, batch_frames: int = 64) -> torch.Tensor:
+    """A frame CNN over one video's inputs (T, C, H, W) in batches → per-frame logits (T, K) float32."""
+    model.eval()
+    chunks = [model(torch.from_numpy(np.ascontiguousarray(inputs[i : i + batch_frames])).float()).logits
+              for i in range(0, inputs.shape[0], batch_frames)]
+    return torch.cat(chunks).float()
+
+
+def frame_cnn_predictions(
+    model: nn.Module,
+    rows: Sequence[Mapping[str, Any]],
+    stream: str,
+    flow_stack: int,
+    num_segments: int,
+    segment_length: int,
+    storage: StorageConfig | None = None,
+    batch_frames: int = 64,
 ) -> Predictions:
-    """The ConvNet variant: the frame CNN's stored per-frame logits through the segment protocol."""
-    column = f"{stream}_logits"
+    """The ConvNet variant: a frame CNN over every frame of frames+flow shard ``rows``, then the segment protocol.
+
+    rows: {"video_id", "shard" (a frames+flow shard), "label"}; stream "rgb" (frames) or "flow"
+    (stacks of ``flow_stack`` flow fields, as the frame CNN was trained).
+    """
+    from videolstm.features.inputs import stream_inputs
+
+    column = "frames" if stream == "rgb" else "flow"
     ids, labels, probs = [], [], []
     for row in rows:
-        logits = shards.read_shard(row["shard"], columns=[column], storage=storage)[column]
-        starts = segment_starts(logits.shape[0], num_segments, segment_length)
-        segments = torch.from_numpy(segment_batch(logits.astype(np.float32), starts, segment_length))
-        probs.append(aggregate_video_probabilities(segments).numpy())
+        arrays = shards.read_shard(row["shard"], columns=["frames", "flow"], storage=storage)
+        num_frames = arrays["frames"].shape[0]
+        if column not in arrays:
+            raise ValueError(f"{row['shard']} has no {column!r} column; is it a frames+flow shard?")
+        logits = frame_logits(model, stream_inputs(arrays, stream, np.arange(num_frames), flow_stack), batch_frames)
+        starts, counts = unique_starts(segment_starts(num_frames, num_segments, segment_length))
+        segments = torch.from_numpy(segment_batch(logits.numpy(), starts, segment_length))
+        probs.append(protocol_probabilities(segments, counts))
         ids.append(row["video_id"])
         labels.append(int(row["label"]))
     return Predictions(ids, np.asarray(labels, dtype=np.int64), np.stack(probs))

@@ -15,6 +15,7 @@ batch); a clip's prediction is the argmax of its class probabilities summed over
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,18 +37,22 @@ Batch = Mapping[str, Any]
 # what each variant reads
 
 
-def feature_columns(input_kind: str, needs_flow: bool, stream: str) -> tuple[str, str | None]:
+_SUFFIX = {"maps": "pool5", "vectors": "fc7"}
+
+
+def feature_columns(input_kind: str, needs_flow: bool, stream: str, flow_kind: str = "maps") -> tuple[str, str | None]:
     """Feature-shard columns of a (variant, stream): (x column, flow column or None).
 
     ``input_kind`` "maps" reads pool5, "vectors" fc7; motion variants (``needs_flow``) read the
-    RGB maps as x and the flow maps as the motion input, whatever ``stream`` says.
+    RGB maps as x and the flow stream as the motion input — pool5 maps (VideoLSTM) or fc7
+    vectors (Motion ALSTM) as ``flow_kind`` says — whatever ``stream`` says.
     """
+    for kind in (input_kind, flow_kind):
+        if kind not in _SUFFIX:
+            raise ValueError(f"unknown input kind {kind!r}; expected 'maps' or 'vectors'")
     if needs_flow:
-        return "rgb_pool5", "flow_pool5"
-    suffix = {"maps": "pool5", "vectors": "fc7"}.get(input_kind)
-    if suffix is None:
-        raise ValueError(f"unknown input kind {input_kind!r}; expected 'maps' or 'vectors'")
-    return f"{stream}_{suffix}", None
+        return f"rgb_{_SUFFIX[input_kind]}", f"flow_{_SUFFIX[flow_kind]}"
+    return f"{stream}_{_SUFFIX[input_kind]}", None
 
 
 # ----------------------------------------------------------------------------------------
@@ -168,9 +173,10 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     forward: Forward,
     device: torch.device = torch.device("cpu"),
-    max_grad_norm: float | None = 10.0,
+    max_grad_norm: float | None = None,
 ) -> EpochStats:
-    """One pass over ``batches``: forward, backward, (clipped) step. Returns mean loss and accuracy."""
+    """One pass over ``batches``: forward, backward, step (gradients clipped to a global norm
+    only when ``max_grad_norm`` is set; the authors do not clip). Returns mean loss and accuracy."""
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for batch in batches:
@@ -205,32 +211,105 @@ def evaluate_epoch(
     return EpochStats(loss=total_loss / max(seen, 1), accuracy=correct / max(seen, 1), samples=seen)
 
 
-def make_optimizer(name: str, params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """RMSProp (the paper), Adam or SGD with momentum 0.9."""
+class AuthorsRMSprop(torch.optim.Optimizer):
+    """RMSProp as the authors' ``sparnn/optimizers/rmsprop.py`` updates (Hinton's lecture 6):
+
+        ms ← ρ·ms + (1 − ρ)·g²        p ← p − lr · g / √(ms + ε)
+
+    ε sits *inside* the square root (torch's RMSprop adds it outside) and the new mean square
+    is used in the same step; no momentum, no centring. ``weight_decay`` adds wd·p to g.
+    Defaults: lr 1e-3, ρ 0.9, ε 1e-6 (the authors').
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float = 1e-3, decay: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0):
+        if not lr > 0 or not 0 <= decay < 1 or not eps > 0 or weight_decay < 0:
+            raise ValueError(f"RMSProp needs lr > 0, 0 <= decay < 1, eps > 0, weight_decay >= 0; got {lr}, {decay}, {eps}, {weight_decay}")
+        super().__init__(params, {"lr": lr, "decay": decay, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, decay, eps, wd = group["lr"], group["decay"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad if wd == 0 else p.grad.add(p, alpha=wd)
+                state = self.state[p]
+                if "mean_square" not in state:
+                    state["mean_square"] = torch.zeros_like(p)
+                ms = state["mean_square"]
+                ms.mul_(decay).addcmul_(grad, grad, value=1 - decay)
+                p.addcdiv_(grad, ms.add(eps).sqrt_(), value=-lr)
+        return loss
+
+
+OPTIMIZERS: tuple[str, ...] = ("rmsprop", "adam", "sgd")
+
+
+def make_optimizer(
+    name: str,
+    params: Iterable[nn.Parameter],
+    lr: float,
+    weight_decay: float = 0.0,
+    rmsprop_decay: float = 0.9,
+    rmsprop_eps: float = 1e-6,
+) -> torch.optim.Optimizer:
+    """RMSProp as the authors' (:class:`AuthorsRMSprop`), Adam, or SGD with momentum 0.9."""
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
+        return AuthorsRMSprop(params, lr=lr, decay=rmsprop_decay, eps=rmsprop_eps, weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; expected 'rmsprop', 'adam' or 'sgd'")
+    raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
+
+
+_UCF_GROUP = re.compile(r"^(?P<cls>[^/]+)/v_(?P=cls)_g(?P<group>\d+)_c\d+$", re.IGNORECASE)
+_TRAILING_CLIP = re.compile(r"_\d+$")
+
+
+def video_group(video_id: str) -> str:
+    """The group of clips cut from the same long video, which must not straddle train and validation.
+
+    UCF101 (and the synthetic set, in its layout): ``Class/v_Class_gNN_cMM`` → ``Class/gNN``.
+    HMDB51: ``class/<source>_<n>`` → ``class/<source>`` (clips of one source scene are numbered
+    _0, _1, …). Anything else is its own group.
+    """
+    match = _UCF_GROUP.match(video_id)
+    if match:
+        return f"{match.group('cls')}/g{int(match.group('group')):02d}"
+    cls, _, name = video_id.rpartition("/")
+    stripped = _TRAILING_CLIP.sub("", name)
+    if cls and stripped and stripped != name:
+        return f"{cls}/{stripped}"
+    return video_id
 
 
 def split_validation(
-    rows: Sequence[Mapping[str, Any]], fraction: float, seed: int
+    rows: Sequence[Mapping[str, Any]], fraction: float, seed: int, group: Callable[[str], str] = video_group
 ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """Hold out ``fraction`` of the rows of each label (at least one when fraction > 0), seeded."""
+    """Hold out ``fraction`` of each class's *groups* (:func:`video_group`) for validation, seeded.
+
+    Stratified by label; a group is never split, so clips of one long video are never both in
+    train and validation (the official UCF101/HMDB51 splits are group-disjoint for this reason).
+    Per class: round(fraction · groups) groups, at least one, but never every group (a class with
+    one group keeps it for training).
+    """
     if fraction <= 0:
         return list(rows), []
     rng = np.random.default_rng(seed)
-    by_label: dict[int, list[Mapping[str, Any]]] = {}
+    by_label: dict[int, dict[str, list[Mapping[str, Any]]]] = {}
     for row in sorted(rows, key=lambda r: r["video_id"]):
-        by_label.setdefault(int(row["label"]), []).append(row)
+        by_label.setdefault(int(row["label"]), {}).setdefault(group(str(row["video_id"])), []).append(row)
     train, val = [], []
     for label in sorted(by_label):
-        group = by_label[label]
-        order = rng.permutation(len(group))
-        n_val = min(len(group) - 1, max(1, round(fraction * len(group))))
-        val += [group[i] for i in order[:n_val]]
-        train += [group[i] for i in order[n_val:]]
+        groups = [by_label[label][g] for g in sorted(by_label[label])]
+        order = rng.permutation(len(groups))
+        n_val = min(len(groups) - 1, max(1, round(fraction * len(groups))))
+        for rank, i in enumerate(order):
+            (val if rank < n_val else train).extend(groups[i])
     return train, val

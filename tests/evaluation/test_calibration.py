@@ -151,11 +151,11 @@ def test_oracle_attention_localizes_at_map_02_of_at_least_0_9_through_the_real_p
                                 distractors=2, appearance_cue=0.0, late_start_fraction=0.5, seed=3)
     rows, annotations, sizes = _features_of_synthetic_set(tmp_path, synthetic, flow_size)
     assert all(size == frame_size for size in sizes.values())
-    for variant in ("convalstm", "videolstm"):
+    for variant in ("alstm", "convalstm", "motion_alstm", "videolstm"):  # every attention variant's hook
         torch.manual_seed(1)
-        channels = 8
-        model = build_model(variant, synthetic.num_classes, input_channels=channels, spatial_size=(7, 7), hidden_channels=4, fc_dim=8)
-        x_column, flow_column = feature_columns(model.input_kind, model.needs_flow, "flow")
+        model = build_model(variant, synthetic.num_classes, input_channels=8, input_dim=16, spatial_size=(7, 7), hidden_channels=4,
+                            lstm_hidden=8, fc_dim=8)
+        x_column, flow_column = feature_columns(model.input_kind, model.needs_flow, "flow", getattr(model, "flow_kind", "maps"))
         predictions = predict_videos(model, rows, x_column, flow_column, 2, 8, whole_video=True)
         ids = predictions.video_ids
         assert all(predictions.attention[v].shape == (synthetic.frames, 7, 7) for v in ids)

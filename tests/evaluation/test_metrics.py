@@ -80,3 +80,22 @@ def test_csv_helpers_write_the_tables(tmp_path):
 def test_bad_inputs_are_rejected_with_a_clear_message(probs, labels, message):
     with pytest.raises(ValueError, match=message):
         classification_report(probs, labels, NAMES)
+
+
+@pytest.mark.parametrize("name, cell", [
+    ("=1+1", "'=1+1"), ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "'\rx"),
+    ("Basketball", "Basketball"), ("a=b", "a=b"), ("", ""),
+])
+def test_names_that_start_a_formula_become_text_cells(name, cell):
+    from videolstm.evaluation.metrics import csv_text
+
+    assert csv_text(name) == cell
+
+
+def test_csv_helpers_escape_class_names(tmp_path):
+    result = classification_report(np.eye(2), np.array([0, 1]), ["=HYPERLINK(1)", "ok"])
+    with open(result.per_class_to_csv(tmp_path / "per_class.csv"), newline="") as fh:
+        assert [row[0] for row in csv.reader(fh)] == ["class", "'=HYPERLINK(1)", "ok"]
+    with open(result.confusion_to_csv(tmp_path / "confusion.csv"), newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["true\\predicted", "'=HYPERLINK(1)", "ok"] and rows[1][0] == "'=HYPERLINK(1)"

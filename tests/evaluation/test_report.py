@@ -48,7 +48,8 @@ def test_table1_rows_and_columns_follow_the_paper():
     assert body["LSTM"] == ("72.0 ± 2.8", "60.0", "80.0")
     assert body["ConvLSTM"] == ("—", "—", "—")
     assert body["VideoLSTM"] == ("80.0 ± 1.4", "—", "—")
-    assert "1–2 seeds" in table1.note
+    assert "n = 2 seeds" in table1.note and "(n=k)" in table1.note
+    assert comparison_tables(_rows(), expected_seeds=2)[0].body[1][2] == "60.0 (n=1)"  # LSTM flow lacks a seed
 
 
 def test_table1_without_convnet_or_videolstm_keeps_the_four_core_rows():
@@ -56,7 +57,7 @@ def test_table1_without_convnet_or_videolstm_keeps_the_four_core_rows():
     table1 = comparison_tables(rows)[0]
     assert [r[0] for r in table1.body] == ["LSTM", "ALSTM", "ConvLSTM", "ConvALSTM"]
     assert table1.body[2] == ("ConvLSTM", "—", "50.0", "—")
-    assert table1.note == "One seed per cell."
+    assert table1.note == "One seed per cell (n = 1)."
 
 
 def test_table2_pairs_appearance_and_motion_attention():
@@ -126,7 +127,7 @@ def test_html_holds_the_same_tables_and_escapes_names():
     assert "my&lt;variant&gt;" in page and "my<variant>" not in page
     parser = _Cells()
     parser.feed(page)
-    assert len(parser.tables) == 3
+    assert len(parser.tables) == 4  # Tables 1, 2, 5 and the claims
     table1 = parser.tables[0]
     assert table1[0] == ["Model", "RGB", "Flow", "RGB+Flow"]
     assert ["LSTM", "72.0 ± 2.8", "60.0", "80.0"] in table1

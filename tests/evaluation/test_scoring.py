@@ -210,3 +210,32 @@ def test_ground_truth_frames_outside_a_shorter_tube_count_as_misses_in_the_frame
     assert curves["raw"].num_frames == 2 * T
     assert metrics["loc/frame_recall_0.5"] == pytest.approx((2 * T - 3) / (2 * T))
     assert metrics["loc/mAP_0.5"] == 1.0  # temporal IoU 0.7 × spatial IoU > 0.7
+
+
+def test_map_is_computed_on_the_smoothed_tubes_not_the_raw_boxes(tmp_path):
+    """Attention on the box except every fourth frame: the raw boxes are exact on 16 of 20 frames,
+    the LOWESS-smoothed ones are pulled towards the outliers. The metrics are the smoothed tubes'."""
+    from videolstm.evaluation.localization import video_map_at
+    from videolstm.evaluation.scoring import read_tubes
+
+    steps = 20
+    amap = np.zeros((steps, 7, 7), np.float32)
+    for t in range(steps):
+        if t % 4 == 3:
+            amap[t, 5:7, 5:7] = 1.0  # an outlier frame: the far corner
+        else:
+            amap[t, 1:4, 2:5] = 1.0  # on the ground-truth box
+    amap /= amap.sum(axis=(1, 2), keepdims=True)
+    frames = np.arange(steps)
+    gt = {"a": [GroundTruthTube(0, frames, np.tile([16.0, 8.0, 40.0, 32.0], (steps, 1)))]}
+    predictions = Predictions(["a"], np.array([0]), np.array([[0.9, 0.1]]), {"a": amap}, {"a": np.tile([0.9, 0.1], (steps, 1))})
+    thresholds = (0.1, 0.2, 0.3, 0.4, 0.5)
+    metrics, tubes, _ = score_localization(predictions, gt, {"a": FRAME}, LocalizationConfig(), tmp_path, "x")
+    raw = video_map_at([tubes["a"].detection("a", smoothed=False)], gt, thresholds)
+    smoothed = video_map_at([tubes["a"].detection("a", smoothed=True)], gt, thresholds)
+    assert raw != smoothed  # the two differ on this video ...
+    assert {t: metrics[f"loc/mAP_{t:g}"] for t in thresholds} == smoothed  # ... and the metrics are the smoothed ones
+    # the saved tubes reproduce the metrics, and hold the raw boxes too
+    saved, saved_gt, saved_raw = read_tubes(tmp_path / "tubes.json")
+    assert video_map_at(saved, saved_gt, thresholds) == smoothed
+    assert video_map_at(saved_raw, saved_gt, thresholds) == raw

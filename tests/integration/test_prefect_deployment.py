@@ -97,7 +97,7 @@ def test_full_benchmark_deployment_runs_on_a_real_server_and_worker(tmp_path):
     with sqlite3.connect(root / "mlflow.db") as db:
         runs = dict(db.execute("SELECT name, status FROM runs").fetchall())
         parents = {r for (r,) in db.execute("SELECT value FROM tags WHERE key = 'mlflow.parentRunId'")}
-    assert {"tiny", "convnet-rgb", "convnet-flow", "lstm-rgb", "convalstm-rgb", "convnet-fused"} <= set(runs), runs
+    assert {"tiny", "convnet-rgb-s0", "convnet-flow-s0", "lstm-rgb-s0", "convalstm-rgb-s0", "convnet-fused-s0"} <= set(runs), runs
     assert all(status == "FINISHED" for status in runs.values()), runs
     assert len(parents) == 1  # every nested run hangs under the benchmark's parent run
 

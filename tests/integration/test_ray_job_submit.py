@@ -60,4 +60,4 @@ def test_benchmark_submitted_as_a_ray_job_completes_on_a_head_node(tmp_path):
     assert "connecting to the Ray cluster at auto" in output, output[-4000:]
     with sqlite3.connect(root / "mlflow.db") as db:
         names = {n for (n,) in db.execute("SELECT name FROM runs")}
-    assert {"tiny", "lstm-rgb", "convalstm-rgb"} <= names
+    assert {"tiny", "lstm-rgb-s0", "convalstm-rgb-s0"} <= names

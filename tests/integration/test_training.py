@@ -1,4 +1,5 @@
-"""Training on Ray Train: nested MLflow runs, registered models, worker-kill recovery, 2 nodes."""
+"""Training on Ray Train: the matrix and VideoLSTM's fine-tuning, nested MLflow runs, registered
+models, worker-kill recovery, 2 nodes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from tasks import tracking
@@ -28,51 +30,82 @@ def _runs_by_name(config) -> dict[str, mlflow.entities.Run]:
     return {r.info.run_name: r for r in runs}
 
 
-def test_one_call_trains_the_matrix_with_nested_runs_metrics_and_registered_models(tiny_pipeline):
-    from tasks.train import run_train
+def test_the_matrix_then_videolstm_assembled_from_the_trained_sources(tiny_pipeline):
+    from tasks.train import run_finetune, run_train, sequence_job
+    from tasks.train_loop import build_model
 
-    config = tiny_pipeline.config(train={"variants": ["lstm", "videolstm"], "streams": ["rgb", "flow"], "epochs": 2, "val_fraction": 0.5})
-    result = run_train(config, tiny_pipeline.features, tiny_pipeline.parent_run_id)
-    names = {r.video_id for r in read_manifest(result.manifest_uri) if r.ok}
-    # motion variants train once (RGB, attention from flow); the others on both streams
-    assert names == {"lstm-rgb", "lstm-flow", "videolstm-rgb"}
+    config = tiny_pipeline.config(train={"variants": ["lstm", "videolstm"], "streams": ["rgb", "flow"], "epochs": 2,
+                                         "val_fraction": 0.5})
+    trained = run_train(config, tiny_pipeline.features, tiny_pipeline.parent_run_id)
+    done = {r.video_id: r for r in read_manifest(trained.manifest_uri)}
+    # the matrix (motion variants excluded: VideoLSTM is the next stage) plus VideoLSTM's two sources:
+    # the RGB ConvALSTM and a flow ConvLSTM with the bottom layer's 1×1 kernels
+    assert set(done) == {"lstm-rgb-s0", "lstm-flow-s0", "convalstm-rgb-s0", "convlstm_motion-flow-s0"}
+    assert all(r.ok for r in done.values()), [r.reason for r in done.values()]
+    assert trained.extra["timing"]["trainers"] == 2 and trained.extra["timing"]["job_seconds"] > 0
+
+    finetuned = run_finetune(config, tiny_pipeline.features, trained, tiny_pipeline.parent_run_id)
+    [item] = read_manifest(finetuned.manifest_uri)
+    assert item.video_id == "videolstm-rgb-s0" and item.ok, item.reason
+
+    # The fine-tuning job starts from the trained weights (the authors' model_assemble.py)
+    job = sequence_job(config, "videolstm", "rgb", 0, tiny_pipeline.features, None, stage="finetune",
+                       init_from={"flow_convlstm": done["convlstm_motion-flow-s0"], "rgb_convalstm": done["convalstm-rgb-s0"]})
+    start = build_model(job, config, resuming=False)
+    flow_state = load_checkpoint(done["convlstm_motion-flow-s0"].shard)["model"]
+    rgb_state = load_checkpoint(done["convalstm-rgb-s0"].shard)["model"]
+    c_flow = start.flow_channels
+    assert torch.equal(start.motion_cell.weight[:, :c_flow], flow_state["cell.weight"][:, :c_flow])
+    assert torch.equal(start.motion_cell.weight[:, c_flow + start.cell.hidden_channels :], flow_state["cell.weight"][:, c_flow:])
+    for name, tensor in start.state_dict().items():
+        if name.split(".")[0] in ("cell", "attention", "readout", "init"):
+            assert torch.equal(tensor, rgb_state[name]), name
+    # ... and fine-tuning moved them
+    tuned = load_checkpoint(item.shard)["model"]
+    assert not torch.equal(tuned["cell.weight"], rgb_state["cell.weight"])
+
     runs = _runs_by_name(config)
     client = MlflowClient()
-    for name in names:
+    for name in ("lstm-rgb-s0", "lstm-flow-s0", "convalstm-rgb-s0", "videolstm-rgb-s0"):
         run = runs[name]
         assert run.data.tags["mlflow.parentRunId"] == tiny_pipeline.parent_run_id
-        assert run.data.params["variant"] == name.split("-")[0] and run.data.params["train.epochs"] == "2"
+        variant = name.split("-")[0]
+        assert run.data.params["variant"] == variant and run.data.params["seed"] == "0"
+        assert run.data.params["train.epochs"] == "2" and run.data.params["train.optimizer"] == "rmsprop"
         history = {k: [m.step for m in client.get_metric_history(run.info.run_id, k)] for k in ("train/loss", "train/accuracy", "val/accuracy")}
         assert all(steps == [1, 2] for steps in history.values()), history
-        registered = f"videolstm-synthetic-{name}"
-        version = client.search_model_versions(f"name = '{registered}'")[0]
+        assert run.info.status == "FINISHED" and run.info.start_time < run.info.end_time
+        registered = f"videolstm-synthetic-{variant}-{name.split('-')[1]}"
+        version = max(client.search_model_versions(f"name = '{registered}'"), key=lambda v: int(v.version))
+        assert version.tags["seed"] == "0"
         model = mlflow.models.get_model_info(f"models:/{registered}/{version.version}")
         assert model.signature is not None and "x" in str(model.signature.inputs)
-        assert ("flow" in str(model.signature.inputs)) == name.startswith("videolstm")
+        assert ("flow" in str(model.signature.inputs)) == (variant == "videolstm")
+    assert runs["videolstm-rgb-s0"].data.params["init_from.rgb_convalstm"] == "convalstm-rgb-s0"
+    assert "convlstm_motion-flow-s0" in runs and not client.search_model_versions("name = 'videolstm-synthetic-convlstm_motion-flow'")
     # the exported model is the best by validation accuracy and loads with weights_only
-    state = load_checkpoint(next(r.shard for r in read_manifest(result.manifest_uri) if r.video_id == "lstm-rgb"))
-    assert state["epoch"] in (1, 2) and "val/accuracy" in state["metrics"]
+    state = load_checkpoint(done["lstm-rgb-s0"].shard)
+    assert state["epoch"] in (1, 2) and "val/accuracy" in state["metrics"] and len(state["history"]) == 2
 
 
-def test_registered_pyfunc_predicts_probabilities_from_real_features(tiny_pipeline):
+def test_registered_pyfunc_predicts_probabilities_from_real_frames(tiny_pipeline):
     import numpy as np
 
+    from videolstm.features.inputs import stream_inputs
     from videolstm.store import shards
 
     config = tiny_pipeline.config()
     tracking.setup(config)
     model = mlflow.pyfunc.load_model("models:/videolstm-synthetic-convnet-flow/latest")
     row = next(r for r in read_manifest(tiny_pipeline.frames_flow.manifest_uri) if r.ok)
-    from videolstm.features.inputs import stream_inputs
-
     arrays = shards.read_shard(row.shard, columns=["frames", "flow"])
     x = stream_inputs(arrays, "flow", np.arange(3), config.frame_cnn.flow_stack)[None]
     probabilities = model.predict({"x": x.astype(np.float32)})
     assert probabilities.shape == (1, 2) and abs(float(probabilities.sum()) - 1) < 1e-5
 
 
-def _kill_worker_mid_run(config, job_name: str, job_dir: Path, killed: list[int], timeout: float = 180) -> None:
-    """SIGKILL rank 0 once it has logged epoch 3 (so Ray Train holds at least one checkpoint)."""
+def _kill_worker_mid_run(config, job_name: str, job_dir: Path, killed: list[int], timeout: float = 240) -> None:
+    """SIGKILL rank 0 once it has logged epoch 3 (so the job holds at least one checkpoint)."""
     deadline = time.monotonic() + timeout
     record = job_dir / "workers" / "rank-0.json"
     client = MlflowClient(tracking_uri=tracking.tracking_uri(config))
@@ -88,23 +121,23 @@ def _kill_worker_mid_run(config, job_name: str, job_dir: Path, killed: list[int]
         time.sleep(0.1)
 
 
-def test_killed_training_worker_resumes_from_its_checkpoint(tiny_pipeline):
+def test_killed_training_worker_resumes_the_job_from_its_checkpoint(tiny_pipeline):
     from tasks.train import run_train
 
-    config = tiny_pipeline.config(train={"variants": ["convlstm"], "streams": ["flow"], "epochs": 25, "max_failures": 2, "seed": 7})
-    job_dir = st.local_path(st.join(stage_uri(config, "train"), "convlstm-flow"))
+    config = tiny_pipeline.config(train={"variants": ["convlstm"], "streams": ["flow"], "epochs": 25, "max_failures": 2})
+    job_dir = st.local_path(st.join(stage_uri(config, "train"), "convlstm-flow-s0"))
     killed: list[int] = []
     tracking.setup(config)
-    killer = threading.Thread(target=_kill_worker_mid_run, args=(config, "convlstm-flow", job_dir, killed), daemon=True)
+    killer = threading.Thread(target=_kill_worker_mid_run, args=(config, "convlstm-flow-s0", job_dir, killed), daemon=True)
     killer.start()
     result = run_train(config, tiny_pipeline.features, tiny_pipeline.parent_run_id)
     killer.join(timeout=5)
     assert killed, "the test did not manage to kill the training worker"
-    item = next(r for r in read_manifest(result.manifest_uri) if r.video_id == "convlstm-flow")
+    item = next(r for r in read_manifest(result.manifest_uri) if r.video_id == "convlstm-flow-s0")
     assert item.ok, item.reason
     new_pid = json.loads((job_dir / "workers" / "rank-0.json").read_text())["pid"]
     assert new_pid != killed[0]  # a new worker process finished the run
-    run = _runs_by_name(config)["convlstm-flow"]
+    run = _runs_by_name(config)["convlstm-flow-s0"]
     client = MlflowClient()
     losses = client.get_metric_history(run.info.run_id, "train/loss")
     assert max(m.step for m in losses) == 25  # every epoch ran, in the same MLflow run
@@ -116,6 +149,8 @@ def test_killed_training_worker_resumes_from_its_checkpoint(tiny_pipeline):
     assert val[exported["epoch"]] == pytest.approx(max(val.values()))
     resumed = MlflowClient().get_metric_history(run.info.run_id, "resumed_from_epoch")
     assert resumed and 1 <= resumed[-1].value < 25  # it continued from a checkpoint, not from scratch
+    kept = sorted(p.name for p in (job_dir / "checkpoints").glob("*.pt"))
+    assert len(kept) <= config.train.keep_checkpoints + 1 and "checkpoint_epoch_00025.pt" in kept  # pruned, latest kept
 
 
 @pytest.mark.timeout(600)
@@ -132,13 +167,13 @@ def test_training_spreads_workers_over_two_nodes(tiny_pipeline, tmp_path):
         cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
     try:
         cluster.wait_for_nodes()
-        config = tiny_pipeline.config(train={"variants": ["lstm"], "streams": ["rgb"], "epochs": 2, "workers": 2, "seed": 3},
+        config = tiny_pipeline.config(train={"variants": ["lstm"], "streams": ["rgb"], "epochs": 3, "workers": 2},
                                       ray={"address": cluster.address})
         init_ray(config)  # the pipeline's own way of joining a cluster at a loopback address
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         result = run_train(config, tiny_pipeline.features, tiny_pipeline.parent_run_id)
         assert result.ok == 1, result.failures
-        records = [json.loads(p.read_text()) for p in (st.local_path(st.join(stage_uri(config, "train"), "lstm-rgb")) / "workers").glob("rank-*.json")]
+        records = [json.loads(p.read_text()) for p in (st.local_path(st.join(stage_uri(config, "train"), "lstm-rgb-s0")) / "workers").glob("rank-*.json")]
         assert sorted(r["rank"] for r in records) == [0, 1]
         assert len({r["node_id"] for r in records}) == 2  # DDP workers ran on both nodes
         assert {r["node_id"] for r in records} == {n["NodeID"] for n in ray.nodes() if n["Alive"]}

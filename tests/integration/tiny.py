@@ -23,6 +23,7 @@ def tiny_config(root: str, **sections: Any) -> dict[str, Any]:
         "train": {
             "variants": ["lstm", "convalstm"],
             "streams": ["rgb"],
+            "seeds": [0],
             "epochs": 1,
             "batch_size": 4,
             "snippet_length": 6,

@@ -35,6 +35,7 @@ def softmax_positions(z: Tensor) -> Tensor:
 
 
 def readout(model, features: Tensor) -> Tensor:
+    """Dropout is off in eval and in these tests: FC → tanh → classifier."""
     r = model.readout
     return F.linear(torch.tanh(F.linear(features, r.fc.weight, r.fc.bias)), r.classifier.weight, r.classifier.bias)
 
@@ -72,14 +73,24 @@ def lstm(model, x: Tensor, flow=None):
     return torch.stack(logits, 1), None
 
 
-def _region_lstm(model, x: Tensor, alpha_fn):
+def region_scores(att, regions: Tensor, state: Tensor) -> Tensor:
+    """e_i = u · tanh(W_c x_i + W_d s + b), times β, then softmax over i.
+
+    regions (B, N, C), state (B, S) → α (B, N).
+    """
+    pre = F.linear(regions, att.w_c.weight, att.w_c.bias) + F.linear(state, att.w_d.weight)[:, None, :]
+    e = F.linear(torch.tanh(pre), att.w.weight)[..., 0]
+    return torch.softmax(att.inverse_temperature * e, dim=1)
+
+
+def alstm(model, x: Tensor, flow=None):
     b, steps, ch, hh, ww = x.shape
     hd = model.cell.hidden_channels
     h, c = vector_init(model.init, x, hd)
     logits, maps = [], []
     for t in range(steps):
-        alpha = alpha_fn(t, h)  # (B, N)
         regions = x[:, t].reshape(b, ch, hh * ww)
+        alpha = region_scores(model.attention, regions.transpose(1, 2), h)  # from x_{t,i} and h_{t-1}
         context = (regions * alpha[:, None, :]).sum(dim=2)  # Σ_i α_i x_i
         h, c = lstm_step(model.cell.weight, model.cell.bias, context, h, c)
         logits.append(readout(model, h))
@@ -87,22 +98,21 @@ def _region_lstm(model, x: Tensor, alpha_fn):
     return torch.stack(logits, 1), torch.stack(maps, 1)
 
 
-def alstm(model, x: Tensor, flow=None):
-    s = model.attention.scores
-    return _region_lstm(model, x, lambda t, h: torch.softmax(F.linear(h, s.weight, s.bias), dim=1))
-
-
 def motion_alstm(model, x: Tensor, flow: Tensor):
-    a = model.attention
-    b, _, cf, hh, ww = flow.shape
-
-    def alpha(t: int, h: Tensor) -> Tensor:
-        m = flow[:, t].reshape(b, cf, hh * ww).transpose(1, 2)  # (B, N, C')
-        pre = F.linear(m, a.w_m.weight, a.w_m.bias) + F.linear(h, a.w_h.weight)[:, None, :]
-        e = F.linear(torch.tanh(pre), a.w.weight)[..., 0]  # (B, N)
-        return torch.softmax(e, dim=1)
-
-    return _region_lstm(model, x, alpha)
+    """Bottom LSTM over the flow vectors f_t with input cat(f_t, h_{t-1}); attention from x and h^m_t."""
+    b, steps, ch, hh, ww = x.shape
+    hd = model.cell.hidden_channels
+    h, c = vector_init(model.init, x, hd)
+    hm, cm = vector_init(model.motion_init, flow, model.motion_cell.hidden_channels)
+    logits, maps = [], []
+    for t in range(steps):
+        hm, cm = lstm_step(model.motion_cell.weight, model.motion_cell.bias, torch.cat([flow[:, t], h], 1), hm, cm)
+        regions = x[:, t].reshape(b, ch, hh * ww)
+        alpha = region_scores(model.attention, regions.transpose(1, 2), hm)
+        h, c = lstm_step(model.cell.weight, model.cell.bias, (regions * alpha[:, None, :]).sum(dim=2), h, c)
+        logits.append(readout(model, h))
+        maps.append(alpha.view(b, hh, ww))
+    return torch.stack(logits, 1), torch.stack(maps, 1)
 
 
 def convlstm(model, x: Tensor, flow=None):
@@ -115,14 +125,19 @@ def convlstm(model, x: Tensor, flow=None):
     return torch.stack(logits, 1), None
 
 
+def conv_attention(a, x_t: Tensor, state: Tensor) -> Tensor:
+    """Eqs. 7–8: Z = W_z ∗ tanh(W_xa ∗ X + W_ha ∗ S + b_a); A = softmax over positions of β Z."""
+    z = conv(torch.tanh(conv(x_t, a.w_xa) + conv(state, a.w_ha)), a.w_z)[:, 0]
+    return softmax_positions(a.inverse_temperature * z)
+
+
 def convalstm(model, x: Tensor, flow=None):
     a, hd = model.attention, model.cell.hidden_channels
     h, c = map_init(model.init, x, hd)
     logits, maps = [], []
     for t in range(x.shape[1]):
-        z = conv(torch.tanh(conv(x[:, t], a.w_xa) + conv(h, a.w_ha)), a.w_z)[:, 0]  # eq. 7
-        att = softmax_positions(z)  # eq. 8
-        attended = x[:, t] * att[:, None]  # eq. 9
+        att = conv_attention(a, x[:, t], h)  # from X_t and H_{t-1}
+        attended = x[:, t] * att[:, None] * model.attended_scale  # eq. 9 (scale 1 unless "positions")
         h, c = lstm_step(model.cell.weight, model.cell.bias, attended, h, c)
         logits.append(readout(model, h.flatten(1)))
         maps.append(att)
@@ -132,14 +147,13 @@ def convalstm(model, x: Tensor, flow=None):
 def videolstm(model, x: Tensor, flow: Tensor):
     a, hd = model.attention, model.cell.hidden_channels
     h, c = map_init(model.init, x, hd)
-    hm, cm = map_init(model.motion_init, flow, hd)
+    hm, cm = map_init(model.motion_init, flow, model.motion_cell.hidden_channels)
     logits, maps = [], []
     for t in range(x.shape[1]):
         # bottom: W^m_x ∗ M_t + W_e ∗ H_{t-1} + W^m_h ∗ H^m_{t-1} + b
         hm, cm = lstm_step(model.motion_cell.weight, model.motion_cell.bias, torch.cat([flow[:, t], h], 1), hm, cm)
-        z = conv(torch.tanh(conv(hm, a.w_ha)), a.w_z)[:, 0]  # Z = W_z ∗ tanh(W_ha ∗ H^m_t + b_a)
-        att = softmax_positions(z)
-        h, c = lstm_step(model.cell.weight, model.cell.bias, x[:, t] * att[:, None], h, c)
+        att = conv_attention(a, x[:, t], hm)  # Z = U ∗ tanh(W_c ∗ X_t + W_d ∗ H^m_t + b)
+        h, c = lstm_step(model.cell.weight, model.cell.bias, x[:, t] * att[:, None] * model.attended_scale, h, c)
         logits.append(readout(model, h.flatten(1)))
         maps.append(att)
     return torch.stack(logits, 1), torch.stack(maps, 1)

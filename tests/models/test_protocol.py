@@ -13,6 +13,7 @@ from videolstm.models.protocol import (
     aggregate_video_probabilities,
     fuse_probabilities,
     random_snippet_start,
+    segment_indices,
     segment_starts,
 )
 
@@ -20,27 +21,34 @@ from videolstm.models.protocol import (
 @pytest.mark.parametrize(
     ("num_frames", "num_segments", "length", "want"),
     [
-        (100, 3, 30, [0, 35, 70]),  # first at 0, last at 100 - 30
-        (130, 5, 30, [0, 25, 50, 75, 100]),
-        (101, 3, 30, [0, 36, 71]),  # 35.5 rounds up
-        (34, 25, 30, [0, 1, 2, 3, 4]),  # fewer possible starts than segments: each once
-        (30, 25, 30, [0]),  # exactly one segment long
-        (20, 25, 30, [0]),  # shorter than a segment: one (shorter) segment
-        (1, 25, 30, [0]),
-        (100, 1, 30, [35]),  # a single segment is centred
-        (99, 1, 30, [35]),  # (69 / 2 = 34.5 → 35)
+        # the authors' test iterator: avg = (L - 30 + 1) // S, start_j = int(avg / 2 + j * avg)
+        (100, 3, 30, [11, 34, 57]),  # avg 71 // 3 = 23: 11.5 → 11, 34.5 → 34, 57.5 → 57
+        (130, 5, 30, [10, 30, 50, 70, 90]),  # avg 101 // 5 = 20
+        (101, 3, 30, [12, 36, 60]),  # avg 72 // 3 = 24
+        (54, 25, 30, list(range(25))),  # avg 1: 0.5 + j → j; the last segment ends at frame 54
+        (34, 25, 30, [0] * 25),  # avg 5 // 25 = 0: every segment at 0, counted 25 times
+        (30, 25, 30, [0] * 25),
+        (20, 25, 30, [0] * 25),  # shorter than a segment: padded with its last frame
+        (1, 25, 30, [0] * 25),
+        (100, 1, 30, [35]),  # avg 71: int(35.5)
+        (99, 1, 30, [35]),  # avg 70
     ],
 )
 def test_segment_starts_hand_cases(num_frames: int, num_segments: int, length: int, want: list[int]) -> None:
     assert segment_starts(num_frames, num_segments, length) == want
 
 
-def test_segment_starts_paper_defaults_cover_the_video_evenly() -> None:
-    starts = segment_starts(300)  # 25 segments of 30 frames
-    assert len(starts) == 25 and starts[0] == 0 and starts[-1] == 270
-    gaps = np.diff(starts)
-    assert gaps.min() >= 11 and gaps.max() <= 12  # 270 / 24 = 11.25
+def test_segment_starts_paper_defaults_for_a_300_frame_video() -> None:
+    starts = segment_starts(300)  # 25 segments of 30 frames: avg = 271 // 25 = 10
+    assert starts == [5 + 10 * j for j in range(25)]
     assert all(s + 30 <= 300 for s in starts)
+
+
+def test_segment_indices_pad_a_short_video_with_its_last_frame() -> None:
+    np.testing.assert_array_equal(segment_indices(4, 0, 6), [0, 1, 2, 3, 3, 3])
+    np.testing.assert_array_equal(segment_indices(40, 5, 3), [5, 6, 7])
+    with pytest.raises(ValueError, match="outside"):
+        segment_indices(4, 4, 2)
 
 
 def test_segment_starts_rejects_nonsense() -> None:

@@ -16,11 +16,13 @@ SMALL = dict(
     input_channels=5,
     flow_channels=3,
     input_dim=12,
+    flow_dim=9,
     spatial_size=(3, 4),  # not square: catches H/W mix-ups
     hidden_channels=4,
     lstm_hidden=6,
     fc_dim=7,
     dropout=0.0,
+    vector_dropout=0.0,
 )
 B, T, K = 2, 4, 3
 MOTION = ("motion_alstm", "videolstm")
@@ -39,7 +41,11 @@ def inputs_for(model, batch: int = B, steps: int = T, dtype=torch.float64, seed:
         x = torch.randn(batch, steps, SMALL["input_dim"], generator=g, dtype=dtype)
     else:
         x = torch.randn(batch, steps, SMALL["input_channels"], h, w, generator=g, dtype=dtype)
-    flow = torch.randn(batch, steps, SMALL["flow_channels"], h, w, generator=g, dtype=dtype) if model.needs_flow else None
+    flow = None
+    if model.needs_flow and model.flow_kind == "maps":
+        flow = torch.randn(batch, steps, SMALL["flow_channels"], h, w, generator=g, dtype=dtype)
+    elif model.needs_flow:
+        flow = torch.randn(batch, steps, SMALL["flow_dim"], generator=g, dtype=dtype)
     return x, flow
 
 
@@ -58,6 +64,8 @@ def test_registry_names_are_the_variants_and_their_metadata() -> None:
     for name in VARIANTS:
         model = small_model(name)
         assert (model.input_kind, model.needs_flow, model.has_attention) == expected[name]
+        if model.needs_flow:  # the authors': Motion ALSTM reads the flow stream's fc7, VideoLSTM its pool5
+            assert model.flow_kind == {"motion_alstm": "vectors", "videolstm": "maps"}[name]
         assert model.variant == name
 
 
@@ -66,9 +74,10 @@ def test_variants_import_without_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("init_state", ["mean", "zeros"])
+@pytest.mark.parametrize("init_state", ["authors", "mean", "zeros"])
 @pytest.mark.parametrize("name", VARIANTS)
 def test_variant_equals_the_naive_reference_of_its_equations(name: str, init_state: str) -> None:
+    """Outputs and attention maps equal a plain step-by-step computation of the authors' equations."""
     model = small_model(name, init_state=init_state).eval()
     x, flow = inputs_for(model)
     out = model(x, flow)
@@ -118,9 +127,21 @@ def test_init_state_mean_starts_from_tanh_of_the_clip_mean() -> None:
     video = small_model("videolstm", init_state="mean")
     assert video.motion_init.conv_h.weight.shape[1] == SMALL["flow_channels"]  # from the mean of M
     assert video.init.conv_h.weight.shape[1] == SMALL["input_channels"]
+    motion = small_model("motion_alstm", init_state="mean")
+    assert motion.motion_init.linear_h.weight.shape[1] == SMALL["flow_dim"]  # from the mean flow vector
 
 
-@pytest.mark.parametrize("init_state", ["mean", "zeros"])
+def test_authors_initial_states_are_zeros_without_attention_and_the_clip_mean_with_it() -> None:
+    """rgb_convLSTM / rgb_LSTM pass no initial state; the attention scripts build it from the mean."""
+    for name in ("convlstm", "lstm"):
+        assert small_model(name).init is None, name
+    for name in ATTENTION:
+        assert small_model(name).init is not None, name
+    for name in MOTION:
+        assert small_model(name).motion_init is not None, name
+
+
+@pytest.mark.parametrize("init_state", ["authors", "mean", "zeros"])
 @pytest.mark.parametrize("name", VARIANTS)
 def test_every_parameter_receives_a_nonzero_gradient(name: str, init_state: str) -> None:
     model = small_model(name, init_state=init_state)
@@ -146,7 +167,10 @@ def test_variant_fits_eight_random_clips(name: str) -> None:
         x = torch.randn(8, steps, sizes["input_dim"], generator=g)
     else:
         x = torch.randn(8, steps, sizes["input_channels"], h, w, generator=g)
-    flow = torch.randn(8, steps, sizes["flow_channels"], h, w, generator=g) if model.needs_flow else None
+    flow = None
+    if model.needs_flow:
+        shape = (sizes["flow_channels"], h, w) if model.flow_kind == "maps" else (sizes["flow_dim"],)
+        flow = torch.randn(8, steps, *shape, generator=g)
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     first = None
@@ -168,8 +192,8 @@ def test_flow_changes_the_attention_and_the_logits(name: str) -> None:
     x, flow = inputs_for(model)
     other = torch.randn_like(flow)
     a, b = model(x, flow), model(x, other)
-    assert (a.attention - b.attention).abs().max() > 1e-6
-    assert (a.logits - b.logits).abs().max() > 1e-6
+    assert (a.attention - b.attention).abs().max() > 1e-10  # float64: far above rounding
+    assert (a.logits - b.logits).abs().max() > 1e-10
 
 
 @pytest.mark.parametrize("name", MOTION)
@@ -211,8 +235,8 @@ def test_videolstm_bottom_layer_receives_the_top_hidden_state() -> None:
 
 def test_convalstm_with_given_attention_is_a_convlstm_over_a_times_x() -> None:
     """X̃_t = A_t ⊙ X_t into the ConvLSTM: equal to the ConvLSTM variant run on A ⊙ X."""
-    att_model = small_model("convalstm").eval()
-    plain = small_model("convlstm").eval()
+    att_model = small_model("convalstm", init_state="mean").eval()
+    plain = small_model("convlstm", init_state="mean").eval()
     plain.load_state_dict({k: v for k, v in att_model.state_dict().items() if not k.startswith("attention.")})
     x, _ = inputs_for(att_model)
     a = torch.softmax(torch.randn(B, T, 12, dtype=torch.float64), dim=-1).view(B, T, 3, 4)
@@ -252,18 +276,41 @@ def test_attention_maps_are_distributions_over_positions(name: str) -> None:
     assert att.std() > 0  # not a constant map
 
 
-def test_alstm_attention_comes_from_the_previous_hidden_state_only() -> None:
-    """α_1 = softmax(W h_0 + b): with zero init it is the same for every clip; X_t does not enter."""
-    model = small_model("alstm", init_state="zeros").eval()
-    x, _ = inputs_for(model)
-    att = model(x).attention
-    first = torch.softmax(model.attention.scores.bias, dim=0).view(3, 4)
-    assert torch.allclose(att[0, 0], first) and torch.allclose(att[1, 0], first)
+@pytest.mark.parametrize("name", ATTENTION)
+def test_changing_only_the_last_frame_changes_the_last_attention_map(name: str) -> None:
+    """Every attention reads X_t (the authors' W_c x_t term): with zero initial states, changing
+    only frame T changes A_T and leaves A_1 … A_{T-1} as they were."""
+    model = small_model(name, init_state="zeros").eval()
+    x, flow = inputs_for(model)
+    base = model(x, flow).attention
     x2 = x.clone()
-    x2[:, 1] = torch.randn_like(x2[:, 1])  # change frame 1 only
-    att2 = model(x2).attention
-    assert torch.equal(att2[:, :2], att[:, :2])  # α_1 depends on h_0 only, not on x_1
-    assert (att2[:, 2] - att[:, 2]).abs().max() > 0
+    x2[:, -1] = torch.randn_like(x2[:, -1])
+    changed = model(x2, flow).attention
+    assert torch.equal(changed[:, :-1], base[:, :-1])
+    assert (changed[:, -1] - base[:, -1]).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("name", MOTION)
+def test_changing_only_the_flow_of_one_frame_changes_that_attention_map(name: str) -> None:
+    """The motion state of step t enters A_t (the authors attend with h^m_t, not h^m_{t-1})."""
+    model = small_model(name, init_state="zeros").eval()
+    x, flow = inputs_for(model)
+    base = model(x, flow).attention
+    flow2 = flow.clone()
+    flow2[:, -1] = torch.randn_like(flow2[:, -1])
+    changed = model(x, flow2).attention
+    assert torch.equal(changed[:, :-1], base[:, :-1])
+    assert (changed[:, -1] - base[:, -1]).abs().max() > 1e-6
+
+
+def test_vector_variants_drop_out_h_and_the_fc_output_by_half_the_convolutional_ones_the_fc_output_by_0_7() -> None:
+    """rgb_LSTM / rgb_ALSTM: dropout 0.5 on h_t and after the FC; rgb_convALSTM: 0.7 after the FC only."""
+    for name in ("lstm", "alstm", "motion_alstm"):
+        readout = build_model(name, 3).readout
+        assert (readout.input_dropout.p, readout.dropout.p) == (0.5, 0.5), name
+    for name in ("convlstm", "convalstm", "videolstm"):
+        readout = build_model(name, 3, hidden_channels=4, input_channels=4, fc_dim=8).readout
+        assert (readout.input_dropout.p, readout.dropout.p) == (0.0, 0.7), name
 
 
 def test_readout_is_per_step_and_causal() -> None:
@@ -318,7 +365,8 @@ def test_bad_num_classes_is_a_value_error() -> None:
 def test_missing_flow_is_a_value_error(name: str) -> None:
     model = small_model(name)
     x, _ = inputs_for(model)
-    with pytest.raises(ValueError, match=rf"{name} needs flow maps of shape \(B, T, C', H, W\)"):
+    shape = r"\(B, T, C', H, W\)" if model.flow_kind == "maps" else r"\(B, T, D'\)"
+    with pytest.raises(ValueError, match=rf"{name} needs the flow stream of shape {shape}"):
         model(x)
 
 
@@ -345,7 +393,7 @@ def test_flow_not_matching_x_is_a_value_error(bad: str) -> None:
         "channels": flow[:, :, :2],
         "rank": flow[:, 0],
     }[bad]
-    with pytest.raises(ValueError, match=r"videolstm expects flow of shape \(B, T, C', H, W\) = \(2, 4, 3, 3, 4\)"):
+    with pytest.raises(ValueError, match=r"videolstm expects flow of shape \(B, T, C', H, W\) with C'=3 = \(2, 4, 3, 3, 4\)"):
         model(x, wrong)
 
 
@@ -365,7 +413,9 @@ def test_defaults_are_the_papers() -> None:
     assert (sizes.input_channels, sizes.flow_channels, sizes.input_dim, sizes.spatial_size) == (512, 512, 4096, (7, 7))
     assert (sizes.hidden_channels, sizes.lstm_hidden, sizes.kernel_size) == (512, 512, 3)
     assert (sizes.attention_kernel_size, sizes.motion_kernel_size, sizes.fc_dim, sizes.dropout) == (1, 1, 1024, 0.7)
-    assert (sizes.init_state, sizes.gate_execution) == ("mean", "auto")
+    assert (sizes.init_state, sizes.init, sizes.gate_execution) == ("authors", "authors", "auto")
+    assert (sizes.vector_dropout, sizes.attention_inverse_temperature, sizes.attention_scale) == (0.5, 1.0, "none")
+    assert sizes.flow_dim == 4096 and sizes.attention_channels == 512
     assert model_sizes(input_channels=64).flow_channels == 64  # C' defaults to C
     assert model_sizes(spatial_size=5).spatial_size == (5, 5)
     import numpy as np  # feature metadata may carry numpy ints and lists
@@ -377,6 +427,10 @@ def test_defaults_are_the_papers() -> None:
     assert shapes["cell.weight"] == (2048, 1024, 3, 3)
     assert shapes["motion_cell.weight"] == (2048, 512 + 512 + 512, 1, 1)  # [M | H_{t-1} | H^m]
     assert shapes["attention.w_ha.weight"] == (512, 512, 1, 1) and shapes["attention.w_z.weight"] == (1, 512, 1, 1)
+    assert shapes["attention.w_xa.weight"] == (512, 512, 1, 1)  # VideoLSTM's attention reads X_t too
+    motion = {n: tuple(p.shape) for n, p in build_model("motion_alstm", 101).named_parameters()}
+    assert motion["motion_cell.weight"] == (2048, 4096 + 512 + 512)  # [flow fc7 | h_{t-1} | h^m]
+    assert motion["attention.w_c.weight"] == (512, 512) and motion["attention.w_d.weight"] == (512, 512)
     assert shapes["readout.fc.weight"] == (1024, 512 * 49) and shapes["readout.classifier.weight"] == (101, 1024)
     assert model.readout.dropout.p == 0.7
 
@@ -389,7 +443,9 @@ def test_model_config_sizes_are_accepted_by_every_variant() -> None:
     for name in VARIANTS:
         model = build_model(name, 4, input_channels=8, input_dim=16, spatial_size=3, **config)
         x = torch.randn(2, 3, 16) if model.input_kind == "vectors" else torch.randn(2, 3, 8, 3, 3)
-        flow = torch.randn(2, 3, 8, 3, 3) if model.needs_flow else None
+        flow = None
+        if model.needs_flow:
+            flow = torch.randn(2, 3, 8, 3, 3) if model.flow_kind == "maps" else torch.randn(2, 3, 16)
         assert model(x, flow).logits.shape == (2, 3, 4)
 
 

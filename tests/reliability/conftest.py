@@ -113,7 +113,7 @@ def bad_benchmark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BadBench
     dataset = make_bad_dataset(base)
     store = base / "store"
     config_path = write_config(base / "config.yaml", store, dataset, train={
-        "variants": ["lstm"], "streams": ["rgb"], "epochs": 1, "batch_size": 4, "snippet_length": 6,
+        "variants": ["lstm"], "streams": ["rgb"], "seeds": [0], "epochs": 1, "batch_size": 4, "snippet_length": 6,
         "model": {"hidden_channels": 4, "lstm_hidden": 8, "fc_dim": 8},
     })
     prefect_home = base / "prefect"

@@ -73,8 +73,8 @@ def test_annotation_pickle_that_executes_code_is_refused_and_never_runs(bad_benc
     assert str(b.dataset.annotations) in reason and "refusing to load global 'posix.system'" in reason
     assert "re-download pyannot.pkl" in reason
     models = {v for v, r in evaluated.items() if r.ok}
-    assert {"convnet-rgb", "convnet-flow", "lstm-rgb"} <= models  # classification went on without it
-    ledger.record("annotation pickle that runs os.system (CLI benchmark)", inputs=1, lost=3 - len(models & {"convnet-rgb", "convnet-flow", "lstm-rgb"}))
+    assert {"convnet-rgb-s0", "convnet-flow-s0", "lstm-rgb-s0"} <= models  # classification went on without it
+    ledger.record("annotation pickle that runs os.system (CLI benchmark)", inputs=1, lost=3 - len(models & {"convnet-rgb-s0", "convnet-flow-s0", "lstm-rgb-s0"}))
 
 
 def test_annotation_pickles_with_a_wrong_schema_or_corrupt_bytes_are_refused_naming_the_file(bad_benchmark, tmp_path):
@@ -116,7 +116,7 @@ def test_weights_file_that_is_not_a_state_dict_fails_the_frame_cnn_stage_naming_
 
         result = run_frame_cnn(load_config(base), index, frames_flow)
         rows = {r.video_id: r for r in read_manifest(result.manifest_uri)}
-        assert set(rows) == {"convnet-rgb", "convnet-flow"}
+        assert set(rows) == {"convnet-rgb-s0", "convnet-flow-s0"}
         for row in rows.values():
             assert row.status == "failed" and row.reason.startswith(f"frame_cnn.weights: {weights}"), row.reason
             assert all(w in row.reason for w in words), row.reason

@@ -108,7 +108,7 @@ def test_rerun_continues_the_mlflow_runs_of_the_killed_run_instead_of_duplicatin
     runs = mlflow_runs(b.store / "mlflow.db")
     names = Counter(name for name, _, _ in runs)
     assert names and all(n == 1 for n in names.values()), names
-    assert {name for name, _, _ in runs} >= {"reliability", "convnet-rgb", "convnet-flow", "lstm-rgb"}
+    assert {name for name, _, _ in runs} >= {"reliability", "convnet-rgb-s0", "convnet-flow-s0", "lstm-rgb-s0"}
     assert all(status == "FINISHED" for _, _, status in runs), runs
     after = {name: run_id for name, run_id, _ in runs}
     assert b.runs_before_rerun and "reliability" in b.runs_before_rerun

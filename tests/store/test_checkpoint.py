@@ -185,3 +185,54 @@ def test_checkpoints_on_s3_save_list_and_restore(moto_s3):
     torch.testing.assert_close(_outputs(restored, SEQUENCE_SPEC), _outputs(model, SEQUENCE_SPEC), rtol=0, atol=0)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(f"{folder}/{checkpoint_name(99)}", storage)
+
+
+# --------------------------------------------------------------------------------------------
+# sizes bound by the weights the file holds, not by what its spec claims (issue 15)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"num_classes": 4_000_000}, "num_classes 4000000"),
+    ({"num_classes": 10**12}, "num_classes 1000000000000"),
+    ({"overrides": {**SEQUENCE_SPEC.overrides, "hidden_channels": 100_000}}, "shape"),
+    ({"variant": "convlstm"}, "does not match the weights"),
+    ({"overrides": {"no_such_size": 1}}, "does not build a model"),
+])
+def test_a_spec_that_disagrees_with_the_weights_is_refused_without_allocating(change, words):
+    import resource
+
+    torch.manual_seed(0)
+    state = checkpoint_state(1, SEQUENCE_SPEC.build(), SEQUENCE_SPEC)
+    state["model_spec"] = {**state["model_spec"], **change}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match="model_spec") as refused:
+        restore_model(state)
+    assert words in str(refused.value) and len(str(refused.value)) < 2000
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB: nothing big was allocated
+
+
+def test_restore_checks_the_configured_class_count_and_the_spec_itself():
+    state = checkpoint_state(1, SEQUENCE_SPEC.build(), SEQUENCE_SPEC)
+    assert restore_model(state, num_classes=SEQUENCE_SPEC.num_classes)[1] == SEQUENCE_SPEC
+    with pytest.raises(CheckpointError, match=rf"num_classes {SEQUENCE_SPEC.num_classes}, the configured dataset 101"):
+        restore_model(state, num_classes=101)
+    for broken in ({"num_classes": 3}, "spec", None):
+        with pytest.raises(CheckpointError, match="not a videolstm model spec"):
+            restore_model({**state, "model_spec": broken})
+    with pytest.raises(CheckpointError, match="not a state dict"):
+        restore_model({**state, "model": {"w": [1, 2]}})
+
+
+def test_a_checkpoint_with_compressed_records_is_refused(tmp_path):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    torch.save(checkpoint_state(1, SEQUENCE_SPEC.build(), SEQUENCE_SPEC), buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    path = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for info in source.infolist():
+            zf.writestr(info.filename, source.read(info))
+    with pytest.raises(CheckpointError, match="could not be loaded safely: it holds compressed records"):
+        load_checkpoint(str(path))

@@ -38,13 +38,16 @@ def test_every_stage_has_a_lineage_and_equal_configs_give_equal_lineages():
 @pytest.mark.parametrize(
     ("override", "moved"),
     [
-        ({"train.epochs": 3}, {"train", "evaluate", "report"}),
-        ({"train.model.hidden_channels": 8}, {"train", "evaluate", "report"}),
+        ({"train.epochs": 3}, {"train", "finetune", "evaluate", "report"}),
+        ({"train.model.hidden_channels": 8}, {"train", "finetune", "evaluate", "report"}),
+        ({"train.finetune_epochs": 3}, {"finetune", "evaluate", "report"}),
+        ({"train.videolstm_init": "scratch"}, {"finetune", "evaluate", "report"}),
+        ({"train.val_fraction": 0.3}, {"frame_cnn", "features", "train", "finetune", "evaluate", "report"}),
         ({"evaluate.num_segments": 5}, {"evaluate", "report"}),
         ({"name": "other"}, {"report"}),
-        ({"features.dtype": "float32"}, {"features", "train", "evaluate", "report"}),
-        ({"frame_cnn.epochs": 1}, {"frame_cnn", "features", "train", "evaluate", "report"}),
-        ({"flow.bound": 15.0}, {"frames_flow", "frame_cnn", "features", "train", "evaluate", "report"}),
+        ({"features.dtype": "float32"}, {"features", "train", "finetune", "evaluate", "report"}),
+        ({"frame_cnn.epochs": 1}, {"frame_cnn", "features", "train", "finetune", "evaluate", "report"}),
+        ({"flow.bound": 15.0}, {"frames_flow", "frame_cnn", "features", "train", "finetune", "evaluate", "report"}),
         ({"dataset.synthetic.frames": 20}, set(STAGES)),
     ],
 )
@@ -67,6 +70,7 @@ def test_a_parameter_moves_its_stage_and_everything_downstream_only(override, mo
         {"train.max_failures": 0},
         {"train.variants": ["lstm"]},
         {"train.streams": ["rgb"]},
+        {"train.seeds": [0, 1, 2, 3]},  # seeds are items inside the stages' folders: adding one trains it alone
         {"evaluate.regression_threshold": 0.5},
         {"ray.num_cpus": 2},
         {"mlflow.experiment": "elsewhere"},

@@ -12,6 +12,9 @@ Conventions
   ``per_class_accuracy`` (a dict of the classes that *are* present) and out of the mean class
   accuracy, and their ``accuracy`` cell in the per-class CSV is left empty. No NaN is produced
   anywhere, so the numbers can be logged as MLflow metrics as they are.
+- Names in CSV cells (classes, video ids) pass through :func:`csv_text`: a name a spreadsheet
+  would run as a formula (leading ``=``, ``+``, ``-``, ``@``, tab or carriage return) is
+  prefixed with ``'`` (OWASP's CSV-injection rule), so it is shown as text.
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ClassificationResult", "classification_report"]
+__all__ = ["ClassificationResult", "classification_report", "csv_text"]
+
+#: Leading characters that make a spreadsheet evaluate a cell (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: object) -> str:
+    """A name as a CSV cell that no spreadsheet runs as a formula (``'`` prefixed when needed)."""
+    text = str(value)
+    return f"'{text}" if text.startswith(FORMULA_PREFIXES) else text
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,7 @@ class ClassificationResult:
             writer.writerow(["class", "index", "support", "correct", "accuracy"])
             for k, name in enumerate(self.class_names):
                 acc = f"{correct[k] / self.support[k]:.6f}" if self.support[k] > 0 else ""
-                writer.writerow([name, k, int(self.support[k]), int(correct[k]), acc])
+                writer.writerow([csv_text(name), k, int(self.support[k]), int(correct[k]), acc])
         return path
 
     def confusion_to_csv(self, path: str | Path) -> Path:
@@ -79,9 +91,9 @@ class ClassificationResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["true\\predicted", *self.class_names])
+            writer.writerow(["true\\predicted", *(csv_text(n) for n in self.class_names)])
             for name, row in zip(self.class_names, self.confusion, strict=True):
-                writer.writerow([name, *(int(v) for v in row)])
+                writer.writerow([csv_text(name), *(int(v) for v in row)])
         return path
 
 

@@ -9,8 +9,10 @@ Input: result rows, one per trained (variant, stream, seed), as flat mappings su
 ``stream`` is ``"rgb"``, ``"flow"`` or ``"fused"`` (the two-stream product); variant names are
 those of :data:`videolstm.models.VARIANTS`. The mAP keys are :func:`videolstm.evaluation.localization.map_key`.
 A missing key, ``None`` or NaN is a missing value; rows repeating a (variant, stream, seed) replace
-the earlier one (a re-run). Several seeds of a cell are shown as mean ± sample standard
-deviation (ddof 1); a cell without values is "—".
+the earlier one (a re-run): a cell counts distinct models. Several seeds of a cell are shown as
+mean ± sample standard deviation (ddof 1), with "(n=k)" when the cell has fewer seeds than the
+run trained (a failed or missing seed is shown, never silently dropped); a cell without values
+is "—".
 
 Tables (Li et al., CVIU 2018):
 
@@ -18,6 +20,8 @@ Tables (Li et al., CVIU 2018):
   when present, then any other variant present except Motion ALSTM) on RGB / Flow / RGB+Flow.
 - Table 2: appearance vs motion-based attention: ALSTM vs Motion ALSTM, ConvALSTM vs VideoLSTM.
 - Table 5: localization video mAP at each IoU threshold, per attention variant and stream.
+- Claims: each of the paper's claims decided from paired comparisons over seeds
+  (:mod:`videolstm.evaluation.claims`), with the mean difference and its 95 % interval.
 
 Accuracies are printed in percent with one decimal (as in the paper), mAP with three decimals.
 """
@@ -132,25 +136,29 @@ def aggregate(rows: Iterable[Mapping[str, Any]], metric: str) -> dict[tuple[str,
     return out
 
 
-def format_cell(cell: Cell | None, percent: bool) -> str:
-    """``"77.5 ± 1.2"`` (percent) or ``"0.369 ± 0.012"``; one seed: no ±; missing: "—"."""
+def format_cell(cell: Cell | None, percent: bool, expected: int | None = None) -> str:
+    """``"77.5 ± 1.2"`` (percent) or ``"0.369 ± 0.012"``; one seed: no ±; missing: "—";
+    ``" (n=2)"`` appended when the cell has fewer seeds than ``expected``."""
     if cell is None or cell.n == 0:
         return MISSING
     scale, digits = (100.0, 1) if percent else (1.0, 3)
     text = f"{cell.mean * scale:.{digits}f}"
     if cell.n > 1:
         text += f" ± {cell.std * scale:.{digits}f}"
+    if expected is not None and cell.n < expected:
+        text += f" (n={cell.n})"
     return text
 
 
-def _seed_note(cells: Iterable[Cell | None]) -> str:
+def _seed_note(cells: Iterable[Cell | None], expected: int | None = None) -> str:
     counts = sorted({c.n for c in cells if c is not None and c.n > 0})
     if not counts:
         return "No results yet."
-    if counts == [1]:
-        return "One seed per cell."
-    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
-    return f"Mean ± sample std over {span} seeds per cell (no ± with one seed)."
+    top = expected or counts[-1]
+    if top == 1:
+        return "One seed per cell (n = 1)."
+    short = " Cells marked (n=k) lack a seed: see the missing results below." if counts[0] < top else ""
+    return f"Mean ± sample std over n = {top} seeds (independent replicates), distinct models per cell.{short}"
 
 
 def _map_thresholds(rows: Sequence[Mapping[str, Any]]) -> list[float]:
@@ -158,9 +166,17 @@ def _map_thresholds(rows: Sequence[Mapping[str, Any]]) -> list[float]:
     return sorted(found | set(_DEFAULT_MAP_THRESHOLDS))
 
 
-def comparison_tables(rows: Iterable[Mapping[str, Any]], metric: str = "test/accuracy") -> list[Table]:
-    """Tables 1, 2 and 5 as :class:`Table` objects (the renderers below print them)."""
+def comparison_tables(
+    rows: Iterable[Mapping[str, Any]], metric: str = "test/accuracy", expected_seeds: int | None = None,
+    missing: Sequence[tuple[str, str]] = (),
+) -> list[Table]:
+    """Tables 1, 2, 5 and the claims as :class:`Table` objects (the renderers below print them).
+
+    ``expected_seeds``: how many seeds the run trained (cells with fewer are marked);
+    ``missing``: (model, reason) of models that failed or are absent, listed in a last table.
+    """
     rows = _dedupe(rows)
+    n = expected_seeds
     percent = "accuracy" in metric
     what = _METRIC_TITLES.get(metric, metric) + (" (%)" if percent else "")
     cells = aggregate(rows, metric)
@@ -172,25 +188,25 @@ def comparison_tables(rows: Iterable[Mapping[str, Any]], metric: str = "test/acc
              + [v for v in ("videolstm",) if v in present])
     order += sorted(v for v in present if v not in VARIANT_NAMES)
     body1 = tuple(
-        (display_name(v), *(format_cell(cells.get((v, s)), percent) for s, _ in STREAMS)) for v in order
+        (display_name(v), *(format_cell(cells.get((v, s)), percent, n) for s, _ in STREAMS)) for v in order
     )
     table1 = Table(
         title=f"Table 1. LSTM architectures, {what}",
         header=("Model", *stream_titles),
         body=body1,
-        note=_seed_note(cells.get((v, s)) for v in order for s, _ in STREAMS),
+        note=_seed_note((cells.get((v, s)) for v in order for s, _ in STREAMS), n),
     )
 
     # Table 2
     body2 = tuple(
-        (display_name(v), kind, *(format_cell(cells.get((v, s)), percent) for s, _ in STREAMS))
+        (display_name(v), kind, *(format_cell(cells.get((v, s)), percent, n) for s, _ in STREAMS))
         for v, kind in _TABLE2_PAIRS
     )
     table2 = Table(
         title=f"Table 2. Appearance vs motion-based attention, {what}",
         header=("Model", "Attention", *stream_titles),
         body=body2,
-        note=_seed_note(cells.get((v, s)) for v, _ in _TABLE2_PAIRS for s, _ in STREAMS),
+        note=_seed_note((cells.get((v, s)) for v, _ in _TABLE2_PAIRS for s, _ in STREAMS), n),
         text_columns=2,
     )
 
@@ -209,32 +225,75 @@ def comparison_tables(rows: Iterable[Mapping[str, Any]], metric: str = "test/acc
             row_cells = [map_cells[t].get((v, s)) for t in thresholds]
             all_map_cells += row_cells
             title = dict(STREAMS).get(s, s)
-            body5.append((display_name(v), title, *(format_cell(c, percent=False) for c in row_cells)))
+            body5.append((display_name(v), title, *(format_cell(c, percent=False, expected=n) for c in row_cells)))
     table5 = Table(
         title="Table 5. Localization, video mAP at spatio-temporal IoU",
         header=("Model", "Stream", *(f"{t:g}" for t in thresholds)),
         body=tuple(body5),
-        note=_seed_note(all_map_cells),
+        note=_seed_note(all_map_cells, n),
         text_columns=2,
     )
-    return [table1, table2, table5]
+    tables = [table1, table2, table5, claims_table(rows)]
+    if missing:
+        tables.append(Table(
+            title="Missing results (failed or absent models; the cells above count only the models that finished)",
+            header=("Model", "Reason"), body=tuple((m, r) for m, r in missing), note="", text_columns=2,
+        ))
+    return tables
+
+
+def _difference(value: float, percent: bool) -> str:
+    return f"{value * 100:+.1f}" if percent else f"{value:+.3f}"
+
+
+def claims_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """Each paper claim: its paired comparisons over seeds, mean difference with 95 % CI, verdict."""
+    from videolstm.evaluation.claims import evaluate_claims
+
+    body = []
+    for result in evaluate_claims(rows):
+        percent = "accuracy" in result.claim.comparisons[0].metric
+        unit = " points" if percent else ""
+
+        def ci(interval) -> str:
+            if interval.n < 2:
+                return f"{_difference(interval.mean, percent)}{unit} (one seed: no interval)"
+            return f"{_difference(interval.mean, percent)}{unit} [{_difference(interval.low, percent)}, {_difference(interval.high, percent)}]"
+
+        body.append((result.claim.statement, "all comparisons, averaged per seed", ci(result.overall),
+                     str(result.overall.n), result.overall.verdict.upper()))
+        for comparison, interval in result.parts:
+            (bv, bs), (wv, ws) = comparison.better, comparison.worse
+            body.append(("", f"{display_name(bv)} {bs} − {display_name(wv)} {ws}", ci(interval), str(interval.n), interval.verdict))
+    return Table(
+        title="Claims of the paper, paired over seeds (difference of the better-claimed model minus the other)",
+        header=("Claim", "Comparison", "Mean difference [95 % CI]", "n", "Verdict"),
+        body=tuple(body),
+        note="Student-t interval of the mean paired difference over seeds; reproduced: interval above 0, "
+        "not reproduced: below 0, unresolved: contains 0 (or one seed).",
+        text_columns=5,
+    )
 
 
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def comparison_markdown(rows: Iterable[Mapping[str, Any]], metric: str = "test/accuracy") -> str:
-    """Tables 1, 2 and 5 as GitHub-flavoured Markdown (one ``###`` heading per table)."""
+def comparison_markdown(
+    rows: Iterable[Mapping[str, Any]], metric: str = "test/accuracy", expected_seeds: int | None = None,
+    missing: Sequence[tuple[str, str]] = (),
+) -> str:
+    """Tables 1, 2, 5 and the claims as GitHub-flavoured Markdown (one ``###`` heading per table)."""
     parts = []
-    for table in comparison_tables(rows, metric):
+    for table in comparison_tables(rows, metric, expected_seeds, missing):
         lines = [f"### {table.title}", ""]
         lines.append("| " + " | ".join(_md_escape(h) for h in table.header) + " |")
         numbers = len(table.header) - table.text_columns
         lines.append("|" + "|".join([":---"] * table.text_columns + ["---:"] * numbers) + "|")
         for row in table.body:
             lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
-        lines += ["", table.note]
+        if table.note:
+            lines += ["", table.note]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
@@ -246,9 +305,10 @@ th,td{text-align:right}.label{text-align:left}td.missing{color:#999}p.note{color
 
 
 def comparison_html(
-    rows: Iterable[Mapping[str, Any]], metric: str = "test/accuracy", title: str = "VideoLSTM benchmark"
+    rows: Iterable[Mapping[str, Any]], metric: str = "test/accuracy", title: str = "VideoLSTM benchmark",
+    expected_seeds: int | None = None, missing: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """Tables 1, 2 and 5 as a standalone HTML page (inline CSS, no scripts)."""
+    """Tables 1, 2, 5 and the claims as a standalone HTML page (inline CSS, no scripts)."""
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -256,7 +316,7 @@ def comparison_html(
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
     ]
-    for table in comparison_tables(rows, metric):
+    for table in comparison_tables(rows, metric, expected_seeds, missing):
         parts.append(f"<table><caption>{esc(table.title)}</caption>")
         def klass(i: int, text: str) -> str:
             names = (["label"] if i < table.text_columns else []) + (["missing"] if text == MISSING else [])

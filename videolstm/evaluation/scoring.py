@@ -4,7 +4,7 @@ Everything is written into ``out_dir`` (a local folder) so the caller can upload
 log it to MLflow as one artifact folder:
 
     confusion_matrix.png / .csv, per_class_accuracy.csv, predictions.csv
-    localization_curves.png, localization.json            (attention variants with ground truth)
+    localization_curves.png, localization.json, tubes.json (attention variants with ground truth)
     overlays/<video>.png and overlays/<video>.avi          (attention strips and short videos)
 
 Metric names are the same for every run so the MLflow compare view lines runs up:
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from videolstm.config import LocalizationConfig
-from videolstm.evaluation.metrics import classification_report
+from videolstm.evaluation.metrics import classification_report, csv_text
 from videolstm.inference import Predictions
 from videolstm.evaluation.localization import (
     FrameRecall,
@@ -33,6 +33,8 @@ from videolstm.evaluation.localization import (
     localize_video,
     video_map_at,
 )
+from videolstm.store.manifest import safe_name
+from videolstm.store.safepath import under_root
 from videolstm.evaluation.plots import plot_attention_strip, plot_confusion_matrix, plot_localization_curves, write_attention_video
 
 
@@ -45,9 +47,9 @@ def score_classification(predictions: Predictions, class_names: Sequence[str], o
     result.per_class_to_csv(out_dir / "per_class_accuracy.csv")
     with open(out_dir / "predictions.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["video_id", "label", "predicted", "confidence", *class_names])
+        writer.writerow(["video_id", "label", "predicted", "confidence", *(csv_text(n) for n in class_names)])
         for vid, label, probs in zip(predictions.video_ids, predictions.labels, predictions.probabilities):
-            writer.writerow([vid, int(label), int(np.argmax(probs)), f"{np.max(probs):.4f}", *[f"{p:.5f}" for p in probs]])
+            writer.writerow([csv_text(vid), int(label), int(np.argmax(probs)), f"{np.max(probs):.4f}", *[f"{p:.5f}" for p in probs]])
     metrics = result.metrics(prefix="test/")
     metrics.update({f"test/accuracy/{name}": acc for name, acc in result.per_class_accuracy.items()})
     return metrics
@@ -77,10 +79,12 @@ def score_localization(
     videos = [v for v in predictions.video_ids if v in ground_truth and v in predictions.attention]
     if not videos:
         return {}, {}, {}
+    labels = video_labels(predictions, videos)
     metrics, tubes, curves = localization_metrics(
-        {v: predictions.attention[v] for v in videos}, video_scores(predictions, videos), video_labels(predictions, videos),
-        ground_truth, frame_sizes, config,
+        {v: predictions.attention[v] for v in videos}, video_scores(predictions, videos), labels, ground_truth, frame_sizes, config,
     )
+    in_model_labels = {v: [GroundTruthTube(labels[v], t.frames, t.boxes) for t in ground_truth[v]] for v in videos}
+    write_tubes(out_dir / "tubes.json", [tubes[v].detection(v, smoothed=True) for v in videos], in_model_labels, tubes)
     plot_localization_curves(
         {"attention boxes": curve_points(curves["raw"]), "LOWESS-smoothed": curve_points(curves["smoothed"])},
         out_dir / "localization_curves.png",
@@ -162,6 +166,41 @@ def localization_metrics(
         at = int(np.argmin(np.abs(curve.thresholds - 0.5)))
         metrics[f"{prefix}frame_recall_0.5{'' if name == 'raw' else '_smoothed'}"] = float(curve.recall[at])
     return metrics, tubes, curves
+def write_tubes(path: Path, detections: Sequence[Any], ground_truth: Mapping[str, list[Any]], tubes: Mapping[str, Any]) -> None:
+    """The tubes mAP was computed on (smoothed boxes), their raw boxes and the ground truth, as JSON.
+
+    ``{"detections": [{"video", "label", "score", "frames", "boxes", "raw_boxes"}],
+    "ground_truth": {video: [{"label", "frames", "boxes"}]}}``; boxes (x1, y1, x2, y2), NaN → null.
+    """
+    def boxes(array: np.ndarray) -> list[list[float | None]]:
+        return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(array, dtype=np.float64)]
+
+    data = {
+        "detections": [
+            {"video": d.video_id, "label": int(d.label), "score": float(d.score), "frames": [int(f) for f in d.frames],
+             "boxes": boxes(d.boxes), "raw_boxes": boxes(tubes[d.video_id].raw_boxes)}
+            for d in detections
+        ],
+        "ground_truth": {
+            v: [{"label": int(t.label), "frames": [int(f) for f in t.frames], "boxes": boxes(t.boxes)} for t in gts]
+            for v, gts in ground_truth.items()
+        },
+    }
+    path.write_text(json.dumps(data))
+
+
+def read_tubes(path: Path) -> tuple[list[Any], dict[str, list[Any]], list[Any]]:
+    """(smoothed detections, ground truth, raw detections) from :func:`write_tubes`' JSON."""
+    from videolstm.evaluation.localization import Detection
+
+    def boxes(rows: list) -> np.ndarray:
+        return np.asarray([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64).reshape(-1, 4)
+
+    data = json.loads(Path(path).read_text())
+    smoothed = [Detection(d["video"], d["label"], d["score"], np.asarray(d["frames"]), boxes(d["boxes"])) for d in data["detections"]]
+    raw = [Detection(d["video"], d["label"], d["score"], np.asarray(d["frames"]), boxes(d["raw_boxes"])) for d in data["detections"]]
+    gt = {v: [GroundTruthTube(t["label"], np.asarray(t["frames"]), boxes(t["boxes"])) for t in tubes] for v, tubes in data["ground_truth"].items()}
+    return smoothed, gt, raw
 
 
 def curve_points(curve: FrameRecall) -> tuple[np.ndarray, np.ndarray]:
@@ -198,10 +237,12 @@ def render_overlays(
         probs = predictions.probabilities[pos[video]]
         label = class_names[int(predictions.labels[pos[video]])]
         guess = class_names[int(np.argmax(probs))]
-        stem = video.replace("/", "__")
+        stem = safe_name(video)  # a video id from a split file: never a path as it is
         title = f"{video}: true {label}, predicted {guess} ({np.max(probs):.0%})"
-        written.append(plot_attention_strip(frames, attention, gt_boxes, pred_boxes, out_dir / f"{stem}.png", title=title))
-        written.append(write_attention_video(frames, attention, gt_boxes, pred_boxes, out_dir / f"{stem}.avi", fps=fps))
+        png = Path(under_root(str(out_dir), [f"{stem}.png"], f"attention strip of video {video!r}"))
+        avi = Path(under_root(str(out_dir), [f"{stem}.avi"], f"attention video of video {video!r}"))
+        written.append(plot_attention_strip(frames, attention, gt_boxes, pred_boxes, png, title=title))
+        written.append(write_attention_video(frames, attention, gt_boxes, pred_boxes, avi, fps=fps))
     return written
 
 

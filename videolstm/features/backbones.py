@@ -15,6 +15,7 @@ replicated to 2L channels (cross-modality initialisation, Wang et al. 2016).
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -159,9 +160,15 @@ def load_state_dict_uri(uri: str, storage: StorageConfig | None = None) -> dict[
     """
     try:
         with st.open_for_read(uri, storage) as fh:
+            if zipfile.is_zipfile(fh):  # torch's zip format: only stored records (legacy files predate it)
+                fh.seek(0)
+                st.check_torch_zip(fh, uri, WeightsError)
+            fh.seek(0)
             loaded = torch.load(fh, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise WeightsError(f"weights file {uri} does not exist") from exc
+    except WeightsError:
+        raise
     except Exception as exc:  # unpickling refused or not a torch file
         raise WeightsError(
             f"{uri} is not a loadable torch state dict ({type(exc).__name__}: {exc}); "
@@ -194,6 +201,9 @@ def load_vgg16_weights(model: VGG16, uri: str, storage: StorageConfig | None = N
     state = load_state_dict_uri(uri, storage)
     own = model.state_dict()
     first = "features.0.weight"
+    if first in state and (state[first].ndim != 4 or state[first].shape[0] != own[first].shape[0]
+                           or state[first].shape[2:] != own[first].shape[2:]):
+        raise WeightsError(f"{uri}: {first} has shape {tuple(state[first].shape)}, expected {tuple(own[first].shape)}")
     if first in state and state[first].shape[1] != model.in_channels:
         mean = state[first].mean(dim=1, keepdim=True)
         state[first] = mean.repeat(1, model.in_channels, 1, 1)
@@ -209,5 +219,8 @@ def load_vgg16_weights(model: VGG16, uri: str, storage: StorageConfig | None = N
         if tensor.shape != own[key].shape:
             raise WeightsError(f"{uri}: {key} has shape {tuple(tensor.shape)}, expected {tuple(own[key].shape)}")
     missing = sorted(set(own) - set(state))
-    model.load_state_dict(state, strict=False)
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise WeightsError(f"{uri}: the weights do not fit VGG-16 ({str(exc)[:300]})") from None
     return missing

@@ -10,8 +10,10 @@ with it); everything else is loaded on first use::
     loss = sequence_loss(out.logits, labels)                    # labels: (B,)
 
 Layout: ``functional`` (the maths as pure functions), ``cells`` (ConvLSTMCell, LSTMCell),
-``attention`` (attention modules), ``variants`` (the models), ``registry`` (builders and
-``build_model``), ``protocol`` (segments, aggregation, fusion; pure functions).
+``attention`` (attention modules), ``layers`` (readout, initial states), ``init`` (the
+authors' weight schemes), ``variants`` (the models), ``registry`` (builders and ``build_model``),
+``assemble`` (VideoLSTM from a trained flow ConvLSTM and RGB ConvALSTM), ``protocol`` (segments,
+aggregation, fusion; pure functions).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ _LAZY: dict[str, str] = {
     "MODEL_BUILDERS": "registry",
     "ModelSizes": "registry",
     "SIZE_KEYS": "registry",
+    # initialisation and VideoLSTM's assembly from trained models
+    "INIT_SCHEMES": "init",
+    "initialize": "init",
+    "assemble_videolstm": "assemble",
+    "AssemblyError": "assemble",
     # models
     "ModelOutput": "variants",
     "SequenceModel": "variants",
@@ -46,6 +53,7 @@ _LAZY: dict[str, str] = {
     "lstm_update": "functional",
     # protocol
     "segment_starts": "protocol",
+    "segment_indices": "protocol",
     "aggregate_video_probabilities": "protocol",
     "fuse_probabilities": "protocol",
     "random_snippet_start": "protocol",

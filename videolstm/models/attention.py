@@ -1,13 +1,20 @@
 """Attention modules: thin holders of parameters around :mod:`videolstm.models.functional`.
 
-* :class:`ConvAttention` — convolutional attention (eqs. 7–8): ConvALSTM uses the input and
-  state terms; VideoLSTM's motion-based attention (eqs. 10–15) uses the state term only, fed
-  with the bottom (flow) ConvLSTM's H^m_t.
-* :class:`RegionAttention` — ALSTM (Sharma et al. 2015): α_t = softmax_i(W_i·h_{t-1} + b_i).
-* :class:`MotionRegionAttention` — motion ALSTM: e_{t,i} = w·tanh(W_m m_{t,i} + W_h h_{t-1} + b).
+Both follow the soft attention of Xu et al. as the authors' code has it
+(``sparnn/layers/basic/cond_lstm_layer.py``, ``cond_conv_lstm_layer.py``,
+``deep_cond_lstm_layer.py``, ``deep_cond_conv_lstm_layer.py``): a score per position from the
+input features at that position and a recurrent state,
 
-The score layers have no bias where a bias could not change the softmax (it would receive a
-zero gradient).
+    e = u · tanh(W_c x + W_d s + b)            (+ c, a constant that cannot change a softmax)
+    α = softmax over positions of β·e          (β: the inverse temperature, 1 in the paper)
+
+* :class:`ConvAttention` — over the H×W positions of a feature map, with convolutions (eqs.
+  7–8: ConvALSTM reads X_t and H_{t-1}; VideoLSTM reads X_t and the motion layer's H^m_t).
+* :class:`RegionAttention` — over the N = H·W regions of pool5 as vectors (ALSTM reads x_{t,i}
+  and h_{t-1}; Motion ALSTM reads x_{t,i} and the motion LSTM's h^m_t).
+
+The score layers carry no bias where a bias could not change the softmax (it would receive a
+zero gradient), so the authors' ``c_att`` has no counterpart here.
 """
 
 from __future__ import annotations
@@ -19,53 +26,59 @@ from videolstm.models.cells import resolve_backend
 from videolstm.models.functional import conv2d_same, spatial_softmax
 
 
+def _check_temperature(inverse_temperature: float) -> float:
+    value = float(inverse_temperature)
+    if not value > 0:
+        raise ValueError(f"attention inverse temperature must be > 0, got {inverse_temperature!r}")
+    return value
+
+
 class ConvAttention(nn.Module):
-    """Z = W_z ∗ tanh(W_xa ∗ X + W_ha ∗ S + b_a); A = softmax of Z over the H·W positions.
+    """Z = W_z ∗ tanh(W_xa ∗ X + W_ha ∗ S + b_a); A = softmax of β·Z over the H·W positions.
 
     Args:
-        state_channels: channels of the state S the attention reads (H_{t-1} for ConvALSTM,
-            the motion layer's H^m_t for VideoLSTM).
-        attention_channels: width of the tanh layer (the authors' code: the hidden width).
+        state_channels: channels of the state S (H_{t-1} for ConvALSTM, H^m_t for VideoLSTM).
+        attention_channels: width of the tanh layer.
         kernel_size: k×k kernels of W_xa, W_ha and W_z (the paper: 1).
-        input_channels: C of X for the input term W_xa ∗ X; None: no input term (VideoLSTM,
-            where Z = W_z ∗ tanh(W_ha ∗ H^m_t + b_a)).
+        input_channels: C of X (the input term W_xa ∗ X; both variants have it).
+        inverse_temperature: β (the paper: 1).
 
-    Parameters: ``w_xa`` (conv C→attention_channels with the bias b_a) when there is an input
-    term, else ``w_ha`` carries b_a; ``w_z`` (attention_channels → 1, no bias). The
-    convolutions run as :func:`~videolstm.models.functional.conv2d_same` with the cells'
-    backend rule ("gemm" on CPU, ``F.conv2d`` elsewhere).
+    Parameters: ``w_xa`` (conv C→attention_channels, holds b_a), ``w_ha`` (conv
+    S→attention_channels, no bias), ``w_z`` (attention_channels → 1, no bias). The
+    convolutions run as :func:`~videolstm.models.functional.conv2d_same` with the cells' backend
+    rule ("gemm" on CPU, ``F.conv2d`` elsewhere).
     """
 
-    def __init__(self, state_channels: int, attention_channels: int, kernel_size: int = 1, input_channels: int | None = None):
+    def __init__(
+        self,
+        state_channels: int,
+        attention_channels: int,
+        kernel_size: int = 1,
+        input_channels: int = 0,
+        inverse_temperature: float = 1.0,
+    ):
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"attention kernel_size must be a positive odd int, got {kernel_size}")
+        if input_channels < 1:
+            raise ValueError(f"convolutional attention needs the input features X (input_channels >= 1), got {input_channels}")
         pad = kernel_size // 2
-        self.w_xa = (
-            nn.Conv2d(input_channels, attention_channels, kernel_size, padding=pad, bias=True)
-            if input_channels is not None
-            else None
-        )
-        self.w_ha = nn.Conv2d(state_channels, attention_channels, kernel_size, padding=pad, bias=input_channels is None)
+        self.inverse_temperature = _check_temperature(inverse_temperature)
+        self.w_xa = nn.Conv2d(input_channels, attention_channels, kernel_size, padding=pad, bias=True)
+        self.w_ha = nn.Conv2d(state_channels, attention_channels, kernel_size, padding=pad, bias=False)
         self.w_z = nn.Conv2d(attention_channels, 1, kernel_size, padding=pad, bias=False)
 
     def input_term(self, x: Tensor) -> Tensor:
         """W_xa ∗ X + b_a for many frames at once: x (N, C, H, W) → (N, attention_channels, H, W)."""
-        if self.w_xa is None:
-            raise ValueError("this attention has no input term (input_channels=None)")
         return _conv(self.w_xa, x)
 
-    def logits(self, state: Tensor, input_term: Tensor | None = None) -> Tensor:
-        """Z: state (B, S, H, W), input_term (B, A, H, W) or None → (B, 1, H, W)."""
-        pre = _conv(self.w_ha, state)
-        if input_term is not None:
-            pre = pre + input_term
-        elif self.w_xa is not None:
-            raise ValueError("this attention needs the input term W_xa ∗ X (see input_term)")
-        return _conv(self.w_z, torch.tanh(pre))
+    def logits(self, state: Tensor, input_term: Tensor) -> Tensor:
+        """β·Z: state (B, S, H, W), input_term (B, A, H, W) → (B, 1, H, W)."""
+        z = _conv(self.w_z, torch.tanh(_conv(self.w_ha, state) + input_term))
+        return z * self.inverse_temperature if self.inverse_temperature != 1.0 else z
 
-    def forward(self, state: Tensor, input_term: Tensor | None = None) -> Tensor:
-        """A: state (B, S, H, W), input_term (B, A, H, W) or None → (B, H, W), Σ_{h,w} A = 1."""
+    def forward(self, state: Tensor, input_term: Tensor) -> Tensor:
+        """A: state (B, S, H, W), input_term (B, A, H, W) → (B, H, W), Σ_{h,w} A = 1."""
         return spatial_softmax(self.logits(state, input_term))
 
 
@@ -74,39 +87,31 @@ def _conv(layer: nn.Conv2d, x: Tensor) -> Tensor:
 
 
 class RegionAttention(nn.Module):
-    """ALSTM attention over N regions from the previous hidden state only.
+    """Soft attention over N regions: e_i = w · tanh(W_c x_i + W_d s + b), α = softmax_i(β·e).
 
-    α_t = softmax_i(W_i · h_{t-1} + b_i): ``scores`` is Linear(Hd → N) holding W and b.
-    ``forward(h)``: h (B, Hd) → α (B, N), α ≥ 0, Σ_i α_i = 1.
+    Args:
+        input_channels: C of each region x_i.
+        state_size: size of the state s (h_{t-1} for ALSTM, h^m_t for Motion ALSTM).
+        attention_size: width of the tanh layer (the authors': C).
+        inverse_temperature: β (the authors' ``temperature_inverse``, 1).
+
+    Parameters: ``w_c`` Linear(C → A) holding b, ``w_d`` Linear(S → A, no bias), ``w``
+    Linear(A → 1, no bias). Call :meth:`input_term` once for all regions of all steps, then
+    ``forward(s, input_term_t)`` per step.
     """
 
-    def __init__(self, hidden_size: int, num_regions: int):
+    def __init__(self, input_channels: int, state_size: int, attention_size: int, inverse_temperature: float = 1.0):
         super().__init__()
-        self.scores = nn.Linear(hidden_size, num_regions)
-
-    def forward(self, h: Tensor) -> Tensor:
-        return torch.softmax(self.scores(h), dim=1)
-
-
-class MotionRegionAttention(nn.Module):
-    """Motion ALSTM attention: context from the flow regions m_{t,i} and h_{t-1}.
-
-    e_{t,i} = w · tanh(W_m m_{t,i} + W_h h_{t-1} + b); α_t = softmax_i(e_t).
-    Parameters: ``w_m`` Linear(C' → A) holding b, ``w_h`` Linear(Hd → A, no bias),
-    ``w`` Linear(A → 1, no bias).
-    """
-
-    def __init__(self, flow_channels: int, hidden_size: int, attention_size: int):
-        super().__init__()
-        self.w_m = nn.Linear(flow_channels, attention_size)
-        self.w_h = nn.Linear(hidden_size, attention_size, bias=False)
+        self.inverse_temperature = _check_temperature(inverse_temperature)
+        self.w_c = nn.Linear(input_channels, attention_size)
+        self.w_d = nn.Linear(state_size, attention_size, bias=False)
         self.w = nn.Linear(attention_size, 1, bias=False)
 
-    def flow_term(self, m: Tensor) -> Tensor:
-        """W_m m + b for all regions (and steps) at once: m (..., N, C') → (..., N, A)."""
-        return self.w_m(m)
+    def input_term(self, regions: Tensor) -> Tensor:
+        """W_c x + b: regions (..., N, C) → (..., N, A)."""
+        return self.w_c(regions)
 
-    def forward(self, h: Tensor, flow_term: Tensor) -> Tensor:
-        """α: h (B, Hd), flow_term (B, N, A) → (B, N)."""
-        e = self.w(torch.tanh(flow_term + self.w_h(h).unsqueeze(1))).squeeze(2)
-        return torch.softmax(e, dim=1)
+    def forward(self, state: Tensor, input_term: Tensor) -> Tensor:
+        """α: state (B, S), input_term (B, N, A) → (B, N), α ≥ 0, Σ_i α_i = 1."""
+        e = self.w(torch.tanh(input_term + self.w_d(state).unsqueeze(1))).squeeze(2)
+        return torch.softmax(e * self.inverse_temperature, dim=1)

@@ -212,6 +212,8 @@ class _GatedCell(nn.Module):
             raise ValueError(f"conv backend must be one of {BACKENDS}, got {backend!r}")
         self.input_channels = input_channels
         self.hidden_channels = hidden_channels
+        #: channel counts of the parts of the input (for per-block initialisation); one block by default
+        self.input_blocks: tuple[int, ...] = (input_channels,)
         self.execution = execution
         self.backend = backend
         self.defer_weight_grad = defer_weight_grad

@@ -1,8 +1,9 @@
 """Training and test protocol of the paper, as pure functions.
 
 * Training: one random ``length``-frame snippet per video per epoch (:func:`random_snippet_start`).
-* Test: ``num_segments`` evenly spaced ``segment_length``-frame segments per video
-  (:func:`segment_starts`); class probabilities are summed over the steps of a segment and
+* Test: ``num_segments`` ``segment_length``-frame segments per video placed as the authors'
+  iterator places them (:func:`segment_starts`, short videos padded with their last frame,
+  :func:`segment_indices`); class probabilities are summed over the steps of a segment and
   averaged over the segments (:func:`aggregate_video_probabilities`).
 * Two-stream fusion: product of the RGB and flow probabilities, renormalised
   (:func:`fuse_probabilities`).
@@ -22,33 +23,33 @@ FUSIONS: tuple[str, ...] = ("product", "mean")
 
 
 def segment_starts(num_frames: int, num_segments: int = 25, segment_length: int = 30) -> list[int]:
-    """First frame of each test segment, evenly spaced, ascending.
+    """First frame of each of the ``num_segments`` test segments, as the authors' test iterator.
 
-    * The first segment starts at 0 and the last at ``num_frames - segment_length`` (the
-      segments cover the video end to end); start s_i = round(i·(num_frames − L)/(S − 1)),
-      halves rounded up, i = 0 … S − 1. ``num_segments == 1``: the centred segment,
-      round((num_frames − L)/2).
-    * Fewer possible starts than segments (num_frames − L + 1 < S): every start 0 … num_frames − L
-      once, so no segment is counted twice.
-    * A video not longer than one segment (num_frames ≤ L): ``[0]``, one segment; the model
-      runs over the num_frames frames there are (a shorter sequence).
+    ``sparnn/iterators/video_data_ts_iterator.py`` (test mode): for a video of L ≥ ℓ frames,
+    avg = ⌊(L − ℓ + 1) / S⌋ and segment j starts at ⌊avg/2 + j·avg⌋, j = 0 … S − 1. Starts can
+    repeat (avg = 0 when L < ℓ + S − 1: every segment starts at 0) — the authors count such a
+    segment S times and so does :func:`aggregate_video_probabilities`. A video shorter than ℓ
+    has S segments at 0, each padded to ℓ frames with its last frame
+    (:func:`segment_indices`).
 
-    Examples: (100, 3, 30) → [0, 35, 70]; (34, 25, 30) → [0, 1, 2, 3, 4]; (20, 25, 30) → [0].
+    Examples: (300, 25, 30) → [5, 15, …, 245]; (100, 3, 30) → [11, 34, 57]; (20, 25, 30) → [0] * 25.
     """
     if num_frames < 1 or num_segments < 1 or segment_length < 1:
         raise ValueError(
             "segment_starts needs num_frames, num_segments and segment_length >= 1, "
             f"got {num_frames}, {num_segments}, {segment_length}"
         )
-    span = num_frames - segment_length  # the last possible start
-    if span <= 0:
-        return [0]
-    if span + 1 <= num_segments:
-        return list(range(span + 1))
-    if num_segments == 1:
-        return [(span + 1) // 2]
-    denominator = num_segments - 1
-    return [(2 * i * span + denominator) // (2 * denominator) for i in range(num_segments)]
+    if num_frames < segment_length:
+        return [0] * num_segments
+    avg = (num_frames - segment_length + 1) // num_segments
+    return [int(avg / 2 + j * avg) for j in range(num_segments)]
+
+
+def segment_indices(num_frames: int, start: int, segment_length: int) -> np.ndarray:
+    """(segment_length,) frame indices of the segment at ``start``: past the last frame, the last frame again."""
+    if num_frames < 1 or not 0 <= start < num_frames:
+        raise ValueError(f"segment start {start} is outside a video of {num_frames} frames")
+    return np.minimum(np.arange(start, start + segment_length), num_frames - 1)
 
 
 def random_snippet_start(num_frames: int, length: int, generator: Any = None) -> int:

@@ -5,7 +5,12 @@ A checkpoint is a ``dict`` of tensors and plain values only, so it loads with
 
     {"format": "videolstm-checkpoint-v1", "epoch": int, "model": state_dict (unwrapped, no
      "module." prefix), "optimizer": optimizer state_dict, "model_spec": {"variant": str,
-     "num_classes": int, "overrides": {...}}, "metrics": {name: float}, "extra": {str: str}}
+     "num_classes": int, "overrides": {...}}, "metrics": {name: float}, "extra": {str: str},
+     "history": [{name: float}, ...] (the metrics of every epoch so far, epoch 1 first)}
+
+A training run keeps its checkpoints in one folder (``checkpoint_epoch_00007.pt``); a re-run
+resumes from the latest (:func:`latest_checkpoint`), :func:`prune_checkpoints` keeps the best
+by a validation metric and the latest few, and :func:`best_epoch` picks the one to export.
 
 Only rank 0 writes (the caller checks its rank); writes are atomic (temp file + rename or one
 upload), so a killed process never leaves a truncated checkpoint behind.
@@ -24,6 +29,7 @@ from torch import nn
 
 from videolstm.store import storage as st
 from videolstm.config import StorageConfig
+from videolstm.messages import redact, short_repr, shorten
 
 FORMAT = "videolstm-checkpoint-v1"
 _NAME = re.compile(r"checkpoint_epoch_(\d{5})\.pt$")
@@ -83,7 +89,9 @@ def checkpoint_state(
     optimizer: torch.optim.Optimizer | None = None,
     metrics: Mapping[str, float] | None = None,
     extra: Mapping[str, str] | None = None,
+    history: list[Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
+    """The checkpoint dict of ``model`` after ``epoch`` (see the module docstring)."""
     return {
         "format": FORMAT,
         "epoch": int(epoch),
@@ -92,6 +100,7 @@ def checkpoint_state(
         "model_spec": spec.to_dict(),
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "extra": {k: str(v) for k, v in (extra or {}).items()},
+        "history": [{k: float(v) for k, v in h.items()} for h in (history or [])],
     }
 
 
@@ -108,19 +117,27 @@ class CheckpointError(ValueError):
 
 
 def load_checkpoint(uri: str, storage: StorageConfig | None = None) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``; raises :class:`CheckpointError` naming the file."""
+    """Load a checkpoint with ``weights_only=True``; raises :class:`CheckpointError` naming the file.
+
+    Only torch's zip format with stored (uncompressed) records is read
+    (:func:`videolstm.store.storage.check_torch_zip`),
+    so memory is bounded by the file's size.
+    """
     try:
         with st.open_for_read(uri, storage) as fh:
+            st.check_torch_zip(fh, uri, CheckpointError)
             state = torch.load(fh, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
-        raise CheckpointError(f"checkpoint {uri} does not exist") from exc
+        raise CheckpointError(f"checkpoint {redact(uri)} does not exist") from exc
+    except CheckpointError:
+        raise
     except Exception as exc:
         raise CheckpointError(
-            f"checkpoint {uri} could not be loaded safely ({type(exc).__name__}: {exc}); "
+            f"checkpoint {redact(uri)} could not be loaded safely ({type(exc).__name__}: {shorten(str(exc), 300)}); "
             "only files written by videolstm (tensors and plain values) are accepted"
         ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{uri} is not a {FORMAT} file (missing 'format' key); was it written by videolstm?")
+        raise CheckpointError(f"{redact(uri)} is not a {FORMAT} file (missing 'format' key); was it written by videolstm?")
     return state
 
 
@@ -130,10 +147,78 @@ def latest_checkpoint(directory: str, storage: StorageConfig | None = None) -> s
     return max(names, key=lambda u: int(_NAME.search(u).group(1))) if names else None
 
 
-def restore_model(state: Mapping[str, Any]) -> tuple[nn.Module, ModelSpec]:
-    """Rebuild the model from a loaded checkpoint and load its weights (eval mode)."""
-    spec = ModelSpec.from_dict(state["model_spec"])
+def checkpoint_epochs(directory: str, storage: StorageConfig | None = None) -> dict[int, str]:
+    """``{epoch: uri}`` of the checkpoints in ``directory``."""
+    return {int(_NAME.search(u).group(1)): u for u in st.list_files(directory, storage, suffix=".pt") if _NAME.search(u)}
+
+
+def best_epoch(history: list[Mapping[str, float]], metric: str | None) -> int:
+    """The 1-based epoch to export: the highest ``metric`` (the latest of equal values), or the last epoch."""
+    if not history:
+        raise ValueError("no epoch has finished; there is nothing to export")
+    if metric is None or not any(metric in h for h in history):
+        return len(history)
+    scored = [(h[metric], epoch) for epoch, h in enumerate(history, start=1) if metric in h]
+    return max(scored)[1]
+
+
+def prune_checkpoints(directory: str, keep: int, protect: set[int], storage: StorageConfig | None = None) -> list[int]:
+    """Delete all but the ``keep`` most recent checkpoints and the epochs in ``protect``; returns what was deleted."""
+    epochs = checkpoint_epochs(directory, storage)
+    kept = set(sorted(epochs)[-max(1, keep):]) | set(protect)
+    deleted = sorted(e for e in epochs if e not in kept)
+    for epoch in deleted:
+        st.remove(epochs[epoch], storage)
+    return deleted
+
+
+def restore_model(state: Mapping[str, Any], *, num_classes: int | None = None) -> tuple[nn.Module, ModelSpec]:
+    """Rebuild the model from a loaded checkpoint and load its weights (eval mode).
+
+    Nothing is allocated for a size the checkpoint merely claims: the model is first built on
+    PyTorch's ``meta`` device (shapes, no memory) and every parameter and buffer shape is
+    compared with the tensors the file actually holds (already in memory, bounded by the file's
+    size). A ``model_spec`` that disagrees with them — ``num_classes`` 4,000,000 over a 3-class
+    readout — or with ``num_classes`` (the configured dataset's, when the caller passes it) is a
+    :class:`CheckpointError` naming the value and the shapes.
+    """
+    try:
+        spec = ModelSpec.from_dict(state["model_spec"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(
+            f"the checkpoint's model_spec {short_repr(state.get('model_spec') if isinstance(state, Mapping) else state)} is "
+            f"not a videolstm model spec ({type(exc).__name__}: {shorten(str(exc), 200)})"
+        ) from None
+    if num_classes is not None and spec.num_classes != num_classes:
+        raise CheckpointError(
+            f"the checkpoint's model_spec has num_classes {spec.num_classes}, the configured dataset {num_classes}; "
+            "it was trained on another dataset: evaluate it with the configuration it was trained with"
+        )
+    weights = state.get("model")
+    if not isinstance(weights, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
+        raise CheckpointError("the checkpoint's 'model' entry is not a state dict (parameter names to tensors)")
+    try:
+        with torch.device("meta"):
+            skeleton = spec.build()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"the checkpoint's model_spec {short_repr(spec.to_dict())} does not build a model "
+            f"({type(exc).__name__}: {shorten(str(exc), 300)})"
+        ) from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    problems = [f"missing {k}" for k in expected if k not in weights]
+    problems += [f"unexpected {short_repr(k)}" for k in weights if k not in expected]
+    problems += [
+        f"{k}: shape {tuple(weights[k].shape)} in the file, {expected[k]} for the spec"
+        for k in expected if k in weights and tuple(weights[k].shape) != expected[k]
+    ]
+    if problems:
+        raise CheckpointError(
+            f"the checkpoint's model_spec (variant {short_repr(spec.variant)}, num_classes {spec.num_classes}, overrides "
+            f"{short_repr(spec.overrides)}) does not match the weights it holds: {'; '.join(problems[:4])}"
+            f"{f' (+{len(problems) - 4} more)' if len(problems) > 4 else ''}. The file is corrupt or forged: re-create it"
+        )
     model = spec.build()
-    model.load_state_dict(state["model"])
+    model.load_state_dict(weights)
     model.eval()
     return model, spec

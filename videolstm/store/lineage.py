@@ -8,9 +8,10 @@ stages upstream keep theirs::
     <storage.root>/dataset/...                     generated or downloaded videos (synthetic: by config digest)
     <storage.root>/index/<lineage>/                index.parquet
     <storage.root>/frames_flow/<lineage>/          manifest.parquet + shards/
-    <storage.root>/frame_cnn/<lineage>/<stream>/   the trained frame CNN per stream
-    <storage.root>/features/<lineage>/             manifest.parquet + shards/
-    <storage.root>/train/<lineage>/<variant>-<stream>/  checkpoints (Ray Train storage) + model
+    <storage.root>/frame_cnn/<lineage>/convnet-<stream>-s<seed>/   the frame CNN per stream and seed
+    <storage.root>/features/<lineage>/s<seed>/     manifest.parquet + shards/ (one folder per seed)
+    <storage.root>/train/<lineage>/<variant>-<stream>-s<seed>/  checkpoints/ + model.pt
+    <storage.root>/finetune/<lineage>/videolstm-rgb-s<seed>/    VideoLSTM, assembled and fine-tuned
     <storage.root>/evaluate/<lineage>/             predictions, metrics, plots
     <storage.root>/report/<lineage>/               comparison tables and charts
 
@@ -28,7 +29,7 @@ from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest
 from videolstm.store.manifest import ItemResult
 
-STAGES = ("dataset", "index", "frames_flow", "frame_cnn", "features", "train", "evaluate", "report")
+STAGES = ("dataset", "index", "frames_flow", "frame_cnn", "features", "train", "finetune", "evaluate", "report")
 
 
 class StageResult(BaseModel):
@@ -58,15 +59,17 @@ def _section(config: BenchmarkConfig, name: str, exclude: set[str] | None = None
 
 def lineages(config: BenchmarkConfig) -> dict[str, str]:
     """Lineage digest of every stage (execution-only settings excluded)."""
-    dataset = stable_digest({"dataset": _section(config, "dataset")})
+    dataset = stable_digest({"dataset": _section(config, "dataset", {"limits"})})  # limits refuse input, change no result
     frames_flow = stable_digest([dataset, _section(config, "flow", {"workers", "threads_per_worker"})])
-    frame_cnn = stable_digest([frames_flow, _section(config, "frame_cnn")])
+    frame_cnn = stable_digest([frames_flow, _section(config, "frame_cnn"), config.train.val_fraction])
     features = stable_digest([frame_cnn, _section(config, "features", {"workers", "batch_frames"})])
-    train_params = _section(
-        config, "train", {"variants", "streams", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent", "max_failures"}
-    )
+    # seeds are items inside a stage's folder (keyed per model), not part of its lineage: adding
+    # a seed trains that seed only
+    execution = {"variants", "streams", "seeds", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent", "max_failures"}
+    train_params = _section(config, "train", execution | {"videolstm_init", "finetune_epochs"})
     train = stable_digest([features, train_params])
-    evaluate = stable_digest([train, _section(config, "evaluate", {"regression_threshold"})])
+    finetune = stable_digest([train, config.train.videolstm_init, config.train.finetune_epochs])
+    evaluate = stable_digest([finetune, _section(config, "evaluate", {"regression_threshold"})])
     report = stable_digest([evaluate, config.name])
     return {
         "dataset": dataset,
@@ -75,6 +78,7 @@ def lineages(config: BenchmarkConfig) -> dict[str, str]:
         "frame_cnn": frame_cnn,
         "features": features,
         "train": train,
+        "finetune": finetune,
         "evaluate": evaluate,
         "report": report,
     }
@@ -140,6 +144,7 @@ STAGE_COMMANDS = {
     "frame_cnn": "frame-cnn",
     "features": "features",
     "train": "train",
+    "finetune": "finetune",
     "evaluate": "evaluate",
     "report": "report",
 }

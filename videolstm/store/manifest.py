@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from videolstm.store import shards
 from videolstm.store import storage as st
+from videolstm.store.safepath import under_root
 from videolstm.config import StorageConfig, stable_digest
 
 BASE_COLUMNS = ("video_id", "label", "subset", "status", "reason", "key", "shard", "seconds")
@@ -107,7 +108,7 @@ class StageDir:
         return st.join(self.uri, "shards")
 
     def shard_uri(self, video_id: str, key: str) -> str:
-        return st.join(self.shards_uri, f"{safe_name(video_id)}.{key}.parquet")
+        return under_root(self.shards_uri, [f"{safe_name(video_id)}.{key}.parquet"], f"shard of video {video_id!r}")
 
     def read_manifest(self) -> list[ItemResult]:
         """The manifest's rows ([] when the stage never finished)."""

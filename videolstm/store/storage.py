@@ -17,6 +17,7 @@ import io
 import os
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TypeVar
@@ -25,6 +26,7 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from videolstm.config import StorageConfig
+from videolstm.messages import redact as _redact
 
 T = TypeVar("T")
 
@@ -52,6 +54,10 @@ _UMASK = _read_umask()
 
 class StorageError(RuntimeError):
     """A storage operation failed after its retries; the message names the URI."""
+
+
+class InputTooLargeError(ValueError):
+    """A file larger than the limit for its kind: refused before it was read whole."""
 
 
 def storage_options(uri: str, storage: StorageConfig | None = None) -> dict:
@@ -137,9 +143,29 @@ def exists(uri: str, storage: StorageConfig | None = None) -> bool:
     return with_retries(lambda: fs.exists(path), f"checking {uri}")
 
 
-def read_bytes(uri: str, storage: StorageConfig | None = None) -> bytes:
+def read_bytes(uri: str, storage: StorageConfig | None = None, *, max_bytes: int | None = None, limit: str = "") -> bytes:
+    """The bytes of ``uri``; with ``max_bytes``, at most that many are read.
+
+    Raises :class:`InputTooLargeError` (naming the URI, ``max_bytes`` and the ``limit`` setting)
+    when the file holds more: only ``max_bytes + 1`` bytes are ever read, so a huge or sparse
+    file costs nothing.
+    """
     fs, path = get_fs(uri, storage)
-    return with_retries(lambda: fs.cat_file(path), f"reading {uri}")
+    if max_bytes is None:
+        return with_retries(lambda: fs.cat_file(path), f"reading {uri}")
+
+    def capped() -> bytes:
+        with fs.open(path, "rb") as fh:
+            return fh.read(max_bytes + 1)
+
+    data = with_retries(capped, f"reading {uri}")
+    if len(data) > max_bytes:
+        setting = f" ({limit})" if limit else ""
+        raise InputTooLargeError(
+            f"{_redact(uri)} is larger than {max_bytes} bytes, the limit for this file{setting}; check that it is the "
+            f"right file (if it is, raise the limit{setting})"
+        )
+    return data
 
 
 def read_text(uri: str, storage: StorageConfig | None = None, encoding: str = "utf-8") -> str:
@@ -227,6 +253,33 @@ def _upload(fs: fsspec.AbstractFileSystem, local: str, path: str, uri: str) -> N
         if error.get("Error", {}).get("Code") == "NoSuchUpload" or "upload does not exist" in str(exc):
             raise ConnectionError(f"the store lost the multipart upload of {uri} ({exc}); uploading it again") from exc
         raise
+
+
+def check_torch_zip(fh: IO[bytes], uri: str, error: type[Exception]) -> None:
+    """Refuse a torch file whose records are compressed (or that is no zip at all).
+
+    ``torch.save`` writes a zip whose records are *stored*, so what ``torch.load`` allocates is
+    bounded by the file's own size. A deflated record (a crafted file: torch reads it) could
+    expand a small file into gigabytes. ``fh`` is left at its start.
+    """
+    start = fh.tell()
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            bad = [i.filename for i in zf.infolist() if i.compress_type != zipfile.ZIP_STORED or i.file_size != i.compress_size]
+    except zipfile.BadZipFile:
+        bad = None
+    finally:
+        fh.seek(start)
+    if bad is None:
+        raise error(
+            f"{_redact(uri)} could not be loaded safely: it is not a zip-format torch file; videolstm writes checkpoints with torch.save (zip format, "
+            "torch >= 1.6): re-create it, or re-save it with torch.save(torch.load(path), path)"
+        )
+    if bad:
+        raise error(
+            f"{_redact(uri)} could not be loaded safely: it holds compressed records ({bad[0][:100]!r}, ...); torch.save never compresses, so the file "
+            "was not written by torch.save (a compressed record can expand far beyond the file's size): re-create it"
+        )
 
 
 @contextlib.contextmanager

@@ -273,3 +273,38 @@ def test_download_from_s3_and_to_s3(moto_s3, tmp_path: Path) -> None:
         download(f"s3://{bucket}/mirror/hmdb51_org.rar", f"s3://{bucket}/archives/bad.rar", sha256="0" * 64, storage=storage, staging_dir=tmp_path / "st")
     fs.invalidate_cache()
     assert not fs.exists(f"{bucket}/archives/bad.rar")
+
+
+# --------------------------------------------------------------------------------------------
+# URL names and secrets (issue 15)
+
+
+@pytest.mark.parametrize("name", ["..%2F..%2FESCAPED.zip", "..%252F..%252FX.zip", "a%2Fb.zip", "a%5Cb.zip", "%2E%2E"])
+def test_a_url_whose_file_name_decodes_to_a_path_is_refused_before_anything_is_written(tmp_path: Path, name: str) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / name).write_bytes(PAYLOAD)
+    dest = tmp_path / "deep" / "er" / "archives"
+    with pytest.raises(DownloadError, match=r"download .*: file name: .* (path separator|is '\.\.')"):
+        download(f"file://{source}/{name}", str(dest / "x.zip"), sha256=DIGEST, staging_dir=tmp_path / "st")
+    with pytest.raises(DownloadError, match=r"dataset.download.urls: .*: file name"):
+        dl.prepare_dataset("ucf101", str(tmp_path / "ds"), [f"file://{source}/{name}"], archives_uri=str(dest), verify=False)
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [name]  # only the source itself
+
+
+@pytest.mark.integration
+def test_presigned_query_never_reaches_the_record_the_partial_or_the_warning(http_server, tmp_path: Path) -> None:
+    secret = "SigSentinel0042"
+    path = f"/bucket/UCF101TrainTestSplits-DetectionTask.zip?X-Amz-Credential=AKIA%2F{secret}&X-Amz-Signature={secret}"
+    http_server.state.files[path] = PAYLOAD
+    http_server.state.cut_after[path] = 1000  # an interrupted attempt leaves its partial and its metadata behind
+    dest, staging = tmp_path / "det.zip", tmp_path / "st"
+    with pytest.raises(DownloadError) as cut:
+        download(http_server.url(path), str(dest), staging_dir=staging, attempts=1)
+    assert secret not in str(cut.value) and "X-Amz-Signature=***" in str(cut.value)
+    assert not [p for p in staging.iterdir() if secret.encode() in p.read_bytes()]
+    with pytest.warns(UnverifiedDownloadWarning) as warned:
+        download(http_server.url(path), str(dest), staging_dir=staging)
+    assert secret not in str(warned[0].message)
+    record = (tmp_path / "det.zip.verified.json").read_text()
+    assert secret not in record and "X-Amz-Signature=***" in record

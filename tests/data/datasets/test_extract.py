@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import io
 import os
@@ -55,7 +56,9 @@ def test_zip_extracts_files_and_returns_their_uris(tmp_path: Path) -> None:
     got = extract(str(archive), str(dest))
     assert got == [f"{dest}/ucfTrainTestlist/classInd.txt", f"{dest}/ucfTrainTestlist/trainlist01.txt"]
     assert files_under(dest) == {k: v for k, v in SPLITS.items() if v is not None}
-    assert (dest / dl.MARKER_DIR / "splits.zip.json").is_file()
+    marker = dl.marker_uri(str(dest), "splits.zip")
+    assert Path(marker).is_file() and Path(marker).parent == dest / dl.MARKER_DIR
+    assert Path(marker).name == hashlib.sha256(b"splits.zip").hexdigest()[:32] + ".json"  # no outside name in the path
 
 
 def test_second_extract_is_a_no_op_and_a_changed_archive_is_reextracted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,7 +165,7 @@ def test_truncated_or_unknown_archives_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ExtractError, match=r"junk.zip is not a valid zip"):
         extract(str(tmp_path / "junk.zip"), str(tmp_path / "ds"))
     (tmp_path / "x.7z").write_bytes(b"")
-    with pytest.raises(ExtractError, match=r"x.7z: unsupported archive type; expected .zip or .rar"):
+    with pytest.raises(ExtractError, match=r"x.7z: unsupported archive type; expected .zip, .rar or .tar"):
         extract(str(tmp_path / "x.7z"), str(tmp_path / "ds"))
 
 
@@ -198,3 +201,112 @@ def test_extract_into_s3(moto_s3, tmp_path: Path) -> None:
     fs.invalidate_cache()
     assert fs.cat_file(f"{bucket}/hmdb51/wave/c.avi") == b"c" * 30
     assert extract(f"s3://{bucket}/archives/hmdb51_org.rar", f"s3://{bucket}/hmdb51", storage, recursive=True) == got
+
+
+# --------------------------------------------------------------------------------------------
+# limits, pinned formats, duplicates, markers (issue 15)
+
+from tests.reliability import hostile  # noqa: E402
+from videolstm.config import InputLimits  # noqa: E402
+
+
+def _refused(tmp_path: Path, name: str, data: bytes, pattern: str, **kwargs) -> None:
+    archive = tmp_path / name
+    archive.write_bytes(data)
+    dest = tmp_path / "ds"
+    with pytest.raises(ExtractError, match=pattern):
+        extract(str(archive), str(dest), **kwargs)
+    assert not dest.exists() or not any(p.is_file() for p in dest.rglob("*")), "written before the refusal"
+
+
+def test_tar_archives_extract_with_the_filter_their_name_says(tmp_path: Path) -> None:
+    import tarfile
+
+    for name, mode in (("a.tar", "w"), ("a.tar.gz", "w:gz"), ("a.tgz", "w:gz"), ("a.tar.xz", "w:xz")):
+        path = tmp_path / name
+        with tarfile.open(path, mode) as tf:
+            info = tarfile.TarInfo("d/f.txt")
+            info.size = 3
+            tf.addfile(info, io.BytesIO(b"abc"))
+        assert extract(str(path), str(tmp_path / name.replace(".", "_"))) == [f"{tmp_path / name.replace('.', '_')}/d/f.txt"]
+
+
+def test_format_is_pinned_to_the_extension(tmp_path: Path) -> None:
+    _refused(tmp_path, "zip-as.rar", zip_bytes({"a.txt": b"a"}), r"zip-as.rar: cannot read the archive .*not a RAR archive")
+    _refused(tmp_path, "rar-as.tar", rar4_bytes({"a.txt": b"a"}), r"rar-as.tar: cannot read the archive .*not a tar archive")
+    _refused(tmp_path, "plain-as.tar.gz", hostile.tar_bytes([("a.txt", b"a")]), r"plain-as.tar.gz: .*not gzip-compressed")
+
+
+def test_sparse_entries_are_refused(tmp_path: Path) -> None:
+    _refused(tmp_path, "holes.tar", hostile.sparse_tar(real_size=1 << 20), r"refusing entry 'holes.bin': it is a sparse file")
+
+
+@pytest.mark.parametrize("limits, pattern", [
+    (InputLimits(archive_entry_bytes=99), r"'d/big.bin': it unpacks to more than 99 bytes \(dataset.limits.archive_entry_bytes\)"),
+    (InputLimits(archive_total_bytes=150), r"more than 150 bytes in all \(dataset.limits.archive_total_bytes\)"),
+    (InputLimits(archive_entries=2), r"more than 2 entries \(dataset.limits.archive_entries\)"),
+])
+def test_each_size_limit_refuses_before_writing_and_names_its_setting(tmp_path: Path, limits, pattern) -> None:
+    data = zip_bytes({"d/small.bin": b"s" * 60, "d/big.bin": b"b" * 100, "d/third.bin": b"t"})
+    _refused(tmp_path, "a.zip", data, pattern + r".*raise dataset.limits", limits=limits)
+
+
+def test_ratio_limit_refuses_a_decompression_bomb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dl, "RATIO_FREE_BYTES", 0)  # the real threshold is 16 MiB; the rule is the same
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(200_000))
+    _refused(tmp_path, "bomb.zip", buffer.getvalue(), r"'zeros.bin': .* a ratio above 100 \(dataset.limits.archive_ratio\)")
+    extract(str(tmp_path / "bomb.zip"), str(tmp_path / "ok"), limits=InputLimits(archive_ratio=1000))  # raised: accepted
+
+
+def test_header_that_understates_an_entry_is_caught_while_writing(tmp_path: Path) -> None:
+    data = bytearray(zip_bytes({"a.txt": b"0123456789"}))
+    # local and central headers both say 10 bytes; make both say 4 (zipfile then reads 4 and fails the CRC)
+    data = bytes(data).replace(b"\x0a\x00\x00\x00\x0a\x00\x00\x00", b"\x0a\x00\x00\x00\x04\x00\x00\x00")
+    archive = tmp_path / "liar.zip"
+    archive.write_bytes(data)
+    with pytest.raises(ExtractError, match=r"liar.zip: extracting entry 'a.txt' failed"):
+        extract(str(archive), str(tmp_path / "ds"))
+
+
+def test_nesting_deeper_than_the_limit_is_refused_and_depth_zero_keeps_no_nesting(tmp_path: Path) -> None:
+    inner = rar4_bytes({"wave/c.avi": b"c"})
+    archive = tmp_path / "hmdb51_org.rar"
+    archive.write_bytes(rar4_bytes({"wave.rar": inner}))
+    with pytest.raises(ExtractError, match=r"'wave.rar': it is an archive nested deeper than 0 level"):
+        extract(str(archive), str(tmp_path / "d0"), recursive=True, limits=InputLimits(archive_depth=0))
+    deeper = tmp_path / "deeper.rar"
+    deeper.write_bytes(rar4_bytes({"outer.rar": rar4_bytes({"inner.rar": inner})}))
+    with pytest.raises(ExtractError, match=r"deeper.rar!outer.rar: refusing entry 'inner.rar': it is an archive nested deeper than 1"):
+        extract(str(deeper), str(tmp_path / "d1"), recursive=True)
+    assert extract(str(deeper), str(tmp_path / "d2"), recursive=True, limits=InputLimits(archive_depth=2)) == [
+        f"{tmp_path / 'd2'}/wave/c.avi"
+    ]
+
+
+def test_duplicates_within_and_across_nested_archives_and_file_folder_clashes_are_refused(tmp_path: Path) -> None:
+    _refused(tmp_path, "dup.zip", hostile.duplicate_zip(), r"'a/v.avi': it names 'a/v.avi' twice")
+    _refused(tmp_path, "clash.zip", zip_bytes({"a": b"file", "a/b": b"under a file"}), r"a file and a folder of the same name")
+    outer = rar4_bytes({"one.rar": rar4_bytes({"w/c.avi": b"1"}), "two.rar": rar4_bytes({"w/c.avi": b"2"})})
+    archive = tmp_path / "across.rar"
+    archive.write_bytes(outer)
+    with pytest.raises(ExtractError, match=r"across.rar!two.rar: refusing entry 'w/c.avi': it names 'w/c.avi' twice \(first in .*one.rar\)"):
+        extract(str(archive), str(tmp_path / "nested"), recursive=True)
+
+
+def test_marker_folder_entries_are_refused_and_a_refused_archive_writes_no_marker(tmp_path: Path) -> None:
+    _refused(tmp_path, "forge.zip", zip_bytes({f"{dl.MARKER_DIR}/x.json": b"{}"}), r"\.videolstm-extracted/ is reserved")
+    _refused(tmp_path, "forge2.zip", zip_bytes({f"top/{dl.MARKER_DIR.upper()}/x.json": b"{}"}), r"is reserved")
+    _refused(tmp_path, "late.zip", zip_bytes({"fine.txt": b"ok", "../evil": b"x"}), r"refusing entry '../evil'")
+    assert not (tmp_path / "ds" / dl.MARKER_DIR).exists()
+
+
+@pytest.mark.parametrize("name", ["..%2F..%2Fx.zip", "a%2Fb.zip", "a%255Cb.zip", "..%5C..%5Cx.zip"])
+def test_archive_names_that_decode_to_paths_are_refused(tmp_path: Path, name: str) -> None:
+    _refused(tmp_path, name, zip_bytes({"a.txt": b"a"}), r"archive .*: file name: .* (path separator|is '\.\.')")
+
+
+def test_unsafe_entry_names_are_refused(tmp_path: Path) -> None:
+    _refused(tmp_path, "ctl.zip", zip_bytes({"a\x1bb.txt": b"a"}), r"refusing entry 'a\\x1bb.txt': it is not a safe file name")
+    _refused(tmp_path, "pct.zip", zip_bytes({"..%2Fevil": b"a"}), r"refusing entry '..%2Fevil': it is not a safe file name")

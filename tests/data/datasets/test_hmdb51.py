@@ -82,3 +82,17 @@ def test_hmdb51_class_missing_a_split_file_raises(tmp_path: Path) -> None:
 def test_hmdb51_missing_split_folder_says_what_to_extract(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"testTrainMulti_7030_splits does not exist; extract test_train_splits.rar"):
         load_index("hmdb51", str(tmp_path), 1)
+
+
+def test_hmdb51_names_that_are_paths_are_refused(tmp_path: Path) -> None:
+    root = make_hmdb_root(tmp_path, videos_per_class=4)
+    split = root / "testTrainMulti_7030_splits" / "wave_test_split1.txt"
+    split.write_text(split.read_text() + ".. 1\r\n..%2Fescape.avi 2\r\n")
+    rows = load_index("hmdb51", str(root), 1, check_files=False).to_pylist()
+    bad = [r for r in rows if r["status"] == "failed"]
+    assert len(bad) == 2 and all("wave_test_split1.txt line" in r["reason"] and r["path"] == "" for r in bad)
+    assert all(r["path"].startswith(f"{root}/") for r in rows if r["status"] == "ok")
+    for n in (1, 2, 3):
+        (root / "testTrainMulti_7030_splits" / f".._test_split{n}.txt").write_text("a.avi 1\r\n")
+    with pytest.raises(ValueError, match=r"split file '\.\._test_split1\.txt' names a class: '\.\.' is '\.\.'"):
+        load_index("hmdb51", str(root), 1, check_files=False)

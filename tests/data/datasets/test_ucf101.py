@@ -231,3 +231,35 @@ def test_index_and_manifest_on_s3(moto_s3, tmp_path: Path) -> None:
     assert "testlist01.txt line 2" in rows[2]["reason"]
     write_index(table, f"s3://{bucket}/manifests/index.parquet", storage)
     assert read_index(f"s3://{bucket}/manifests/index.parquet", storage).equals(table)
+
+
+# --------------------------------------------------------------------------------------------
+# names that are paths, files without bounds (issue 15)
+
+from videolstm.config import InputLimits  # noqa: E402
+from videolstm.store.safepath import UnsafeNameError  # noqa: E402
+
+
+@pytest.mark.parametrize("line", ["Alpha/.. 1", "Alpha/..%2F..%2Fx.avi 1", "Alpha/a\\b.avi 1", "Alpha/a\x1bb.avi 1", "../v_x.avi 1"])
+def test_split_lines_naming_paths_fail_their_row_and_never_give_a_path_outside_the_root(tmp_path: Path, line: str) -> None:
+    root = make_root(tmp_path, f"Alpha/v_Alpha_g01_c01.avi 1\r\n{line}\r\n", "Beta/v_Beta_g01_c01.avi\r\n")
+    table = load_index("ucf101", str(root), 1, check_files=False)
+    rows = table.to_pylist()
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    assert "trainlist01.txt line 2" in rows[1]["reason"] and rows[1]["path"] == ""
+    assert all(r["path"].startswith(f"{root}/") for r in rows if r["status"] == "ok")
+
+
+def test_class_index_naming_a_path_raises_naming_the_line(tmp_path: Path) -> None:
+    root = make_root(tmp_path, "Alpha/v_Alpha_g01_c01.avi 1\r\n", "", classes="1 Alpha\r\n2 ..\r\n")
+    with pytest.raises(UnsafeNameError, match=r"classInd.txt line 2: class name: '\.\.' is '\.\.'"):
+        load_index("ucf101", str(root), 1, check_files=False)
+
+
+def test_split_files_over_the_byte_or_line_limit_are_refused_naming_the_setting(tmp_path: Path) -> None:
+    root = make_root(tmp_path, "Alpha/v_Alpha_g01_c01.avi 1\r\n" * 50, "")
+    with pytest.raises(ValueError, match=r"trainlist01.txt is larger than 1000 bytes.*dataset.limits.split_file_bytes"):
+        load_index("ucf101", str(root), 1, check_files=False, limits=InputLimits(split_file_bytes=1000))
+    with pytest.raises(ValueError, match=r"trainlist01.txt has 50 lines, more than the 10 .*dataset.limits.split_file_lines"):
+        load_index("ucf101", str(root), 1, check_files=False, limits=InputLimits(split_file_lines=10))
+    assert load_index("ucf101", str(root), 1, check_files=False).num_rows == 50

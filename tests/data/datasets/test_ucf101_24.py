@@ -215,3 +215,133 @@ def test_write_float_boxes_and_refuse_gapped_frames(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"ef <= numf"):
         write_ucf101_24(too_long, str(tmp_path / "too_long.pkl"))
     assert not (tmp_path / "gapped.pkl").exists() and not (tmp_path / "too_long.pkl").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# numpy inside the pickle: dtypes, array states, protocol 5, bounds (issue 15)
+
+from tests.reliability import hostile  # noqa: E402
+from videolstm.config import InputLimits  # noqa: E402
+from videolstm.data.datasets.ucf101_24 import ARRAY_DTYPES, safe_unpickle  # noqa: E402
+
+
+class _ForgedDtype:
+    def __init__(self, code: str, state: tuple):
+        self.code, self.state = code, state
+
+    def __reduce__(self):
+        return (np.dtype, (self.code, False, True), self.state)
+
+
+class _ArrayWithState:
+    def __init__(self, state: tuple):
+        self.state = state
+
+    def __reduce__(self):
+        from numpy._core import multiarray
+
+        return (multiarray._reconstruct, (np.ndarray, (0,), b"b"), self.state)
+
+
+@pytest.mark.parametrize("dtype", ARRAY_DTYPES)
+def test_every_allowed_array_dtype_loads_at_protocols_2_3_and_5(dtype: str) -> None:
+    boxes = np.arange(8).reshape(2, 4).astype(dtype)
+    for protocol in (2, 3, 5):
+        data = pickle.dumps({"k": boxes, "big_endian": boxes.astype(boxes.dtype.newbyteorder(">"))}, protocol=protocol)
+        loaded = safe_unpickle(data, "test.pkl")
+        assert np.array_equal(loaded["k"], boxes) and loaded["k"].dtype == boxes.dtype
+        assert np.array_equal(loaded["big_endian"], boxes)
+
+
+@pytest.mark.parametrize("value, words", [
+    (np.array([object()], dtype=object), "dtype object"),
+    (np.zeros(2, dtype=[("a", "u1"), ("b", "u2")]), "dtype void"),  # structured: 'V3' + fields
+    (np.zeros(2, dtype="datetime64[s]"), "dtype datetime"),
+    (np.zeros(2, dtype="V4"), "dtype void"),
+    (np.zeros(2, dtype="S4"), "dtype bytes"),
+    (np.zeros((2, 2), dtype="U3"), "for an array"),
+    (np.zeros(2, dtype=np.complex128), "not a plain"),
+    (np.zeros(2, dtype=np.bool_), "not a plain"),
+])
+def test_other_dtypes_are_refused_before_numpy_sees_the_state(value, words: str) -> None:
+    for protocol in (2, 5):
+        with pytest.raises(UnsafePickleError, match="refusing") as refused:
+            safe_unpickle(pickle.dumps({"x": value}, protocol=protocol), "test.pkl")
+        assert words in str(refused.value), str(refused.value)
+
+
+def test_dtype_flags_from_the_pickle_are_never_applied() -> None:
+    # 'u1' whose pickled flags claim object pointers (0x3F): the flags are dropped, the data stays bytes
+    forged = _ArrayWithState((1, (8,), _ForgedDtype("u1", (3, "|", None, None, None, -1, -1, 0x3F)), False, b"A" * 8))
+    loaded = safe_unpickle(pickle.dumps({"x": forged}, protocol=3), "test.pkl")["x"]
+    assert loaded.dtype == np.uint8 and not loaded.dtype.hasobject and loaded.tolist() == [65] * 8
+    with pytest.raises(UnsafePickleError, match="dtype object"):
+        safe_unpickle(hostile.object_dtype_pickle(), "test.pkl")
+
+
+@pytest.mark.parametrize("state, words", [
+    ((1, (10**12,), _ForgedDtype("u1", (3, "|", None, None, None, -1, -1, 0)), False, b"ab"), "needs 1000000000000 bytes"),
+    ((1, (3,), _ForgedDtype("u2", (3, "<", None, None, None, -1, -1, 0)), False, b"ab"), "needs 6 bytes, the pickle holds 2"),
+    ((1, (1, 1, 1, 1, 1), _ForgedDtype("u1", (3, "|", None, None, None, -1, -1, 0)), False, b"a"), "shape"),
+    ((1, (1,), _ForgedDtype("u1", (3, "|", None, ("a",), {"a": 1}, -1, -1, 0)), False, b"a"), "structured"),
+    ((1, (2,), _ForgedDtype("u1", (3, "|", None, None, None, -1, -1, 0)), False, [1, 2]), "data of type list"),
+])
+def test_array_states_that_do_not_match_their_bytes_are_refused(state, words: str) -> None:
+    with pytest.raises(UnsafePickleError, match="refusing|needs") as refused:
+        safe_unpickle(pickle.dumps({"x": _ArrayWithState(state)}, protocol=3), "test.pkl")
+    assert words in str(refused.value)
+
+
+def test_ndarray_is_a_name_not_a_constructor() -> None:
+    class CallsNdarray:
+        def __reduce__(self):
+            return (np.ndarray, ((10**6, 10**6), "u1"))  # 1 TB if it were called
+
+    with pytest.raises(ValueError, match="not a readable pickle"):
+        safe_unpickle(pickle.dumps(CallsNdarray(), protocol=2), "test.pkl")
+
+
+def test_out_of_band_protocol5_buffers_are_refused() -> None:
+    buffers: list = []
+    data = pickle.dumps(np.zeros(4, np.uint8), protocol=5, buffer_callback=buffers.append)
+    with pytest.raises(ValueError, match="not a readable pickle"):
+        safe_unpickle(data, "test.pkl")
+
+
+def test_genuine_protocol5_file_reads_like_the_protocol3_one(tmp_path: Path) -> None:
+    path = tmp_path / "p5.pkl"
+    path.write_bytes(hostile.protocol5_pickle())
+    video = read_ucf101_24(str(path))["C/v_C_g01_c01"]
+    assert video.numf == 10 and video.tubes[0].boxes[0].tolist() == [10, 20, 40, 60]
+
+
+@pytest.mark.parametrize("obj, message", [
+    (_video(tube={"boxes": [[1, 2, 3, 4]] * 2}), r"boxes is list, expected a numpy"),
+    (_video(numf=10**12), r"numf is 1000000000000, beyond the 10000000 frames"),
+])
+def test_lists_for_arrays_and_huge_numbers_are_refused(tmp_path: Path, obj, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        read_ucf101_24(_write_raw(tmp_path, obj))
+
+
+def test_one_box_array_shared_by_many_tubes_is_refused(tmp_path: Path) -> None:
+    boxes = np.ones((2, 4), np.uint8)
+    tube = {"label": 1, "sf": 2, "ef": 4, "boxes": boxes}
+    obj = {"A/v_A_g01_c01": {"numf": 10, "label": 1, "annotations": [tube] * 1000}}  # 1000 references, one array
+    with pytest.raises(ValueError, match="tube 1: boxes is the same array as another tube's"):
+        read_ucf101_24(_write_raw(tmp_path, obj))
+
+
+def test_size_limit_and_bounded_messages(tmp_path: Path) -> None:
+    path = tmp_path / "big.pkl"
+    path.write_bytes(hostile.padded_valid_pickle(300_000))
+    with pytest.raises(ValueError, match=r"larger than 100000 bytes, the limit for this file \(dataset.limits.annotation_bytes\)"):
+        read_ucf101_24(str(path), limits=InputLimits(annotation_bytes=100_000))
+    assert len(read_ucf101_24(str(path))) > 100
+    path.write_bytes(hostile.long_message_pickle())
+    with pytest.raises(ValueError) as refused:
+        read_ucf101_24(str(path))
+    assert len(str(refused.value)) < 1000
+    path.write_bytes(hostile.deep_numf_pickle(50_000))
+    with pytest.raises(ValueError, match="numf must be an integer, got list"):
+        read_ucf101_24(str(path))

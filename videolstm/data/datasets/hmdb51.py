@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import re
 
-from videolstm.config import StorageConfig
-from videolstm.data.datasets.listing import FolderListing, IndexRow, read_text_file, split_lines
+from videolstm.config import InputLimits, StorageConfig
+from videolstm.data.datasets.listing import FolderListing, IndexRow, checked_name, read_text_file, split_lines
+from videolstm.messages import short_repr
+from videolstm.store.safepath import check_name
 from videolstm.store.storage import get_fs, join, with_retries
 
 SPLIT_DIR = "testTrainMulti_7030_splits"
@@ -60,6 +62,8 @@ def hmdb51_classes(split_dir: str, storage: StorageConfig | None = None) -> list
             splits_of.setdefault(match["cls"], set()).add(match["split"])
     if not splits_of:
         raise FileNotFoundError(f"{split_dir} holds no '<class>_test_split<N>.txt' files; {fix}")
+    for cls in sorted(splits_of):  # a class name becomes a folder name: '..' must not
+        check_name(cls, f"{split_dir}: split file {short_repr(f'{cls}_test_split1.txt')} names a class")
     for cls, have in sorted(splits_of.items()):
         if have != {"1", "2", "3"}:
             missing = ", ".join(f"{cls}_test_split{n}.txt" for n in sorted({"1", "2", "3"} - have))
@@ -80,17 +84,23 @@ def parse_split_file(text: str, file_name: str, class_name: str, label: int) -> 
         parts = line.rsplit(maxsplit=1)
         if len(parts) != 2 or "/" in parts[0] or "." not in parts[0]:
             row = IndexRow(video_id=f"{class_name}/{parts[0].rsplit('.', 1)[0]}", path="", label=label, class_name=class_name, subset="")
-            row.fail(f"{where}: malformed line {line!r}; expected '<video>.avi <0|1|2>'; fix the line")
+            row.fail(f"{where}: malformed line {short_repr(line)}; expected '<video>.avi <0|1|2>'; fix the line")
             out.append((number, row, ""))
             continue
         file, tag = parts
+        unsafe = checked_name(file, f"{where}: video file name")
+        if unsafe:
+            row = IndexRow(video_id=f"{class_name}/{file.rsplit('.', 1)[0]}", path="", label=label, class_name=class_name,
+                           subset=TAGS.get(tag, ""))
+            out.append((number, row.fail(unsafe), ""))
+            continue
         if tag == "0":
             continue
         row = IndexRow(
             video_id=f"{class_name}/{file.rsplit('.', 1)[0]}", path="", label=label, class_name=class_name, subset=TAGS.get(tag, "")
         )
         if tag not in TAGS:
-            row.fail(f"{where}: tag {tag!r} is not 0 (unused), 1 (train) or 2 (test); fix the line")
+            row.fail(f"{where}: tag {short_repr(tag)} is not 0 (unused), 1 (train) or 2 (test); fix the line")
         elif file in seen:
             row.fail(f"{where}: {file!r} is listed twice (first on line {seen[file]}); remove the duplicate line")
         else:
@@ -100,7 +110,8 @@ def parse_split_file(text: str, file_name: str, class_name: str, label: int) -> 
 
 
 def hmdb51_index(
-    root: str, split: int, storage: StorageConfig | None = None, *, check_files: bool = True
+    root: str, split: int, storage: StorageConfig | None = None, *, check_files: bool = True,
+    limits: InputLimits | None = None,
 ) -> list[IndexRow]:
     """Index rows of HMDB51 split ``split`` under ``root`` (train rows first, then test).
 
@@ -114,7 +125,7 @@ def hmdb51_index(
     rows: list[IndexRow] = []
     for label, class_name in enumerate(classes):
         file_name = f"{class_name}_test_split{split}.txt"
-        text = read_text_file(join(split_dir, file_name), storage, fix)
+        text = read_text_file(join(split_dir, file_name), storage, fix, limits)
         for number, row, file in parse_split_file(text, file_name, class_name, label):
             if file:
                 row.path = listing.expected_uri(class_name, file)

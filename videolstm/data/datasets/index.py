@@ -35,7 +35,7 @@ import io
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from videolstm.config import StorageConfig
+from videolstm.config import InputLimits, StorageConfig
 from videolstm.data.datasets.hmdb51 import hmdb51_index
 from videolstm.data.datasets.listing import INDEX_SCHEMA, rows_to_table
 from videolstm.data.datasets.ucf101 import ucf101_index
@@ -51,6 +51,7 @@ def load_index(
     storage: StorageConfig | None = None,
     *,
     check_files: bool = True,
+    limits: InputLimits | None = None,
 ) -> pa.Table:
     """Index the videos of one official split of a dataset in its official layout.
 
@@ -64,13 +65,20 @@ def load_index(
         check_files: list the class folders to check that every video exists and to fill
             ``size_bytes``/``fingerprint``. ``False`` parses the split files only (no listing;
             every well-formed line is ``ok`` with ``size_bytes=-1``, ``fingerprint=""``).
+        limits: ``dataset.limits``: the largest split file (bytes, lines) read.
+
+    Class and video names from the split files become paths only when they are safe path
+    components (:func:`videolstm.store.safepath.check_name`): a line naming ``..`` is a failed
+    row, a class index or HMDB51 split-file name naming ``..`` raises; so every ``ok`` row's
+    ``path`` lies under ``root``, with or without ``check_files``.
 
     Returns:
         A table with :data:`INDEX_SCHEMA`, one row per video named in the split; train rows
         first, then test rows. The schema metadata records ``kind``, ``root`` and ``split``.
 
     Raises:
-        ValueError: unknown ``kind`` or ``split``, or a broken class-index file.
+        ValueError: unknown ``kind`` or ``split``, a broken class-index file, an unsafe class
+            name, or a split file over ``limits`` (the message names the file and the limit).
         FileNotFoundError: the root, the split folder or a split file is missing.
     """
     if kind not in KINDS:
@@ -78,9 +86,9 @@ def load_index(
     if split not in (1, 2, 3):
         raise ValueError(f"split must be 1, 2 or 3 (the official splits), got {split!r}")
     if kind == "hmdb51":
-        rows = hmdb51_index(root, split, storage, check_files=check_files)
+        rows = hmdb51_index(root, split, storage, check_files=check_files, limits=limits)
     else:
-        rows = ucf101_index(root, split, storage, check_files=check_files)
+        rows = ucf101_index(root, split, storage, check_files=check_files, limits=limits)
     return rows_to_table(rows, {"kind": kind, "root": root, "split": str(split)})
 
 

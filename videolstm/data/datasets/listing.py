@@ -13,7 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from videolstm.config import StorageConfig
+from videolstm.config import InputLimits, StorageConfig
+from videolstm.messages import redact
+from videolstm.store.safepath import UnsafeNameError, check_name, under_root
 from videolstm.store.storage import absolute, get_fs, is_local, join, read_bytes, with_retries
 
 INDEX_SCHEMA = pa.schema(
@@ -154,8 +156,13 @@ class FolderListing:
         return hit, ""
 
     def expected_uri(self, class_name: str, file_name: str) -> str:
-        """Where a video should be (the actual folder if it exists, else the name as given)."""
-        return join(self.base, self.folder(class_name) or class_name, file_name)
+        """Where a video should be (the actual folder if it exists, else the name as given).
+
+        Both names come from split files: they are checked (:func:`check_name`) and the result
+        is proven to lie under the root (:class:`UnsafeNameError` otherwise).
+        """
+        folder = self.folder(class_name) or class_name
+        return under_root(self.base, [folder, file_name], f"video {class_name}/{file_name} under {self.root}")
 
 
 def split_lines(text: str) -> list[tuple[int, str]]:
@@ -176,10 +183,31 @@ def decode_text(data: bytes, uri: str) -> str:
         raise ValueError(f"{uri} is not UTF-8 text ({exc}); re-extract it from the official archive") from exc
 
 
-def read_text_file(uri: str, storage: StorageConfig | None, what_to_do: str) -> str:
-    """The UTF-8 text of ``uri``; a missing file is a FileNotFoundError that says ``what_to_do``."""
+def read_text_file(uri: str, storage: StorageConfig | None, what_to_do: str, limits: InputLimits | None = None) -> str:
+    """The UTF-8 text of a split or class-index file ``uri``, bounded by ``limits``.
+
+    A missing file is a FileNotFoundError that says ``what_to_do``. A file over
+    ``limits.split_file_bytes`` (only that many bytes + 1 are read) or with more than
+    ``limits.split_file_lines`` lines is a ValueError naming the file, its size and the limit.
+    """
+    limits = limits or InputLimits()
     try:
-        data = read_bytes(uri, storage)
+        data = read_bytes(uri, storage, max_bytes=limits.split_file_bytes, limit="dataset.limits.split_file_bytes")
     except FileNotFoundError as exc:
-        raise FileNotFoundError(f"{uri} does not exist; {what_to_do}") from exc
+        raise FileNotFoundError(f"{redact(uri)} does not exist; {what_to_do}") from exc
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    if lines > limits.split_file_lines:
+        raise ValueError(
+            f"{redact(uri)} has {lines} lines, more than the {limits.split_file_lines} lines a split file may have "
+            f"(dataset.limits.split_file_lines; UCF101's longest has 9,624); check that it is the right file, or raise the limit"
+        )
     return decode_text(data, uri)
+
+
+def checked_name(name: str, what: str) -> str | None:
+    """``None`` if ``name`` is safe as a path component, else the reason (for a failed row)."""
+    try:
+        check_name(name, what)
+    except UnsafeNameError as exc:
+        return str(exc)
+    return None

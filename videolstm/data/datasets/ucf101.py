@@ -35,8 +35,10 @@ real location.
 
 from __future__ import annotations
 
-from videolstm.config import StorageConfig
-from videolstm.data.datasets.listing import FolderListing, IndexRow, read_text_file, split_lines
+from videolstm.config import InputLimits, StorageConfig
+from videolstm.data.datasets.listing import FolderListing, IndexRow, checked_name, read_text_file, split_lines
+from videolstm.messages import short_repr
+from videolstm.store.safepath import check_name
 from videolstm.store.storage import join
 
 SPLIT_DIR = "ucfTrainTestlist"
@@ -59,9 +61,9 @@ def parse_class_index(text: str, source: str) -> list[str]:
     names: dict[str, int] = {}
     for number, line in split_lines(text):
         parts = line.split()
-        if len(parts) != 2 or not parts[0].isdigit():
-            raise ValueError(f"{source} line {number}: {line!r} is not '<1-based index> <ClassName>'; fix the line")
-        index, name = int(parts[0]), parts[1]
+        if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 9:
+            raise ValueError(f"{source} line {number}: {short_repr(line)} is not '<1-based index> <ClassName>'; fix the line")
+        index, name = int(parts[0]), check_name(parts[1], f"{source} line {number}: class name")
         if index in by_index:
             raise ValueError(f"{source} line {number}: index {index} already used on line {by_index[index][1]}; fix the file")
         if name in names:
@@ -96,27 +98,32 @@ def parse_split_file(
         pieces = rel.split("/")
         if len(parts) > 2 or len(pieces) != 2 or not pieces[0] or not pieces[1] or "." not in pieces[1]:
             row = IndexRow(video_id=rel.rsplit(".", 1)[0], path="", label=-1, class_name="", subset=subset)
-            row.fail(f"{where}: malformed line {line!r}; expected '<Class>/<video>.avi [<1-based label>]'; fix the line")
+            row.fail(f"{where}: malformed line {short_repr(line)}; expected '<Class>/<video>.avi [<1-based label>]'; fix the line")
             out.append((number, row, ""))
             continue
         class_name, file = pieces
+        unsafe = checked_name(class_name, f"{where}: class name") or checked_name(file, f"{where}: video file name")
+        if unsafe:
+            row = IndexRow(video_id=rel.rsplit(".", 1)[0], path="", label=-1, class_name="", subset=subset)
+            out.append((number, row.fail(unsafe), ""))
+            continue
         video_id = rel.rsplit(".", 1)[0]
         label = class_to_label.get(class_name, -1)
         row = IndexRow(video_id=video_id, path="", label=label, class_name=class_name, subset=subset)
         if label < 0:
             row.fail(
-                f"{where}: {rel!r} names class {class_name!r} which is not in {CLASS_INDEX}; fix the line or add the class"
+                f"{where}: {short_repr(rel)} names class {short_repr(class_name)} which is not in {CLASS_INDEX}; fix the line or add the class"
             )
         elif len(parts) == 2:
             if not parts[1].lstrip("-").isdigit():
-                row.fail(f"{where}: label {parts[1]!r} is not an integer; expected '<Class>/<video>.avi [<1-based label>]'")
-            elif int(parts[1]) != label + 1:
+                row.fail(f"{where}: label {short_repr(parts[1])} is not an integer; expected '<Class>/<video>.avi [<1-based label>]'")
+            elif len(parts[1]) > 9 or int(parts[1]) != label + 1:
                 row.fail(
                     f"{where}: label {parts[1]} disagrees with {CLASS_INDEX}, where {class_name!r} is {label + 1} "
                     f"(labels are 1-based in the split files); fix the label or the class"
                 )
         if video_id in seen:
-            row.fail(f"{where}: {rel!r} is listed twice (first on line {seen[video_id]}); remove the duplicate line")
+            row.fail(f"{where}: {short_repr(rel)} is listed twice (first on line {seen[video_id]}); remove the duplicate line")
         else:
             seen[video_id] = number
         out.append((number, row, file))
@@ -124,7 +131,8 @@ def parse_split_file(
 
 
 def ucf101_index(
-    root: str, split: int, storage: StorageConfig | None = None, *, check_files: bool = True
+    root: str, split: int, storage: StorageConfig | None = None, *, check_files: bool = True,
+    limits: InputLimits | None = None,
 ) -> list[IndexRow]:
     """Index rows of UCF101 split ``split`` under ``root`` (train rows first, then test).
 
@@ -134,14 +142,14 @@ def ucf101_index(
     split_dir = join(root, SPLIT_DIR)
     fix = "restore it from UCF101TrainTestSplits-RecognitionTask.zip (see videolstm/data/datasets/README.md)"
     class_uri = join(split_dir, CLASS_INDEX)
-    classes = parse_class_index(read_text_file(class_uri, storage, fix), class_uri)
+    classes = parse_class_index(read_text_file(class_uri, storage, fix, limits), class_uri)
     class_to_label = {name: label for label, name in enumerate(classes)}
     listing = FolderListing(root, storage)
 
     rows: list[IndexRow] = []
     first_seen: dict[str, str] = {}
     for subset, file_name in split_files(split).items():
-        text = read_text_file(join(split_dir, file_name), storage, fix)
+        text = read_text_file(join(split_dir, file_name), storage, fix, limits)
         for number, row, file in parse_split_file(text, file_name, subset, class_to_label):
             if file:
                 row.path = listing.expected_uri(row.class_name, file)
@@ -155,7 +163,7 @@ def ucf101_index(
                 found, missing = listing.find(row.class_name, file)
                 if found is None:
                     row.fail(
-                        f"{where}: {row.class_name + '/' + file!r} is listed but missing on storage "
+                        f"{where}: {short_repr(row.class_name + '/' + file)} is listed but missing on storage "
                         f"({missing}); restore the video or remove the line"
                     )
                 else:

@@ -1,0 +1,64 @@
+"""The training stages' jobs: one model per (variant, stream, seed), VideoLSTM's sources, names."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.train import MOTION_SOURCE, frame_cnn_job, model_name, motion_source, parse_model_name, sequence_job, variant_streams
+from videolstm.config import load_config
+from videolstm.store.lineage import StageResult
+from videolstm.store.manifest import ItemResult, write_manifest
+
+
+def _stage(tmp_path, name: str, **extra) -> StageResult:
+    items = [ItemResult(video_id=f"C{c}/v_C{c}_g{g:02d}_c01", status="ok", key=f"k{c}{g}", label=c, subset=s,
+                        shard=str(tmp_path / f"{c}{g}.parquet"))
+             for c in range(2) for g, s in ((1, "train"), (2, "train"), (3, "train"), (4, "test"))]
+    manifest = write_manifest(str(tmp_path / f"{name}.parquet"), items)
+    return StageResult(stage=name, uri=str(tmp_path), manifest_uri=manifest, lineage="l", content=f"{name}-content", ok=len(items),
+                       extra=extra)
+
+
+@pytest.fixture
+def config(tmp_path):
+    return load_config({"storage": {"root": str(tmp_path / "root")}, "mlflow": {"register_models": False},
+                        "train": {"val_fraction": 0.34}})
+
+
+def test_model_names_carry_the_seed_and_parse_back():
+    assert model_name("motion_alstm", "rgb", 2) == "motion_alstm-rgb-s2"
+    assert parse_model_name("motion_alstm-rgb-s2") == ("motion_alstm", "rgb", 2)
+    assert parse_model_name(f"{MOTION_SOURCE}-flow-s0") == (MOTION_SOURCE, "flow", 0)
+    with pytest.raises(ValueError, match="not a model name"):
+        parse_model_name("convnet-rgb")
+
+
+def test_every_seed_trains_its_own_frame_cnn(config, tmp_path):
+    """Three seeds are three ConvNets (distinct names, folders, run keys), never one counted thrice."""
+    frames_flow = _stage(tmp_path, "frames_flow")
+    jobs = [frame_cnn_job(config, "rgb", seed, frames_flow, 2, None) for seed in config.train.seeds]
+    assert [j.name for j in jobs] == ["convnet-rgb-s0", "convnet-rgb-s1", "convnet-rgb-s2"]
+    assert len({j.run_key for j in jobs}) == len({j.output_uri for j in jobs}) == 3
+    assert [j.seed for j in jobs] == [0, 1, 2]
+
+
+def test_sequence_jobs_read_their_own_seeds_features_and_split_validation_by_group(config, tmp_path):
+    sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
+    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
+                      manifests={"0": str(tmp_path / "features.parquet"), "1": str(tmp_path / "features.parquet")},
+                      contents={"0": "c0", "1": "c1"})
+    a, b = (sequence_job(config, "motion_alstm", "rgb", s, features, None) for s in (0, 1))
+    assert a.run_key != b.run_key and a.name == "motion_alstm-rgb-s0"
+    assert (a.x_column, a.flow_column) == ("rgb_pool5", "flow_fc7")  # Motion ALSTM: flow fc7 vectors
+    assert {r["video_id"] for r in a.val_rows}.isdisjoint({r["video_id"] for r in a.train_rows})
+    assert len(a.val_rows) == 2 and len(a.train_rows) == 4  # one of three groups per class
+
+
+def test_videolstm_is_trained_after_its_sources_and_the_matrix_lists_motion_variants_once(config):
+    assert variant_streams(config) == [
+        ("lstm", "rgb"), ("lstm", "flow"), ("alstm", "rgb"), ("alstm", "flow"), ("convlstm", "rgb"), ("convlstm", "flow"),
+        ("convalstm", "rgb"), ("convalstm", "flow"), ("motion_alstm", "rgb"), ("videolstm", "rgb"),
+    ]
+    # the bottom layer's source has the bottom layer's 1×1 kernels: a ConvLSTM of its own unless kernel_size is 1
+    assert motion_source(config) == (MOTION_SOURCE, {"kernel_size": 1})
+    assert motion_source(load_config({"train": {"model": {"kernel_size": 1}}})) == ("convlstm", {})
