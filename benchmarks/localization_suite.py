@@ -11,6 +11,7 @@ MLflow experiment (``localization-suite``, SQLite under ``--root``) and in
 
     .venv/bin/python benchmarks/localization_suite.py                      # the full study: 5 sets × 3 seeds
     .venv/bin/python benchmarks/localization_suite.py --tiny --epochs 1 --seeds 0 1   # a smoke run
+    .venv/bin/python benchmarks/localization_suite.py --set train.epochs=20 --root runs/suite-e20   # an experiment
     .venv/bin/python benchmarks/localization_suite.py --oracle-only        # the oracle alone, no training (seconds)
     .venv/bin/python benchmarks/localization_suite.py --oracle-only --sigma 0 0.5 --grid 7 14
     .venv/bin/python benchmarks/localization_suite.py --oracle-only --sets embedded \
@@ -44,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from videolstm.config import BenchmarkConfig, LocalizationConfig, SyntheticConfig, TrainConfig, load_config  # noqa: E402
+from flows.cli import parse_override  # noqa: E402
 from videolstm.evaluation.calibration import BASELINES, mean_sd  # noqa: E402
 
 #: The suite: each set changes what the embedded set fixes (overrides of ``dataset.synthetic``).
@@ -113,6 +115,12 @@ def run_configs(name: str, args: argparse.Namespace) -> list[BenchmarkConfig]:
     }
     if args.tiny:
         base = _merge(TINY_SECTIONS, base)
+    for text in args.set:  # e.g. --set train.model.attention_inverse_temperature=2 (part 4's experiments)
+        key, value = parse_override(text)
+        node = base
+        for part in key.split(".")[:-1]:
+            node = node.setdefault(part, {})
+        node[key.split(".")[-1]] = value
     return [load_config(_merge(base, {"train": {"seeds": list(args.seeds)}}))]  # one run trains every seed
 
 
@@ -284,6 +292,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="smoke run: 3 classes × 6 videos, ≤ 16 frames, small networks")
     parser.add_argument("--root", default="runs/localization_suite", help="storage root (stages are cached here)")
     parser.add_argument("--cpus", type=int, default=None, help="Ray CPUs (default: all)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key for every set (repeatable, dotted keys, YAML values), as videolstm --set")
     parser.add_argument("--threshold", type=float, default=0.2, help="IoU of the mAP in the tables")
     parser.add_argument("--oracle-only", action="store_true", help="the oracle through the box pipeline, no training")
     parser.add_argument("--grid", nargs="+", type=int, default=[7], help="--oracle-only: attention grid sizes")
