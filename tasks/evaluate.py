@@ -32,6 +32,7 @@ from videolstm.store import storage as st
 from videolstm.store.checkpoint import CheckpointError, load_checkpoint, restore_model
 from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
 from videolstm.store.manifest import ItemResult, failure_summary, read_manifest, write_manifest
+from videolstm.evaluation.calibration import calibrate_predictions, is_calibration_metric
 from videolstm.training import feature_columns
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ def evaluate_model(
                 sizes[video] = (info.height, info.width)
             loc_metrics, tubes, _ = score_localization(predictions, gt, sizes, e.localization, out, name)
             metrics.update(loc_metrics)
+            # issue 13: oracle / uniform / centre attention through the same hook and box pipeline
+            metrics.update(calibrate_predictions(model, test_rows, x_column, predictions, gt, sizes, e.localization, out, config.storage))
             if overlays:
                 chosen = overlay_videos(list(gt), [predictions.labels[predictions.video_ids.index(v)] for v in gt], e.overlays_per_class)
                 frames = {v: decode_video(video_paths[v], storage=config.storage) for v in chosen}
@@ -303,7 +306,7 @@ def _usable_annotations(uri: str | None, config: BenchmarkConfig, results: list[
 
 def result_row(name: str, variant: str, stream: str, seed: int, metrics: dict[str, float], run_id: str | None) -> dict[str, Any]:
     """One row of the report: the model's identity and its headline metrics (not the per-class ones)."""
-    keep = {k: v for k, v in metrics.items() if k.count("/") == 1}
+    keep = {k: v for k, v in metrics.items() if k.count("/") == 1 or is_calibration_metric(k)}
     return {"name": name, "variant": variant, "stream": stream, "seed": seed, "run_id": run_id, **keep}
 
 
@@ -398,4 +401,4 @@ def evaluate_single(config: BenchmarkConfig, checkpoint: str | None = None, run_
                              index.extra.get("annotations"), paths, out_uri)
     if run_id:
         _log_metrics_and_artifacts(config, run_id, outcome["metrics"], out_uri)
-    return {k: float(v) for k, v in outcome["metrics"].items() if k.count("/") == 1}
+    return {k: float(v) for k, v in outcome["metrics"].items() if k.count("/") == 1 or is_calibration_metric(k)}

@@ -21,6 +21,7 @@ from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, stable_digest
 from videolstm.store.lineage import StageResult, lineages, stage_uri
 from videolstm.evaluation.plots import plot_localization_curves, plot_variant_comparison
+from videolstm.evaluation.calibration import calibration_markdown
 from videolstm.evaluation.report import comparison_html, comparison_markdown
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def _run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_i
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         (out / "rows.json").write_text(json.dumps(rows, indent=1, default=float))
-        (out / "comparison.md").write_text(comparison_markdown(rows, expected_seeds=seeds, missing=missing))
+        (out / "comparison.md").write_text(comparison_markdown(rows, expected_seeds=seeds, missing=missing) + "\n" + calibration_markdown(rows))
         (out / "comparison.html").write_text(comparison_html(rows, title=f"VideoLSTM benchmark: {config.name}", expected_seeds=seeds, missing=missing))
         if rows:
             plot_variant_comparison(rows, out / "variant_comparison.png", metric="test/accuracy",
@@ -161,7 +162,7 @@ def closing_message(config: BenchmarkConfig, report_uri: str, rows: list[dict], 
                     missing: list[tuple[str, str]] = ()) -> str:
     lines = ["", "VideoLSTM benchmark finished.", ""]
     if rows:
-        lines += [comparison_markdown(rows, expected_seeds=len(config.train.seeds), missing=missing), ""]
+        lines += [comparison_markdown(rows, expected_seeds=len(config.train.seeds), missing=missing), calibration_markdown(rows), ""]
     computed = ", ".join(f"{s.stage}: {s.computed} computed / {s.ok} ok" for s in stages)
     lines += [f"Stages: {computed}.", ""]
     lines.append(f"Comparison table: {st.join(report_uri, 'comparison.md')} (and comparison.html, charts beside it)")

@@ -31,6 +31,7 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from tasks import tracking
+from tasks.attention_targets import with_attention_targets
 from tasks.console import StageProgress, stage_progress
 from tasks.mlflow_model import registered_name
 from tasks.train_loop import MODEL_FILE, JobQueue, TrainJob, train_loop_per_worker
@@ -343,6 +344,7 @@ def _train_stage(config: BenchmarkConfig, stage: str, jobs: list[TrainJob], star
             from tasks.runtime import init_ray
 
             init_ray(config)
+            todo = with_attention_targets(config, stage, todo)  # per-epoch attention health on the validation videos
             outcomes, timing = run_jobs(config, todo, stage, progress)
             results += _results(todo, outcomes)
     results += list(skipped)

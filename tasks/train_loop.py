@@ -34,6 +34,7 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field
 
 from videolstm.config import BenchmarkConfig
+from videolstm.evaluation.attention_health import read_health_targets, validation_attention_health
 from videolstm.store import storage as st
 from videolstm.store.checkpoint import (
     ModelSpec,
@@ -100,6 +101,7 @@ class TrainJob(BaseModel):
     checkpoint_every: int = 1
     keep_checkpoints: int = 2
     threads: int = 1
+    attention_targets_uri: str | None = None  # issue 13: validation boxes for the per-epoch attention health
     cost: float = 1.0  # relative training cost: the queue hands out the costliest first
     # MLflow: where rank 0 logs (the run is found again by run_key, else created nested under the parent)
     tracking_uri: str | None = None
@@ -253,6 +255,8 @@ def run_job(job: TrainJob, config: BenchmarkConfig, rank: int, world: int) -> di
 
     build, forward = _batch_source(job, config)
     shard = job.train_rows[rank::world]  # every rank its own part of the training videos
+    # issue 13: the validation videos' boxes for the per-epoch attention health (rank 0 validates)
+    targets = read_health_targets(job.attention_targets_uri, config.storage) if job.attention_targets_uri and job.has_validation and rank == 0 else {}
     tracker = _RankZeroTracker(job) if rank == 0 else None
     if tracker is not None and start_epoch > 0:
         tracker.log({"resumed_from_epoch": float(start_epoch)}, step=start_epoch)
@@ -265,6 +269,7 @@ def run_job(job: TrainJob, config: BenchmarkConfig, rank: int, world: int) -> di
         if job.has_validation and rank == 0:
             val = evaluate_epoch(unwrap(model), (build(rows, None) for rows in batches_of(job.val_rows, job.batch_size, None)), forward, device)
             metrics.update(val.as_metrics("val"))
+            metrics.update(validation_attention_health(unwrap(model), job.val_rows, job.x_column, job.flow_column, job.snippet_length, targets, config.storage))
         history.append(metrics)
         last = epoch + 1 == job.epochs
         if rank == 0 and ((epoch + 1) % job.checkpoint_every == 0 or last):

@@ -71,7 +71,44 @@ class SyntheticConfig(Section):
         "styles, so a frame shows several candidate styles and only motion tells which object is the actor "
         "(0: random colours for every object, a frame carries no class information)",
     )
+    moving_distractors: int = Field(
+        0, ge=0,
+        description="how many of the distractors move, each along its own smooth random path (a wander, no class's "
+        "pattern); the others stay static (0: every distractor is static)",
+    )
+    camera_jitter: float = Field(
+        0.0, ge=0, le=0.05,
+        description="camera shake: std of a random per-frame shift of the whole view, as a fraction of the frame's "
+        "short side (clipped at 3 std); the boxes follow the view",
+    )
+    background_clutter: float = Field(
+        0.0, ge=0, le=1,
+        description="share of the background covered by static high-contrast textured patches of object size "
+        "(stripes, checkerboards, blotches in random colours); 0: the plain two-colour blend",
+    )
     seed: int = Field(0, description="generator seed (the dataset is deterministic given it)")
+
+    @model_validator(mode="after")
+    def _moving_among_distractors(self) -> SyntheticConfig:
+        if self.moving_distractors > self.distractors:
+            raise ValueError(
+                f"moving_distractors ({self.moving_distractors}) must not exceed distractors ({self.distractors}): "
+                "it says how many of the distractors move"
+            )
+        return self
+
+    def digest(self, length: int = 12) -> str:
+        """As :meth:`Section.digest`, with the knobs added after the embedded set was published
+        left out while at their defaults, so that the default set keeps its digest (and folder)."""
+        data = self.model_dump(mode="json")
+        for key, default in _SYNTHETIC_KNOBS_AT_DEFAULT.items():
+            if data.get(key) == default:
+                data.pop(key)
+        return stable_digest(data, length)
+
+
+#: SyntheticConfig knobs that a digest leaves out at these (default) values; see ``SyntheticConfig.digest``.
+_SYNTHETIC_KNOBS_AT_DEFAULT: dict[str, Any] = {"moving_distractors": 0, "camera_jitter": 0.0, "background_clutter": 0.0}
 
 
 class DownloadConfig(Section):
@@ -277,6 +314,9 @@ class LocalizationConfig(Section):
     threshold: float = Field(0.5, gt=0, lt=1, description="fraction of the frame's max attention")
     lowess_frac: float = Field(0.3, gt=0, le=1, description="LOWESS span as a fraction of the tube length")
     iou_thresholds: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5], description="video mAP thresholds")
+    centre_prior_sigma: float = Field(
+        0.25, gt=0, description="calibration: std of the centre-prior baseline map, as a fraction of the frame's width and height"
+    )
 
 
 class EvaluateConfig(Section):

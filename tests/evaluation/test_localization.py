@@ -352,3 +352,30 @@ def test_localize_video_scores_the_predicted_class_by_its_mean_score():
     det = tube.detection("v_x")
     assert det.video_id == "v_x" and det.label == 1 and det.boxes is tube.boxes
     assert tube.detection("v_x", smoothed=False).boxes is tube.raw_boxes
+
+
+def test_a_tube_leaves_out_the_leading_and_trailing_steps_whose_maps_give_no_box():
+    steps = 10
+    attention = np.stack([_blob(7, 7, 3, 3, 0.8) for _ in range(steps)])
+    attention[:3] = 0.0  # e.g. an oracle map before the annotation's sf
+    attention[8:] = 0.0  # ... and from its ef (exclusive) on
+    attention[5] = 0.0  # a gap inside the tube stays part of it (LOWESS fills it)
+    frames = np.arange(steps) + 100
+    tube = localize_video(attention, (112, 112), np.array([0.3, 0.7]), LocalizationConfig(), frames=frames)
+    np.testing.assert_array_equal(tube.frames, np.arange(103, 108))
+    assert tube.raw_boxes.shape == tube.boxes.shape == (5, 4)
+    assert np.isnan(tube.raw_boxes[2]).all() and np.isfinite(tube.boxes).all()
+    empty = localize_video(np.zeros((4, 7, 7)), (112, 112), np.array([0.3, 0.7]), LocalizationConfig())
+    assert empty.frames.tolist() == [0, 1, 2, 3] and np.isnan(empty.boxes).all()
+
+
+def test_a_given_label_takes_the_tube_and_is_scored_by_its_own_mean_score():
+    attention = np.stack([_blob(7, 7, 3, 3, 0.8) for _ in range(4)])
+    per_step = np.tile([0.6, 0.3, 0.1], (4, 1))
+    per_step[0] = [0.2, 0.3, 0.5]
+    tube = localize_video(attention, (112, 112), per_step, LocalizationConfig(), label=2)
+    assert tube.label == 2 and tube.score == pytest.approx((0.5 + 3 * 0.1) / 4)
+    predicted = localize_video(attention, (112, 112), per_step, LocalizationConfig())
+    np.testing.assert_array_equal(predicted.boxes, tube.boxes)  # the class does not move the boxes
+    with pytest.raises(ValueError, match="label 3"):
+        localize_video(attention, (112, 112), per_step, LocalizationConfig(), label=3)

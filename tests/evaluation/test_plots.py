@@ -103,7 +103,11 @@ def test_attention_video_round_trips_through_opencv(tmp_path):
             decoded.append(frame)
         capture.release()
         assert len(decoded) == 10
-        assert decoded[0].shape == (224, 224, 3)  # 56 px upscaled x4 to a legible size
+        # 56 px upscaled x4 to a legible size, and the colour bar to the right
+        assert decoded[0].shape[0] == 224 and 224 + 32 <= decoded[0].shape[1] <= 224 + 160
+        bar = decoded[0][:, 224:].astype(int)
+        column = bar[20:-20, 8]  # inside the gradient: red at the top (max), blue at the bottom (0)
+        assert column[0][2] > 150 and column[0][0] < 100 and column[-1][0] > 100 and column[-1][2] < 80, (column[0], column[-1])
         # The GT box's left edge (x1 * 4) is green in the decoded frame.
         x1, y1, x2, y2 = (gt[3] * 4).astype(int)
         edge = decoded[3][y1 + 4 : y2 - 4, x1 : x1 + 3].reshape(-1, 3).mean(axis=0)  # BGR
@@ -122,10 +126,26 @@ def test_attention_gif_is_an_animated_gif_a_browser_plays_with_every_frame_and_t
         assert gif.n_frames == 10 and gif.info["loop"] == 0 and gif.info["duration"] == 200  # 5 fps, looping
         gif.seek(3)
         frame = np.asarray(gif.convert("RGB"))
-    assert frame.shape == (224, 224, 3)
+    assert frame.shape[0] == 224 and frame.shape[1] > 224  # the frame, then the colour bar
     x1, y1, x2, y2 = (gt[3] * 4).astype(int)
     edge = frame[y1 + 4 : y2 - 4, x1 : x1 + 3].reshape(-1, 3).mean(axis=0)  # RGB
     assert edge[1] > 120 and edge[1] > edge[0] + 40 and edge[1] > edge[2] + 40, edge
+
+
+def test_a_collapse_to_uniform_attention_fills_the_frame_at_the_uniform_mark_of_the_colour_bar(tmp_path):
+    frames, attention, gt, pred = synthetic_clip(steps=4, size=56)
+    uniform = np.full_like(attention, 1 / 49)
+    path = write_attention_video(frames, uniform, None, None, tmp_path / "uniform.avi", fps=5)
+    capture = cv2.VideoCapture(str(path))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    # the scale runs 0 .. the map's max, so a uniform map is at the top of the bar: red everywhere
+    # (over the frame's grey: the overlay's opacity at the max is 0.7)
+    overlay = frame[40:200, 40:200].reshape(-1, 3).mean(axis=0)  # BGR
+    assert overlay[2] > overlay[0] + 60, overlay
+    # the strip's colour bar marks the uniform level
+    _sensible(_read_png(plot_attention_strip(frames, uniform, None, None, tmp_path / "uniform.png", num_frames=4)), min_side=150)
 
 
 def test_localization_curves_png(tmp_path):

@@ -203,6 +203,16 @@ def test_render_overlays_writes_a_strip_and_a_playable_video_per_attended_video(
     assert decode_video(str(written[2])).shape[0] == T
 
 
+def test_ground_truth_frames_outside_a_shorter_tube_count_as_misses_in_the_frame_recall(tmp_path):
+    predictions = _localization_predictions(shift=0)
+    predictions.attention["a"][:3] = 0.0  # no attention, so no box, on the first 3 of 10 frames
+    metrics, tubes, curves = score_localization(predictions, _ground_truth(), {"a": FRAME, "b": FRAME}, LocalizationConfig(), tmp_path, "x")
+    assert tubes["a"].frames.tolist() == list(range(3, T))
+    assert curves["raw"].num_frames == 2 * T
+    assert metrics["loc/frame_recall_0.5"] == pytest.approx((2 * T - 3) / (2 * T))
+    assert metrics["loc/mAP_0.5"] == 1.0  # temporal IoU 0.7 × spatial IoU > 0.7
+
+
 def test_map_is_computed_on_the_smoothed_tubes_not_the_raw_boxes(tmp_path):
     """Attention on the box except every fourth frame: the raw boxes are exact on 16 of 20 frames,
     the LOWESS-smoothed ones are pulled towards the outliers. The metrics are the smoothed tubes'."""

@@ -290,8 +290,14 @@ def localize_video(
     class_scores: np.ndarray,
     config: LocalizationConfig,
     frames: np.ndarray | None = None,
+    label: int | None = None,
 ) -> Tube:
-    """Boxes from attention, smoothed over time, as one tube for the predicted class.
+    """Boxes from attention, smoothed over time, as one tube for the predicted (or a given) class.
+
+    The tube spans the steps from the first to the last one whose map gives a box: a step whose
+    map holds no positive value (e.g. an oracle map on a frame without ground truth) before the
+    first or after the last box is not part of the tube. A softmax attention gives a box at
+    every step, so its tube spans the whole video.
 
     Args:
         attention: (T, h, w) attention maps, one per step (the flow-input model's).
@@ -301,9 +307,12 @@ def localize_video(
             probabilities — argmax and its probability. Ties go to the lowest class index.
         config: ``sigma``, ``threshold`` and ``lowess_frac`` are used.
         frames: (T,) frame index of each step; default ``arange(T)``.
+        label: the tube's class instead of the argmax (its score is then that class's mean
+            score): localization *given the class*, which isolates the boxes from the
+            classification (used by the calibration rows, :mod:`videolstm.evaluation.calibration`).
 
     Returns:
-        A :class:`Tube`.
+        A :class:`Tube` (all steps, with NaN boxes, when no step gives a box).
     """
     attention = np.asarray(attention)
     steps = attention.shape[0]
@@ -317,10 +326,17 @@ def localize_video(
         scores = scores.mean(axis=0)
     elif scores.ndim != 1:
         raise ValueError(f"class_scores must be (T, K) or (K,), got shape {scores.shape}")
-    label = int(np.argmax(scores))
+    if label is None:
+        label = int(np.argmax(scores))
+    elif not 0 <= int(label) < scores.shape[0]:
+        raise ValueError(f"label {label} is not one of the {scores.shape[0]} classes of class_scores")
     raw = attention_to_boxes(attention, frame_size, config.sigma, config.threshold)
+    found = np.flatnonzero(np.all(np.isfinite(raw), axis=1))
+    if found.size:
+        span = slice(int(found[0]), int(found[-1]) + 1)
+        raw, frame_idx = raw[span], frame_idx[span]
     smoothed = smooth_boxes(raw, config.lowess_frac, frames=frame_idx)
-    return Tube(label=label, score=float(scores[label]), frames=frame_idx, boxes=smoothed, raw_boxes=raw)
+    return Tube(label=int(label), score=float(scores[int(label)]), frames=frame_idx, boxes=smoothed, raw_boxes=raw)
 
 
 def boxes_at_frames(frames: np.ndarray, tube_frames: np.ndarray, tube_boxes: np.ndarray) -> np.ndarray:

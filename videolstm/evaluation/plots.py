@@ -133,7 +133,8 @@ def plot_attention_strip(
     Args:
         frames: (T, H, W, 3) uint8 RGB.
         attention: (T, h, w) attention weights; upsampled bilinearly to the frame and drawn with
-            one colour scale for the whole strip (0 .. the largest weight shown), with a colour bar.
+            one colour scale for the whole strip (0 .. the largest weight shown), with a colour bar
+            marking the uniform level 1/(h·w): a map collapsed to uniform is all at that mark.
         gt_boxes: (T, 4) ground-truth boxes (green; NaN rows skipped) or None.
         pred_boxes: (T, 4) predicted boxes (red) or None.
         path: output PNG.
@@ -172,7 +173,13 @@ def plot_attention_strip(
         ax.set_title(f"frame {labels[t]}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), shrink=0.9, aspect=15, label="attention weight")
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), shrink=0.9, aspect=15, label="attention weight")
+    uniform = 1.0 / (attention.shape[1] * attention.shape[2])
+    if uniform <= vmax:  # where a collapse to uniform attention would sit: the whole map at this level
+        bar.ax.axhline(uniform, color="white", linewidth=2)
+        bar.ax.axhline(uniform, color="black", linewidth=1, linestyle="--")
+        bar.ax.text(1.0, uniform, " uniform", transform=bar.ax.get_yaxis_transform(), va="center", ha="left",
+                    fontsize=7, clip_on=False)
     handles = []
     if gt is not None:
         handles.append(Line2D([], [], color=GT_COLOUR, linewidth=2, label="ground truth"))
@@ -199,7 +206,9 @@ def write_attention_video(
     scale: int | None = None,
 ) -> Path:
     """An overlay video: attention heat map (jet, one scale for the video), GT box green,
-    predicted red, a small legend in the corner.
+    predicted red, a small legend in the corner, and a colour bar to the right of the frame
+    (0 at the bottom, the video's largest weight at the top, a black mark at the uniform level
+    1/(h·w), so a map collapsed to uniform shows as the whole frame at that mark).
 
     Args:
         frames: (T, H, W, 3) uint8 RGB.
@@ -210,7 +219,8 @@ def write_attention_video(
             256-colour palette per frame) that browsers and MLflow's artifact viewer show inline.
         fps: frames per second.
         scale: integer upscaling of the frames (nearest); default: the smallest that makes the
-            short side at least 224 pixels, so that the boxes and the legend are legible.
+            short side at least 224 pixels, so that the boxes and the legend are legible. The
+            video is ``W·scale`` plus the colour bar's width (a multiple of 8) wide.
 
     Raises:
         ValueError: unknown extension. RuntimeError: the writer could not be opened or wrote nothing.
@@ -233,7 +243,7 @@ def write_attention_video(
 def _overlay_images(
     frames: np.ndarray, attention: np.ndarray, gt_boxes: np.ndarray | None, pred_boxes: np.ndarray | None, scale: int | None
 ) -> list[np.ndarray]:
-    """The overlay frames as BGR uint8 (T, H·scale, W·scale, 3) images (see :func:`write_attention_video`)."""
+    """The overlay frames as BGR uint8 images, (H·scale, W·scale + colour bar, 3) each (see :func:`write_attention_video`)."""
     frames = np.asarray(frames)
     attention = np.asarray(attention, dtype=np.float64)
     gt, pred = _as_boxes(gt_boxes), _as_boxes(pred_boxes)
@@ -248,6 +258,7 @@ def _overlay_images(
     font = 0.5 * max(1.0, out_h / 224)
     text_width = max(1, round(out_h / 224))
     line = int(22 * font / 0.5)
+    bar = _colour_bar(out_h, vmax, 1.0 / (attention.shape[1] * attention.shape[2]), font, text_width, line)
     images = []
     for t in range(steps):
         bgr = cv2.cvtColor(np.ascontiguousarray(frames[t], dtype=np.uint8), cv2.COLOR_RGB2BGR)
@@ -269,7 +280,7 @@ def _overlay_images(
             for i, (text, colour) in enumerate(entries):
                 origin = (5, line * (i + 1))
                 cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font, colour, text_width, cv2.LINE_AA)
-        images.append(image)
+        images.append(np.ascontiguousarray(np.concatenate([image, bar], axis=1)))
     return images
 
 
@@ -292,6 +303,28 @@ def _write_gif(images: list[np.ndarray], path: Path, fps: float) -> None:
     # GIF delays are in hundredths of a second: round to what the format can say.
     duration = max(20, int(round(100 / fps)) * 10)
     frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=duration, loop=0)
+
+
+def _colour_bar(height: int, vmax: float, uniform: float, font: float, text_width: int, line: int) -> np.ndarray:
+    """(height, width) BGR uint8 panel: a vertical jet bar from 0 (bottom) to ``vmax`` (top), its
+    two values written beside it, and a black mark labelled "unif." at ``uniform`` (when <= vmax)."""
+    labels = [f"{vmax:.3g}", "0", "unif."]
+    text = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, font, text_width)[0][0] for t in labels)
+    gradient_w = max(10, line // 2)
+    width = -(-(gradient_w + text + 14) // 8) * 8  # a multiple of 8: every codec takes it
+    panel = np.full((height, width, 3), 255, np.uint8)
+    top, bottom = line // 2 + 2, height - line // 2 - 2
+    levels = np.linspace(1.0, 0.0, bottom - top)[:, None]
+    panel[top:bottom, 4 : 4 + gradient_w] = cv2.applyColorMap((levels * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    x_text = 8 + gradient_w
+    cv2.putText(panel, labels[0], (x_text, top + line // 3), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), text_width, cv2.LINE_AA)
+    cv2.putText(panel, labels[1], (x_text, bottom + line // 3), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), text_width, cv2.LINE_AA)
+    if 0 < uniform <= vmax:
+        y = int(round(bottom - 1 - (uniform / vmax) * (bottom - top - 1)))
+        cv2.line(panel, (2, y), (6 + gradient_w, y), (0, 0, 0), max(1, text_width))
+        if top + line < y < bottom - line:  # the label only where it does not cover the others
+            cv2.putText(panel, labels[2], (x_text, y + line // 3), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), text_width, cv2.LINE_AA)
+    return panel
 
 
 def plot_localization_curves(

@@ -31,7 +31,6 @@ from videolstm.evaluation.localization import (
     boxes_at_frames,
     frame_recall_curve,
     localize_video,
-    map_key,
     video_map_at,
 )
 from videolstm.store.manifest import safe_name
@@ -80,39 +79,14 @@ def score_localization(
     videos = [v for v in predictions.video_ids if v in ground_truth and v in predictions.attention]
     if not videos:
         return {}, {}, {}
-    pos = {v: i for i, v in enumerate(predictions.video_ids)}
-    detections, tubes = [], {}
-    raw_curve, smooth_curve = None, None
-    for video in videos:
-        attention = predictions.attention[video]
-        steps = predictions.step_probabilities.get(video)
-        scores = steps if steps is not None else predictions.probabilities[pos[video]]
-        frames = np.arange(attention.shape[0])
-        tube = localize_video(attention, frame_sizes[video], scores, config, frames=frames)
-        tubes[video] = tube
-        detections.append(tube.detection(video, smoothed=True))
-        gt_tube = max(ground_truth[video], key=lambda t: len(t.frames))
-        gt_boxes = boxes_at_frames(frames, np.asarray(gt_tube.frames), np.asarray(gt_tube.boxes))
-        raw = frame_recall_curve(tube.raw_boxes, gt_boxes)
-        smooth = frame_recall_curve(tube.boxes, gt_boxes)
-        raw_curve = raw if raw_curve is None else raw_curve + raw
-        smooth_curve = smooth if smooth_curve is None else smooth_curve + smooth
-    # A tube's own label counts the annotation's classes (UCF101-24: 0..23), the detections' the
-    # model's (UCF101: 0..100). Every tube of a video is that video's action, so match in the
-    # model's label space: the video's label in ``predictions``.
-    in_model_labels = {
-        v: [GroundTruthTube(int(predictions.labels[pos[v]]), t.frames, t.boxes) for t in ground_truth[v]] for v in videos
-    }
-    maps = video_map_at(detections, in_model_labels, tuple(config.iou_thresholds))
-    write_tubes(out_dir / "tubes.json", detections, in_model_labels, tubes)
-    metrics = {map_key(t): float(m) for t, m in maps.items()}
-    metrics["loc/videos"] = float(len(videos))
-    curves = {"raw": raw_curve, "smoothed": smooth_curve}
-    for name, curve in curves.items():
-        at = int(np.argmin(np.abs(curve.thresholds - 0.5)))
-        metrics[f"loc/frame_recall_0.5{'' if name == 'raw' else '_smoothed'}"] = float(curve.recall[at])
+    labels = video_labels(predictions, videos)
+    metrics, tubes, curves = localization_metrics(
+        {v: predictions.attention[v] for v in videos}, video_scores(predictions, videos), labels, ground_truth, frame_sizes, config,
+    )
+    in_model_labels = {v: [GroundTruthTube(labels[v], t.frames, t.boxes) for t in ground_truth[v]] for v in videos}
+    write_tubes(out_dir / "tubes.json", [tubes[v].detection(v, smoothed=True) for v in videos], in_model_labels, tubes)
     plot_localization_curves(
-        {"attention boxes": curve_points(raw_curve), "LOWESS-smoothed": curve_points(smooth_curve)},
+        {"attention boxes": curve_points(curves["raw"]), "LOWESS-smoothed": curve_points(curves["smoothed"])},
         out_dir / "localization_curves.png",
         title=f"{title}: per-frame recall vs IoU",
     )
@@ -123,6 +97,75 @@ def score_localization(
     return metrics, tubes, curves
 
 
+def video_scores(predictions: Predictions, videos: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per video, the per-step class probabilities (T, K) when known, else the video's (K,)."""
+    pos = {v: i for i, v in enumerate(predictions.video_ids)}
+    return {v: predictions.step_probabilities.get(v, predictions.probabilities[pos[v]]) for v in videos}
+
+
+def video_labels(predictions: Predictions, videos: Sequence[str]) -> dict[str, int]:
+    """Per video, its label in the model's class list."""
+    pos = {v: i for i, v in enumerate(predictions.video_ids)}
+    return {v: int(predictions.labels[pos[v]]) for v in videos}
+
+
+def localization_metrics(
+    attention: Mapping[str, np.ndarray],
+    class_scores: Mapping[str, np.ndarray],
+    labels: Mapping[str, int],
+    ground_truth: Mapping[str, list[Any]],
+    frame_sizes: Mapping[str, tuple[int, int]],
+    config: LocalizationConfig,
+    prefix: str = "loc/",
+    given_class: bool = False,
+) -> tuple[dict[str, float], dict[str, Any], dict[str, FrameRecall]]:
+    """The localization metrics of attention maps (the pure part of :func:`score_localization`).
+
+    Args:
+        attention: video → (T, h, w) maps; step t is frame t of the video.
+        class_scores: video → (T, K) per-step or (K,) video-level class probabilities.
+        labels: video → its label in the model's class list (the class every tube of the video
+            is matched as).
+        ground_truth: video → its annotation tubes (``label``, ``frames``, ``boxes``).
+        frame_sizes: video → (H, W) of the frames the boxes refer to.
+        config: the box pipeline's settings and the mAP thresholds.
+        prefix: of the metric names (``loc/`` → ``loc/mAP_0.2``).
+        given_class: each tube takes its video's label (and that class's score) instead of the
+            predicted class: localization alone, independent of the classification.
+
+    Returns:
+        (``{prefix}mAP_<θ>``, ``{prefix}videos``, ``{prefix}frame_recall_0.5`` and
+        ``..._smoothed``), tubes by video, and the summed recall curves ``raw`` / ``smoothed``
+        (per ground-truth frame of the longest tube of each video; frames outside a tube are misses).
+    """
+    videos = list(attention)
+    detections, tubes = [], {}
+    raw_curve, smooth_curve = None, None
+    for video in videos:
+        maps = attention[video]
+        frames = np.arange(maps.shape[0])
+        tube = localize_video(maps, frame_sizes[video], class_scores[video], config, frames=frames,
+                              label=labels[video] if given_class else None)
+        tubes[video] = tube
+        detections.append(tube.detection(video, smoothed=True))
+        gt_tube = max(ground_truth[video], key=lambda t: len(t.frames))
+        gt_boxes = boxes_at_frames(frames, np.asarray(gt_tube.frames), np.asarray(gt_tube.boxes))
+        raw = frame_recall_curve(boxes_at_frames(frames, tube.frames, tube.raw_boxes), gt_boxes)
+        smooth = frame_recall_curve(boxes_at_frames(frames, tube.frames, tube.boxes), gt_boxes)
+        raw_curve = raw if raw_curve is None else raw_curve + raw
+        smooth_curve = smooth if smooth_curve is None else smooth_curve + smooth
+    # A tube's own label counts the annotation's classes (UCF101-24: 0..23), the detections' the
+    # model's (UCF101: 0..100). Every tube of a video is that video's action, so match in the
+    # model's label space: the video's label in ``labels``.
+    in_model_labels = {v: [GroundTruthTube(int(labels[v]), t.frames, t.boxes) for t in ground_truth[v]] for v in videos}
+    maps = video_map_at(detections, in_model_labels, tuple(config.iou_thresholds))
+    metrics = {f"{prefix}mAP_{t:g}": float(m) for t, m in maps.items()}
+    metrics[f"{prefix}videos"] = float(len(videos))
+    curves = {"raw": raw_curve, "smoothed": smooth_curve}
+    for name, curve in curves.items():
+        at = int(np.argmin(np.abs(curve.thresholds - 0.5)))
+        metrics[f"{prefix}frame_recall_0.5{'' if name == 'raw' else '_smoothed'}"] = float(curve.recall[at])
+    return metrics, tubes, curves
 def write_tubes(path: Path, detections: Sequence[Any], ground_truth: Mapping[str, list[Any]], tubes: Mapping[str, Any]) -> None:
     """The tubes mAP was computed on (smoothed boxes), their raw boxes and the ground truth, as JSON.
 
@@ -193,7 +236,9 @@ def render_overlays(
         if gt:
             tube = max(gt, key=lambda g: len(g.frames))
             gt_boxes = boxes_at_frames(np.arange(t), np.asarray(tube.frames), np.asarray(tube.boxes))
-        pred_boxes = tubes[video].boxes[:t] if video in tubes else None
+        pred_boxes = None
+        if video in tubes:  # a tube may span part of the video (steps without a box are left out)
+            pred_boxes = boxes_at_frames(np.arange(t), tubes[video].frames, tubes[video].boxes)
         probs = predictions.probabilities[pos[video]]
         label = class_names[int(predictions.labels[pos[video]])]
         guess = class_names[int(np.argmax(probs))]

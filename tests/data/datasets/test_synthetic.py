@@ -372,3 +372,119 @@ def test_without_appearance_cue_the_actor_colour_does_not_follow_its_class():
     errors = [_hue_distance(_hue_of_box(render_video(config, k, i).frames[0], render_video(config, k, i).boxes[0]), k / 8)
               for k in range(8) for i in range(6)]
     assert np.median(errors) > 1 / 16  # no better than random hues (median distance 1/4)
+
+
+# ---------------------------------------------------------------------------------------------
+# The robustness knobs (issue 13): each a config field whose default is the embedded set
+
+
+def _content_digest(config: SyntheticConfig, videos) -> str:
+    h = hashlib.sha256()
+    for k in range(config.num_classes):
+        for i in videos:
+            v = render_video(config, k, i)
+            for a in (v.frames, v.boxes, np.int64(v.sf), v.distractor_boxes):
+                h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def test_the_embedded_default_set_is_unchanged_byte_for_byte_by_the_new_knobs():
+    # digests of the rendered frames, boxes, sf and distractor boxes, taken before the knobs existed (main 3a28e76)
+    defaults = SyntheticConfig()
+    assert defaults.digest() == "56d139a50666"  # so its dataset folder (keyed by the digest) is reused too
+    assert _content_digest(defaults, (0, 9, 17)) == "92685fdcc26adf0be867833b6c091e1ddbe7453d125595b49db077935fcdf709"
+    other = SyntheticConfig(late_start_fraction=0.5, appearance_cue=0.5, height=96, width=128, frames=12, videos_per_class=4,
+                            num_classes=12, distractors=2, noise=3)
+    assert _content_digest(other, range(4)) == "bcace0eedcf4d57d8b1daabba402b69d069aab5ded65ee0cf560d0c33d1c54b6"
+    # a knob away from its default is part of the digest
+    digests = {SyntheticConfig(**knob).digest() for knob in
+               ({}, {"moving_distractors": 1}, {"camera_jitter": 0.01}, {"background_clutter": 0.2})}
+    assert len(digests) == 4
+
+
+def test_knob_values_that_cannot_be_rendered_are_refused_with_the_fix():
+    with pytest.raises(ValueError, match="moving_distractors .* must not exceed distractors"):
+        SyntheticConfig(distractors=1, moving_distractors=2)
+    # within the config's bounds (camera_jitter <= 0.05, actor_size < 0.6) a frame always has room; beyond them
+    # (a config built without validation) the renderer says what to lower
+    too_shaky = SyntheticConfig().model_construct(**{**SyntheticConfig().model_dump(), "height": 32, "width": 32,
+                                                     "actor_size": 0.5, "camera_jitter": 0.2})
+    with pytest.raises(ValueError, match="lower camera_jitter or actor_size"):
+        render_video(too_shaky, 0, 0)
+
+
+def test_moving_distractors_wander_while_the_static_ones_keep_their_places():
+    base = SyntheticConfig(num_classes=4, videos_per_class=3, frames=24, height=72, width=96, distractors=3, noise=0.0)
+    moving = base.model_copy(update={"moving_distractors": 2})
+    for class_index in range(4):
+        for video_index in range(3):
+            still, video = render_video(base, class_index, video_index), render_video(moving, class_index, video_index)
+            np.testing.assert_array_equal(video.boxes, still.boxes)  # the actor is the same
+            np.testing.assert_array_equal(video.distractor_boxes, still.distractor_boxes[2:])  # so are the static ones
+            assert video.moving_boxes.shape == (2, 24, 4)
+            frames = video.frames.astype(np.int16)
+            area = np.zeros(frames.shape[1:3], bool)  # every pixel the actor or a mover ever covers
+            for x, y, w, h in np.concatenate([video.boxes, video.moving_boxes.reshape(-1, 4)]):
+                area[y : y + h, x : x + w] = True
+            changed = np.abs(np.diff(frames, axis=0)).max(axis=(0, 3)) > 0
+            assert not (changed & ~area).any(), "only the actor and the moving distractors change"
+            for track in video.moving_boxes:
+                x, y, w, h = track.T
+                assert (x >= 0).all() and (y >= 0).all() and (x + w <= 96).all() and (y + h <= 72).all()
+                extent = max(np.ptp(x) / (96 - w[0]), np.ptp(y) / (72 - h[0]))
+                assert 0.25 <= extent <= 0.85  # they move about as far as the actors do
+                # no class pattern: the path is neither a straight line nor an oscillation in place
+                step = np.diff(track[:, :2].astype(float), axis=0)
+                assert np.linalg.matrix_rank(track[:, :2] - track[0, :2]) == 2 or np.ptp(x) == 0 or np.ptp(y) == 0
+                assert np.abs(step).max() <= 0.5 * max(96, 72)
+
+
+def test_camera_jitter_shifts_the_whole_view_and_the_boxes_follow_the_actor():
+    config = SyntheticConfig(num_classes=3, videos_per_class=3, frames=20, height=90, width=120, distractors=2, noise=0.0,
+                             camera_jitter=0.02, late_start_fraction=0.5)
+    std = 0.02 * 90
+    shifts = []
+    for class_index in range(3):
+        for video_index in range(2):
+            video = render_video(config, class_index, video_index)
+            frames, shift, sf = video.frames.astype(np.int16), video.camera_shift, video.sf
+            shifts.append(shift)
+            x, y, w, h = video.boxes.T
+            assert (x >= 0).all() and (y >= 0).all() and (x + w <= 120).all() and (y + h <= 90).all()
+            # the actor's middle row (always inside its mask) reads the same wherever the box says it is
+            rows = [frames[t, y[t - sf] + h[0] // 2, x[t - sf] : x[t - sf] + w[0]] for t in range(sf, 20)]
+            assert all((row == rows[0]).all() for row in rows)
+            # away from the actor the frame is frame 0 moved by the change of view (the scene itself is still)
+            for t in range(1, 20):
+                dx, dy = shift[t] - shift[0]
+                actor_t = np.zeros((90, 120), bool)
+                actor_0 = np.zeros((90, 120), bool)
+                if t >= sf:
+                    actor_t[y[t - sf] : y[t - sf] + h[0], x[t - sf] : x[t - sf] + w[0]] = True
+                if sf == 0:
+                    actor_0[y[0] : y[0] + h[0], x[0] : x[0] + w[0]] = True
+                ys, xs = np.mgrid[0:90, 0:120]
+                src_y, src_x = ys + dy, xs + dx
+                ok = (src_y >= 0) & (src_y < 90) & (src_x >= 0) & (src_x < 120) & ~actor_t
+                ok &= ~actor_0[np.clip(src_y, 0, 89), np.clip(src_x, 0, 119)]
+                assert (frames[t][ok] == frames[0][src_y[ok], src_x[ok]]).all()
+    shifts = np.concatenate(shifts).astype(float)
+    assert 0.6 * std < shifts.std() < 1.4 * std and np.abs(shifts).max() <= np.ceil(3 * std)
+
+
+def test_background_clutter_covers_about_its_share_of_the_background():
+    base = SyntheticConfig(num_classes=2, videos_per_class=3, frames=8, height=96, width=128, distractors=2, noise=0.0)
+    for share in (0.2, 0.5):
+        cluttered = base.model_copy(update={"background_clutter": share})
+        for class_index in range(2):
+            for video_index in range(3):
+                plain, busy = render_video(base, class_index, video_index), render_video(cluttered, class_index, video_index)
+                np.testing.assert_array_equal(busy.boxes, plain.boxes)  # everything else as without clutter
+                objects = np.zeros((96, 128), bool)
+                for x, y, w, h in np.concatenate([busy.boxes, busy.distractor_boxes]):
+                    objects[y : y + h, x : x + w] = True
+                changed = (busy.frames[0] != plain.frames[0]).any(axis=-1) & ~objects
+                covered = changed.sum() / (~objects).sum()
+                # patches are drawn until `share` of the canvas is covered (a patch of colour equal to the
+                # background it covers would not count as changed; the last patch overshoots a little)
+                assert share - 0.1 < covered < share + 0.15, (share, covered)

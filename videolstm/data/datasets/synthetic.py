@@ -18,6 +18,20 @@ background are random; every frame gets independent pixel noise of std
 is never occluded: distractors are placed off its whole path (and off each other) when the frame
 has room, else they may overlap it and the actor is drawn on top.
 
+Robustness knobs (each off by default, so the embedded set is unchanged byte for byte; each
+draws from its own random stream, so switching one on leaves the rest of a video as it was):
+
+* ``moving_distractors``: that many of the distractors wander along smooth random paths
+  (integrated smoothed random velocities: neither straight, nor periodic, nor in place — no
+  class's pattern) over about as much of the frame as an actor covers, so that "what moves" no
+  longer singles out the actor; only *how* it moves does. They are drawn under the actor.
+* ``camera_jitter``: the whole view shifts every frame by an independent normal offset (std
+  ``camera_jitter`` × the short side, clipped at 3 std, whole pixels): the scene is drawn on a
+  canvas that much larger on every side and the actor keeps that far from the edges, so it stays
+  fully visible; the annotated boxes follow the view. Every pixel then moves, not only the actor.
+* ``background_clutter``: static textured patches of object size in random colours (the
+  objects' own stripes, checkerboards and blotches) cover about that share of the background.
+
 Classes (the first ``num_classes`` of :data:`CLASS_NAMES`)::
 
     MoveRight, MoveLeft, MoveUp, MoveDown        straight line at constant speed
@@ -140,7 +154,11 @@ class SyntheticVideo:
     """One rendered video before encoding.
 
     ``frames``: uint8 ``(T, H, W, 3)`` RGB. ``boxes``: int32 ``(T - sf, 4)`` actor boxes x, y, w, h
-    for frames ``sf..T-1``. ``distractor_boxes``: int32 ``(D, 4)`` (static for the whole video).
+    for frames ``sf..T-1``. ``distractor_boxes``: int32 ``(D - M, 4)`` of the static distractors
+    (in the unshaken view: the camera shift moves them too). ``moving_boxes``: int32 ``(M, T, 4)``
+    of the ``M = moving_distractors`` wandering ones, as seen in each frame. ``camera_shift``:
+    int32 ``(T, 2)`` the view's offset (dx, dy) per frame (zeros without ``camera_jitter``); an
+    object at x in the scene appears at x − dx.
     """
 
     class_index: int
@@ -149,6 +167,8 @@ class SyntheticVideo:
     boxes: np.ndarray
     sf: int
     distractor_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int32))
+    moving_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 4), np.int32))
+    camera_shift: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int32))
 
 
 def video_id(class_name: str, video_index: int) -> str:
@@ -345,6 +365,55 @@ def _place(rng: np.random.Generator, dx: np.ndarray, dy: np.ndarray, free_w: int
     return np.stack(placed, axis=1).astype(np.int32)
 
 
+def _wander(rng: np.random.Generator, n: int, free_w: float, free_h: float) -> tuple[np.ndarray, np.ndarray]:
+    """A moving distractor's path: smooth random velocities integrated (no class's pattern: not
+    periodic, not straight), its extent a random 30-80 % of the free space, like the actors'."""
+    velocity = rng.standard_normal((n + 2, 2))
+    kernel = np.exp(-0.5 * (np.arange(-6, 7) / max(1.0, n / 10)) ** 2)
+    velocity = np.stack([np.convolve(velocity[:, k], kernel / kernel.sum(), mode="same") for k in range(2)], axis=1)[1:-1]
+    offsets = np.cumsum(velocity, axis=0)
+    offsets -= offsets[0]
+    extent = np.maximum(np.ptp(offsets, axis=0), 1e-6)
+    span = rng.uniform(0.3, 0.8)
+    scale = span * min(free_w / extent[0], free_h / extent[1]) if min(free_w, free_h) > 0 else 0.0
+    return offsets[:, 0] * scale, offsets[:, 1] * scale
+
+
+def _jitter_margin(config: SyntheticConfig, actor_w: int, actor_h: int) -> int:
+    """The largest camera shift in pixels (3 std of ``camera_jitter``); 0 without shake."""
+    if config.camera_jitter <= 0:
+        return 0
+    margin = int(math.ceil(3 * config.camera_jitter * min(config.height, config.width)))
+    if config.width - actor_w - 2 * margin < 0 or config.height - actor_h - 2 * margin < 0:
+        raise ValueError(
+            f"camera_jitter {config.camera_jitter} shakes the view by up to {margin} px, too much for a "
+            f"{actor_w}x{actor_h} actor in a {config.width}x{config.height} frame; lower camera_jitter or actor_size"
+        )
+    return margin
+
+
+def _camera_shifts(rng: np.random.Generator, n: int, std: float, margin: int) -> np.ndarray:
+    """int32 (n, 2) per-frame view offsets: independent normal shifts of ``std`` px, clipped to ±margin."""
+    return np.clip(np.rint(rng.normal(0.0, std, size=(n, 2))), -margin, margin).astype(np.int32)
+
+
+def _clutter(rng: np.random.Generator, canvas: np.ndarray, base: int, share: float) -> None:
+    """Paste static textured patches of object size in random colours on ``canvas`` (in place)
+    until about ``share`` of its area is covered (patches may overlap)."""
+    height, width = canvas.shape[:2]
+    covered = np.zeros((height, width), dtype=bool)
+    for _ in range(10_000):  # bounded; the coverage target ends it long before
+        if covered.mean() >= share:
+            break
+        sprite = _sprite(rng, max(3, int(round(base * rng.uniform(0.6, 1.6)))))
+        h, w = sprite[1].shape
+        if h > height or w > width:
+            continue
+        x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+        _paste(canvas, sprite, x, y)
+        covered[y : y + h, x : x + w] |= sprite[1]
+
+
 def _overlaps(box: np.ndarray, others: np.ndarray, margin: int = 1) -> bool:
     if len(others) == 0:
         return False
@@ -382,13 +451,22 @@ def render_video(config: SyntheticConfig, class_index: int, video_index: int) ->
 
     actor = _sprite(rng, base, style(class_index))
     ah, aw = actor[1].shape
-    dx, dy = TRAJECTORIES[name](rng, n_frames - sf, float(width - aw), float(height - ah))
-    xy = _place(rng, dx, dy, width - aw, height - ah)
-    boxes = np.column_stack([xy, np.full(len(xy), aw), np.full(len(xy), ah)]).astype(np.int32)
+    # Camera shake: the view moves by up to ``margin`` pixels, so the scene is drawn on a canvas
+    # ``margin`` larger on every side and the actor keeps ``margin`` away from the frame's edges
+    # (it stays fully inside every shaken frame). margin = 0 without shake: the original canvas.
+    margin = _jitter_margin(config, aw, ah)
+    free_w, free_h = width - aw - 2 * margin, height - ah - 2 * margin
+    dx, dy = TRAJECTORIES[name](rng, n_frames - sf, float(free_w), float(free_h))
+    xy = _place(rng, dx, dy, free_w, free_h) + margin
+    path = np.column_stack([xy, np.full(len(xy), aw), np.full(len(xy), ah)]).astype(np.int32)  # unshaken view
 
-    static = _background(rng, height, width)
+    static = _background(rng, height + 2 * margin, width + 2 * margin)
+    if config.background_clutter > 0:
+        _clutter(np.random.default_rng([config.seed, class_index, video_index, 3]), static, base, config.background_clutter)
     distractor_boxes: list[list[int]] = []
-    for _ in range(config.distractors):
+    movers: list[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]] = []  # (sprite, (T, 2) top-left per frame)
+    wander_rng = np.random.default_rng([config.seed, class_index, video_index, 4])
+    for index in range(config.distractors):
         sprite = _sprite(rng, base, style(None))
         h, w = sprite[1].shape
         placed_box = None
@@ -396,18 +474,37 @@ def render_video(config: SyntheticConfig, class_index: int, video_index: int) ->
             box = np.array([rng.integers(0, width - w + 1), rng.integers(0, height - h + 1), w, h])
             taken = np.array(distractor_boxes, dtype=np.int64).reshape(-1, 4)
             # first try to keep clear of the actor's whole path, then only of other distractors
-            if not _overlaps(box, taken) and (attempt >= 100 or not _overlaps(box, boxes)):
+            if not _overlaps(box, taken) and (attempt >= 100 or not _overlaps(box, path)):
                 placed_box = box
                 break
         if placed_box is None:
             placed_box = box  # crowded frame: overlapping is allowed, the actor is drawn on top
-        _paste(static, sprite, int(placed_box[0]), int(placed_box[1]))
         distractor_boxes.append([int(v) for v in placed_box])
+        if index < config.moving_distractors:  # wanders instead (its placement draws keep the others' places)
+            ox, oy = _wander(wander_rng, n_frames, float(width - w), float(height - h))
+            movers.append((sprite, _place(wander_rng, ox, oy, width - w, height - h)))
+        else:
+            _paste(static, sprite, int(placed_box[0]) + margin, int(placed_box[1]) + margin)
 
     canvas = np.repeat(static.astype(np.float32)[None], n_frames, axis=0)
-    for t in range(sf, n_frames):
-        x, y = boxes[t - sf, :2]
-        _paste(canvas[t], actor, int(x), int(y))
+    for t in range(n_frames):
+        for sprite, track in movers:
+            _paste(canvas[t], sprite, int(track[t, 0]) + margin, int(track[t, 1]) + margin)
+        if t >= sf:
+            x, y = path[t - sf, :2]
+            _paste(canvas[t], actor, int(x) + margin, int(y) + margin)
+    shift = np.zeros((n_frames, 2), np.int32)
+    if margin:
+        shift = _camera_shifts(np.random.default_rng([config.seed, class_index, video_index, 5]), n_frames,
+                               config.camera_jitter * min(height, width), margin)
+        canvas = np.stack([canvas[t, margin + dy_ : margin + dy_ + height, margin + dx_ : margin + dx_ + width]
+                           for t, (dx_, dy_) in enumerate(shift)])
+    boxes = path.copy()
+    boxes[:, :2] -= shift[sf:]  # where the shaken view shows the actor
+    moving_boxes = np.array(
+        [np.column_stack([track - shift, np.tile(sprite[1].shape[::-1], (n_frames, 1))]) for sprite, track in movers],
+        dtype=np.int32,
+    ).reshape(len(movers), n_frames, 4)
     if config.noise > 0:
         noise_rng = np.random.default_rng([config.seed, class_index, video_index, 1])
         # triangular noise (sum of two uniform bytes): near-Gaussian, std exactly config.noise,
@@ -421,13 +518,16 @@ def render_video(config: SyntheticConfig, class_index: int, video_index: int) ->
     np.rint(canvas, out=canvas)
     np.clip(canvas, 0, 255, out=canvas)
     frames = canvas.astype(np.uint8)
+    static_boxes = np.array(distractor_boxes[config.moving_distractors :], dtype=np.int32).reshape(-1, 4)
     return SyntheticVideo(
         class_index=class_index,
         video_index=video_index,
         frames=frames,
         boxes=boxes,
         sf=sf,
-        distractor_boxes=np.array(distractor_boxes, dtype=np.int32).reshape(-1, 4),
+        distractor_boxes=static_boxes,
+        moving_boxes=moving_boxes,
+        camera_shift=shift,
     )
 
 
