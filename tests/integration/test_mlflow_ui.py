@@ -120,15 +120,18 @@ def test_the_compare_view_of_the_variant_runs_shows_their_metrics(ui):
     assert values and all(NUMBER.match(v) and round(float(v), 3) in expected for v in values), (values, expected)
 
 
-def test_the_parent_run_shows_the_comparison_html_with_the_three_tables(ui):
+def test_the_parent_run_shows_the_comparison_html_with_the_three_tables_and_the_claims(ui):
     page = ui["page"]
     page.goto(f"{ui['url']}/#/experiments/{ui['experiment_id']}/runs/{ui['parent']}/artifacts/report/comparison.html"
               "?workflowType=machine_learning")
     close_assistant(page)
     frame = page.frame_locator("iframe").first
-    for caption in ("Table 1. LSTM architectures", "Table 2. Appearance vs motion-based attention", "Table 5. Localization"):
+    captions = ("Table 1. LSTM architectures", "Table 2. Appearance vs motion-based attention", "Table 5. Localization",
+                "Claims of the paper, paired over seeds")
+    for caption in captions:
         frame.get_by_text(caption).wait_for()
-    assert frame.locator("table").count() == 3
+    shown = frame.locator("table caption").all_inner_texts()
+    assert [next(c for c in captions if text.startswith(c)) for text in shown] == list(captions), shown
     page.screenshot(path=str(ui["shots"] / "04-comparison-html.png"))
 
 

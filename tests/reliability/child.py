@@ -6,8 +6,9 @@ The child imports what the call needs, records its resident memory, caps its add
 JSON: the exception (type, its classes, message and the message's full length) or the result's
 ``repr``, the seconds the call took (wall clock, and CPU seconds: the bound that does not depend
 on how busy the shared machine is), and its peak RSS above the RSS before the call
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss`` after minus ``/proc/self/statm`` before). A
-crash (SIGSEGV) shows as a negative return code.
+(``VmHWM`` of ``/proc/self/status`` after minus ``/proc/self/statm`` before). Not ``ru_maxrss``:
+Linux keeps it across ``execve``, so a child forked from a pytest that has grown to 2 GiB would
+report 2 GiB before doing anything. A crash (SIGSEGV) shows as a negative return code.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ import json, os, resource, sys, time
 def _rss():
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _peak_rss():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
 def _mapped():
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
@@ -48,7 +52,7 @@ except BaseException as exc:
                 message=_message[:20000], message_length=len(_message))
 _out["seconds"] = time.perf_counter() - _start
 _out["cpu_seconds"] = time.process_time() - _cpu
-_out["extra_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - _before
+_out["extra_rss"] = _peak_rss() - _before
 print("{mark}" + json.dumps(_out), flush=True)
 """
 
