@@ -133,11 +133,13 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
             finally:
                 clear_attempts(attempts_uri, config.storage)
     carried = [r for r in upstream if not r.ok]  # failures of upstream stages stay visible here
-    manifests, contents, everything = {}, {}, []
+    # Per seed: that seed's features and the upstream failures. The stage's own manifest lists each
+    # (seed, video) item as "s<seed>/<video>" and each upstream failure once, under its own id.
+    manifests, contents, everything = {}, {}, list(carried)
     for seed in config.train.seeds:
-        mine = reused[seed] + [r for r in computed if r.counts.get("seed") == seed] + carried
-        manifests[str(seed)] = seed_dir(config, seed).write_manifest(mine)
-        contents[str(seed)] = content_digest(mine)
+        mine = reused[seed] + [r for r in computed if r.counts.get("seed") == seed]
+        manifests[str(seed)] = seed_dir(config, seed).write_manifest(mine + carried)
+        contents[str(seed)] = content_digest(mine + carried)
         everything += [replace(r, video_id=f"s{seed}/{r.video_id}") for r in mine]
     uri = stage_uri(config, "features")
     manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), everything, config.storage)
