@@ -16,6 +16,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from tasks import tracking
+from tests.reliability import ledger
 from videolstm.store import storage as st
 from videolstm.store.checkpoint import load_checkpoint
 from videolstm.store.lineage import stage_uri
@@ -151,6 +152,7 @@ def test_killed_training_worker_resumes_the_job_from_its_checkpoint(tiny_pipelin
     assert resumed and 1 <= resumed[-1].value < 25  # it continued from a checkpoint, not from scratch
     kept = sorted(p.name for p in (job_dir / "checkpoints").glob("*.pt"))
     assert len(kept) <= config.train.keep_checkpoints + 1 and "checkpoint_epoch_00025.pt" in kept  # pruned, latest kept
+    ledger.record("Ray Train worker SIGKILLed, the job resumed from its checkpoint", faults=1, runs=1)
 
 
 @pytest.mark.timeout(600)

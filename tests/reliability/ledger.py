@@ -1,8 +1,8 @@
 """The reliability suite's figures: inputs tried, faults injected, runs completed, items lost.
 
 Tests call :func:`record`; this module is also a pytest plugin (listed in ``pytest_plugins`` of
-tests/conftest.py) whose ``pytest_terminal_summary`` prints the totals, and which counts the
-training-worker kill of tests/integration/test_training.py when that test ran and passed.
+tests/conftest.py) whose ``pytest_terminal_summary`` prints the totals. Fault tests elsewhere
+(the training-worker kill in tests/integration/test_training.py) call :func:`record` themselves.
 """
 
 from __future__ import annotations
@@ -13,12 +13,6 @@ from dataclasses import dataclass, field
 import pytest
 
 FIGURES = ("inputs tried", "faults injected", "runs completed", "items lost")
-
-#: Fault-injection tests that live elsewhere but belong to this suite's count: nodeid suffix -> what.
-EXTERNAL_FAULTS = {
-    "tests/integration/test_training.py::test_killed_training_worker_resumes_from_its_checkpoint": "training worker SIGKILLed",
-}
-
 
 @dataclass
 class Ledger:
@@ -36,13 +30,6 @@ LEDGER = Ledger()
 def record(what: str, inputs: int = 0, faults: int = 0, runs: int = 0, lost: int = 0) -> None:
     """Add one test's figures (``lost``: items that disappeared or were duplicated; must be 0)."""
     LEDGER.record(what, inputs=inputs, faults=faults, runs=runs, lost=lost)
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" and report.passed:
-        for nodeid, what in EXTERNAL_FAULTS.items():
-            if report.nodeid.endswith(nodeid):
-                record(f"{what} ({nodeid.split('::')[-1]})", faults=1, runs=1)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
