@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-import pytest
-
 FIGURES = ("inputs tried", "faults injected", "runs completed", "items lost")
+
 
 @dataclass
 class Ledger:
