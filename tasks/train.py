@@ -45,11 +45,13 @@ from videolstm.training import feature_columns, split_validation
 
 log = logging.getLogger(__name__)
 
-#: Relative training time of each variant at the embedded sizes (seconds per epoch normalised to
-#: the LSTM, measured on this machine with benchmarks/train_startup.py); the queue hands out the
-#: costliest jobs first so the stage's trainers finish together.
+#: Relative training time per epoch of each variant at the embedded sizes, normalised to the LSTM
+#: (0.37 s/epoch): medians over the 3 seeds (and both streams) of the MLflow runs of the 3-seed
+#: `make benchmark` of 2026-12-06 (run start to last epoch metric / epochs). The queue hands out
+#: the costliest jobs first so the stage's trainers finish together.
 RELATIVE_COST: dict[str, float] = {
-    "convnet": 3.0, "lstm": 1.0, "alstm": 1.5, "motion_alstm": 2.0, "convlstm": 3.0, "convalstm": 4.0, "videolstm": 6.0,
+    "convnet": 10.0, "lstm": 1.0, "alstm": 3.0, "motion_alstm": 3.8, "convlstm_motion": 2.8, "convlstm": 7.0,
+    "convalstm": 8.4, "videolstm": 10.3,
 }
 
 #: Name of the extra flow ConvLSTM trained with the bottom layer's kernels (VideoLSTM's source).
@@ -295,6 +297,9 @@ def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], stage: str,
     job_seconds = sum(o.get("seconds", 0.0) for o in outcomes.values())
     timing = {"trainers": trainers, "fit_seconds": fit_seconds, "job_seconds": job_seconds,
               "startup_seconds": max(0.0, sum(fit_seconds) - job_seconds)}
+    log.info("%s: %d trainer(s) ran %.1f s in all, %.1f s of it training jobs, %.1f s (%.0f %%) start-up and shutdown",
+             stage, trainers, sum(fit_seconds), job_seconds, timing["startup_seconds"],
+             100 * timing["startup_seconds"] / max(sum(fit_seconds), 1e-9))
     ray.kill(queue)
     return outcomes, timing
 
