@@ -34,7 +34,7 @@ def flow_params(config: FlowConfig) -> dict[str, Any]:
 
 def frames_flow_key(index_row: Mapping[str, Any], config: FlowConfig) -> str:
     """Key of one video's frames+flow: its path and content fingerprint plus the flow parameters."""
-    return item_key("frames_flow/v1", index_row["path"], index_row["fingerprint"], flow_params(config))
+    return item_key("frames_flow/v2", index_row["path"], index_row["fingerprint"], flow_params(config))
 
 
 def process_video(

@@ -219,6 +219,12 @@ class ShardReader:
         counts = [self.metadata.row_group(i).num_rows for i in range(self.metadata.num_row_groups)]
         self._group_starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
+    def close(self) -> None:
+        """Close the file (a reader from :func:`open_shard` owns it)."""
+        fh = getattr(self, "_fh", None)
+        if fh is not None:
+            fh.close()
+
     @property
     def names(self) -> list[str]:
         return [*self.scalars, *self.columns]
@@ -371,4 +377,4 @@ def read_shard(
     try:
         return reader.read(columns, steps)
     finally:
-        reader._fh.close()  # type: ignore[attr-defined]
+        reader.close()
