@@ -275,6 +275,8 @@ class TrainConfig(Section):
     )
     finetune_epochs: int | None = Field(None, ge=1, description="VideoLSTM epochs in the fine-tuning stage; empty: epochs")
     workers: int = Field(1, ge=1, description="Ray Train workers per trainer")
+    loader_workers: int = Field(2, ge=0, description="threads per training worker reading and decoding batches ahead of the step (0: in the step's thread)")
+    prefetch_batches: int = Field(4, ge=1, description="batches read ahead of the training step")
     use_gpu: bool = Field(False, description="train on GPUs (NCCL) instead of CPUs (gloo)")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray Train worker (also its torch threads)")
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per worker when use_gpu (0: 1)")
