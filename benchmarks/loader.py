@@ -17,6 +17,7 @@ GPU would receive; converting it to float32 in torch is timed separately.
 
     .venv/bin/python benchmarks/loader.py                       # local + S3
     .venv/bin/python benchmarks/loader.py --no-s3 --videos 16
+    .venv/bin/python benchmarks/loader.py --embedded            # embedded training's data-wait fraction
 """
 
 from __future__ import annotations
@@ -131,6 +132,47 @@ def torch_convert_rate(batch: int, length: int, repeats: int) -> tuple[float, fl
     return median_rate(in_torch, repeats, n * batch)[0], median_rate(in_numpy, repeats, n * batch)[0]
 
 
+def embedded_wait(workers_list: list[int], videos: int, repeats: int) -> None:
+    """Embedded training's time waiting for data: ConvALSTM at the embedded sizes (pool5 64×7×7,
+    36 frames, hidden 32, FC 256, batch 16, one torch thread as a Ray Train worker has) trained
+    with the pipeline's own train_epoch over parallel_batches, the wait measured by WaitClock."""
+    from videolstm.config import load_config
+    from videolstm.loader import WaitClock, wait_metrics
+    from videolstm.models import build_model
+    from videolstm.training import make_optimizer, sequence_forward, train_epoch
+
+    torch.set_num_threads(1)
+    sizes = load_config(None).train.model
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="loader-embedded-") as tmp:
+        rows = []
+        for i in range(videos):
+            row = {"video_id": f"v{i}", "label": i % 8, "subset": "train", "num_frames": 36,
+                   "rgb_pool5": np.maximum(rng.standard_normal((36, 64, 7, 7), dtype=np.float32), 0).astype(np.float16),
+                   "rgb_fc7": rng.standard_normal((36, 256), dtype=np.float32).astype(np.float16)}
+            uri = f"{tmp}/v{i}.parquet"
+            shards.write_shard(uri, row)
+            rows.append({"video_id": row["video_id"], "shard": uri, "label": row["label"]})
+        for workers in workers_list:
+            torch.manual_seed(0)
+            model = build_model("convalstm", 8, input_channels=64, hidden_channels=sizes.hidden_channels, fc_dim=sizes.fc_dim)
+            optimizer = make_optimizer("rmsprop", model.parameters(), 1e-3)
+            fractions, seconds = [], []
+            for epoch in range(repeats + 1):
+                epoch_rng = np.random.default_rng([0, epoch])
+                items = seeded_items(batches_of(rows, 16, epoch_rng), epoch_rng)
+                build = lambda item: snippet_batch(item[0], "rgb_pool5", None, 30, item[1], None, dtype=None)  # noqa: E731
+                clock = WaitClock(parallel_batches(build, items, workers=workers, depth=max(2, 2 * workers)))
+                started = time.perf_counter()
+                train_epoch(model, clock, optimizer, sequence_forward)
+                metrics = wait_metrics(clock, time.perf_counter() - started)
+                if epoch > 0:  # the first epoch warms the footer cache and the allocator
+                    fractions.append(metrics["train/data_wait_fraction"])
+                    seconds.append(metrics["train/epoch_seconds"])
+            print(f"  embedded ConvALSTM, {videos} videos, loader_workers {workers}: data_wait_fraction "
+                  f"{statistics.median(fractions):.3f} (median of {repeats} epochs, {statistics.median(seconds):.2f} s/epoch)", flush=True)
+
+
 class MotoServer:
     """``moto_server`` of this venv on a free port of 127.0.0.1 (as tests/servers.py starts it)."""
 
@@ -186,7 +228,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
     parser.add_argument("--s3-workers", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument("--no-s3", action="store_true")
+    parser.add_argument("--embedded", action="store_true", help="only the embedded training's data-wait fraction")
     args = parser.parse_args()
+    if args.embedded:
+        embedded_wait([0, 2], videos=96, repeats=args.repeats)
+        return
 
     print(f"paper-size clips: {args.length}×{CHANNELS}×{SPATIAL}×{SPATIAL} float16, batch {args.batch}; "
           f"{args.videos} videos × {args.frames} steps; chunk_steps {args.chunk_steps}; medians of {args.repeats} passes; "
