@@ -236,7 +236,7 @@ def main() -> None:
 
     print(f"paper-size clips: {args.length}×{CHANNELS}×{SPATIAL}×{SPATIAL} float16, batch {args.batch}; "
           f"{args.videos} videos × {args.frames} steps; chunk_steps {args.chunk_steps}; medians of {args.repeats} passes; "
-          f"{os.cpu_count()} CPUs", flush=True)
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     limit = copy_limit(args.length, args.repeats)
     print(f"  memory-copy limit (one snippet's {args.length * CHANNELS * SPATIAL * SPATIAL * 2 / 1e6:.2f} MB): {limit:,.0f} clips/s", flush=True)
     torch_rate, numpy_rate = torch_convert_rate(args.batch, args.length, args.repeats)

@@ -274,16 +274,17 @@ def main() -> None:
                         help="sustained GPU throughput assumed for the projection (default 15: about half an A10G's 31 TFLOP/s FP32 peak; "
                              "cluster.yaml names g5.xlarge)")
     parser.add_argument("--loader-videos", type=int, default=8)
+    parser.add_argument("--jpeg-quality", type=int, default=None, help="override flow.jpeg_quality of the config")
     args = parser.parse_args()
 
-    config = load_config(args.config)
+    config = load_config(args.config, **({"flow.jpeg_quality": args.jpeg_quality} if args.jpeg_quality else {}))
     config_dict = config.model_dump(mode="json")
     f = config.flow
     print(f"# paper scale on this CPU ({os.cpu_count()} cores), sizes from {Path(args.config).relative_to(REPO) if Path(args.config).is_relative_to(REPO) else args.config}")
     print(f"flow {f.method} {f.height}×{f.width} ({f.threads_per_worker} thread/worker, {f.workers} workers); frame CNN {config.frame_cnn.arch} "
           f"(random weights), flow stack {config.frame_cnn.flow_stack}; features {config.features.dtype}; model hidden "
           f"{config.train.model.hidden_channels}/{config.train.model.lstm_hidden}, FC {config.train.model.fc_dim}; frames+flow as "
-          f"{f.image_format} q{f.jpeg_quality}\n", flush=True)
+          f"{f.image_format} q{f.jpeg_quality}; load average at start {os.getloadavg()[0]:.1f}\n", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="paper-scale-") as tmp:
         if args.videos_dir is None:
@@ -323,7 +324,7 @@ def main() -> None:
         loader = in_process("stage_loader", videos=args.loader_videos, frames=UCF101_MEAN_FRAMES - 6, batch=config.train.batch_size,
                             batches=6, repeats=5, workers=config.train.loader_workers)
 
-    print("\n## Per stage, measured on this CPU (per video of the real-format set)\n")
+    print(f"\n## Per stage, measured on this CPU (per video of the real-format set; load average now {os.getloadavg()[0]:.1f})\n")
     print("| stage | s / video | bytes / video | peak memory | how |")
     print("|---|---|---|---|---|")
     for name, secs, size, peak, how in rows:

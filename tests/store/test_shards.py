@@ -1,4 +1,4 @@
-"""videolstm.store.shards: one-row Parquet files with list<fixed_shape_tensor> columns."""
+"""videolstm.store.shards: per-video Parquet files, one row per step, raw or JPEG cells, snippet reads."""
 
 from __future__ import annotations
 
