@@ -92,12 +92,14 @@ def snippet_batch(
     columns = [x_column] + ([flow_column] if flow_column else [])
     xs, flows, labels = [], [], []
     for row in rows:
-        reader = shards.open_shard(row["shard"], storage)
-        try:
-            idx = snippet_indices(reader.length(x_column), length, rng)
-            arrays = reader.read(columns, steps=idx)
-        finally:
-            reader.close()
+        chosen: list[np.ndarray] = []  # drawn once: a retried read reads the same snippet
+
+        def read(reader: shards.ShardReader) -> dict[str, Any]:
+            if not chosen:
+                chosen.append(snippet_indices(reader.length(x_column), length, rng))
+            return reader.read(columns, steps=chosen[0])
+
+        arrays = shards.read_with(row["shard"], storage, read)
         xs.append(arrays[x_column])
         if flow_column:
             flows.append(arrays[flow_column])
@@ -128,19 +130,21 @@ def frame_batch(
     column = "frames" if stream == "rgb" else "flow"
     xs, labels = [], []
     for row in rows:
-        reader = shards.open_shard(row["shard"], storage)
-        try:
+        chosen: list[np.ndarray] = []  # drawn once: a retried read reads the same frames
+
+        def read(reader: shards.ShardReader) -> np.ndarray:
             num_frames = reader.length(column) + (0 if stream == "rgb" else 1)
-            idx = np.sort(rng.choice(num_frames, size=min(frames_per_video, num_frames), replace=False))
+            if not chosen:
+                chosen.append(np.sort(rng.choice(num_frames, size=min(frames_per_video, num_frames), replace=False)))
             if stream == "rgb":
-                xs.append(rgb_inputs(reader.read([column], steps=idx)[column]))
-            else:
-                stack_idx = flow_stack_indices(idx, num_frames - 1, flow_stack)
-                needed, positions = np.unique(stack_idx, return_inverse=True)
-                fields = reader.read([column], steps=needed)[column]
-                xs.append(flow_stack_inputs(fields[positions.reshape(stack_idx.shape)]))
-        finally:
-            reader.close()
+                return rgb_inputs(reader.read([column], steps=chosen[0])[column])
+            stack_idx = flow_stack_indices(chosen[0], num_frames - 1, flow_stack)
+            needed, positions = np.unique(stack_idx, return_inverse=True)
+            fields = reader.read([column], steps=needed)[column]
+            return flow_stack_inputs(fields[positions.reshape(stack_idx.shape)])
+
+        xs.append(shards.read_with(row["shard"], storage, read))
+        idx = chosen[0]
         labels.append(np.full(len(idx), int(row["label"]), dtype=np.int64))
     return {"x": np.concatenate(xs), "label": np.concatenate(labels)}
 

@@ -38,9 +38,9 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +50,7 @@ from videolstm.store import storage as st
 from videolstm.config import StorageConfig
 
 SHARD_VERSION = "2"
+T = TypeVar("T")
 #: steps per Parquet row group unless a writer says otherwise
 CHUNK_STEPS = 8
 #: JPEG quality unless a writer says otherwise (OpenCV's scale, 0..100)
@@ -428,6 +429,21 @@ def open_shard(uri: str, storage: StorageConfig | None = None) -> ShardReader:
     return reader
 
 
+def read_with(uri: str, storage: StorageConfig | None, read: Callable[[ShardReader], T]) -> T:
+    """``read(reader)`` on an open shard, closed afterwards; a remote shard is re-opened and
+    read again on transient storage errors (:func:`videolstm.store.storage.with_retries`), so
+    ``read`` must give the same answer when called again."""
+
+    def once() -> T:
+        reader = open_shard(uri, storage)
+        try:
+            return read(reader)
+        finally:
+            reader.close()
+
+    return once() if st.is_local(uri) else st.with_retries(once, f"reading {uri}")
+
+
 def read_shard(
     uri: str,
     columns: Sequence[str] | None = None,
@@ -438,8 +454,4 @@ def read_shard(
     """Read a shard written by :func:`write_shard`: ``columns`` (default all) as scalars and
     (len(steps), *S) arrays — only ``steps`` of each array (default every step), decoding only
     the row groups and JPEGs they need."""
-    reader = open_shard(uri, storage)
-    try:
-        return reader.read(columns, steps)
-    finally:
-        reader.close()
+    return read_with(uri, storage, lambda reader: reader.read(columns, steps))
