@@ -265,15 +265,21 @@ def run_job(job: TrainJob, config: BenchmarkConfig, rank: int, world: int) -> di
     if tracker is not None and start_epoch > 0:
         tracker.log({"resumed_from_epoch": float(start_epoch)}, step=start_epoch)
     spec = ModelSpec.from_dict(job.spec)
-    for epoch in range(start_epoch, job.epochs):
+    def epoch_batches(epoch: int) -> WaitClock:
+        # issue 14: batches built on loader_workers threads, prefetch_batches ahead, starting now;
+        # the epoch's time split into waiting for them vs the rest is logged as train/data_wait_*
         rng = np.random.default_rng([job.seed, epoch, rank])
-        # issue 14: batches built on loader_workers threads, prefetch_batches ahead; the epoch's
-        # time split into waiting for them vs the rest (compute) is logged as train/data_wait_*
-        clock = WaitClock(parallel_batches(lambda item: build(*item), seeded_items(batches_of(shard, job.batch_size, rng), rng),
-                                           job.loader_workers, job.prefetch_batches))
+        return WaitClock(parallel_batches(lambda item: build(*item), seeded_items(batches_of(shard, job.batch_size, rng), rng),
+                                          job.loader_workers, job.prefetch_batches))
+
+    upcoming = epoch_batches(start_epoch) if start_epoch < job.epochs else None
+    for epoch in range(start_epoch, job.epochs):
+        clock = upcoming
         epoch_started = time.perf_counter()
         stats = _all_reduce_stats(train_epoch(model, clock, optimizer, forward, device, job.clip_grad_norm), device)
         metrics = {**stats.as_metrics("train"), **wait_metrics(clock, time.perf_counter() - epoch_started), "epoch": float(epoch + 1)}
+        # the next epoch's first batches build while this one validates and checkpoints
+        upcoming = epoch_batches(epoch + 1) if epoch + 1 < job.epochs else None
         if job.has_validation and rank == 0:
             val_batches = parallel_batches(lambda rows: build(rows, None), batches_of(job.val_rows, job.batch_size, None),
                                            job.loader_workers, job.prefetch_batches)

@@ -80,3 +80,17 @@ def test_wait_clock_counts_the_time_spent_waiting_for_batches():
     metrics = wait_metrics(clock, epoch_seconds=clock.wait_seconds * 2)
     assert metrics["train/data_wait_fraction"] == pytest.approx(0.5)
     assert wait_metrics(WaitClock([]), 0.0)["train/data_wait_fraction"] == 0.0
+
+
+def test_building_starts_before_the_first_batch_is_asked_for():
+    started = threading.Event()
+    batches = parallel_batches(lambda i: started.set() or i, range(3), workers=1, depth=2)
+    assert started.wait(timeout=5)  # the next epoch's batches build while this one validates
+    assert list(batches) == [0, 1, 2]
+
+
+def test_closing_early_stops_the_threads():
+    batches = parallel_batches(lambda i: time.sleep(0.01) or i, range(100), workers=2, depth=4)
+    assert next(batches) == 0
+    batches.close()
+    assert not any(t.name.startswith("batches") for t in threading.enumerate())

@@ -30,35 +30,67 @@ def seeded_items(items: Iterable[T], rng: np.random.Generator | None) -> Iterato
         yield item, (rng.spawn(1)[0] if rng is not None else None)
 
 
-def parallel_batches(build: Callable[[T], B], items: Iterable[T], workers: int = 2, depth: int = 4) -> Iterator[B]:
+class ParallelBatches(Iterator[B]):
     """``build(item)`` of every item, in order, built on ``workers`` threads with up to ``depth``
     batches ahead of the consumer (``workers`` 0: built in the consumer's thread, nothing ahead).
 
-    An error raised by ``build`` is re-raised at that batch's position; closing the iterator
-    early cancels the batches not yet started.
+    Building starts when the object is created, so creating the next epoch's batches before
+    validating and checkpointing this one hides the pipeline's fill. An error raised by
+    ``build`` is re-raised at that batch's position; :meth:`close` cancels what has not started.
     """
-    if workers < 0 or depth < 1:
-        raise ValueError(f"parallel_batches needs workers >= 0 and depth >= 1, got workers={workers}, depth={depth}")
-    if workers == 0:
-        yield from (build(item) for item in items)
-        return
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batches")
-    pending: deque[Future] = deque()
-    source = iter(items)
-    try:
-        while True:
-            while len(pending) < max(depth, 1):
-                item = next(source, _END)
-                if item is _END:
-                    break
-                pending.append(pool.submit(build, item))
-            if not pending:
+
+    def __init__(self, build: Callable[[T], B], items: Iterable[T], workers: int = 2, depth: int = 4):
+        if workers < 0 or depth < 1:
+            raise ValueError(f"parallel_batches needs workers >= 0 and depth >= 1, got workers={workers}, depth={depth}")
+        self._build = build
+        self._source = iter(items)
+        self._depth = depth
+        self._pending: deque[Future] = deque()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batches") if workers else None
+        self._fill()
+
+    def _fill(self) -> None:
+        if self._pool is None:
+            return
+        while len(self._pending) < self._depth:
+            item = next(self._source, _END)
+            if item is _END:
                 return
-            yield pending.popleft().result()
-    finally:
-        for future in pending:
+            self._pending.append(self._pool.submit(self._build, item))
+
+    def __iter__(self) -> ParallelBatches[B]:
+        return self
+
+    def __next__(self) -> B:
+        if self._pool is None:
+            item = next(self._source, _END)
+            if item is _END:
+                raise StopIteration
+            return self._build(item)
+        if not self._pending:
+            self.close()
+            raise StopIteration
+        future = self._pending.popleft()
+        try:
+            batch = future.result()
+        except BaseException:
+            self.close()
+            raise
+        self._fill()
+        return batch
+
+    def close(self) -> None:
+        """Cancel the batches not yet started and stop the threads."""
+        for future in self._pending:
             future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def parallel_batches(build: Callable[[T], B], items: Iterable[T], workers: int = 2, depth: int = 4) -> ParallelBatches[B]:
+    """:class:`ParallelBatches` of ``build`` over ``items`` (see there)."""
+    return ParallelBatches(build, items, workers, depth)
 
 
 _END: Any = object()
