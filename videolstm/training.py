@@ -177,10 +177,11 @@ def clip_predictions(logits: torch.Tensor) -> torch.Tensor:
 
 def sequence_forward(model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, predictions) of a sequence model on a snippet batch."""
-    x = torch.as_tensor(batch["x"], device=device, dtype=torch.float32)
+    # float16 features travel as float16 and become float32 on the device (half the transfer)
+    x = torch.as_tensor(batch["x"]).to(device).float()
     labels = torch.as_tensor(batch["label"], device=device, dtype=torch.long)
     flow = batch.get("flow")
-    flow = torch.as_tensor(flow, device=device, dtype=torch.float32) if flow is not None else None
+    flow = torch.as_tensor(flow).to(device).float() if flow is not None else None
     out = model(x, flow=flow)
     return sequence_loss(out.logits, labels), clip_predictions(out.logits.detach())
 
