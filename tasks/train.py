@@ -130,7 +130,7 @@ def _train_params(config: BenchmarkConfig) -> dict[str, Any]:
     """Train settings that change what a model learns (execution-only settings left out)."""
     return config.train.model_dump(mode="json", exclude={
         "variants", "streams", "seeds", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent",
-        "max_failures", "videolstm_init", "finetune_epochs",
+        "max_failures", "videolstm_init", "finetune_epochs", "loader_workers", "prefetch_batches",
     })
 
 
@@ -194,6 +194,7 @@ def sequence_job(
         optimizer=t.optimizer, weight_decay=t.weight_decay, rmsprop_decay=t.rmsprop_decay, rmsprop_eps=t.rmsprop_eps,
         clip_grad_norm=t.clip_grad_norm, snippet_length=t.snippet_length, checkpoint_every=t.checkpoint_every,
         keep_checkpoints=t.keep_checkpoints, threads=max(1, int(t.cpus_per_worker)), init_from=sources,
+        loader_workers=t.loader_workers, prefetch_batches=t.prefetch_batches,
         cost=RELATIVE_COST.get(variant, 3.0) * epochs,
         **_mlflow_fields(config, "sequence", variant, stream, seed, parent_run_id, register, extra),
     )
@@ -216,6 +217,7 @@ def frame_cnn_job(config: BenchmarkConfig, stream: str, seed: int, frames_flow: 
         epochs=f.epochs, batch_size=max(1, f.batch_size // f.frames_per_video), lr=f.lr, optimizer="adam",
         weight_decay=1e-4, frames_per_video=f.frames_per_video, flow_stack=f.flow_stack,
         threads=max(1, int(t.cpus_per_worker)), weights=f.weights if f.arch == "vgg16" else None,
+        loader_workers=t.loader_workers, prefetch_batches=t.prefetch_batches,
         cost=RELATIVE_COST["convnet"] * f.epochs,
         **_mlflow_fields(config, "frame_cnn", "convnet", stream, seed, parent_run_id, register=True),
     )

@@ -49,6 +49,7 @@ from videolstm.store.checkpoint import (
     save_checkpoint,
     unwrap,
 )
+from videolstm.loader import WaitClock, parallel_batches, seeded_items, wait_metrics
 from videolstm.training import (
     EpochStats,
     batches_of,
@@ -101,6 +102,8 @@ class TrainJob(BaseModel):
     checkpoint_every: int = 1
     keep_checkpoints: int = 2
     threads: int = 1
+    loader_workers: int = 2  # issue 14: threads building batches ahead of the step (0: in the step's thread)
+    prefetch_batches: int = 4  # batches built ahead of the step
     attention_targets_uri: str | None = None  # issue 13: validation boxes for the per-epoch attention health
     cost: float = 1.0  # relative training cost: the queue hands out the costliest first
     # MLflow: where rank 0 logs (the run is found again by run_key, else created nested under the parent)
@@ -175,7 +178,8 @@ def _batch_source(job: TrainJob, config: BenchmarkConfig) -> tuple[Callable, Cal
         return build, frame_forward
 
     def build(rows, rng):
-        return snippet_batch(rows, job.x_column, job.flow_column, job.snippet_length, rng, storage)
+        # float16 as stored: sequence_forward converts in torch (numpy's conversion is ~10x slower)
+        return snippet_batch(rows, job.x_column, job.flow_column, job.snippet_length, rng, storage, dtype=None)
 
     return build, sequence_forward
 
@@ -261,13 +265,25 @@ def run_job(job: TrainJob, config: BenchmarkConfig, rank: int, world: int) -> di
     if tracker is not None and start_epoch > 0:
         tracker.log({"resumed_from_epoch": float(start_epoch)}, step=start_epoch)
     spec = ModelSpec.from_dict(job.spec)
-    for epoch in range(start_epoch, job.epochs):
+    def epoch_batches(epoch: int) -> WaitClock:
+        # issue 14: batches built on loader_workers threads, prefetch_batches ahead, starting now;
+        # the epoch's time split into waiting for them vs the rest is logged as train/data_wait_*
         rng = np.random.default_rng([job.seed, epoch, rank])
-        batches = prefetched(build(rows, rng) for rows in batches_of(shard, job.batch_size, rng))
-        stats = _all_reduce_stats(train_epoch(model, batches, optimizer, forward, device, job.clip_grad_norm), device)
-        metrics = {**stats.as_metrics("train"), "epoch": float(epoch + 1)}
+        return WaitClock(parallel_batches(lambda item: build(*item), seeded_items(batches_of(shard, job.batch_size, rng), rng),
+                                          job.loader_workers, job.prefetch_batches))
+
+    upcoming = epoch_batches(start_epoch) if start_epoch < job.epochs else None
+    for epoch in range(start_epoch, job.epochs):
+        clock = upcoming
+        epoch_started = time.perf_counter()
+        stats = _all_reduce_stats(train_epoch(model, clock, optimizer, forward, device, job.clip_grad_norm), device)
+        metrics = {**stats.as_metrics("train"), **wait_metrics(clock, time.perf_counter() - epoch_started), "epoch": float(epoch + 1)}
+        # the next epoch's first batches build while this one validates and checkpoints
+        upcoming = epoch_batches(epoch + 1) if epoch + 1 < job.epochs else None
         if job.has_validation and rank == 0:
-            val = evaluate_epoch(unwrap(model), (build(rows, None) for rows in batches_of(job.val_rows, job.batch_size, None)), forward, device)
+            val_batches = parallel_batches(lambda rows: build(rows, None), batches_of(job.val_rows, job.batch_size, None),
+                                           job.loader_workers, job.prefetch_batches)
+            val = evaluate_epoch(unwrap(model), val_batches, forward, device)
             metrics.update(val.as_metrics("val"))
             metrics.update(validation_attention_health(unwrap(model), job.val_rows, job.x_column, job.flow_column, job.snippet_length, targets, config.storage))
         history.append(metrics)

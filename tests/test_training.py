@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tests.pipeline_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
 from videolstm.features.inputs import FLOW_INPUT_GAIN
 from videolstm.store import shards
-from videolstm.features.inputs import rgb_inputs
+from videolstm.features.inputs import flow_inputs, rgb_inputs
 from videolstm.models import build_model
 from videolstm.training import (
     EpochStats,
@@ -107,6 +107,27 @@ def test_snippet_batch_of_vectors_has_no_flow(tmp_path):
     assert set(batch) == {"x", "label"} and batch["x"].shape == (3, 2, 16)
 
 
+def _old_snippet_batch(rows, x_column, flow_column, length, rng):
+    """The pre-issue-14 reader: the whole video's column, then the snippet cut from it."""
+    xs, flows = [], []
+    for row in rows:
+        stored = shards.read_shard(row["shard"])
+        idx = snippet_indices(stored[x_column].shape[0], length, rng)
+        xs.append(stored[x_column][idx])
+        flows.append(stored[flow_column][idx])
+    return np.stack(xs), np.stack(flows)
+
+
+def test_random_snippet_reads_equal_the_whole_video_read_and_sliced_in_float16(tmp_path):
+    rows = _feature_rows(tmp_path, lengths=(40, 31, 12, 30, 70))
+    for seed in range(3):
+        batch = snippet_batch(rows, "rgb_pool5", "flow_pool5", 30, np.random.default_rng(seed), dtype=None)
+        x, flow = _old_snippet_batch(rows, "rgb_pool5", "flow_pool5", 30, np.random.default_rng(seed))
+        assert batch["x"].dtype == np.float16 and batch["flow"].dtype == np.float16
+        np.testing.assert_array_equal(batch["x"], x)
+        np.testing.assert_array_equal(batch["flow"], flow)
+
+
 def _frames_flow_row(tmp_path, frames: int = 6, label: int = 2) -> dict:
     """A frames+flow shard whose frame t is filled with the value 10·t (so a frame can be recognised)."""
     video = np.repeat(np.arange(frames, dtype=np.uint8)[:, None, None, None] * 10, 3, axis=3)
@@ -134,6 +155,15 @@ def test_frame_batch_of_flow_stacks_covers_every_frame_of_a_short_video(tmp_path
     batch = frame_batch([row], "flow", frames_per_video=8, flow_stack=2, rng=np.random.default_rng(0))
     assert batch["x"].shape == (3, 4, 8, 8)  # T=3 frames (not T-1 flow fields), 2L channels
     assert abs(batch["x"]).max() <= FLOW_INPUT_GAIN  # at most the quantisation bound
+
+
+def test_frame_batch_of_flow_stacks_equals_the_stacks_of_the_whole_flow(tmp_path):
+    """Reading only the stacks' flow fields gives what stacking the whole decoded flow gives."""
+    row = _frames_flow_row(tmp_path, frames=12)
+    batch = frame_batch([row], "flow", frames_per_video=5, flow_stack=3, rng=np.random.default_rng(4))
+    idx = np.sort(np.random.default_rng(4).choice(12, size=5, replace=False))
+    expected = flow_inputs(shards.read_shard(row["shard"])["flow"], idx, 3)
+    np.testing.assert_array_equal(batch["x"], expected)
 
 
 def test_batches_of_cover_every_row_once_and_shuffle_only_with_rng():

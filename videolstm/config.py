@@ -187,6 +187,8 @@ class FlowConfig(Section):
     tvl1_inner_iterations: int = Field(10, ge=1, description="TV-L1 inner iterations (OpenCV default 30)")
     tvl1_outer_iterations: int = Field(5, ge=1, description="TV-L1 outer iterations (OpenCV default 10)")
     dis_preset: Literal["ultrafast", "fast", "medium"] = Field("medium", description="DIS preset (method='dis')")
+    image_format: Literal["jpeg", "raw"] = Field("jpeg", description="how the frames+flow shards store RGB frames and each quantised flow component: jpeg (the field's convention: denseflow, MMAction2 rawframes) | raw uint8")
+    jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of the stored frames and flow images (image_format jpeg)")
     workers: int = Field(2, ge=1, description="Ray Data tasks computing flow at once (one video each)")
     threads_per_worker: int = Field(1, ge=1, description="OpenCV threads inside each flow task")
 
@@ -275,6 +277,8 @@ class TrainConfig(Section):
     )
     finetune_epochs: int | None = Field(None, ge=1, description="VideoLSTM epochs in the fine-tuning stage; empty: epochs")
     workers: int = Field(1, ge=1, description="Ray Train workers per trainer")
+    loader_workers: int = Field(2, ge=0, description="threads per training worker reading and decoding batches ahead of the step (0: in the step's thread)")
+    prefetch_batches: int = Field(4, ge=1, description="batches read ahead of the training step")
     use_gpu: bool = Field(False, description="train on GPUs (NCCL) instead of CPUs (gloo)")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs per Ray Train worker (also its torch threads)")
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs per worker when use_gpu (0: 1)")

@@ -27,7 +27,7 @@ from torch import nn
 
 from videolstm.store import shards
 from videolstm.config import StorageConfig
-from videolstm.features.inputs import stream_inputs
+from videolstm.features.inputs import flow_stack_indices, flow_stack_inputs, rgb_inputs
 from videolstm.models.functional import sequence_loss
 
 Batch = Mapping[str, Any]
@@ -80,24 +80,39 @@ def snippet_batch(
     length: int,
     rng: np.random.Generator | None,
     storage: StorageConfig | None = None,
+    *,
+    dtype: Any = np.float32,
 ) -> dict[str, np.ndarray]:
     """Snippets of feature shards → ``{"x": (B, L, ...), ["flow": (B, L, ...)], "label": (B,)}``.
 
-    ``rows`` hold ``shard`` (a feature-shard URI) and ``label``.
+    ``rows`` hold ``shard`` (a feature-shard URI) and ``label``. Only the snippet's steps are
+    read (the row groups holding them). ``dtype``: the arrays' type (None: as stored, e.g.
+    float16 — convert in torch, where float16 → float32 is ~10× cheaper than in numpy).
     """
     columns = [x_column] + ([flow_column] if flow_column else [])
     xs, flows, labels = [], [], []
     for row in rows:
-        arrays = shards.read_shard(row["shard"], columns=columns, storage=storage)
-        idx = snippet_indices(arrays[x_column].shape[0], length, rng)
-        xs.append(arrays[x_column][idx].astype(np.float32))
+        chosen: list[np.ndarray] = []  # drawn once: a retried read reads the same snippet
+
+        def read(reader: shards.ShardReader) -> dict[str, Any]:
+            if not chosen:
+                chosen.append(snippet_indices(reader.length(x_column), length, rng))
+            return reader.read(columns, steps=chosen[0])
+
+        arrays = shards.read_with(row["shard"], storage, read)
+        xs.append(arrays[x_column])
         if flow_column:
-            flows.append(arrays[flow_column][idx].astype(np.float32))
+            flows.append(arrays[flow_column])
         labels.append(int(row["label"]))
-    batch = {"x": np.stack(xs), "label": np.asarray(labels, dtype=np.int64)}
+    batch = {"x": _stacked(xs, dtype), "label": np.asarray(labels, dtype=np.int64)}
     if flow_column:
-        batch["flow"] = np.stack(flows)
+        batch["flow"] = _stacked(flows, dtype)
     return batch
+
+
+def _stacked(arrays: Sequence[np.ndarray], dtype: Any) -> np.ndarray:
+    stacked = np.stack(arrays)
+    return stacked if dtype is None else stacked.astype(dtype, copy=False)
 
 
 def frame_batch(
@@ -108,14 +123,28 @@ def frame_batch(
     rng: np.random.Generator,
     storage: StorageConfig | None = None,
 ) -> dict[str, np.ndarray]:
-    """Random frames (or flow stacks) of frames+flow shards → ``{"x": (N, C, H, W), "label": (N,)}``."""
+    """Random frames (or flow stacks) of frames+flow shards → ``{"x": (N, C, H, W), "label": (N,)}``.
+
+    Only the chosen frames (or the flow fields of their stacks) are read and decoded.
+    """
     column = "frames" if stream == "rgb" else "flow"
     xs, labels = [], []
     for row in rows:
-        arrays = shards.read_shard(row["shard"], columns=[column], storage=storage)
-        num_frames = arrays[column].shape[0] + (0 if stream == "rgb" else 1)
-        idx = rng.choice(num_frames, size=min(frames_per_video, num_frames), replace=False)
-        xs.append(stream_inputs(arrays, stream, np.sort(idx), flow_stack))
+        chosen: list[np.ndarray] = []  # drawn once: a retried read reads the same frames
+
+        def read(reader: shards.ShardReader) -> np.ndarray:
+            num_frames = reader.length(column) + (0 if stream == "rgb" else 1)
+            if not chosen:
+                chosen.append(np.sort(rng.choice(num_frames, size=min(frames_per_video, num_frames), replace=False)))
+            if stream == "rgb":
+                return rgb_inputs(reader.read([column], steps=chosen[0])[column])
+            stack_idx = flow_stack_indices(chosen[0], num_frames - 1, flow_stack)
+            needed, positions = np.unique(stack_idx, return_inverse=True)
+            fields = reader.read([column], steps=needed)[column]
+            return flow_stack_inputs(fields[positions.reshape(stack_idx.shape)])
+
+        xs.append(shards.read_with(row["shard"], storage, read))
+        idx = chosen[0]
         labels.append(np.full(len(idx), int(row["label"]), dtype=np.int64))
     return {"x": np.concatenate(xs), "label": np.concatenate(labels)}
 
@@ -148,10 +177,11 @@ def clip_predictions(logits: torch.Tensor) -> torch.Tensor:
 
 def sequence_forward(model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, predictions) of a sequence model on a snippet batch."""
-    x = torch.as_tensor(batch["x"], device=device, dtype=torch.float32)
+    # float16 features travel as float16 and become float32 on the device (half the transfer)
+    x = torch.as_tensor(batch["x"]).to(device).float()
     labels = torch.as_tensor(batch["label"], device=device, dtype=torch.long)
     flow = batch.get("flow")
-    flow = torch.as_tensor(flow, device=device, dtype=torch.float32) if flow is not None else None
+    flow = torch.as_tensor(flow).to(device).float() if flow is not None else None
     out = model(x, flow=flow)
     return sequence_loss(out.logits, labels), clip_predictions(out.logits.detach())
 

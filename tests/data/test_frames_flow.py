@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -47,11 +48,37 @@ def test_a_synthetic_video_becomes_an_ok_row_with_frame_and_flow_counts(syntheti
     assert stored["frames"].shape == (8, 56, 56, 3) and stored["frames"].dtype == np.uint8
     assert stored["flow"].shape == (7, 56, 56, 2) and stored["flow"].dtype == np.uint8
     decoded = decode_video(row["path"], size=(56, 56))
-    np.testing.assert_array_equal(stored["frames"], decoded)
-    np.testing.assert_array_equal(stored["flow"], video_flow(decoded, FLOW))
+    flow = video_flow(decoded, FLOW)  # from the decoded frames, before JPEG
+    np.testing.assert_array_equal(stored["frames"], _jpeg_round_trip(decoded, FLOW.jpeg_quality, planes=False))
+    np.testing.assert_array_equal(stored["flow"], _jpeg_round_trip(flow, FLOW.jpeg_quality, planes=True))
+    assert np.abs(stored["frames"].astype(int) - decoded).mean() < 3
     assert stored["content_sha256"] == hashlib.sha256(Path(row["path"]).read_bytes()).hexdigest()
     assert {c: stored[c] for c in FRAMES_FLOW_COUNTS} == result.counts
     assert (stored["video_id"], stored["label"], stored["subset"]) == (row["video_id"], row["label"], row["subset"])
+
+
+def _jpeg_round_trip(images: np.ndarray, quality: int, planes: bool) -> np.ndarray:
+    """OpenCV's JPEG encode → decode of every image (RGB) or every channel (planes)."""
+    def one(image):
+        if planes:
+            return cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
+        bgr = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
+        return cv2.cvtColor(cv2.imdecode(bgr, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+    if planes:
+        return np.stack([np.stack([one(np.ascontiguousarray(im[..., c])) for c in range(im.shape[-1])], -1) for im in images])
+    return np.stack([one(im) for im in images])
+
+
+def test_raw_image_format_stores_the_decoded_frames_and_flow_exactly(synthetic_index, tmp_path):
+    row = synthetic_index[1]
+    config = FLOW.model_copy(update={"image_format": "raw"})
+    result = process_video(row, frames_flow_key(row, config), StageDir(str(tmp_path / "raw")), config)
+    stored = shards.read_shard(result.shard, columns=["frames", "flow"])
+    decoded = decode_video(row["path"], size=(56, 56))
+    np.testing.assert_array_equal(stored["frames"], decoded)
+    np.testing.assert_array_equal(stored["flow"], video_flow(decoded, config))
+    assert frames_flow_key(row, config) != frames_flow_key(row, FLOW)  # the format is part of the key
 
 
 def test_a_resized_and_capped_video_records_the_shapes_it_stored(tmp_path):

@@ -73,8 +73,11 @@ def test_the_matrix_then_videolstm_assembled_from_the_trained_sources(tiny_pipel
         variant = name.split("-")[0]
         assert run.data.params["variant"] == variant and run.data.params["seed"] == "0"
         assert run.data.params["train.epochs"] == "2" and run.data.params["train.optimizer"] == "rmsprop"
-        history = {k: [m.step for m in client.get_metric_history(run.info.run_id, k)] for k in ("train/loss", "train/accuracy", "val/accuracy")}
+        history = {k: [m.step for m in client.get_metric_history(run.info.run_id, k)]
+                   for k in ("train/loss", "train/accuracy", "val/accuracy", "train/data_wait_fraction", "train/epoch_seconds")}
         assert all(steps == [1, 2] for steps in history.values()), history
+        waits = [m.value for m in client.get_metric_history(run.info.run_id, "train/data_wait_fraction")]
+        assert all(0 <= w < 1 for w in waits), waits  # issue 14: time waiting for batches / the epoch's time
         assert run.info.status == "FINISHED" and run.info.start_time < run.info.end_time
         registered = f"videolstm-synthetic-{variant}-{name.split('-')[1]}"
         version = max(client.search_model_versions(f"name = '{registered}'"), key=lambda v: int(v.version))

@@ -4,7 +4,9 @@ For each video of the index: decode, resize to ``FlowConfig.height × width``, c
 optical flow between consecutive frames (T frames → T−1 flow fields, flow t from frame t to
 t+1), quantise it with the denseflow convention and write one shard with columns
 ``video_id``, ``label``, ``subset``, ``content_sha256``, ``num_frames``, ``num_flow``,
-``height``, ``width``, ``frames`` (T, H, W, 3) uint8 RGB and ``flow`` (T−1, H, W, 2) uint8.
+``height``, ``width``, ``frames`` (T, H, W, 3) uint8 RGB and ``flow`` (T−1, H, W, 2) uint8 —
+stored as one JPEG per frame and per flow component (``FlowConfig.image_format``, the field's
+convention; the flow is computed from the decoded frames before they are compressed).
 
 A video that cannot be decoded becomes a "failed" manifest row whose reason names the file and
 the fix; every other video goes on. Storage errors are not per-video problems and propagate.
@@ -15,6 +17,8 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from videolstm.store import shards
 from videolstm.config import FlowConfig, StorageConfig
@@ -34,7 +38,15 @@ def flow_params(config: FlowConfig) -> dict[str, Any]:
 
 def frames_flow_key(index_row: Mapping[str, Any], config: FlowConfig) -> str:
     """Key of one video's frames+flow: its path and content fingerprint plus the flow parameters."""
-    return item_key("frames_flow/v1", index_row["path"], index_row["fingerprint"], flow_params(config))
+    return item_key("frames_flow/v2", index_row["path"], index_row["fingerprint"], flow_params(config))
+
+
+def stored_images(frames: np.ndarray, flow: np.ndarray, config: FlowConfig) -> dict[str, Any]:
+    """The shard columns of the frames and the quantised flow in ``config.image_format``: JPEGs
+    (RGB frames; each flow component its own grayscale JPEG, as denseflow writes them) or raw."""
+    if config.image_format == "raw":
+        return {"frames": frames, "flow": flow}
+    return {"frames": shards.Jpeg(frames, config.jpeg_quality), "flow": shards.Jpeg(flow, config.jpeg_quality, planes=True)}
 
 
 def process_video(
@@ -71,7 +83,7 @@ def process_video(
     shard = stage.shard_uri(video_id, key)
     shards.write_shard(
         shard,
-        {**{k: base[k] for k in ("video_id", "label", "subset")}, "content_sha256": digest, **counts, "frames": frames, "flow": flow},
+        {**{k: base[k] for k in ("video_id", "label", "subset")}, "content_sha256": digest, **counts, **stored_images(frames, flow, config)},
         storage,
     )
     return ItemResult(**base, status="ok", shard=shard, counts=counts, seconds=time.perf_counter() - started)

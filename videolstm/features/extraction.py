@@ -40,7 +40,7 @@ def extract_stream(model: nn.Module, inputs: np.ndarray, batch_frames: int, dtyp
 
 def features_key(frames_flow_key: str, cnn_digests: Mapping[str, str], config: FeatureConfig, flow_stack: int) -> str:
     """Key of one video's features: its frames+flow key, the frame CNNs' weights and the settings."""
-    return item_key("features/v1", frames_flow_key, dict(cnn_digests), config.dtype, flow_stack)
+    return item_key("features/v2", frames_flow_key, dict(cnn_digests), config.dtype, flow_stack)
 
 
 def process_video_features(

@@ -46,7 +46,11 @@ def flow_stack_indices(frame_indices: np.ndarray, num_flow: int, stack: int) -> 
 def flow_inputs(flow: np.ndarray, frame_indices: np.ndarray, stack: int) -> np.ndarray:
     """flow (T−1, H, W, 2) uint8 → (N, 2·stack, H, W) float32 in [−GAIN, GAIN] for the given frames."""
     idx = flow_stack_indices(frame_indices, flow.shape[0], stack)  # (N, L)
-    stacked = flow[idx]  # (N, L, H, W, 2)
+    return flow_stack_inputs(flow[idx])
+
+
+def flow_stack_inputs(stacked: np.ndarray) -> np.ndarray:
+    """Stacks of quantised flow fields (N, L, H, W, 2) uint8 → (N, 2L, H, W) float32 in [−GAIN, GAIN]."""
     n, length, h, w, _ = stacked.shape
     x = stacked.transpose(0, 1, 4, 2, 3).reshape(n, 2 * length, h, w).astype(np.float32)
     return (x - 127.5) * (FLOW_INPUT_GAIN / 127.5)

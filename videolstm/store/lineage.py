@@ -65,7 +65,7 @@ def lineages(config: BenchmarkConfig) -> dict[str, str]:
     features = stable_digest([frame_cnn, _section(config, "features", {"workers", "batch_frames"})])
     # seeds are items inside a stage's folder (keyed per model), not part of its lineage: adding
     # a seed trains that seed only
-    execution = {"variants", "streams", "seeds", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent", "max_failures"}
+    execution = {"variants", "streams", "seeds", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent", "max_failures", "loader_workers", "prefetch_batches"}
     train_params = _section(config, "train", execution | {"videolstm_init", "finetune_epochs"})
     train = stable_digest([features, train_params])
     finetune = stable_digest([train, config.train.videolstm_init, config.train.finetune_epochs])
