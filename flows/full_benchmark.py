@@ -25,23 +25,32 @@ from tasks.report import run_report, start_benchmark_run
 from tasks.train import run_finetune, run_frame_cnn, run_train
 from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, stable_digest
-from videolstm.store.lineage import StageResult, lineages, stage_uri
+from videolstm.store.lineage import STAGE_FILE, StageResult, lineages, stage_uri
 
 OUTPUT_FILE = {"index": "index.parquet"}
 
 
 def stage_cache_key(stage: str):
-    """Cache key function for ``stage``: lineage + upstream contents + output presence."""
+    """Cache key function for ``stage``: lineage + upstream contents + the output's own content.
+
+    The output's content is the digest its ``stage.json`` records: a result cached by an earlier
+    run can only be reused while the output on storage is the one that run wrote. (With mere
+    presence, an output deleted and then rebuilt by other code — e.g. a new shard format — hit
+    the old run's cached result and its stale content.)
+    """
 
     def key(context: Any, parameters: dict[str, Any]) -> str:
         config: BenchmarkConfig = parameters["config"]
         upstream = sorted(v.content for v in parameters.values() if isinstance(v, StageResult))
-        output = st.join(stage_uri(config, stage), OUTPUT_FILE.get(stage, "manifest.parquet"))
-        if not st.exists(output, config.storage):
+        folder = stage_uri(config, stage)
+        output = st.join(folder, OUTPUT_FILE.get(stage, "manifest.parquet"))
+        record = st.join(folder, STAGE_FILE)
+        if not (st.exists(output, config.storage) and st.exists(record, config.storage)):
             # Nothing to reuse: a key of its own, so that no result cached by an earlier run (one
             # whose output has since been deleted, or the first run of this stage) can match.
             return f"videolstm-{stage}-absent-{uuid.uuid4().hex}"
-        return f"videolstm-{stage}-" + stable_digest([lineages(config)[stage], upstream, "present"], 24)
+        content = StageResult.model_validate_json(st.read_text(record, config.storage)).content
+        return f"videolstm-{stage}-" + stable_digest([lineages(config)[stage], upstream, content], 24)
 
     return key
 

@@ -120,16 +120,28 @@ def test_rerun_continues_the_mlflow_runs_of_the_killed_run_instead_of_duplicatin
 def test_stage_cache_key_never_matches_a_result_for_a_missing_output(tmp_path):
     """A cached stage result may only be reused while the stage's output is on storage."""
     from flows.full_benchmark import stage_cache_key
-    from videolstm.store import storage as st
     from videolstm.config import load_config
-    from videolstm.store.lineage import stage_uri
+    from dataclasses import replace
+
+    from videolstm.store.lineage import stage_result, stage_uri
+    from videolstm.store.manifest import ItemResult
 
     config = load_config({"storage": {"root": str(tmp_path)}})
     key = stage_cache_key("frames_flow")
     absent = {key(None, {"config": config}) for _ in range(3)}
     assert len(absent) == 3  # a deleted (or never written) output can never hit an old cache entry
-    st.write_bytes(st.join(stage_uri(config, "frames_flow"), "manifest.parquet"), b"x")
-    assert key(None, {"config": config}) == key(None, {"config": config})
+    folder = stage_uri(config, "frames_flow")
+    manifest = f"{folder}/manifest.parquet"
+    Path(manifest).parent.mkdir(parents=True, exist_ok=True)
+    Path(manifest).write_bytes(b"x")
+    item = ItemResult(video_id="a/v_a_g01_c01", label=0, subset="train", status="ok", shard="s", key="k1")
+    stage_result("frames_flow", folder, manifest, "lineage", [item], 1.0, 1)
+    first = key(None, {"config": config})
+    assert first == key(None, {"config": config})  # the same output: the cached result is reused
+    # The output deleted and rebuilt by other code (another shard format): other items, another key,
+    # so the result cached for the first output cannot be returned for the second.
+    stage_result("frames_flow", folder, manifest, "lineage", [replace(item, key="k2")], 1.0, 1)
+    assert key(None, {"config": config}) != first
 
 
 def _manifest(b, stage):
