@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from videolstm.data.video import write_video
 from videolstm.evaluation.report import STREAMS, VARIANT_NAMES, aggregate, display_name
 
 __all__ = [
@@ -234,7 +235,7 @@ def write_attention_video(
     if suffix == ".gif":
         _write_gif(images, path, fps)
     else:
-        _write_opencv(images, path, fps, _FOURCC[suffix])
+        write_video(path, images, fps, _FOURCC[suffix])
     if not path.is_file() or path.stat().st_size == 0:
         raise RuntimeError(f"nothing was written to {path}")
     return path
@@ -284,16 +285,6 @@ def _overlay_images(
     return images
 
 
-def _write_opencv(images: list[np.ndarray], path: Path, fps: float, fourcc: str) -> None:
-    out_h, out_w = images[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), (out_w, out_h))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV could not open a {fourcc} writer for {path}")
-    try:
-        for image in images:
-            writer.write(image)
-    finally:
-        writer.release()
 
 
 def _write_gif(images: list[np.ndarray], path: Path, fps: float) -> None:

@@ -91,17 +91,9 @@ def clip_frames(source: np.ndarray, group: int, clip: int, frames: int) -> np.nd
 
 def write_avi(path: Path, frames_bgr: np.ndarray, fps: float = FPS) -> None:
     """``frames_bgr`` as an XVID (MPEG-4 Part 2) ``.avi`` — UCF101's codec and container."""
-    import cv2
+    from videolstm.data.video import write_video
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"XVID"), fps, (frames_bgr.shape[2], frames_bgr.shape[1]))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write XVID to {path}: its FFmpeg lacks the MPEG-4 encoder")
-    try:
-        for frame in frames_bgr:
-            writer.write(frame)
-    finally:
-        writer.release()
+    write_video(path, frames_bgr, fps, "XVID")
 
 
 def make_ucf101_format(
