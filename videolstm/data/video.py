@@ -261,21 +261,3 @@ def content_sha256(uri: str, storage: StorageConfig | None = None, chunk_size: i
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{uri}: cannot hash a file that does not exist") from exc
 
-
-def write_video(path: Path, frames_bgr, fps: float, fourcc: str) -> None:
-    """Write BGR uint8 frames (each (H, W, 3), one size) to a local video file with OpenCV.
-
-    ``fourcc``: the codec, e.g. "XVID" (MPEG-4 Part 2, UCF101's) or "MJPG". Raises
-    ``RuntimeError`` naming the codec and file when OpenCV's FFmpeg cannot encode it.
-    """
-    frames = list(frames_bgr)
-    height, width = frames[0].shape[:2]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {fourcc} video to {path}: its FFmpeg build lacks that encoder")
-    try:
-        for frame in frames:
-            writer.write(frame)
-    finally:
-        writer.release()

@@ -235,7 +235,7 @@ def write_attention_video(
     if suffix == ".gif":
         _write_gif(images, path, fps)
     else:
-        write_video(path, images, fps, _FOURCC[suffix])
+        write_video(str(path), np.stack([image[..., ::-1] for image in images]), fps, codec=_FOURCC[suffix])  # BGR → RGB
     if not path.is_file() or path.stat().st_size == 0:
         raise RuntimeError(f"nothing was written to {path}")
     return path

@@ -93,7 +93,7 @@ def write_avi(path: Path, frames_bgr: np.ndarray, fps: float = FPS) -> None:
     """``frames_bgr`` as an XVID (MPEG-4 Part 2) ``.avi`` — UCF101's codec and container."""
     from videolstm.data.video import write_video
 
-    write_video(path, frames_bgr, fps, "XVID")
+    write_video(str(path), np.ascontiguousarray(frames_bgr[..., ::-1]), fps, codec="XVID")
 
 
 def make_ucf101_format(
