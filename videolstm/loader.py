@@ -12,6 +12,8 @@ batch its own generator, spawned from the epoch's in batch order, before any wor
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -71,11 +73,10 @@ class ParallelBatches(Iterator[B]):
             self.close()
             raise StopIteration
         future = self._pending.popleft()
-        try:
+        with contextlib.ExitStack() as on_error:  # a failed batch stops the threads, then propagates
+            on_error.callback(self.close)
             batch = future.result()
-        except BaseException:
-            self.close()
-            raise
+            on_error.pop_all()
         self._fill()
         return batch
 

@@ -33,6 +33,8 @@ the same URI, whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
+
 import io
 import json
 import os
@@ -415,14 +417,13 @@ def open_shard(uri: str, storage: StorageConfig | None = None) -> ShardReader:
     cached = FOOTERS.get(cache_key)
     metadata, size = cached if cached is not None else (None, None)
     fh: IO[bytes] = open(st.local_path(uri), "rb") if st.is_local(uri) else _open_remote(uri, storage, size)
-    try:
-        reader = ShardReader(uri, fh, metadata)
-    except pa.ArrowInvalid as exc:
-        fh.close()
-        raise ValueError(f"{uri}: not a readable Parquet shard ({exc}); re-run the stage that wrote it") from exc
-    except BaseException:
-        fh.close()
-        raise
+    with contextlib.ExitStack() as on_error:  # the file is closed if the shard cannot be opened
+        on_error.callback(fh.close)
+        try:
+            reader = ShardReader(uri, fh, metadata)
+        except pa.ArrowInvalid as exc:
+            raise ValueError(f"{uri}: not a readable Parquet shard ({exc}); re-run the stage that wrote it") from exc
+        on_error.pop_all()
     if cached is None:
         fh.seek(0, os.SEEK_END)
         FOOTERS.put(cache_key, reader.metadata, fh.tell())
