@@ -19,10 +19,8 @@ import json
 import logging
 import math
 import os
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -182,29 +180,6 @@ def _batch_source(job: TrainJob, config: BenchmarkConfig) -> tuple[Callable, Cal
         return snippet_batch(rows, job.x_column, job.flow_column, job.snippet_length, rng, storage, dtype=None)
 
     return build, sequence_forward
-
-
-def prefetched(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
-    """Produce ``items`` in a background thread (loading overlaps compute); re-raise its errors."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                buffer.put(item)
-        except BaseException as exc:  # handed to the consumer, re-raised there
-            buffer.put(exc)
-        buffer.put(done)
-
-    threading.Thread(target=produce, daemon=True).start()
-    while True:
-        item = buffer.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
 
 
 def _all_reduce_stats(stats: EpochStats, device: torch.device) -> EpochStats:
@@ -429,4 +404,4 @@ def _record_worker(job: TrainJob, config: BenchmarkConfig, rank: int) -> None:
     st.write_text(st.join(job.output_uri, "workers", f"rank-{rank}.json"), json.dumps(info), config.storage)
 
 
-__all__ = ["JobQueue", "MODEL_FILE", "TrainJob", "prefetched", "run_job", "train_loop_per_worker"]
+__all__ = ["JobQueue", "MODEL_FILE", "TrainJob", "run_job", "train_loop_per_worker"]

@@ -260,4 +260,3 @@ def content_sha256(uri: str, storage: StorageConfig | None = None, chunk_size: i
         return with_retries(digest, f"hashing {uri}")
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{uri}: cannot hash a file that does not exist") from exc
-
