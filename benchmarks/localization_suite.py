@@ -3,7 +3,7 @@
 Runs the pipeline's own stages (dataset → flow → frame CNNs → features → every attention variant →
 evaluation with its calibration rows; no Prefect) on each set of :data:`SETS`, for several
 training seeds, and prints one table: set × model → video mAP@0.2 (mean ± sd over seeds), with the
-oracle, uniform and centre rows (:mod:`videolstm.evaluation.calibration`), then the same given
+oracle, uniform, centre and motion rows (:mod:`videolstm.evaluation.calibration`), then the same given
 the class, then the attention health of each exported model (entropy and mass in the box at the
 checkpoint kept, :mod:`videolstm.evaluation.attention_health`). Everything also lands in one
 MLflow experiment (``localization-suite``, SQLite under ``--root``) and in
@@ -171,7 +171,7 @@ def _values(rows: Sequence[Mapping[str, Any]], key: str) -> list[float]:
 
 def suite_table(results: Mapping[str, Sequence[Mapping[str, Any]]], threshold: float = 0.2, given_class: bool = False) -> str:
     """Markdown: one row per model (``loc/mAP_<θ>``, or ``loc/learned/...`` given the class) and the
-    oracle, uniform and centre rows (given the class, pooled over the models), one column per set."""
+    oracle, uniform, centre and motion rows (given the class, pooled over the models), one column per set."""
     key = f"mAP_{threshold:g}"
     sets = list(results)
     models = sorted({(r["variant"], r["stream"]) for rows in results.values() for r in rows if f"loc/{key}" in r},
@@ -326,7 +326,7 @@ def main() -> None:
     seeds = ", ".join(map(str, args.seeds))
     print(f"\nLocalization suite{' (tiny smoke run)' if args.tiny else ''}: video mAP@{args.threshold:g}, mean ± sd over "
           f"seeds {seeds}, {args.epochs} epoch(s); learned rows with the predicted class (the paper's protocol), "
-          f"oracle / uniform / centre given the class (pooled over the models)\n")
+          f"oracle / uniform / centre / motion given the class (pooled over the models)\n")
     print(suite_table(results, args.threshold))
     print(f"\nThe same, every row given the class (localization alone):\n")
     print(suite_table(results, args.threshold, given_class=True))

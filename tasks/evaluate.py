@@ -100,7 +100,7 @@ def evaluate_model(
                 sizes[video] = (info.height, info.width)
             loc_metrics, tubes, _ = score_localization(predictions, gt, sizes, e.localization, out, name)
             metrics.update(loc_metrics)
-            # issue 13: oracle / uniform / centre attention through the same hook and box pipeline
+            # issue 13: oracle / uniform / centre / motion-energy attention through the same hook and box pipeline
             metrics.update(calibrate_predictions(model, test_rows, x_column, predictions, gt, sizes, e.localization, out, config.storage))
             if overlays:
                 chosen = overlay_videos(list(gt), [predictions.labels[predictions.video_ids.index(v)] for v in gt], e.overlays_per_class)

@@ -251,6 +251,10 @@ class ModelConfig(Section):
     )
 
 
+#: VideoLSTM's attention as the authors have it: from the RGB features X_t and the motion state H^m_t.
+AUTHORS_VIDEOLSTM_ATTENTION = "rgb_and_motion"
+
+
 class TrainConfig(Section):
     variants: list[str] = Field(
         default_factory=lambda: ["lstm", "alstm", "convlstm", "convalstm", "motion_alstm", "videolstm"],
@@ -276,6 +280,11 @@ class TrainConfig(Section):
         description="VideoLSTM: pretrained = bottom from a trained flow ConvLSTM, top/attention/readout from the trained RGB ConvALSTM, then fine-tuned (the authors'); scratch = random weights",
     )
     finetune_epochs: int | None = Field(None, ge=1, description="VideoLSTM epochs in the fine-tuning stage; empty: epochs")
+    videolstm_attention: Literal["rgb_and_motion", "motion"] = Field(
+        AUTHORS_VIDEOLSTM_ATTENTION,
+        description="what VideoLSTM's attention reads: rgb_and_motion = the RGB features X_t and the motion state H^m_t "
+        "(the authors'); motion = H^m_t alone (a deviation, issue 13 part 4)",
+    )
     workers: int = Field(1, ge=1, description="Ray Train workers per trainer")
     loader_workers: int = Field(2, ge=0, description="threads per training worker reading and decoding batches ahead of the step (0: in the step's thread)")
     prefetch_batches: int = Field(4, ge=1, description="batches read ahead of the training step")

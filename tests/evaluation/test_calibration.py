@@ -25,7 +25,10 @@ from videolstm.evaluation.calibration import (
     calibration_markdown,
     centre_prior_attention,
     is_calibration_metric,
+    motion_energy_attention,
     oracle_attention,
+    reference_attention,
+    shard_motion_features,
     uniform_attention,
 )
 from videolstm.evaluation.scoring import video_labels, video_scores
@@ -93,17 +96,64 @@ def test_uniform_and_centre_maps_are_distributions_with_the_centre_prior_peaked_
         centre_prior_attention(1, (2, 2), 0.0)
 
 
+def test_motion_attention_is_each_steps_feature_energy_normalised():
+    # M (T=2, C=2, 2×3): step 0 energies Σ_c M² = [[1+0, 4+0, 0+0], [0+9, 1+1, 0+0]] → / 16; step 1 all zero → uniform
+    m = np.zeros((2, 2, 2, 3))
+    m[0, 0] = [[1, -2, 0], [0, 1, 0]]
+    m[0, 1] = [[0, 0, 0], [3, -1, 0]]
+    maps = motion_energy_attention(m)
+    np.testing.assert_allclose(maps[0], np.array([[1, 4, 0], [9, 2, 0]]) / 16)
+    np.testing.assert_allclose(maps[1], np.full((2, 3), 1 / 6))
+    with pytest.raises(ValueError, match=r"\(T, C, h, w\)"):
+        motion_energy_attention(m[0])
+    with pytest.raises(ValueError, match="needs the video's flow-stream maps"):
+        reference_attention("motion", 2, (2, 3), LocalizationConfig())
+    with pytest.raises(ValueError, match="the attention is"):
+        reference_attention("motion", 2, (3, 2), LocalizationConfig(), motion_features=m)
+
+
+def test_the_motion_row_scores_the_flow_features_energy_and_is_absent_without_them():
+    """Flow maps whose energy is the ground-truth box's coverage make the motion row the oracle;
+    flat flow maps make it uniform; no flow maps, no motion row."""
+    frames, size, grid = 12, (96, 128), (7, 7)
+    frames_idx = np.arange(frames)
+    boxes = np.stack([np.array([10.0 + 6 * t, 20.0, 40.0 + 6 * t, 56.0]) for t in frames_idx])
+    tube = type("Tube", (), {"label": 0, "frames": frames_idx, "boxes": boxes})()
+    oracle = oracle_attention(frames, frames_idx, boxes, size, grid)
+    focused = np.sqrt(oracle)[:, None].repeat(3, axis=1) / np.sqrt(3)  # Σ_c M² = the oracle map
+    flat = np.ones((frames, 3, *grid))
+    probabilities = np.tile([0.9, 0.1], (frames, 1))
+
+    def predict(video, maps):
+        return {name: probabilities for name in maps}
+
+    def metrics_with(flow_maps):
+        return calibrate_localization(predict, {"v": uniform_attention(frames, grid)}, {"v": probabilities}, {"v": 0},
+                                      {"v": [tube]}, {"v": size}, LocalizationConfig(), motion_features=flow_maps)
+
+    np.testing.assert_allclose(motion_energy_attention(focused), oracle)
+    with_focus = metrics_with(lambda video: focused)
+    assert with_focus["loc/motion/mAP_0.2"] == with_focus["loc/oracle/mAP_0.2"] == 1.0
+    with_flat = metrics_with(lambda video: flat)
+    assert with_flat["loc/motion/mAP_0.2"] == with_flat["loc/uniform/mAP_0.2"] == 0.0
+    without = metrics_with(None)
+    assert not any(k.startswith("loc/motion/") for k in without) and "loc/oracle/mAP_0.2" in without
+    assert metrics_with(lambda video: None) == without
+
+
 def test_calibration_metric_names_and_the_report_table():
     assert is_calibration_metric("loc/oracle/mAP_0.2") and is_calibration_metric("loc/learned/frame_recall_0.5")
     assert not is_calibration_metric("loc/mAP_0.2") and not is_calibration_metric("test/accuracy/MoveLeft")
     rows = [
         {"variant": "videolstm", "stream": "rgb", "seed": s, "loc/mAP_0.2": m, "loc/learned/mAP_0.2": m + 0.1,
-         "loc/oracle/mAP_0.2": 1.0, "loc/uniform/mAP_0.2": 0.0, "loc/centre/mAP_0.2": 0.05}
+         "loc/oracle/mAP_0.2": 1.0, "loc/uniform/mAP_0.2": 0.0, "loc/centre/mAP_0.2": 0.05, "loc/motion/mAP_0.2": 0.5 + m}
         for s, m in enumerate((0.2, 0.4))
     ] + [{"variant": "lstm", "stream": "rgb", "seed": 0, "test/accuracy": 0.5}]
     table = calibration_markdown(rows)
     line = next(row for row in table.splitlines() if row.startswith("| videolstm"))
-    assert line == "| videolstm | rgb | 2 | 0.300 ± 0.141 | 0.400 ± 0.141 | 1.000 ± 0.000 | 0.000 ± 0.000 | 0.050 ± 0.000 |"
+    assert line == ("| videolstm | rgb | 2 | 0.300 ± 0.141 | 0.400 ± 0.141 | 1.000 ± 0.000 | 0.000 ± 0.000 | 0.050 ± 0.000 "
+                    "| 0.800 ± 0.141 |")
+    assert "motion (given class)" in table.splitlines()[2]
     assert "lstm |" not in table.replace("videolstm", "")
     assert calibration_markdown(rows[-1:]) == ""
 
@@ -164,6 +214,7 @@ def test_oracle_attention_localizes_at_map_02_of_at_least_0_9_through_the_real_p
         metrics = calibrate_localization(
             attention_predictor(model, rows, x_column), predictions.attention, video_scores(predictions, ids),
             video_labels(predictions, ids), annotations, sizes, config, out_dir=out,
+            motion_features=shard_motion_features(rows),
         )
         assert metrics["loc/oracle/videos"] == len(rows)
         assert metrics["loc/oracle/mAP_0.2"] >= 0.9, metrics
@@ -171,7 +222,8 @@ def test_oracle_attention_localizes_at_map_02_of_at_least_0_9_through_the_real_p
         # no information: a whole-frame box has IoU = the actor's share of the frame (< 0.1 here)
         assert metrics["loc/uniform/mAP_0.1"] == 0.0 and metrics["loc/uniform/frame_recall_0.5"] == 0.0
         assert set(json.loads((out / "calibration.json").read_text())) == set(metrics)
-        assert {k.split("/")[1] for k in metrics} == {"learned", *BASELINES}
+        assert {k.split("/")[1] for k in metrics} == {"learned", *BASELINES}  # motion: from the shards' flow maps
+        assert metrics["loc/motion/videos"] == len(rows)
 
 
 def test_the_oracle_tube_spans_exactly_the_annotated_frames(tmp_path):

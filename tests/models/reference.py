@@ -152,7 +152,11 @@ def videolstm(model, x: Tensor, flow: Tensor):
     for t in range(x.shape[1]):
         # bottom: W^m_x ∗ M_t + W_e ∗ H_{t-1} + W^m_h ∗ H^m_{t-1} + b
         hm, cm = lstm_step(model.motion_cell.weight, model.motion_cell.bias, torch.cat([flow[:, t], h], 1), hm, cm)
-        att = conv_attention(a, x[:, t], hm)  # Z = U ∗ tanh(W_c ∗ X_t + W_d ∗ H^m_t + b)
+        if model.attention_input == "motion":  # the option without the RGB term: Z = U ∗ tanh(W_d ∗ H^m_t + b)
+            z = conv(torch.tanh(conv(hm, a.w_ha) + a.b_a[None, :, None, None]), a.w_z)[:, 0]
+            att = softmax_positions(a.inverse_temperature * z)
+        else:
+            att = conv_attention(a, x[:, t], hm)  # Z = U ∗ tanh(W_c ∗ X_t + W_d ∗ H^m_t + b)
         h, c = lstm_step(model.cell.weight, model.cell.bias, x[:, t] * att[:, None] * model.attended_scale, h, c)
         logits.append(readout(model, h.flatten(1)))
         maps.append(att)

@@ -65,3 +65,21 @@ def test_wrong_source_variants_are_refused():
         assemble_videolstm(video, rgb, rgb)
     with pytest.raises(AssemblyError, match="ConvALSTM"):
         assemble_videolstm(video, flow, flow)
+
+
+def test_motion_only_attention_takes_the_convalstms_state_weights_and_bias_not_w_xa():
+    """videolstm_attention: motion has W_ha, W_z and b_a; they come from the ConvALSTM's W_d, U and b."""
+    torch.manual_seed(0)
+    video = build_model("videolstm", 3, videolstm_attention="motion", **SIZES)
+    _, flow, rgb = models()
+    with torch.no_grad():
+        rgb.attention.w_xa.bias.normal_()
+    copied = assemble_videolstm(video, flow, rgb)
+    assert torch.equal(video.attention.w_ha.weight, rgb.attention.w_ha.weight)
+    assert torch.equal(video.attention.w_z.weight, rgb.attention.w_z.weight)
+    assert torch.equal(video.attention.b_a, rgb.attention.w_xa.bias)
+    assert ("attention.b_a", "attention.w_xa.bias") in {(c.target, c.source_name) for c in copied}
+    video.eval(), rgb.eval()  # the top network is still the ConvALSTM's
+    x = torch.randn(2, 4, 6, 3, 3)
+    maps = torch.softmax(torch.randn(2, 4, 9), -1).view(2, 4, 3, 3)
+    torch.testing.assert_close(video(x, attention=maps).logits, rgb(x, attention=maps).logits)

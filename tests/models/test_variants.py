@@ -491,3 +491,48 @@ def test_attention_scale_positions_multiplies_the_attended_input_by_the_number_o
         assert "attention_scale" in str(exc)
     else:
         raise AssertionError("an unknown attention_scale must be refused")
+
+
+# ----------------------------------------------------------------------------------------
+# VideoLSTM's attention from the motion state alone (videolstm_attention: motion, an option)
+
+
+def test_videolstm_motion_only_attention_equals_the_naive_reference() -> None:
+    """Z_t = W_z ∗ tanh(W_ha ∗ H^m_t + b_a): outputs, maps and gradients equal the step-by-step reference."""
+    model = small_model("videolstm", videolstm_attention="motion").eval()
+    assert not hasattr(model.attention.w_xa, "weight")  # no RGB term at all
+    with torch.no_grad():
+        model.attention.b_a.normal_()  # zero at initialisation: make it count
+    x, flow = inputs_for(model)
+    out = model(x, flow)
+    want_logits, want_attention = reference.REFERENCES["videolstm"](model, x, flow)
+    assert (out.logits - want_logits).abs().max() <= 1e-10
+    assert (out.attention - want_attention).abs().max() <= 1e-10
+    labels = torch.tensor([1, 2])
+    sequence_loss(out.logits, labels).backward()
+    fast = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    sequence_loss(reference.REFERENCES["videolstm"](model, x, flow)[0], labels).backward()
+    for n, p in model.named_parameters():
+        assert (fast[n] - p.grad).abs().max() <= 1e-10, n
+    assert fast["attention.b_a"].abs().max() > 0
+
+
+@pytest.mark.parametrize("option, reads_rgb", [("rgb_and_motion", True), ("motion", False)])
+def test_videolstm_attention_reads_the_rgb_frame_of_its_step_only_in_the_authors_form(option: str, reads_rgb: bool) -> None:
+    """A_t depends on X_t (same step) through W_xa ∗ X_t in the authors' form; from the motion
+    state alone it does not (X_t reaches A only from step t+1 on, through H_t → H^m_{t+1})."""
+    model = small_model("videolstm", init_state="zeros", videolstm_attention=option).eval()
+    x, flow = inputs_for(model)
+    changed = x.clone()
+    changed[:, 2] = torch.randn(changed[:, 2].shape, dtype=changed.dtype, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        base, other = model(x, flow).attention, model(changed, flow).attention
+    assert torch.equal(base[:, :2], other[:, :2])
+    assert bool((base[:, 2] - other[:, 2]).abs().max() > 1e-8) == reads_rgb
+    assert (base[:, 3] - other[:, 3]).abs().max() > 1e-8  # through the top state, in both forms
+
+
+def test_an_unknown_videolstm_attention_is_refused() -> None:
+    with pytest.raises(ValueError, match="videolstm_attention must be one of"):
+        small_model("videolstm", videolstm_attention="rgb")

@@ -42,6 +42,7 @@ def test_every_stage_has_a_lineage_and_equal_configs_give_equal_lineages():
         ({"train.model.hidden_channels": 8}, {"train", "finetune", "evaluate", "report"}),
         ({"train.finetune_epochs": 3}, {"finetune", "evaluate", "report"}),
         ({"train.videolstm_init": "scratch"}, {"finetune", "evaluate", "report"}),
+        ({"train.videolstm_attention": "motion"}, {"finetune", "evaluate", "report"}),
         ({"train.val_fraction": 0.3}, {"frame_cnn", "features", "train", "finetune", "evaluate", "report"}),
         ({"evaluate.num_segments": 5}, {"evaluate", "report"}),
         ({"name": "other"}, {"report"}),
@@ -162,3 +163,13 @@ def test_stage_json_round_trip_on_s3(moto_s3):
         load_stage_result(config, "features")
     written = stage_result("features", uri, f"{uri}/manifest.parquet", lineages(config)["features"], _results(), 1.0, 3, storage)
     assert load_stage_result(config, "features") == written
+
+
+def test_the_authors_videolstm_attention_leaves_the_lineage_it_had_before_the_option_existed():
+    """The option joins the finetune digest only when set: caches of default runs stay valid."""
+    from videolstm.config import stable_digest
+
+    config = load_config()
+    old = stable_digest([lineages(config)["train"], config.train.videolstm_init, config.train.finetune_epochs])
+    assert lineages(config)["finetune"] == old
+    assert lineages(load_config(**{"train.videolstm_attention": "rgb_and_motion"})) == lineages(config)

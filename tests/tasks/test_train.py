@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.train import MOTION_SOURCE, frame_cnn_job, model_name, motion_source, parse_model_name, sequence_job, variant_streams
+from tasks.train import (
+    MOTION_SOURCE,
+    frame_cnn_job,
+    model_name,
+    motion_source,
+    parse_model_name,
+    sequence_job,
+    variant_streams,
+    videolstm_overrides,
+)
 from videolstm.config import load_config
 from videolstm.store.lineage import StageResult
 from videolstm.store.manifest import ItemResult, write_manifest
@@ -62,3 +71,22 @@ def test_videolstm_is_trained_after_its_sources_and_the_matrix_lists_motion_vari
     # the bottom layer's source has the bottom layer's 1×1 kernels: a ConvLSTM of its own unless kernel_size is 1
     assert motion_source(config) == (MOTION_SOURCE, {"kernel_size": 1})
     assert motion_source(load_config({"train": {"model": {"kernel_size": 1}}})) == ("convlstm", {})
+
+
+def test_videolstm_attention_reaches_the_fine_tuned_models_spec_only_when_set(config, tmp_path):
+    """``train.videolstm_attention: motion`` builds VideoLSTM without the RGB term (its spec says so);
+    the authors' default leaves the spec, and so the run key and cache, as before the option."""
+    from videolstm.store.checkpoint import ModelSpec
+
+    sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
+    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
+                      manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
+    motion = config.model_copy(update={"train": config.train.model_copy(update={"videolstm_attention": "motion"})})
+    assert videolstm_overrides(config) == {} and videolstm_overrides(motion) == {"videolstm_attention": "motion"}
+    default_job, motion_job = (sequence_job(c, "videolstm", "rgb", 0, features, None, stage="finetune",
+                                            overrides=videolstm_overrides(c)) for c in (config, motion))
+    assert "videolstm_attention" not in default_job.spec["overrides"]
+    assert default_job.run_key != motion_job.run_key
+    model = ModelSpec.from_dict(motion_job.spec).build()
+    assert model.attention_input == "motion" and model.attention.w_xa is None
+    assert ModelSpec.from_dict(default_job.spec).build().attention.w_xa is not None

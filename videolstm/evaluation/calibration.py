@@ -13,15 +13,20 @@ evaluation of an attention model therefore also scores, through the *same* model
   whole frame, so its IoU is the actor's share of the frame.
 * **centre** — a Gaussian centre prior (:func:`centre_prior_attention`): a fixed position prior,
   what a model that learned "the action is in the middle" would score.
+* **motion** — the energy of the flow stream's pool5 maps M_t (the motion layer's input),
+  Σ_c M_{t,c}², normalised over positions (:func:`motion_energy_attention`): what attention
+  that simply followed the motion features would score. It tells a learned attention that
+  *could not* find the actor (the features do not single it out: motion ≈ uniform) from one
+  that *did not* (motion ≫ learned). Present when the features hold the flow maps.
 
 Each map goes through the model's ``attention=`` hook (the model returns the maps it used and
 its class probabilities under them) and then :func:`localize_video` exactly as the learned
 attention does. The rows are scored **given the class** (each tube takes its video's true label,
 scored by the model's probability of it), so they measure localization alone; the learned
 attention is scored the same way as ``loc/learned/…`` beside the paper's ``loc/…`` (the
-predicted class), so the four rows compare like with like:
+predicted class), so the rows compare like with like:
 
-    loc/learned/mAP_<θ>   loc/oracle/mAP_<θ>   loc/uniform/mAP_<θ>   loc/centre/mAP_<θ>
+    loc/learned/mAP_<θ>   loc/oracle/mAP_<θ>   loc/uniform/mAP_<θ>   loc/centre/mAP_<θ>   loc/motion/mAP_<θ>
     (and .../frame_recall_0.5, .../frame_recall_0.5_smoothed, .../videos for each)
 
 A frame without a ground-truth box gets an all-zero oracle map, so the oracle's tube spans the
@@ -52,13 +57,17 @@ __all__ = [
     "centre_prior_attention",
     "is_calibration_metric",
     "mean_sd",
+    "motion_energy_attention",
     "oracle_attention",
     "reference_attention",
+    "shard_motion_features",
     "uniform_attention",
 ]
 
 #: The reference attentions, in the order the report shows them.
-BASELINES: tuple[str, ...] = ("oracle", "uniform", "centre")
+BASELINES: tuple[str, ...] = ("oracle", "uniform", "centre", "motion")
+#: The flow stream's maps column of a feature shard (the motion baseline's input).
+MOTION_FEATURES_COLUMN = "flow_pool5"
 #: Every row of the calibration, given the class: the learned attention and the baselines.
 CALIBRATION_ROWS: tuple[str, ...] = ("learned", *BASELINES)
 
@@ -158,6 +167,27 @@ def centre_prior_attention(num_steps: int, grid: tuple[int, int], sigma: float) 
     return np.broadcast_to(weights / weights.sum(), (num_steps, h, w)).copy()
 
 
+def motion_energy_attention(motion_features: np.ndarray) -> np.ndarray:
+    """Attention that follows the motion features: each step's energy map, normalised.
+
+    ``E_{t,i,j} = Σ_c M_{t,c,i,j}²`` and ``A_t = E_t / Σ_{i,j} E_{t,i,j}``; a step without any
+    energy (all-zero features) gets uniform attention (no information).
+
+    Args:
+        motion_features: (T, C, h, w) flow-stream maps M (pool5 of the flow frame CNN).
+
+    Returns:
+        (T, h, w) float64 maps, each summing to 1.
+    """
+    m = np.asarray(motion_features, dtype=np.float64)
+    if m.ndim != 4:
+        raise ValueError(f"motion features must be (T, C, h, w) maps, got shape {m.shape}")
+    energy = np.square(m).sum(axis=1)
+    total = energy.sum(axis=(1, 2), keepdims=True)
+    uniform = np.full_like(energy, 1.0 / (energy.shape[1] * energy.shape[2]))
+    return np.where(total > 0, energy / np.where(total > 0, total, 1.0), uniform)
+
+
 def reference_attention(
     name: str,
     num_steps: int,
@@ -165,12 +195,22 @@ def reference_attention(
     config: LocalizationConfig,
     ground_truth: Sequence[Any] = (),
     frame_size: tuple[int, int] | None = None,
+    motion_features: np.ndarray | None = None,
 ) -> np.ndarray:
     """The (T, h, w) maps of baseline ``name`` (one of :data:`BASELINES`) for one video.
 
     The oracle renders the video's longest ground-truth tube (the one the frame recall is
-    measured against) and needs ``ground_truth`` and ``frame_size``.
+    measured against) and needs ``ground_truth`` and ``frame_size``; the motion baseline needs
+    the video's (T, C, h, w) ``motion_features`` at the attention grid.
     """
+    if name == "motion":
+        if motion_features is None:
+            raise ValueError("the motion baseline needs the video's flow-stream maps (motion_features)")
+        maps = motion_energy_attention(motion_features)
+        if maps.shape != (num_steps, *grid):
+            raise ValueError(f"the flow maps give {maps.shape[1:]} maps over {maps.shape[0]} steps; the attention is "
+                             f"{tuple(grid)} over {num_steps}")
+        return maps
     if name == "uniform":
         return uniform_attention(num_steps, grid)
     if name == "centre":
@@ -196,6 +236,7 @@ def calibrate_localization(
     frame_sizes: Mapping[str, tuple[int, int]],
     config: LocalizationConfig,
     out_dir: Path | None = None,
+    motion_features: Callable[[str], np.ndarray | None] | None = None,
 ) -> dict[str, float]:
     """The calibration rows' metrics (module docstring), all given the class.
 
@@ -210,9 +251,11 @@ def calibrate_localization(
         frame_sizes: video → (H, W) of its frames.
         config: the box pipeline's settings.
         out_dir: when given, ``calibration.json`` (the metrics) is written there.
+        motion_features: video → its (T, C, h, w) flow-stream maps, or None when it has none;
+            without it (or for no video) the motion row is left out.
 
     Returns:
-        ``loc/<row>/<metric>`` for every row of :data:`CALIBRATION_ROWS`.
+        ``loc/<row>/<metric>`` for every row of :data:`CALIBRATION_ROWS` (motion: when it could be made).
     """
     from videolstm.evaluation.scoring import localization_metrics
 
@@ -225,13 +268,20 @@ def calibrate_localization(
         attention[name], scores[name] = {}, {}
     for video in videos:
         steps, h, w = np.asarray(learned_attention[video]).shape
-        maps = {name: reference_attention(name, steps, (h, w), config, ground_truth[video], frame_sizes[video]) for name in BASELINES}
+        flow_maps = motion_features(video) if motion_features is not None else None
+        names = [n for n in BASELINES if n != "motion" or flow_maps is not None]
+        maps = {name: reference_attention(name, steps, (h, w), config, ground_truth[video], frame_sizes[video], flow_maps)
+                for name in names}
         probabilities = predict(video, maps)
-        for name in BASELINES:
+        for name in names:
             attention[name][video] = maps[name]
             scores[name][video] = np.asarray(probabilities[name])
+    if attention["motion"] and len(attention["motion"]) != len(videos):
+        raise ValueError(f"flow maps for {len(attention['motion'])} of {len(videos)} videos: the motion row needs all or none")
     metrics: dict[str, float] = {}
     for row in CALIBRATION_ROWS:
+        if not attention[row]:
+            continue
         row_metrics, _, _ = localization_metrics(attention[row], scores[row], labels, ground_truth, frame_sizes, config,
                                                  prefix=f"loc/{row}/", given_class=True)
         metrics.update(row_metrics)
@@ -264,7 +314,26 @@ def calibrate_predictions(
     return calibrate_localization(
         attention_predictor(model, rows, x_column, storage), {v: predictions.attention[v] for v in videos},
         video_scores(predictions, videos), video_labels(predictions, videos), ground_truth, frame_sizes, config, out_dir,
+        motion_features=shard_motion_features(rows, storage),
     )
+
+
+def shard_motion_features(rows: Sequence[Mapping[str, Any]], storage: Any = None) -> Callable[[str], np.ndarray | None]:
+    """video → its flow-stream maps (T, C, h, w) from its feature shard (``rows``: ``video_id``,
+    ``shard``), or None when the shard holds no :data:`MOTION_FEATURES_COLUMN`."""
+    from videolstm.store import shards
+
+    shard_of = {row["video_id"]: row["shard"] for row in rows}
+
+    def from_reader(reader: Any) -> np.ndarray | None:
+        if MOTION_FEATURES_COLUMN not in reader.names:
+            return None
+        return np.asarray(reader.read([MOTION_FEATURES_COLUMN])[MOTION_FEATURES_COLUMN])
+
+    def read(video: str) -> np.ndarray | None:
+        return shards.read_with(shard_of[video], storage, from_reader)
+
+    return read
 
 
 def attention_predictor(

@@ -9,7 +9,9 @@
   bottom's weights on the top layer's H_{t-1} (W_e, the authors' W_infer_c*) have no source
   and keep their initial values, as do the bottom's initial-state layers.
 * an **RGB ConvALSTM** → the top ConvLSTM, the attention (W_xa/W_c, W_ha/W_d, b, W_z/U), the
-  top layer's initial-state layers and the readout (FC and classifier).
+  top layer's initial-state layers and the readout (FC and classifier). A VideoLSTM whose
+  attention reads the motion state alone (``videolstm_attention: motion``) takes W_ha, W_z and
+  b, not W_xa.
 """
 
 from __future__ import annotations
@@ -88,8 +90,16 @@ def assemble_videolstm(
         Copied("motion_cell.bias", "convlstm-flow", "cell.bias"),
     ]
 
-    for part in ("cell", "attention", "readout"):
+    for part in ("cell", "readout"):
         _copy_module(getattr(videolstm, part), getattr(rgb_convalstm, part), f"{part}.", f"{part}.", "convalstm-rgb", copied)
+    if videolstm.attention.reads_input:
+        _copy_module(videolstm.attention, rgb_convalstm.attention, "attention.", "attention.", "convalstm-rgb", copied)
+    else:  # attention from the motion state alone: W_ha, W_z and the bias b_a; the ConvALSTM's W_xa has no place
+        for name in ("w_ha", "w_z"):
+            _copy_module(getattr(videolstm.attention, name), getattr(rgb_convalstm.attention, name),
+                         f"attention.{name}.", f"attention.{name}.", "convalstm-rgb", copied)
+        _copy(videolstm.attention.b_a, rgb_convalstm.attention.w_xa.bias, "attention.b_a")
+        copied.append(Copied("attention.b_a", "convalstm-rgb", "attention.w_xa.bias"))
     if (videolstm.init is None) != (rgb_convalstm.init is None):
         raise AssemblyError("VideoLSTM and the ConvALSTM must both (or neither) have initial-state layers (init_state)")
     if videolstm.init is not None:

@@ -43,7 +43,12 @@ class ConvAttention(nn.Module):
         input_channels: C of X (the input term W_xa ∗ X; both variants have it).
         inverse_temperature: β (the paper: 1).
 
-    Parameters: ``w_xa`` (conv C→attention_channels, holds b_a), ``w_ha`` (conv
+    With ``reads_input=False`` the input term is left out — Z = W_z ∗ tanh(W_ha ∗ S + b_a), the
+    attention depends on the state alone (VideoLSTM's ``videolstm_attention: motion``, a
+    deviation from the authors kept as an option; ConvALSTM always reads X).
+
+    Parameters: ``w_xa`` (conv C→attention_channels, holds b_a; absent without the input term,
+    where ``b_a`` is its own (attention_channels,) parameter), ``w_ha`` (conv
     S→attention_channels, no bias), ``w_z`` (attention_channels → 1, no bias). The
     convolutions run as :func:`~videolstm.models.functional.conv2d_same` with the cells' backend
     rule ("gemm" on CPU, ``F.conv2d`` elsewhere).
@@ -56,20 +61,32 @@ class ConvAttention(nn.Module):
         kernel_size: int = 1,
         input_channels: int = 0,
         inverse_temperature: float = 1.0,
+        reads_input: bool = True,
     ):
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"attention kernel_size must be a positive odd int, got {kernel_size}")
-        if input_channels < 1:
+        if reads_input and input_channels < 1:
             raise ValueError(f"convolutional attention needs the input features X (input_channels >= 1), got {input_channels}")
         pad = kernel_size // 2
         self.inverse_temperature = _check_temperature(inverse_temperature)
-        self.w_xa = nn.Conv2d(input_channels, attention_channels, kernel_size, padding=pad, bias=True)
+        self.reads_input = bool(reads_input)
+        self.attention_channels = attention_channels
+        if self.reads_input:
+            self.w_xa: nn.Conv2d | None = nn.Conv2d(input_channels, attention_channels, kernel_size, padding=pad, bias=True)
+        else:
+            self.w_xa = None
+            self.b_a = nn.Parameter(torch.zeros(attention_channels))
         self.w_ha = nn.Conv2d(state_channels, attention_channels, kernel_size, padding=pad, bias=False)
         self.w_z = nn.Conv2d(attention_channels, 1, kernel_size, padding=pad, bias=False)
 
     def input_term(self, x: Tensor) -> Tensor:
-        """W_xa ∗ X + b_a for many frames at once: x (N, C, H, W) → (N, attention_channels, H, W)."""
+        """W_xa ∗ X + b_a for many frames at once: x (N, C, H, W) → (N, attention_channels, H, W).
+
+        Without the input term (``reads_input=False``): b_a at every position (x gives the shape only).
+        """
+        if self.w_xa is None:
+            return self.b_a.view(1, -1, 1, 1).expand(x.shape[0], -1, *x.shape[-2:])
         return _conv(self.w_xa, x)
 
     def logits(self, state: Tensor, input_term: Tensor) -> Tensor:

@@ -81,6 +81,9 @@ def _conv_family(model: nn.Module) -> None:
                 conv.bias.zero_()
         elif isinstance(module, ConvAttention):
             for layer in (module.w_xa, module.w_ha, module.w_z):
+                if layer is None:  # no input term (videolstm_attention: motion): its bias is b_a
+                    module.b_a.zero_()
+                    continue
                 uniform_bound(layer.weight, layer.weight.shape[0])  # authors store (in, out): ±1/√out
                 if layer.bias is not None:
                     layer.bias.zero_()

@@ -26,6 +26,8 @@ init_state                    "authors"   "authors" (zeros for ConvLSTM/LSTM, me
 init                          "authors"   "authors" (sparnn's schemes) | "torch" (PyTorch defaults)
 gate_execution                "auto"      "auto" | "fused" | "split_xh" | "per_gate"
 attention_scale               "none"      "none" (eq. 9: A ⊙ X) | "positions" (H·W · A ⊙ X)
+videolstm_attention           "rgb_and_   VideoLSTM's attention reads X_t and H^m_t (the authors') |
+                              motion"     "motion" (H^m_t alone, a deviation)
 ============================= =========== ============================================================
 
 The attention width of the convolutional variants is the hidden width in the authors'
@@ -51,6 +53,7 @@ from videolstm.models.functional import ATTENTION_SCALES
 from videolstm.models.init import INIT_SCHEMES
 from videolstm.models.variants import (
     INIT_STATES,
+    VIDEOLSTM_ATTENTION_INPUTS,
     ALSTMClassifier,
     ConvALSTMClassifier,
     ConvLSTMClassifier,
@@ -85,6 +88,7 @@ class ModelSizes:
     init: str = "authors"
     gate_execution: str = "auto"
     attention_scale: str = "none"
+    videolstm_attention: str = "rgb_and_motion"
 
     def __post_init__(self) -> None:
         size = self.spatial_size
@@ -124,6 +128,8 @@ class ModelSizes:
             raise ValueError(f"init_state must be one of {INIT_STATES}, got {self.init_state!r}")
         if self.attention_scale not in ATTENTION_SCALES:
             raise ValueError(f"attention_scale must be one of {ATTENTION_SCALES}, got {self.attention_scale!r}")
+        if self.videolstm_attention not in VIDEOLSTM_ATTENTION_INPUTS:
+            raise ValueError(f"videolstm_attention must be one of {VIDEOLSTM_ATTENTION_INPUTS}, got {self.videolstm_attention!r}")
         if self.gate_execution not in EXECUTIONS:
             raise ValueError(f"gate_execution must be one of {EXECUTIONS}, got {self.gate_execution!r}")
 
@@ -191,7 +197,7 @@ def build_videolstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """VideoLSTM: attention from X_t and a motion ConvLSTM over flow maps (B, T, C', H, W)."""
     assert sizes.flow_channels is not None
     return VideoLSTMClassifier(sizes.input_channels, sizes.flow_channels, sizes.spatial_size, num_classes,
-                               motion_kernel_size=sizes.motion_kernel_size,
+                               motion_kernel_size=sizes.motion_kernel_size, attention_input=sizes.videolstm_attention,
                                **_conv_kwargs(sizes), **_conv_attention_kwargs(sizes))
 
 

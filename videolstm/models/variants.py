@@ -497,6 +497,10 @@ class ConvALSTMClassifier(_ConvRecurrentModel):
         return ModelOutput(self._logits(hs), torch.stack(maps, dim=1))
 
 
+#: What VideoLSTM's attention reads: the authors' RGB features and motion state, or the motion state alone.
+VIDEOLSTM_ATTENTION_INPUTS: tuple[str, ...] = ("rgb_and_motion", "motion")
+
+
 class VideoLSTMClassifier(_ConvRecurrentModel):
     """VideoLSTM: motion-based convolutional attention (eqs. 10–15, ``deep_cond_conv_lstm_layer.py``).
 
@@ -512,6 +516,10 @@ class VideoLSTMClassifier(_ConvRecurrentModel):
       X̃_t = A_t ⊙ X_t.
     * Top ConvLSTM ``cell`` (k×k) over X̃_t, then the readout of H_t. The bottom layer feeds
       nothing else to the classifier.
+
+    ``attention_input``: "rgb_and_motion" (the authors', above) or "motion" — the attention
+    from the motion state alone, Z_t = W_z ∗ tanh(W_ha ∗ H^m_t + b_a) (a deviation kept as an
+    option, issue 13 part 4: does the RGB term keep the attention off what moves?).
 
     Returns logits (B, T, K) and A (B, T, H, W). With ``attention=`` the bottom layer is not
     run and flow is not needed. Bottom hidden width = hidden_channels; attention width =
@@ -540,14 +548,19 @@ class VideoLSTMClassifier(_ConvRecurrentModel):
         init: str = "authors",
         attention_channels: int | None = None,
         inverse_temperature: float = 1.0,
+        attention_input: str = "rgb_and_motion",
     ):
         super().__init__(input_channels, spatial_size)
+        if attention_input not in VIDEOLSTM_ATTENTION_INPUTS:
+            raise ValueError(f"attention_input must be one of {VIDEOLSTM_ATTENTION_INPUTS}, got {attention_input!r}")
+        self.attention_input = attention_input
         self.flow_channels = flow_channels
         self.attended_scale = attention_scale_factor(attention_scale, self.spatial_size)
         self.motion_cell = ConvLSTMCell(flow_channels + hidden_channels, hidden_channels, motion_kernel_size, gate_execution)
         self.motion_cell.input_blocks = (flow_channels, hidden_channels)
         self.attention = ConvAttention(
-            hidden_channels, attention_channels or hidden_channels, attention_kernel_size, input_channels, inverse_temperature
+            hidden_channels, attention_channels or hidden_channels, attention_kernel_size, input_channels, inverse_temperature,
+            reads_input=attention_input == "rgb_and_motion",
         )
         self._build_cell(hidden_channels, kernel_size, gate_execution)
         mean = resolve_init_state(init_state, self.has_attention) == "mean"
@@ -593,6 +606,7 @@ __all__ = [
     "Readout",
     "SequenceModel",
     "VectorInitialState",
+    "VIDEOLSTM_ATTENTION_INPUTS",
     "VideoLSTMClassifier",
     "resolve_init_state",
 ]

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from videolstm.store import storage as st
-from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest
+from videolstm.config import AUTHORS_VIDEOLSTM_ATTENTION, BenchmarkConfig, StorageConfig, stable_digest
 from videolstm.store.manifest import ItemResult
 
 STAGES = ("dataset", "index", "frames_flow", "frame_cnn", "features", "train", "finetune", "evaluate", "report")
@@ -66,9 +66,13 @@ def lineages(config: BenchmarkConfig) -> dict[str, str]:
     # seeds are items inside a stage's folder (keyed per model), not part of its lineage: adding
     # a seed trains that seed only
     execution = {"variants", "streams", "seeds", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent", "max_failures", "loader_workers", "prefetch_batches"}
-    train_params = _section(config, "train", execution | {"videolstm_init", "finetune_epochs"})
+    finetune_only = {"videolstm_init", "finetune_epochs", "videolstm_attention"}
+    train_params = _section(config, "train", execution | finetune_only)
     train = stable_digest([features, train_params])
-    finetune = stable_digest([train, config.train.videolstm_init, config.train.finetune_epochs])
+    finetune_params: list[Any] = [train, config.train.videolstm_init, config.train.finetune_epochs]
+    if config.train.videolstm_attention != AUTHORS_VIDEOLSTM_ATTENTION:  # added later: in the digest only when set (caches stay valid)
+        finetune_params.append(config.train.videolstm_attention)
+    finetune = stable_digest(finetune_params)
     evaluate = stable_digest([finetune, _section(config, "evaluate", {"regression_threshold"})])
     report = stable_digest([evaluate, config.name])
     return {
