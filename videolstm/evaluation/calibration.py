@@ -399,7 +399,7 @@ def calibration_markdown(rows: Sequence[Mapping[str, Any]], threshold: float = 0
 
     Returns:
         A Markdown table: model | stream | n | learned (predicted class) | learned | oracle |
-        uniform | centre, or "" when no row has calibration metrics. The ``learned (predicted
+        uniform | centre | motion, or "" when no row has calibration metrics. The ``learned (predicted
         class)`` column is the paper's ``loc/mAP_<θ>``; the other four are given the class.
     """
     key = f"mAP_{threshold:g}"
@@ -417,7 +417,8 @@ def calibration_markdown(rows: Sequence[Mapping[str, Any]], threshold: float = 0
     header = ["model", "stream", "n", "learned (predicted class)", *(f"{r} (given class)" for r in CALIBRATION_ROWS)]
     lines = [
         f"Localization calibration, video mAP@{threshold:g} (mean ± sd over seeds): the learned attention between "
-        "no information (uniform), a position prior (centre) and perfect attention (oracle)",
+        "no information (uniform), a position prior (centre) and perfect attention (oracle); motion = attention "
+        "that followed the flow features' energy (what the motion input alone points at)",
         "",
         "| " + " | ".join(header) + " |",
         "|:---|:---|---:|" + "---:|" * len(columns),
