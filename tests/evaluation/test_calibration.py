@@ -30,6 +30,7 @@ from videolstm.evaluation.calibration import (
     reference_attention,
     shard_motion_features,
     uniform_attention,
+    video_accuracy,
 )
 from videolstm.evaluation.scoring import video_labels, video_scores
 from videolstm.features.backbones import build_frame_cnn
@@ -134,11 +135,20 @@ def test_the_motion_row_scores_the_flow_features_energy_and_is_absent_without_th
     np.testing.assert_allclose(motion_energy_attention(focused), oracle)
     with_focus = metrics_with(lambda video: focused)
     assert with_focus["loc/motion/mAP_0.2"] == with_focus["loc/oracle/mAP_0.2"] == 1.0
+    assert all(with_focus[f"loc/{row}/video_accuracy"] == 1.0 for row in ("learned", *BASELINES))  # class 0 wins
     with_flat = metrics_with(lambda video: flat)
     assert with_flat["loc/motion/mAP_0.2"] == with_flat["loc/uniform/mAP_0.2"] == 0.0
     without = metrics_with(None)
     assert not any(k.startswith("loc/motion/") for k in without) and "loc/oracle/mAP_0.2" in without
     assert metrics_with(lambda video: None) == without
+
+
+def test_video_accuracy_sums_the_steps_probabilities_before_the_argmax():
+    # video a: step argmaxes 0, 0, 1 but the sums are (1.0, 1.4): class 1; video b: a (K,) vector
+    scores = {"a": np.array([[0.6, 0.4], [0.4, 0.3], [0.0, 0.7]]), "b": np.array([0.2, 0.8])}
+    assert video_accuracy(scores, {"a": 1, "b": 0}) == 0.5
+    assert video_accuracy(scores, {"a": 1, "b": 1}) == 1.0
+    assert math.isnan(video_accuracy({}, {}))
 
 
 def test_calibration_metric_names_and_the_report_table():

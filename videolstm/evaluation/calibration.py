@@ -29,6 +29,11 @@ predicted class), so the rows compare like with like:
     loc/learned/mAP_<θ>   loc/oracle/mAP_<θ>   loc/uniform/mAP_<θ>   loc/centre/mAP_<θ>   loc/motion/mAP_<θ>
     (and .../frame_recall_0.5, .../frame_recall_0.5_smoothed, .../videos for each)
 
+Each row also gives ``loc/<row>/video_accuracy``: the share of videos whose class, from the
+probabilities summed over the steps of the whole-video run under that attention, is right. It
+asks whether the trained classifier would *gain* from attention on the actor (oracle above
+learned) — a classifier that does not gain has no reason to learn to localize.
+
 A frame without a ground-truth box gets an all-zero oracle map, so the oracle's tube spans the
 annotated frames only (see :func:`videolstm.evaluation.localization.localize_video`).
 """
@@ -62,6 +67,7 @@ __all__ = [
     "reference_attention",
     "shard_motion_features",
     "uniform_attention",
+    "video_accuracy",
 ]
 
 #: The reference attentions, in the order the report shows them.
@@ -285,10 +291,20 @@ def calibrate_localization(
         row_metrics, _, _ = localization_metrics(attention[row], scores[row], labels, ground_truth, frame_sizes, config,
                                                  prefix=f"loc/{row}/", given_class=True)
         metrics.update(row_metrics)
+        metrics[f"loc/{row}/video_accuracy"] = video_accuracy(scores[row], labels)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "calibration.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def video_accuracy(scores: Mapping[str, np.ndarray], labels: Mapping[str, int]) -> float:
+    """Share of videos whose argmax of the probabilities summed over steps ((T, K) or (K,)) is their label."""
+    if not scores:
+        return math.nan
+    right = [int(np.argmax(np.asarray(p, dtype=np.float64).reshape(-1, np.shape(p)[-1]).sum(axis=0)) == labels[v])
+             for v, p in scores.items()]
+    return float(np.mean(right))
 
 
 def calibrate_predictions(
