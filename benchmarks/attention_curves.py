@@ -38,7 +38,8 @@ def read_curves(tracking_uri: str, experiment: str) -> Curves:
     if found is None:
         raise SystemExit(f"no MLflow experiment {experiment!r} at {tracking_uri}; run benchmarks/localization_suite.py first")
     curves: Curves = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
-    for run in client.search_runs([found.experiment_id], max_results=10_000):
+    # oldest first, so the sets come in the order they were run
+    for run in client.search_runs([found.experiment_id], max_results=10_000, order_by=["attributes.start_time ASC"]):
         if METRICS[0] not in run.data.metrics:
             continue
         set_name = run.data.params.get("name", "?").removeprefix("suite-")
