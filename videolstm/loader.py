@@ -13,7 +13,6 @@ batch its own generator, spawned from the epoch's in batch order, before any wor
 from __future__ import annotations
 
 import contextlib
-
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator

@@ -285,8 +285,6 @@ def _overlay_images(
     return images
 
 
-
-
 def _write_gif(images: list[np.ndarray], path: Path, fps: float) -> None:
     from PIL import Image
 

@@ -34,7 +34,6 @@ the same URI, whole or not at all.
 from __future__ import annotations
 
 import contextlib
-
 import io
 import json
 import os
