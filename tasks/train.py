@@ -35,7 +35,7 @@ from tasks.attention_targets import with_attention_targets
 from tasks.console import StageProgress, stage_progress
 from tasks.mlflow_model import registered_name
 from tasks.train_loop import MODEL_FILE, JobQueue, TrainJob, train_loop_per_worker
-from videolstm.config import AUTHORS_VIDEOLSTM_ATTENTION, BenchmarkConfig, StorageConfig, stable_digest
+from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest, videolstm_model_options
 from videolstm.features.inputs import stream_in_channels
 from videolstm.store import storage as st
 from videolstm.store.checkpoint import ModelSpec
@@ -412,13 +412,6 @@ def run_train(config: BenchmarkConfig, features: StageResult, parent_run_id: str
     return _train_stage(config, "train", jobs, started)
 
 
-def videolstm_overrides(config: BenchmarkConfig) -> dict[str, Any]:
-    """VideoLSTM's model options of the fine-tuning stage: ``videolstm_attention`` when it is not
-    the authors' (a default model's spec, and so its run key and cache, stay what they were)."""
-    attention = config.train.videolstm_attention
-    return {} if attention == AUTHORS_VIDEOLSTM_ATTENTION else {"videolstm_attention": attention}
-
-
 def run_finetune(config: BenchmarkConfig, features: StageResult, trained: StageResult, parent_run_id: str | None = None) -> StageResult:
     """VideoLSTM of every seed: assembled from that seed's trained flow ConvLSTM (bottom) and RGB
     ConvALSTM (top, attention, readout), then fine-tuned — or from scratch (``videolstm_init``)."""
@@ -440,7 +433,7 @@ def run_finetune(config: BenchmarkConfig, features: StageResult, trained: StageR
                 continue
             init_from = {k: done[n] for k, n in wanted.items()}
         jobs.append(sequence_job(config, "videolstm", "rgb", seed, features, parent_run_id, stage="finetune", init_from=init_from,
-                                 overrides=videolstm_overrides(config)))
+                                 overrides=videolstm_model_options(config.train)))
     return _train_stage(config, "finetune", jobs, started, blocked)
 
 

@@ -322,6 +322,15 @@ class TrainConfig(Section):
         return value
 
 
+
+def videolstm_model_options(train: TrainConfig) -> dict[str, Any]:
+    """VideoLSTM's model options set in the train section (the fine-tuning stage builds the model):
+    ``videolstm_attention`` when it is not the authors'. They join the model's spec and the
+    finetune lineage only when set, so runs made before the option existed keep their caches."""
+    if train.videolstm_attention == AUTHORS_VIDEOLSTM_ATTENTION:
+        return {}
+    return {"videolstm_attention": train.videolstm_attention}
+
 class LocalizationConfig(Section):
     sigma: float = Field(0.5, ge=0, description="Gaussian smoothing of the upsampled map, in attention cells (0.5 cell = 4 px of a 56 px frame)")
     threshold: float = Field(0.5, gt=0, lt=1, description="fraction of the frame's max attention")

@@ -12,9 +12,8 @@ from tasks.train import (
     parse_model_name,
     sequence_job,
     variant_streams,
-    videolstm_overrides,
 )
-from videolstm.config import load_config
+from videolstm.config import load_config, videolstm_model_options
 from videolstm.store.lineage import StageResult
 from videolstm.store.manifest import ItemResult, write_manifest
 
@@ -82,9 +81,10 @@ def test_videolstm_attention_reaches_the_fine_tuned_models_spec_only_when_set(co
     features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
                       manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
     motion = config.model_copy(update={"train": config.train.model_copy(update={"videolstm_attention": "motion"})})
-    assert videolstm_overrides(config) == {} and videolstm_overrides(motion) == {"videolstm_attention": "motion"}
+    assert videolstm_model_options(config.train) == {}
+    assert videolstm_model_options(motion.train) == {"videolstm_attention": "motion"}
     default_job, motion_job = (sequence_job(c, "videolstm", "rgb", 0, features, None, stage="finetune",
-                                            overrides=videolstm_overrides(c)) for c in (config, motion))
+                                            overrides=videolstm_model_options(c.train)) for c in (config, motion))
     assert "videolstm_attention" not in default_job.spec["overrides"]
     assert default_job.run_key != motion_job.run_key
     model = ModelSpec.from_dict(motion_job.spec).build()

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from videolstm.store import storage as st
-from videolstm.config import AUTHORS_VIDEOLSTM_ATTENTION, BenchmarkConfig, StorageConfig, stable_digest
+from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest, videolstm_model_options
 from videolstm.store.manifest import ItemResult
 
 STAGES = ("dataset", "index", "frames_flow", "frame_cnn", "features", "train", "finetune", "evaluate", "report")
@@ -69,10 +69,8 @@ def lineages(config: BenchmarkConfig) -> dict[str, str]:
     finetune_only = {"videolstm_init", "finetune_epochs", "videolstm_attention"}
     train_params = _section(config, "train", execution | finetune_only)
     train = stable_digest([features, train_params])
-    finetune_params: list[Any] = [train, config.train.videolstm_init, config.train.finetune_epochs]
-    if config.train.videolstm_attention != AUTHORS_VIDEOLSTM_ATTENTION:  # added later: in the digest only when set (caches stay valid)
-        finetune_params.append(config.train.videolstm_attention)
-    finetune = stable_digest(finetune_params)
+    options = videolstm_model_options(config.train)  # only when set: caches of default runs stay valid
+    finetune = stable_digest([train, config.train.videolstm_init, config.train.finetune_epochs, *([options] if options else [])])
     evaluate = stable_digest([finetune, _section(config, "evaluate", {"regression_threshold"})])
     report = stable_digest([evaluate, config.name])
     return {
