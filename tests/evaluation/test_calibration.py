@@ -28,6 +28,7 @@ from videolstm.evaluation.calibration import (
     motion_energy_attention,
     oracle_attention,
     reference_attention,
+    shard_columns,
     shard_motion_features,
     uniform_attention,
     video_accuracy,
@@ -149,6 +150,26 @@ def test_video_accuracy_sums_the_steps_probabilities_before_the_argmax():
     assert video_accuracy(scores, {"a": 1, "b": 0}) == 0.5
     assert video_accuracy(scores, {"a": 1, "b": 1}) == 1.0
     assert math.isnan(video_accuracy({}, {}))
+
+
+def test_shard_columns_reads_a_videos_columns_in_one_pass_and_omits_absent_ones(tmp_path):
+    from videolstm.store import shards
+
+    rgb, flow = np.arange(24.0).reshape(2, 3, 2, 2), -np.arange(24.0).reshape(2, 3, 2, 2)
+    shards.write_shard(str(tmp_path / "a.parquet"), {"rgb_pool5": rgb, "flow_pool5": flow})
+    shards.write_shard(str(tmp_path / "b.parquet"), {"rgb_pool5": rgb})
+    rows = [{"video_id": "a", "shard": str(tmp_path / "a.parquet")}, {"video_id": "b", "shard": str(tmp_path / "b.parquet")}]
+    read = shard_columns(rows, ["rgb_pool5", "flow_pool5", "rgb_pool5"], None)
+    got = read("a")
+    assert set(got) == {"rgb_pool5", "flow_pool5"}
+    np.testing.assert_array_equal(got["flow_pool5"], flow)
+    (tmp_path / "a.parquet").unlink()  # the same video again: served from the pass already made
+    np.testing.assert_array_equal(read("a")["rgb_pool5"], rgb)
+    assert set(read("b")) == {"rgb_pool5"}
+    motion = shard_motion_features(rows, read=read)
+    assert motion("b") is None
+    with pytest.raises(FileNotFoundError):
+        motion("a")  # a new pass for a, whose file is gone
 
 
 def test_calibration_metric_names_and_the_report_table():

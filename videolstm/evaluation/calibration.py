@@ -65,6 +65,7 @@ __all__ = [
     "motion_energy_attention",
     "oracle_attention",
     "reference_attention",
+    "shard_columns",
     "shard_motion_features",
     "uniform_attention",
     "video_accuracy",
@@ -327,33 +328,51 @@ def calibrate_predictions(
     from videolstm.evaluation.scoring import video_labels, video_scores
 
     videos = [v for v in predictions.video_ids if v in predictions.attention and ground_truth.get(v)]
+    read = shard_columns(rows, [x_column, MOTION_FEATURES_COLUMN], storage)  # each shard opened once
     return calibrate_localization(
-        attention_predictor(model, rows, x_column, storage), {v: predictions.attention[v] for v in videos},
+        attention_predictor(model, rows, x_column, storage, read), {v: predictions.attention[v] for v in videos},
         video_scores(predictions, videos), video_labels(predictions, videos), ground_truth, frame_sizes, config, out_dir,
-        motion_features=shard_motion_features(rows, storage),
+        motion_features=shard_motion_features(rows, storage, read),
     )
 
 
-def shard_motion_features(rows: Sequence[Mapping[str, Any]], storage: Any = None) -> Callable[[str], np.ndarray | None]:
-    """video → its flow-stream maps (T, C, h, w) from its feature shard (``rows``: ``video_id``,
-    ``shard``), or None when the shard holds no :data:`MOTION_FEATURES_COLUMN`."""
+def shard_columns(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], storage: Any = None
+) -> Callable[[str], dict[str, np.ndarray]]:
+    """video → ``{column: (T, ...) array}`` of the ``columns`` its feature shard holds (``rows``:
+    ``video_id``, ``shard``), read in one pass. The last video's columns are kept, so the
+    calibration's two readers of a video (its motion maps, then the model's input) open its shard once."""
     from videolstm.store import shards
 
     shard_of = {row["video_id"]: row["shard"] for row in rows}
+    wanted = list(dict.fromkeys(columns))
+    last: dict[str, Any] = {}
 
-    def from_reader(reader: Any) -> np.ndarray | None:
-        if MOTION_FEATURES_COLUMN not in reader.names:
-            return None
-        return np.asarray(reader.read([MOTION_FEATURES_COLUMN])[MOTION_FEATURES_COLUMN])
+    def from_reader(reader: Any) -> dict[str, np.ndarray]:
+        present = [c for c in wanted if c in reader.names]
+        return {k: np.asarray(v) for k, v in reader.read(present).items()} if present else {}
 
-    def read(video: str) -> np.ndarray | None:
-        return shards.read_with(shard_of[video], storage, from_reader)
+    def read(video: str) -> dict[str, np.ndarray]:
+        if last.get("video") != video:
+            last.update(video=video, columns=shards.read_with(shard_of[video], storage, from_reader))
+        return last["columns"]
 
     return read
 
 
+def shard_motion_features(
+    rows: Sequence[Mapping[str, Any]], storage: Any = None, read: Callable[[str], Mapping[str, np.ndarray]] | None = None
+) -> Callable[[str], np.ndarray | None]:
+    """video → its flow-stream maps (T, C, h, w) from its feature shard (``rows``: ``video_id``,
+    ``shard``), or None when the shard holds no :data:`MOTION_FEATURES_COLUMN`. ``read``: a
+    :func:`shard_columns` reader to share (default: one of its own)."""
+    read = read or shard_columns(rows, [MOTION_FEATURES_COLUMN], storage)
+    return lambda video: read(video).get(MOTION_FEATURES_COLUMN)
+
+
 def attention_predictor(
-    model: Any, rows: Sequence[Mapping[str, Any]], x_column: str, storage: Any = None
+    model: Any, rows: Sequence[Mapping[str, Any]], x_column: str, storage: Any = None,
+    read: Callable[[str], Mapping[str, np.ndarray]] | None = None,
 ) -> AttentionPredictor:
     """An :data:`AttentionPredictor` running ``model`` on the feature shards of ``rows``.
 
@@ -361,15 +380,14 @@ def attention_predictor(
     ``video_id``, ``shard``) once and runs ``model(x, attention=maps)`` on all the given maps as
     one batch (no flow: with injected maps the motion variants do not run their motion layer),
     in eval mode without gradients. Returns per-step softmax probabilities (T, K) per map.
+    ``read``: a :func:`shard_columns` reader holding ``x_column`` to share (default: its own).
     """
     import torch
 
-    from videolstm.store import shards
-
-    shard_of = {row["video_id"]: row["shard"] for row in rows}
+    read = read or shard_columns(rows, [x_column], storage)
 
     def predict(video: str, maps: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        x = shards.read_shard(shard_of[video], columns=[x_column], storage=storage)[x_column]
+        x = read(video)[x_column]
         names = list(maps)
         xs = torch.from_numpy(np.array(x, dtype=np.float32))[None].expand(len(names), *x.shape)
         given = torch.from_numpy(np.stack([np.asarray(maps[n], dtype=np.float32) for n in names]))
