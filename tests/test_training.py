@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
@@ -277,6 +278,48 @@ def test_authors_rmsprop_puts_epsilon_inside_the_square_root_and_uses_the_new_me
     q = torch.nn.Parameter(torch.ones(3))
     torch_opt, ours = torch.optim.RMSprop([q], lr=0.01), make_optimizer("rmsprop", [torch.nn.Parameter(torch.ones(3))], 0.01)
     assert not isinstance(ours, torch.optim.RMSprop) and isinstance(torch_opt, torch.optim.RMSprop)
+
+
+def test_authors_rmsprop_adds_weight_decay_to_the_gradient():
+    """g ← g + wd·p before the mean square and the step: p = 2, g = 0.5, wd = 0.1 → g' = 0.7,
+    ms = 0.1·0.49 = 0.049, p ← 2 − 0.01·0.7/√(0.049 + 1e-6)."""
+    p = torch.nn.Parameter(torch.tensor([2.0], dtype=torch.float64))
+    opt = make_optimizer("rmsprop", [p], lr=0.01, weight_decay=0.1, rmsprop_decay=0.9, rmsprop_eps=1e-6)
+    p.grad = torch.tensor([0.5], dtype=torch.float64)
+    opt.step()
+    assert p.item() == pytest.approx(2 - 0.01 * 0.7 / math.sqrt(0.049 + 1e-6), rel=1e-12)
+    p.grad = torch.tensor([0.5], dtype=torch.float64)  # second step: the decayed mean square, the moved p
+    p0 = p.item()
+    g = 0.5 + 0.1 * p0
+    ms = 0.9 * 0.049 + 0.1 * g**2
+    opt.step()
+    assert p.item() == pytest.approx(p0 - 0.01 * g / math.sqrt(ms + 1e-6), rel=1e-12)
+
+
+def test_rmsprop_torch_is_the_previous_recipes_update_with_epsilon_outside_the_root():
+    """rmsprop_torch (the recipe before the authors'): ms ← 0.99·ms + 0.01·g²; p ← p − lr·g/(√ms + 1e-8),
+    the decay and epsilon of the train section notwithstanding. Tiny gradients tell ε's place apart:
+    g = 1e-6 gives √ms = 1e-7, a step of lr·1e-6/(1e-7 + 1e-8), ~100× the authors' lr·1e-6/√(1e-14 + 1e-8)."""
+    p = torch.nn.Parameter(torch.tensor([1.0, -1.0], dtype=torch.float64))
+    opt = make_optimizer("rmsprop_torch", [p], lr=0.01, rmsprop_decay=0.9, rmsprop_eps=1e-6)
+    assert isinstance(opt, torch.optim.RMSprop)
+    p.grad = torch.tensor([1e-6, -2e-6], dtype=torch.float64)
+    opt.step()  # √ms = √(0.01·1e-12) = 1e-7: p0 ← 1 − 0.01·1e-6/1.1e-7; p1: √ms = 2e-7, −1 + 0.01·2e-6/2.1e-7
+    torch.testing.assert_close(p.detach(), torch.tensor([1 - 0.01 / 0.11, -1 + 0.02 / 0.21], dtype=torch.float64),
+                               rtol=1e-12, atol=1e-15)
+    want, ms = p.detach().clone(), 0.01 * torch.tensor([1e-6, -2e-6], dtype=torch.float64) ** 2
+    for grad in ([3.0, 0.5], [0.0, 1e-3]):
+        g = torch.tensor(grad, dtype=torch.float64)
+        p.grad = g.clone()
+        opt.step()
+        ms = 0.99 * ms + 0.01 * g**2
+        want = want - 0.01 * g / (ms.sqrt() + 1e-8)
+        torch.testing.assert_close(p.detach(), want, rtol=1e-12, atol=1e-15)
+    q = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    decayed = make_optimizer("rmsprop_torch", [q], lr=0.01, weight_decay=0.1)
+    q.grad = torch.tensor([0.5], dtype=torch.float64)
+    decayed.step()  # g' = 0.5 + 0.1·1 = 0.6, ms = 0.01·0.36
+    assert q.item() == pytest.approx(1.0 - 0.01 * 0.6 / (math.sqrt(0.0036) + 1e-8), rel=1e-12)
 
 
 def test_train_epoch_does_not_clip_gradients_unless_asked():

@@ -268,7 +268,11 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1, description="training epochs (one random snippet per video each)")
     batch_size: int = Field(16, ge=1, description="clips per batch (per worker)")
     lr: float = Field(1e-3, gt=0, description="learning rate (the paper: RMSProp 1e-3)")
-    optimizer: Literal["rmsprop", "adam", "sgd"] = Field("rmsprop", description="rmsprop (the authors': eps inside the square root) | adam | sgd")
+    optimizer: Literal["rmsprop", "adam", "sgd", "rmsprop_torch"] = Field(
+        "rmsprop",
+        description="rmsprop (the authors': eps inside the square root) | adam | sgd | rmsprop_torch (a deviation, the "
+        "recipe before the authors': torch's RMSprop, rho 0.99, eps 1e-8 outside the root; rmsprop_decay/eps unused)",
+    )
     rmsprop_decay: float = Field(0.9, ge=0, lt=1, description="RMSProp decay of the mean square (0.9)")
     rmsprop_eps: float = Field(1e-6, gt=0, description="RMSProp epsilon, inside the square root (1e-6)")
     clip_grad_norm: float | None = Field(None, gt=0, description="clip gradients to this global norm; empty: no clipping (the authors')")

@@ -277,7 +277,12 @@ class AuthorsRMSprop(torch.optim.Optimizer):
         return loss
 
 
-OPTIMIZERS: tuple[str, ...] = ("rmsprop", "adam", "sgd")
+OPTIMIZERS: tuple[str, ...] = ("rmsprop", "adam", "sgd", "rmsprop_torch")
+
+#: ``rmsprop_torch`` (a deviation: the recipe before the authors' was adopted): torch's RMSprop
+#: with its defaults, ρ 0.99 and ε 1e-8 *outside* the square root.
+TORCH_RMSPROP_ALPHA = 0.99
+TORCH_RMSPROP_EPS = 1e-8
 
 
 def make_optimizer(
@@ -288,9 +293,13 @@ def make_optimizer(
     rmsprop_decay: float = 0.9,
     rmsprop_eps: float = 1e-6,
 ) -> torch.optim.Optimizer:
-    """RMSProp as the authors' (:class:`AuthorsRMSprop`), Adam, or SGD with momentum 0.9."""
+    """RMSProp as the authors' (:class:`AuthorsRMSprop`), Adam, SGD with momentum 0.9, or
+    ``rmsprop_torch``: the previous recipe's ``torch.optim.RMSprop`` (ρ 0.99, ε 1e-8 outside the
+    root: p ← p − lr·g/(√ms + ε); ``rmsprop_decay``/``rmsprop_eps`` do not apply to it)."""
     if name == "rmsprop":
         return AuthorsRMSprop(params, lr=lr, decay=rmsprop_decay, eps=rmsprop_eps, weight_decay=weight_decay)
+    if name == "rmsprop_torch":
+        return torch.optim.RMSprop(params, lr=lr, alpha=TORCH_RMSPROP_ALPHA, eps=TORCH_RMSPROP_EPS, weight_decay=weight_decay)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":

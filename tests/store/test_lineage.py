@@ -173,3 +173,16 @@ def test_the_authors_videolstm_attention_leaves_the_lineage_it_had_before_the_op
     old = stable_digest([lineages(config)["train"], config.train.videolstm_init, config.train.finetune_epochs])
     assert lineages(config)["finetune"] == old
     assert lineages(load_config(**{"train.videolstm_attention": "rgb_and_motion"})) == lineages(config)
+
+
+#: lineages() of the default configuration, computed before the recipe-ablation options (issue 20)
+#: existed: an option at its default must keep every stage's folder (and cache) where it was.
+DEFAULT_LINEAGES = {
+    "dataset": "ff6adbe94d1d", "index": "ff6adbe94d1d", "frames_flow": "262627f09c79", "frame_cnn": "d83eaafb8db1",
+    "features": "80797f760b55", "train": "44896c040c10", "finetune": "3df8c7077d9d", "evaluate": "7deb323d2e3f",
+    "report": "19c2e9bccbe3",
+}
+
+
+def test_the_default_configuration_keeps_its_lineages():
+    assert lineages(load_config()) == DEFAULT_LINEAGES

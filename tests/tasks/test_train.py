@@ -90,3 +90,46 @@ def test_videolstm_attention_reaches_the_fine_tuned_models_spec_only_when_set(co
     model = ModelSpec.from_dict(motion_job.spec).build()
     assert model.attention_input == "motion" and model.attention.w_xa is None
     assert ModelSpec.from_dict(default_job.spec).build().attention.w_xa is not None
+
+
+#: Run keys of the default configuration's models (seed 0, the features below), computed before
+#: the recipe-ablation options (issue 20) existed: an option at its default must leave every
+#: model's spec and run key, and so its cache, exactly as they were.
+DEFAULT_RUN_KEYS = {
+    "lstm-rgb-s0": "8b2794b9766ee98c",
+    "lstm-flow-s0": "8ec4fa94a0aedc27",
+    "alstm-rgb-s0": "3d20cdf2101966f1",
+    "alstm-flow-s0": "6504f1b8a704c3cd",
+    "convlstm-rgb-s0": "ec40bd844c05fb18",
+    "convlstm-flow-s0": "cc4238e4a18210f5",
+    "convalstm-rgb-s0": "7e31c1bdfd209a05",
+    "convalstm-flow-s0": "7ee06e4e7c64db52",
+    "motion_alstm-rgb-s0": "14fc8a074cb62942",
+    "videolstm-rgb-s0": "d9b9a3a950a5b6dc",
+    "convnet-rgb-s0": "47a32cb77ac2229d",
+    "convnet-flow-s0": "91da13c519c16e9f",
+}
+
+
+def _default_run_keys(config, tmp_path) -> dict[str, str]:
+    sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
+    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
+                      manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
+    frames_flow = _stage(tmp_path, "frames_flow")
+    keys = {}
+    for variant, stream in variant_streams(config):
+        if variant == "videolstm":
+            job = sequence_job(config, variant, stream, 0, features, None, stage="finetune",
+                               overrides=videolstm_model_options(config.train))
+        else:
+            job = sequence_job(config, variant, stream, 0, features, None)
+        keys[job.name] = job.run_key
+    for stream in ("rgb", "flow"):
+        job = frame_cnn_job(config, stream, 0, frames_flow, 2, None)
+        keys[job.name] = job.run_key
+    return keys
+
+
+def test_the_default_configuration_keeps_every_models_run_key(tmp_path):
+    config = load_config({"storage": {"root": str(tmp_path / "root")}, "mlflow": {"register_models": False}})
+    assert _default_run_keys(config, tmp_path) == DEFAULT_RUN_KEYS
