@@ -8,10 +8,14 @@ on a cluster set ``mlflow.tracking_uri`` to a tracking server every node can rea
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -28,6 +32,11 @@ KIND_TAG = "videolstm.kind"
 #: opens on the GenAI overview (traces, tokens); with this value it opens on the training runs.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+#: What alembic's SQLite batch migrations name the copy of a table they rebuild; a migration killed
+#: (or raced) halfway leaves it behind, and every later migration of that table then fails.
+ALEMBIC_TMP_PREFIX = "_alembic_tmp_"
+
+log = logging.getLogger(__name__)
 
 
 class TrackingError(RuntimeError):
@@ -55,10 +64,78 @@ def artifact_location(config: BenchmarkConfig) -> str | None:
     return (st.local_path(st.absolute(config.storage.root)) / "mlartifacts").as_uri()
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///<path>`` tracking URI; None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0])
+
+
+@contextlib.contextmanager
+def store_lock(db: Path) -> Iterator[None]:
+    """An exclusive lock on ``<db>.lock`` beside the database, held by one process at a time
+    (``flock``: released by the kernel when the holder dies, so a crash never leaves it taken)."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def prepare_store(uri: str) -> None:
+    """Create or migrate the SQLite tracking store once, under :func:`store_lock`.
+
+    MLflow creates and migrates a SQLite store whenever a client first opens it, without a lock:
+    two processes starting on a fresh database race through alembic's migrations and can leave it
+    half-migrated (a ``_alembic_tmp_<table>`` copy left behind, the schema at an old revision), and
+    every later start then fails (NOTES.md). Here the first process creates or migrates it while
+    the others wait; a store found half-migrated is repaired — the leftover copy dropped (its
+    table is still there: alembic drops the original only after the copy is complete) and the
+    migration run again. A copy whose original is gone holds the only rows: that store is refused
+    with the command that puts it back. Other stores (a tracking server, which migrates its own
+    database) are left alone.
+    """
+    db = sqlite_path(uri)
+    if db is None:
+        return
+    import sqlalchemy
+    from mlflow.store.db import utils as db_utils
+
+    with store_lock(db):
+        engine = sqlalchemy.create_engine(uri)
+        try:
+            tables = set(sqlalchemy.inspect(engine).get_table_names())
+            leftovers = sorted(t for t in tables if t.startswith(ALEMBIC_TMP_PREFIX))
+            orphans = [t for t in leftovers if t[len(ALEMBIC_TMP_PREFIX):] not in tables]
+            if orphans:
+                original = orphans[0][len(ALEMBIC_TMP_PREFIX):]
+                raise TrackingError(
+                    f"the MLflow database {db} was left half-migrated: table {original!r} is missing and its "
+                    f"migrated copy {orphans[0]!r} holds its rows; back the file up, then put it back with "
+                    f"`sqlite3 {db} 'ALTER TABLE {orphans[0]} RENAME TO {original}'` and start again "
+                    "(the migration then completes)"
+                )
+            if leftovers:
+                log.warning("the MLflow database %s was left half-migrated (leftover %s); repairing it", db, ", ".join(leftovers))
+                with engine.begin() as connection:
+                    for table in leftovers:
+                        connection.exec_driver_sql(f'DROP TABLE "{table}"')
+            if not db_utils._all_tables_exist(engine):
+                db_utils._initialize_tables(engine)  # creates the missing tables, then migrates to the head
+            elif db_utils._get_schema_version(engine) != db_utils._get_latest_schema_revision():
+                db_utils._upgrade_db(engine)
+        finally:
+            engine.dispose()
+
+
 def setup(config: BenchmarkConfig) -> str:
     """Point MLflow at the configured store; return the experiment id (created if needed)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    mlflow.set_tracking_uri(tracking_uri(config))
+    uri = tracking_uri(config)
+    prepare_store(uri)
+    mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     experiment = client.get_experiment_by_name(config.mlflow.experiment)
     if experiment is not None:
