@@ -2,6 +2,14 @@
 
 Under ``ray job submit`` the driver finds its cluster through ``RAY_ADDRESS``; locally a fresh
 instance is started with the quiet, project-local settings below.
+
+Token authentication (``RAY_AUTH_MODE=token``, on in every cluster configuration of ``infra/``):
+the token comes from the environment only — ``RAY_AUTH_TOKEN`` or a file named by
+``RAY_AUTH_TOKEN_PATH`` (or Ray's default ``~/.ray/auth_token`` when ``RAY_AUTH_MODE=token`` is set).
+A driver joining a cluster with a token in its environment turns token mode on by itself
+(:func:`ray_auth_mode`); a local instance stays without authentication unless the environment
+asks for it. The token is never put into the runtime environment (the dashboard shows it) nor
+into a message.
 """
 
 from __future__ import annotations
@@ -9,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import ray
 
@@ -65,25 +73,75 @@ def is_loopback_address(address: str) -> bool:
     return host == "localhost" or host.startswith("127.")
 
 
+#: Where a driver finds the cluster's token (Ray reads them itself; names only, never values).
+RAY_TOKEN_SOURCES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def ray_auth_mode(address: str | None, environ: Mapping[str, str]) -> str:
+    """The ``RAY_AUTH_MODE`` this process uses: ``"token"`` or ``"disabled"``.
+
+    Joining a cluster (``address`` set and not ``local``) with a token in the environment
+    (``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``) means token mode, whatever a blanket default
+    such as the Makefile's ``RAY_AUTH_MODE=disabled`` says: the token was given to be used. Else an
+    explicit ``RAY_AUTH_MODE`` is kept (``token`` with Ray's default token file), and a new local
+    instance runs without authentication (it listens on loopback only).
+    """
+    joining = bool(address) and address != "local"
+    if joining and any(environ.get(name) for name in RAY_TOKEN_SOURCES):
+        return "token"
+    explicit = (environ.get("RAY_AUTH_MODE") or "").strip().lower()
+    return explicit if explicit in ("token", "disabled") else RAY_ENV_DEFAULTS["RAY_AUTH_MODE"]
+
+
+def _use_auth_mode(mode: str) -> None:
+    """Set ``RAY_AUTH_MODE`` for this process and the processes it starts.
+
+    Ray's C++ config reads the variable once; after a change it is re-read (as Ray's own
+    ``ray start`` does when it turns token mode on) and the token cache is dropped, so a token
+    given in this process's environment is loaded again.
+    """
+    previous = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = mode
+    if mode == previous or "token" not in (mode, previous):
+        return  # unchanged, or unset -> disabled (Ray's C++ default already)
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def runtime_env_vars(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the driver passes to every Ray worker (``runtime_env.env_vars``): the quiet defaults
+    and the endpoints, never a credential — the dashboard and the jobs API show a runtime
+    environment to whoever can read them. Cluster nodes get their credentials from their own
+    environment (a Kubernetes Secret, compose's env file, the launcher's file mounts)."""
+    env_vars = {k: environ[k] for k in RAY_ENV_DEFAULTS if k in environ}
+    for key in ("AWS_ENDPOINT_URL", "MLFLOW_TRACKING_URI"):
+        if key in environ:
+            env_vars[key] = environ[key]
+    return env_vars
+
+
 def init_ray(config: BenchmarkConfig) -> None:
     """Start or join Ray once per process, as ``config.ray`` says."""
+    address = config.ray.address or os.environ.get("RAY_ADDRESS")
+    if not ray.is_initialized():
+        _use_auth_mode(ray_auth_mode(address, os.environ))
     for key, value in RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     if ray.is_initialized():
         return
-    address = config.ray.address or os.environ.get("RAY_ADDRESS")
-    env_vars = {k: os.environ[k] for k in RAY_ENV_DEFAULTS}
-    for key in ("AWS_ENDPOINT_URL", "MLFLOW_TRACKING_URI"):
-        if key in os.environ:
-            env_vars[key] = os.environ[key]
-    kwargs: dict = {"runtime_env": {"env_vars": env_vars}, "log_to_driver": True}
+    kwargs: dict = {"runtime_env": {"env_vars": runtime_env_vars(os.environ)}, "log_to_driver": True}
     if address:
         log.info("connecting to the Ray cluster at %s", address)
         say(f"Ray: connecting to the Ray cluster at {address}")
         # Ray rewrites a loopback address to the machine's outward one unless multi-host
         # clusters are off; a cluster started on 127.0.0.1 only answers there.
         with _loopback_node() if is_loopback_address(address) else contextlib.nullcontext():
-            context = ray.init(address=address, **kwargs)
+            try:
+                context = ray.init(address=address, **kwargs)
+            except ConnectionError as exc:
+                raise ConnectionError(f"{exc}. {_auth_hint(os.environ)}") from exc
     else:
         # address="local": always a new instance, never a stale cluster recorded in /tmp/ray.
         # A local instance listens on loopback only. The dashboard process is kept: Ray Train
@@ -95,6 +153,16 @@ def init_ray(config: BenchmarkConfig) -> None:
     dashboard = f", dashboard http://{context.dashboard_url}" if getattr(context, "dashboard_url", None) else ""
     say(f"Ray: {'a local instance' if not address else 'connected'}, {resources.get('CPU', 0):g} CPUs, "
         f"{resources.get('GPU', 0):g} GPUs, {len(ray.nodes())} node(s){dashboard}")
+
+
+def _auth_hint(environ: Mapping[str, str]) -> str:
+    """What to check when joining a cluster failed, given how this process authenticates."""
+    if environ.get("RAY_AUTH_MODE") == "token":
+        given = next((name for name in RAY_TOKEN_SOURCES if environ.get(name)), "~/.ray/auth_token")
+        return (f"This driver used token authentication with the token from {given}: check that it is the "
+                "cluster's token (infra/README.md, 'Credentials')")
+    return ("This driver sent no Ray token: a cluster with token authentication (the default of every "
+            "configuration in infra/) refuses it. Set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token")
 
 
 def ingest_options():

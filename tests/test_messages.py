@@ -78,3 +78,60 @@ def test_logging_filter_redacts_formatted_records(caplog):
         logger.info("fetching %s", f"https://h/x.rar?X-Amz-Signature={SECRET}")
         logger.info("plain %d", 3)
     assert SECRET not in caplog.text and "X-Amz-Signature=***" in caplog.text and "plain 3" in caplog.text
+
+
+# --------------------------------------------------------------------------------------------
+# Credentials given through the environment (issue 27: Ray token, MLflow and Prefect passwords)
+
+
+@pytest.mark.parametrize("name", [
+    "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_KEY", "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN", "MINIO_ROOT_PASSWORD",
+])
+def test_a_credential_given_through_the_environment_is_redacted_anywhere_in_a_text(monkeypatch, name):
+    value = f"user:{SECRET}-9f3a"
+    monkeypatch.setenv(name, value)
+    line = f"connecting with {value} (repr {value!r}) as {{'{name.lower()}': '{value}'}}"
+    assert value not in redact(line) and SECRET not in redact(line)
+    assert redact(line) == "connecting with *** (repr '***') as {'" + name.lower() + "': '***'}"
+    assert SECRET not in short_repr({"env": value}) and SECRET not in redact_uri(f"https://h/x?y={value}")
+
+
+def test_only_credential_variables_count_and_not_once_unset(monkeypatch):
+    from videolstm.messages import secret_env_values
+
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", "/home/app/.ray/auth_token")  # where a token is, not a token
+    monkeypatch.setenv("VIDEOLSTM_RUN_NAME", f"run-{SECRET}")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "abc")  # too short to look for: it would match ordinary words
+    text = f"token file /home/app/.ray/auth_token, run run-{SECRET}, abc"
+    assert redact(text) == text
+    assert "abc" not in secret_env_values() and "/home/app/.ray/auth_token" not in secret_env_values()
+    monkeypatch.setenv("RAY_AUTH_TOKEN", SECRET)
+    assert redact(text) == "token file /home/app/.ray/auth_token, run run-***, abc"
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    assert redact(text) == text
+    assert secret_env_values({"A_PASSWORD": "short", "B_TOKEN": "a-longer-one", "C": "x" * 40}) == ["a-longer-one", "short"]
+
+
+@pytest.mark.parametrize("text, kept", [
+    (f"Authorization: Bearer {SECRET}; retrying", "Authorization: Bearer ***; retrying"),
+    (f"{{'Authorization': 'Basic {SECRET}=='}}", "{'Authorization': 'Basic ***'}"),
+    (f'headers={{"x-ray-authorization": "Bearer {SECRET}"}}', 'headers={"x-ray-authorization": "Bearer ***"}'),
+    (f"authorization={SECRET}", "authorization=***"),
+])
+def test_authorization_headers_lose_their_credential(text, kept):
+    assert redact(text) == kept
+
+
+def test_logging_filter_redacts_an_environment_credential(caplog, monkeypatch):
+    import logging
+
+    from videolstm.messages import RedactingFilter
+
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SECRET)
+    logger = logging.getLogger("videolstm.test.redact.env")
+    caplog.handler.addFilter(RedactingFilter())
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        logger.info("login failed for %s with %s", "pipeline", SECRET)
+    assert SECRET not in caplog.text and "login failed for pipeline with ***" in caplog.text

@@ -11,7 +11,12 @@ Two rules, applied wherever the pipeline echoes something it did not write itsel
   ``:password@``, a password holding spaces or ``@``) and the values of query parameters that
   authorise a request (presigned S3 / GCS / Azure URLs: ``X-Amz-Signature``,
   ``X-Amz-Credential``, ``X-Amz-Security-Token``, ``Signature``, ``sig``, ``token``, ...).
-  :func:`redact_uri` does the same for one URI with :mod:`urllib.parse`.
+  :func:`redact_uri` does the same for one URI with :mod:`urllib.parse`. It also replaces the
+  credential of an HTTP ``Authorization`` header (``Bearer``/``Basic``/``Token`` …) and the value of
+  every credential the process was given through its environment (:func:`secret_env_values`:
+  ``RAY_AUTH_TOKEN``, ``MLFLOW_TRACKING_PASSWORD``/``_TOKEN``, ``PREFECT_API_AUTH_STRING``,
+  ``AWS_SECRET_ACCESS_KEY``, … — any variable named like a password, secret, token or key),
+  wherever such a value appears in the text.
 
 This module imports nothing from the project, so every layer (``config`` included) can use it.
 """
@@ -19,6 +24,7 @@ This module imports nothing from the project, so every layer (``config`` include
 from __future__ import annotations
 
 import logging
+import os
 import re
 import reprlib
 import urllib.parse
@@ -36,6 +42,17 @@ SECRET_QUERY_KEYS = re.compile(
 )
 
 REDACTED = "***"
+
+#: Environment variables whose values are credentials (whole name, case-insensitive): the
+#: suffixes of ``RAY_AUTH_TOKEN``, ``MLFLOW_TRACKING_PASSWORD``, ``MLFLOW_TRACKING_TOKEN``,
+#: ``MLFLOW_AUTH_ADMIN_PASSWORD``, ``PREFECT_API_AUTH_STRING``, ``PREFECT_SERVER_API_AUTH_STRING``,
+#: ``PREFECT_API_KEY``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``MINIO_ROOT_PASSWORD``.
+#: A ``..._PATH`` / ``..._FILE`` variable names where a secret is, not the secret.
+SECRET_ENV_NAME = re.compile(
+    r".*(PASSWORD|PASSWD|SECRET|SECRET_ACCESS_KEY|SECRET_KEY|TOKEN|AUTH_STRING|API_KEY|CREDENTIALS?)", re.IGNORECASE
+)
+#: Shorter values are not looked for in texts (they would match ordinary words and numbers).
+MIN_SECRET_LENGTH = 4
 
 _REPR = reprlib.Repr()
 _REPR.maxlevel = 4
@@ -77,12 +94,36 @@ _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[
 _QUERY_PAIR = re.compile(r"(?P<sep>[?&;])(?P<key>[^=&#\s\"'<>]+)=(?P<value>[^&#\s\"'<>]*)")
 
 
+#: An HTTP authorisation header as a client library may print it: the scheme is kept, the
+#: credential after it replaced (``Authorization: Basic dXNlcjpwdw==``, ``'authorization': 'Bearer x'``).
+_AUTH_HEADER = re.compile(
+    r"(?P<head>\b(?:x-ray-)?authorization[\"']?\s*[:=]\s*[\"']?(?:(?:Bearer|Basic|Token|Digest)\s+)?)(?P<credential>[^\s\"',;}]+)",
+    re.IGNORECASE,
+)
+
+
 def _secret_key(key: str) -> bool:
     return bool(SECRET_QUERY_KEYS.fullmatch(urllib.parse.unquote(key)))
 
 
+def secret_env_values(environ: dict[str, str] | None = None) -> list[str]:
+    """The credential values of ``environ`` (default: this process's environment), longest first.
+
+    A variable counts when its whole name matches :data:`SECRET_ENV_NAME` and its value has at
+    least :data:`MIN_SECRET_LENGTH` characters. Read at each call: a token set after start-up counts.
+    """
+    env = os.environ if environ is None else environ
+    values = {v for k, v in env.items() if v and len(v) >= MIN_SECRET_LENGTH and SECRET_ENV_NAME.fullmatch(k)}
+    return sorted(values, key=len, reverse=True)
+
+
 def redact(text: str) -> str:
-    """``text`` with every URI credential replaced by ``***`` (see the module docstring)."""
+    """``text`` with every credential replaced by ``***`` (see the module docstring)."""
+    for value in secret_env_values():
+        if value in text:
+            text = text.replace(value, REDACTED)
+    if "uthorization" in text or "UTHORIZATION" in text:
+        text = _AUTH_HEADER.sub(lambda m: f"{m['head']}{REDACTED}", text)
     if "@" not in text and "=" not in text:
         return text
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
