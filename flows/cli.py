@@ -10,8 +10,10 @@
     videolstm evaluate   --config FILE      evaluate + localize the trained experiment
     videolstm evaluate   --config FILE --checkpoint URI | --run-id ID   one model alone
     videolstm report     --config FILE      comparison tables and charts on the parent run
+    videolstm sweep      --config FILE --sweep SWEEP.yaml   every arm of a sweep, compared with its baseline
     videolstm reevaluate --config FILE      the scheduled re-evaluation flow, once
     videolstm config     [--config FILE]    print the resolved configuration (YAML)
+    videolstm predict    VIDEO... --model MODEL [--output DIR]   a trained model on new videos (JSON lines)
 
 A stage run alone reads its upstream stages' saved results (``stage.json``) and says which
 stage to run first when one is missing. Exit status: 0 ok, 1 failed, 2 bad usage or config.
@@ -79,8 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--checkpoint", help="evaluate this videolstm checkpoint URI alone")
     group.add_argument("--run-id", help="evaluate the model of this MLflow run alone")
     add("report", "write the comparison tables and charts to the parent MLflow run")
+    sweep = add("sweep", "run every arm of a sweep file (config overrides over seeds) and compare them with the baseline arm")
+    sweep.add_argument("--sweep", required=True, metavar="FILE", help="the sweep YAML file (name, seeds, baseline, arms, metrics)")
     add("reevaluate", "run the re-evaluation flow once")
     add("config", "print the resolved configuration")
+    predict = add("predict", "apply a trained model (MLflow model URI or run id) to videos: top-5 and the localization tube")
+    predict.add_argument("videos", nargs="*", metavar="VIDEO_OR_URI", help="video files or URIs")
+    predict.add_argument("--model", "-m", required=True,
+                         help="models:/name/version, models:/name@alias, runs:/<run id>/model, or a run id (a fused pair's too)")
+    predict.add_argument("--output", "-o", help="folder for predictions.jsonl and an overlay per video (GIF and MP4)")
     return parser
 
 
@@ -142,6 +151,19 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
         report = full_benchmark(config)  # the flow logs the closing message (table, where to look) ...
         say(report["message"])  # ... and the console shows it
         return 0 if report.get("ok", True) else 1
+    if command == "sweep":
+        from flows.sweep import sweep
+        from videolstm.evaluation.sweep import load_sweep
+
+        try:
+            spec = load_sweep(args.sweep)
+        except ConfigError as exc:
+            say_error(f"error: {exc}")
+            return 2
+        outcome = sweep(config, spec)
+        say(outcome["markdown"])
+        say(f"Sweep written to {outcome['uri']} (sweep.md, sweep.html, sweep.json)")
+        return 1 if any(f.get("seed") is None for f in outcome["results"]["failed"]) else 0  # an arm failed as a whole
     if command == "reevaluate":
         from flows.reevaluate import reevaluate
 
@@ -188,6 +210,12 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
                 config, *(load_stage_result(config, s) for s in ("index", "frames_flow", "features", "frame_cnn", "train", "finetune")),
                 start_benchmark_run(config),
             )
+        elif command == "predict":
+            from tasks.predict import run_predict
+
+            for record in run_predict(config, args.model, args.videos, args.output):
+                say(json.dumps(record))  # the terminal's stdout (print would go to the log file)
+            return 0
         elif command == "report":
             from tasks.report import run_report, start_benchmark_run
 

@@ -50,7 +50,11 @@ def stage_cache_key(stage: str):
             # whose output has since been deleted, or the first run of this stage) can match.
             return f"videolstm-{stage}-absent-{uuid.uuid4().hex}"
         content = StageResult.model_validate_json(st.read_text(record, config.storage)).content
-        return f"videolstm-{stage}-" + stable_digest([lineages(config)[stage], upstream, content], 24)
+        # what the run asks for beyond the lineage (which models and seeds): a run asking for a
+        # variant or seed the cached result lacks must run the stage, which then reuses every item
+        t = config.train
+        wanted = [t.variants, t.streams, t.seeds]
+        return f"videolstm-{stage}-" + stable_digest([lineages(config)[stage], upstream, content, wanted], 24)
 
     return key
 

@@ -129,7 +129,8 @@ def _run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_i
     client.set_tag(parent_run_id, "videolstm.failed_items", str(len(failures)))
     tracking.finish_run(parent_run_id)
     message = closing_message(config, uri, rows, failures, stages, missing)
-    return {"message": message, "ok": True, "rows": rows, "failures": len(failures), "report_uri": uri, "parent_run_id": parent_run_id}
+    return {"message": message, "ok": True, "rows": rows, "failures": len(failures), "report_uri": uri, "parent_run_id": parent_run_id,
+            "missing": [list(m) for m in missing]}
 
 
 def _localization_curves(config: BenchmarkConfig, evaluated: StageResult | None) -> dict[str, Any]:

@@ -134,3 +134,21 @@ def test_html_holds_the_same_tables_and_escapes_names():
     assert ["my<variant>", "50.0", "—", "—"] == table1[-1]  # unknown variants go last
     expected = [list(r) for r in comparison_tables(rows)[2].body]
     assert parser.tables[2][1:] == expected
+
+
+def test_claims_table_states_the_smallest_difference_each_claim_could_resolve():
+    """Resolvable = the half-width of the claim's 95 % interval: t(0.975, n-1) * sd / sqrt(n) of the
+    per-seed differences (here ConvLSTM − LSTM on RGB: 0.10, 0.20, 0.00 → sd 0.10, t(0.975, 2) = 4.302653)."""
+    from videolstm.evaluation.report import claims_table
+
+    rows = []
+    for seed, (conv, lstm) in enumerate([(0.60, 0.50), (0.70, 0.50), (0.50, 0.50)]):
+        rows += [{"variant": "convlstm", "stream": "rgb", "seed": seed, "test/accuracy": conv},
+                 {"variant": "lstm", "stream": "rgb", "seed": seed, "test/accuracy": lstm}]
+    table = claims_table(rows)
+    column = table.header.index("Resolvable")
+    half = 4.302653 * 0.10 / 3 ** 0.5 * 100  # points
+    overall = next(r for r in table.body if r[0].startswith("Convolution helps"))
+    assert overall[column] == f"±{half:.1f} points"
+    one_seed = claims_table(rows[:2])
+    assert next(r for r in one_seed.body if r[0].startswith("Convolution"))[column] == "—"

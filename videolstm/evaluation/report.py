@@ -260,19 +260,33 @@ def claims_table(rows: Sequence[Mapping[str, Any]]) -> Table:
                 return f"{_difference(interval.mean, percent)}{unit} (one seed: no interval)"
             return f"{_difference(interval.mean, percent)}{unit} [{_difference(interval.low, percent)}, {_difference(interval.high, percent)}]"
 
+        def resolvable(interval) -> str:
+            half = resolvable_difference(interval)
+            return "—" if math.isnan(half) else f"±{_difference(half, percent)[1:]}{unit}"
+
         body.append((result.claim.statement, "all comparisons, averaged per seed", ci(result.overall),
-                     str(result.overall.n), result.overall.verdict.upper()))
+                     resolvable(result.overall), str(result.overall.n), result.overall.verdict.upper()))
         for comparison, interval in result.parts:
             (bv, bs), (wv, ws) = comparison.better, comparison.worse
-            body.append(("", f"{display_name(bv)} {bs} − {display_name(wv)} {ws}", ci(interval), str(interval.n), interval.verdict))
+            body.append(("", f"{display_name(bv)} {bs} − {display_name(wv)} {ws}", ci(interval), resolvable(interval),
+                         str(interval.n), interval.verdict))
     return Table(
         title="Claims of the paper, paired over seeds (difference of the better-claimed model minus the other)",
-        header=("Claim", "Comparison", "Mean difference [95 % CI]", "n", "Verdict"),
+        header=("Claim", "Comparison", "Mean difference [95 % CI]", "Resolvable", "n", "Verdict"),
         body=tuple(body),
         note="Student-t interval of the mean paired difference over seeds; reproduced: interval above 0, "
-        "not reproduced: below 0, unresolved: contains 0 (or one seed).",
-        text_columns=5,
+        "not reproduced: below 0, unresolved: contains 0 (or one seed). Resolvable: the half-width of the "
+        "interval, the smallest true difference this run could have told from 0 (with the observed spread).",
+        text_columns=6,
     )
+
+
+def resolvable_difference(interval) -> float:
+    """Half-width of a claim's 95 % interval: the smallest mean difference the run could resolve
+    (NaN with fewer than two seeds)."""
+    if interval.n < 2 or math.isnan(interval.low):
+        return math.nan
+    return (interval.high - interval.low) / 2
 
 
 def _md_escape(text: str) -> str:
