@@ -16,7 +16,7 @@ export DO_NOT_TRACK ?= 1
 export RAY_AUTH_MODE ?= disabled
 export RAY_USAGE_STATS_ENABLED ?= 0
 
-.PHONY: benchmark test install clean mlflow-ui chromium
+.PHONY: benchmark test install clean mlflow-ui chromium mutation
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is required, found {sys.version.split()[0]} at {sys.executable}"'
@@ -32,6 +32,13 @@ benchmark: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Mutation score of one module (slow, not part of `make test`), e.g.
+#   make mutation MODULE=videolstm/evaluation/claims.py
+# Modules and their tests: tests/mutation/modules.toml; results: docs/mutation-testing.md.
+mutation: $(STAMP)
+	@test -n "$(MODULE)" || { echo "usage: make mutation MODULE=videolstm/evaluation/claims.py (see tests/mutation/modules.toml)" >&2; exit 2; }
+	$(BIN)/python tests/mutation/mutate.py $(MODULE)
 
 # The MLflow UI test drives a real browser: Debian's chromium (Playwright uses it, downloads none).
 # Installed here when missing and this is a root shell with apt-get; otherwise the one command to run.
