@@ -82,13 +82,14 @@ def evaluate_model(
     model, spec = load_model_checkpoint(model_uri, variant, config.storage)
     if variant == "convnet":
         predictions = frame_cnn_predictions(model, test_rows, stream, config.frame_cnn.flow_stack, e.num_segments,
-                                            e.segment_length, config.storage, batch_frames=config.features.batch_frames)
+                                            e.segment_length, config.storage, batch_frames=config.features.batch_frames,
+                                            placement=e.segment_placement)
         has_attention = False
     else:
         x_column, flow_column = feature_columns(model.input_kind, model.needs_flow, stream, model.flow_kind)
         has_attention = bool(model.has_attention)
         predictions = predict_videos(model, test_rows, x_column, flow_column, e.num_segments, e.segment_length,
-                                     whole_video=has_attention, storage=config.storage)
+                                     whole_video=has_attention, storage=config.storage, placement=e.segment_placement)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         metrics = score_classification(predictions, class_names, out, name)

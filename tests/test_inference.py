@@ -82,6 +82,23 @@ def test_a_video_shorter_than_a_segment_is_padded_and_counted_once_per_segment()
     np.testing.assert_allclose(probabilities, hand / hand.sum(), rtol=1e-5, atol=1e-6)
 
 
+def test_even_placement_spaces_segments_end_to_end_and_runs_a_short_video_once_over_its_frames():
+    """``placement="even"`` (the previous recipe): 11 frames, 3 segments of 5 → starts 0, 3, 6 (span 6);
+    a 3-frame video is one 3-step segment, no padding."""
+    model = _model("convalstm")
+    x = np.random.default_rng(3).standard_normal((11, C, H, W)).astype(np.float32)
+    probabilities, _, _ = predict_video(model, x, None, num_segments=3, segment_length=5, placement="even")
+    with torch.no_grad():
+        per_segment = [_softmax(model(torch.from_numpy(x[s : s + 5])[None]).logits[0].numpy()).sum(axis=0) for s in (0, 3, 6)]
+    hand = np.mean(per_segment, axis=0)
+    np.testing.assert_allclose(probabilities, hand / hand.sum(), rtol=1e-5, atol=1e-6)
+    short = x[:3]
+    probabilities, _, _ = predict_video(model, short, None, num_segments=25, segment_length=5, placement="even")
+    with torch.no_grad():
+        hand = _softmax(model(torch.from_numpy(short)[None]).logits[0].numpy()).sum(axis=0)
+    np.testing.assert_allclose(probabilities, hand / hand.sum(), rtol=1e-5, atol=1e-6)
+
+
 def _write_features(tmp_path, lengths=(9, 12, 4)) -> list[dict]:
     rng = np.random.default_rng(0)
     rows = []

@@ -335,6 +335,27 @@ def videolstm_model_options(train: TrainConfig) -> dict[str, Any]:
         return {}
     return {"videolstm_attention": train.videolstm_attention}
 
+#: Options added for the recipe ablation (issue 20), each at the value that is today's recipe: a
+#: lineage digest or a model's run key leaves such a key out while it has this value and includes it
+#: when set, so default runs keep their caches (dotted keys within the section, see without_recipe_defaults).
+RECIPE_OPTIONS_AT_DEFAULT: dict[str, dict[str, Any]] = {
+    "evaluate": {"segment_placement": "authors"},
+}
+
+
+def without_recipe_defaults(section: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a section's dump) without the recipe-ablation options that have their default value."""
+    out = json.loads(json.dumps(data))  # a deep copy of plain JSON values
+    for dotted, default in RECIPE_OPTIONS_AT_DEFAULT.get(section, {}).items():
+        *parents, key = dotted.split(".")
+        node = out
+        for parent in parents:
+            node = node.get(parent, {})
+        if key in node and node[key] == default:
+            node.pop(key)
+    return out
+
+
 class LocalizationConfig(Section):
     sigma: float = Field(0.5, ge=0, description="Gaussian smoothing of the upsampled map, in attention cells (0.5 cell = 4 px of a 56 px frame)")
     threshold: float = Field(0.5, gt=0, lt=1, description="fraction of the frame's max attention")
@@ -352,6 +373,12 @@ class EvaluateConfig(Section):
     localization: LocalizationConfig = LocalizationConfig()
     overlays_per_class: int = Field(1, ge=0, description="test videos per class rendered with attention and boxes")
     regression_threshold: float = Field(0.02, ge=0, description="reevaluate: accuracy drop flagged as a regression")
+    segment_placement: Literal["authors", "even"] = Field(
+        "authors",
+        description="where the test segments go: authors = their test iterator (start j = floor(avg/2 + j*avg), "
+        "avg = floor((T - L + 1)/S)); even = a deviation, the recipe before it: evenly spaced from frame 0 to T - L, "
+        "each start once, a video shorter than a segment run once over its frames",
+    )
 
 
 class MLflowConfig(Section):

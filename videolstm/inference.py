@@ -2,7 +2,8 @@
 
 Per video: ``num_segments`` ``segment_length``-step segments placed as the authors' test
 iterator places them (:func:`videolstm.models.protocol.segment_starts`; short videos padded
-with their last frame); softmax probabilities are summed over steps and averaged over segments
+with their last frame) — or, with ``placement="even"`` (a deviation: the recipe before the
+authors'), evenly spaced end to end with a short video run once over the frames it has; softmax probabilities are summed over steps and averaged over segments
 (:func:`videolstm.models.protocol.aggregate_video_probabilities`). Segments that start at the
 same frame are computed once and counted as often as they occur. For localization, attention
 variants also run once over the whole video to get one attention map per frame, (T, h, w).
@@ -56,6 +57,16 @@ def unique_starts(starts: Sequence[int]) -> tuple[list[int], list[int]]:
     return distinct, [list(starts).count(s) for s in distinct]
 
 
+def placed_segments(num_frames: int, num_segments: int, segment_length: int, placement: str = "authors") -> tuple[list[int], list[int], int]:
+    """(distinct starts, their counts, steps per segment) of a ``num_frames``-frame video.
+
+    ``authors``: every segment has ``segment_length`` steps (short videos padded); ``even`` (the
+    previous recipe): a video shorter than a segment is one segment of the frames it has.
+    """
+    starts, counts = unique_starts(segment_starts(num_frames, num_segments, segment_length, placement))
+    return starts, counts, (segment_length if placement == "authors" else min(segment_length, num_frames))
+
+
 def protocol_probabilities(segment_logits: torch.Tensor, counts: Sequence[int]) -> np.ndarray:
     """Logits of the distinct segments (S', L, K) counted ``counts`` times → video probabilities (K,)."""
     repeated = segment_logits.repeat_interleave(torch.as_tensor(list(counts)), dim=0)
@@ -70,16 +81,18 @@ def predict_video(
     num_segments: int,
     segment_length: int,
     whole_video: bool = False,
+    placement: str = "authors",
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """One video → (probabilities (K,), attention (T, h, w) or None, step probabilities (T, K) or None).
 
     x: (T, C, h, w) maps or (T, D) vectors; flow: (T, C', h, w) for motion variants.
     ``whole_video`` adds one pass over all T steps for per-frame attention and probabilities.
+    ``placement``: where the segments go (:func:`placed_segments`).
     """
     model.eval()
-    starts, counts = unique_starts(segment_starts(x.shape[0], num_segments, segment_length))
-    xs = torch.from_numpy(segment_batch(x, starts, segment_length)).float()
-    fs = torch.from_numpy(segment_batch(flow, starts, segment_length)).float() if flow is not None else None
+    starts, counts, length = placed_segments(x.shape[0], num_segments, segment_length, placement)
+    xs = torch.from_numpy(segment_batch(x, starts, length)).float()
+    fs = torch.from_numpy(segment_batch(flow, starts, length)).float() if flow is not None else None
     probabilities = protocol_probabilities(model(xs, flow=fs).logits, counts)  # logits (S', L, K)
     attention = steps = None
     if whole_video:
@@ -99,6 +112,7 @@ def predict_videos(
     segment_length: int,
     whole_video: bool = False,
     storage: StorageConfig | None = None,
+    placement: str = "authors",
 ) -> Predictions:
     """Predictions for feature-shard ``rows`` ({"video_id", "shard", "label"})."""
     ids, labels, probs, attention, steps = [], [], [], {}, {}
@@ -106,7 +120,7 @@ def predict_videos(
     for row in rows:
         arrays = shards.read_shard(row["shard"], columns=columns, storage=storage)
         p, a, s = predict_video(model, arrays[x_column], arrays.get(flow_column) if flow_column else None,
-                                num_segments, segment_length, whole_video)
+                                num_segments, segment_length, whole_video, placement)
         ids.append(row["video_id"])
         labels.append(int(row["label"]))
         probs.append(p)
@@ -126,6 +140,26 @@ def frame_logits(model: nn.Module, inputs: np.ndarray, batch_frames: int = 64) -
     return torch.cat(chunks).float()
 
 
+@torch.no_grad()
+def frame_cnn_video(
+    model: nn.Module,
+    inputs: np.ndarray,
+    num_segments: int,
+    segment_length: int,
+    batch_frames: int = 64,
+    placement: str = "authors",
+) -> np.ndarray:
+    """The ConvNet variant on one video: frame-CNN inputs (T, C, H, W) → video probabilities (K,).
+
+    Per-frame logits (:func:`frame_logits`) go through the same segment protocol as the recurrent
+    variants (:func:`protocol_probabilities`).
+    """
+    logits = frame_logits(model, inputs, batch_frames)
+    starts, counts, length = placed_segments(inputs.shape[0], num_segments, segment_length, placement)
+    segments = torch.from_numpy(segment_batch(logits.numpy(), starts, length))
+    return protocol_probabilities(segments, counts)
+
+
 def frame_cnn_predictions(
     model: nn.Module,
     rows: Sequence[Mapping[str, Any]],
@@ -135,6 +169,7 @@ def frame_cnn_predictions(
     segment_length: int,
     storage: StorageConfig | None = None,
     batch_frames: int = 64,
+    placement: str = "authors",
 ) -> Predictions:
     """The ConvNet variant: a frame CNN over every frame of frames+flow shard ``rows``, then the segment protocol.
 
@@ -150,10 +185,8 @@ def frame_cnn_predictions(
         num_frames = arrays["frames"].shape[0]
         if column not in arrays:
             raise ValueError(f"{row['shard']} has no {column!r} column; is it a frames+flow shard?")
-        logits = frame_logits(model, stream_inputs(arrays, stream, np.arange(num_frames), flow_stack), batch_frames)
-        starts, counts = unique_starts(segment_starts(num_frames, num_segments, segment_length))
-        segments = torch.from_numpy(segment_batch(logits.numpy(), starts, segment_length))
-        probs.append(protocol_probabilities(segments, counts))
+        inputs = stream_inputs(arrays, stream, np.arange(num_frames), flow_stack)
+        probs.append(frame_cnn_video(model, inputs, num_segments, segment_length, batch_frames, placement))
         ids.append(row["video_id"])
         labels.append(int(row["label"]))
     return Predictions(ids, np.asarray(labels, dtype=np.int64), np.stack(probs))

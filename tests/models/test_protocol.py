@@ -38,6 +38,34 @@ def test_segment_starts_hand_cases(num_frames: int, num_segments: int, length: i
     assert segment_starts(num_frames, num_segments, length) == want
 
 
+@pytest.mark.parametrize(
+    ("num_frames", "num_segments", "length", "want"),
+    [
+        # evenly spaced (the recipe before the authors'): s_i = round(i·(T − L)/(S − 1)), halves up
+        (100, 3, 30, [0, 35, 70]),  # span 70: 0, 35, 70
+        (101, 3, 30, [0, 36, 71]),  # span 71: 35.5 → 36
+        (36, 25, 30, [0, 1, 2, 3, 4, 5, 6]),  # 7 possible starts < 25 segments: each once (the embedded set)
+        (30, 25, 30, [0]),
+        (20, 25, 30, [0]),  # shorter than a segment: one segment
+        (101, 1, 30, [36]),  # one segment: centred, round(71/2) = 35.5 → 36
+        (100, 1, 30, [35]),
+    ],
+)
+def test_even_segment_starts_hand_cases(num_frames: int, num_segments: int, length: int, want: list[int]) -> None:
+    assert segment_starts(num_frames, num_segments, length, placement="even") == want
+
+
+def test_even_segments_of_a_300_frame_video_span_it_end_to_end() -> None:
+    starts = segment_starts(300, 25, 30, placement="even")  # span 270, step 11.25
+    assert starts == [math.floor(i * 270 / 24 + 0.5) for i in range(25)]
+    assert starts[:4] == [0, 11, 23, 34] and starts[-1] == 270
+
+
+def test_segment_starts_rejects_an_unknown_placement() -> None:
+    with pytest.raises(ValueError, match="unknown segment placement 'random'"):
+        segment_starts(100, 3, 30, placement="random")
+
+
 def test_segment_starts_paper_defaults_for_a_300_frame_video() -> None:
     starts = segment_starts(300)  # 25 segments of 30 frames: avg = 271 // 25 = 10
     assert starts == [5 + 10 * j for j in range(25)]

@@ -184,5 +184,30 @@ DEFAULT_LINEAGES = {
 }
 
 
+def _as_before_issue_21() -> dict:
+    """Issue 21 moves the default evaluation on purpose (a new box method); its legacy value keeps the old folder."""
+    from videolstm.config import LocalizationConfig
+
+    return {"evaluate.localization.box_method": "paper"} if "box_method" in LocalizationConfig.model_fields else {}
+
+
 def test_the_default_configuration_keeps_its_lineages():
-    assert lineages(load_config()) == DEFAULT_LINEAGES
+    assert lineages(load_config(**_as_before_issue_21())) == DEFAULT_LINEAGES
+
+
+@pytest.mark.parametrize(
+    ("override", "moved"),
+    [
+        ({"evaluate.segment_placement": "even"}, {"evaluate", "report"}),
+    ],
+)
+def test_a_recipe_option_moves_only_the_stages_it_changes_and_none_at_its_default(override, moved):
+    """Issue 20's ablation options: set, they move their stages (and what is downstream); written out at
+    their defaults, they move nothing (runs made before the option existed keep their caches)."""
+    from videolstm.config import RECIPE_OPTIONS_AT_DEFAULT
+
+    base = lineages(load_config())
+    assert _changed(base, lineages(load_config(**override))) == moved
+    section = next(iter(override)).split(".")[0]
+    defaults = {f"{section}.{k}": v for k, v in RECIPE_OPTIONS_AT_DEFAULT[section].items()}
+    assert lineages(load_config(**defaults)) == base

@@ -20,10 +20,13 @@ import torch
 from torch import Tensor
 
 FUSIONS: tuple[str, ...] = ("product", "mean")
+#: Where test segments go: ``authors`` (their test iterator) | ``even`` (the recipe before it, a deviation).
+SEGMENT_PLACEMENTS: tuple[str, ...] = ("authors", "even")
 
 
-def segment_starts(num_frames: int, num_segments: int = 25, segment_length: int = 30) -> list[int]:
-    """First frame of each of the ``num_segments`` test segments, as the authors' test iterator.
+def segment_starts(num_frames: int, num_segments: int = 25, segment_length: int = 30, placement: str = "authors") -> list[int]:
+    """First frame of each of the ``num_segments`` test segments, as the authors' test iterator
+    (``placement="authors"``) or evenly spaced end to end (``"even"``, :func:`even_segment_starts`).
 
     ``sparnn/iterators/video_data_ts_iterator.py`` (test mode): for a video of L ≥ ℓ frames,
     avg = ⌊(L − ℓ + 1) / S⌋ and segment j starts at ⌊avg/2 + j·avg⌋, j = 0 … S − 1. Starts can
@@ -39,10 +42,39 @@ def segment_starts(num_frames: int, num_segments: int = 25, segment_length: int 
             "segment_starts needs num_frames, num_segments and segment_length >= 1, "
             f"got {num_frames}, {num_segments}, {segment_length}"
         )
+    if placement == "even":
+        return even_segment_starts(num_frames, num_segments, segment_length)
+    if placement != "authors":
+        raise ValueError(f"unknown segment placement {placement!r}; expected one of {SEGMENT_PLACEMENTS}")
     if num_frames < segment_length:
         return [0] * num_segments
     avg = (num_frames - segment_length + 1) // num_segments
     return [int(avg / 2 + j * avg) for j in range(num_segments)]
+
+
+def even_segment_starts(num_frames: int, num_segments: int, segment_length: int) -> list[int]:
+    """Evenly spaced test segments, ascending — the recipe before the authors' iterator (a deviation).
+
+    * The first segment starts at 0 and the last at ``num_frames - segment_length`` (the
+      segments cover the video end to end); start s_i = round(i·(num_frames − L)/(S − 1)),
+      halves rounded up, i = 0 … S − 1. ``num_segments == 1``: the centred segment,
+      round((num_frames − L)/2).
+    * Fewer possible starts than segments (num_frames − L + 1 < S): every start 0 … num_frames − L
+      once, so no segment is counted twice.
+    * A video not longer than one segment (num_frames ≤ L): ``[0]``, one segment (padded with the
+      last frame by :func:`segment_indices`).
+
+    Examples: (100, 3, 30) → [0, 35, 70]; (34, 25, 30) → [0, 1, 2, 3, 4]; (20, 25, 30) → [0].
+    """
+    span = num_frames - segment_length  # the last possible start
+    if span <= 0:
+        return [0]
+    if span + 1 <= num_segments:
+        return list(range(span + 1))
+    if num_segments == 1:
+        return [(span + 1) // 2]
+    denominator = num_segments - 1
+    return [(2 * i * span + denominator) // (2 * denominator) for i in range(num_segments)]
 
 
 def segment_indices(num_frames: int, start: int, segment_length: int) -> np.ndarray:

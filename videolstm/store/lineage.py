@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from videolstm.store import storage as st
-from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest, videolstm_model_options
+from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest, videolstm_model_options, without_recipe_defaults
 from videolstm.store.manifest import ItemResult
 
 STAGES = ("dataset", "index", "frames_flow", "frame_cnn", "features", "train", "finetune", "evaluate", "report")
@@ -71,7 +71,7 @@ def lineages(config: BenchmarkConfig) -> dict[str, str]:
     train = stable_digest([features, train_params])
     options = videolstm_model_options(config.train)  # only when set: caches of default runs stay valid
     finetune = stable_digest([train, config.train.videolstm_init, config.train.finetune_epochs, *([options] if options else [])])
-    evaluate = stable_digest([finetune, _section(config, "evaluate", {"regression_threshold"})])
+    evaluate = stable_digest([finetune, without_recipe_defaults("evaluate", _section(config, "evaluate", {"regression_threshold"}))])
     report = stable_digest([evaluate, config.name])
     return {
         "dataset": dataset,
