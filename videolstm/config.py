@@ -241,7 +241,7 @@ class ModelConfig(Section):
         description="initial states: authors = zeros for ConvLSTM/LSTM, tanh(conv(mean of X)) for the attention variants; mean | zeros for all",
     )
     init: Literal["authors", "torch"] = Field(
-        "authors", description="weights: authors = sparnn's schemes (see the README), zero biases; torch = PyTorch defaults, forget bias 1"
+        "authors", description="weights: authors = sparnn's schemes (see docs/fidelity.md), zero biases; torch = PyTorch defaults, forget bias 1"
     )
     gate_execution: Literal["auto", "fused", "split_xh", "per_gate"] = Field("auto", description="how ConvLSTM gate convolutions execute (auto: measured fastest per device)")
     attention_scale: Literal["none", "positions"] = Field(
@@ -518,7 +518,7 @@ def load_config(source: str | Path | dict[str, Any] | None = None, **overrides: 
         for err in exc.errors(include_url=False):
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             if err["type"] == "extra_forbidden":
-                lines.append(f"  {shorten(where, 200)}: unknown key (check the spelling; see the README's configuration reference)")
+                lines.append(f"  {shorten(where, 200)}: unknown key (check the spelling; see docs/configuration.md)")
             elif not err["loc"]:  # a model-level check: its message says what is wrong, the input is the whole config
                 lines.append(f"  (top level): {shorten(redact(err['msg']), 1000)}")
             else:
