@@ -22,8 +22,8 @@ Exit status: 0 when the score is at least ``--fail-under`` percent (default 90),
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -35,7 +35,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 _SKIP = {".venv", ".git", "runs", "mutants", ".prefect", ".pytest_cache", "__pycache__", "mlruns", "mlartifacts"}
-_STATUS = re.compile(r"^\s+(?P<name>\S+): (?P<status>.+)$")
 
 
 @dataclass(frozen=True)
@@ -92,26 +91,34 @@ def mutmut(args: list[str], cwd: Path, capture: bool = False) -> str:
     return done.stdout or ""
 
 
-def statuses(cwd: Path, module: str) -> dict[str, str]:
-    """``{mutant name: status}`` of the mutants of ``module`` (mutmut names them by dotted module)."""
-    dotted = module.removesuffix(".py").replace("/", ".") + "."
-    out = mutmut(["results", "--all", "true"], cwd, capture=True)
-    found = {}
-    for line in out.splitlines():
-        match = _STATUS.match(line)
-        if match and match["name"].startswith(dotted):
-            found[match["name"]] = match["status"].strip()
-    return found
+_REPORT = """
+import json, sys
+from pathlib import Path
+from mutmut.mutation.data import SourceFileMutationData
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+from mutmut.stats import status_by_exit_code
+m = SourceFileMutationData(path=Path(sys.argv[1]))
+m.load()
+out = {}
+for name, code in m.exit_code_by_key.items():
+    status = status_by_exit_code[code]
+    out[name] = {"status": status, "diff": get_diff_for_mutant(name, path=m.path)}
+print(json.dumps(out))
+"""
 
 
-def changed_lines(cwd: Path, mutant: str) -> list[str]:
-    """The lines the mutant adds (``+`` side of its diff), stripped."""
-    diff = mutmut(["show", mutant], cwd, capture=True)
-    return [
-        line[1:].strip()
-        for line in diff.splitlines()
-        if line.startswith("+") and not line.startswith("+++")
-    ]
+def results(cwd: Path, module: str) -> dict[str, dict[str, str]]:
+    """``{mutant name: {"status": ..., "diff": ...}}`` of ``module``, read in one process."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-c", _REPORT, module], cwd=cwd, env=env, check=True, text=True, stdout=subprocess.PIPE
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def added_lines(diff: str) -> list[str]:
+    """The lines a mutant's diff adds (its ``+`` side), stripped."""
+    return [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,12 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         scratch_copy(args.module, modules[args.module], scratch)
         print(f"mutating {args.module} in {scratch} with tests {modules[args.module]}", flush=True)
         mutmut(["run", "--max-children", "1"], scratch)
-        status = statuses(scratch, args.module)
+        found = results(scratch, args.module)
+        status = {name: r["status"] for name, r in found.items()}
 
-        stale = []
-        for e in equivalents:
-            if e.mutant not in status or e.line.strip() not in changed_lines(scratch, e.mutant):
-                stale.append(e)
+        stale = [e for e in equivalents if e.mutant not in found or e.line.strip() not in added_lines(found[e.mutant]["diff"])]
         if stale:
             for e in stale:
                 print(f"STALE equivalent entry (mutant gone or its change differs): {e.mutant}: {e.line}", file=sys.stderr)
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         alive = sorted(n for n, s in counted.items() if s not in ("killed", "timeout"))
         for name in alive:
             print(f"--- {counted[name]}: {name}")
-            print(mutmut(["show", name], scratch, capture=True))
+            print(found[name]["diff"])
         total = len(counted)
         score = 100.0 * len(killed) / total if total else 100.0
         print(
