@@ -60,4 +60,80 @@ def log_model(job: TrainJob, run_id: str, model_uri: str, config: BenchmarkConfi
     if info.registered_model_version is not None:
         mlflow.tracking.MlflowClient().set_model_version_tag(name, str(info.registered_model_version), "seed", str(job.seed))
     log.info("logged %s as %s (registered as %s)", job.name, info.model_uri, name)
+    if name:
+        log_video_model(run_id, job.name, job.variant, job.stream, job.seed, model_uri, config, video_model_name(name))
+    return info.model_uri
+
+
+# ----------------------------------------------------------------------------------------
+# the end-to-end model (issue 22): a video in, top-5 and tube out
+
+VIDEO_PYFUNC_CODE = Path(__file__).with_name("mlflow_video_pyfunc.py")
+#: The project's library, shipped with the end-to-end model (``code_paths``): no index needs to hold it.
+LIBRARY_DIR = Path(__file__).resolve().parents[1] / "videolstm"
+#: What the library imports when it predicts, pinned to the versions installed here.
+VIDEO_MODEL_PACKAGES = ("torch", "numpy", "opencv-contrib-python-headless", "pyarrow", "fsspec", "pydantic", "pyyaml",
+                        "matplotlib", "scipy", "statsmodels", "pandas", "pillow")
+
+
+def video_model_name(feature_model_name: str) -> str:
+    """``videolstm-<dataset>-<variant>-<stream>-video``: listed next to the feature-level model."""
+    return f"{feature_model_name}-video"
+
+
+def video_model_requirements() -> list[str]:
+    """Pinned requirements of the end-to-end model (never ``videolstm``: its code travels with the model)."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in VIDEO_MODEL_PACKAGES]
+
+
+def video_model_settings(config: BenchmarkConfig, name: str, variant: str, stream: str, class_names: list[str]) -> dict[str, Any]:
+    """settings.json: the training run's config (storage and tracking at their defaults: where the
+    run's files were is not the served model's business, and a URI may hold a credential)."""
+    data = config.model_dump(mode="json")
+    data.pop("storage")
+    data.pop("mlflow")
+    return {"name": name, "variant": variant, "stream": stream, "class_names": class_names, "config": data}
+
+
+def log_video_model(run_id: str, name: str, variant: str, stream: str, seed: int, model_uri: str, config: BenchmarkConfig,
+                    registered: str | None) -> str:
+    """Log the end-to-end model of a trained model into its run (artifact ``video_model``) and register
+    it as ``registered``; returns its model URI."""
+    import json
+
+    from tasks.predict import frame_cnn_uris
+    from videolstm.features.inputs import STREAMS
+    from videolstm.models import build_model
+    from videolstm.store.lineage import load_stage_result
+
+    class_names = list(load_stage_result(config, "index").extra["class_names"])
+    if variant == "convnet":
+        streams: tuple[str, ...] = ()
+    else:
+        needs_flow = build_model(variant, 2).needs_flow
+        streams = STREAMS if needs_flow else (stream,)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        artifacts = {"checkpoint": str(folder / "checkpoint.pt"), "settings": str(folder / "settings.json")}
+        (folder / "checkpoint.pt").write_bytes(st.read_bytes(model_uri, config.storage))
+        (folder / "settings.json").write_text(json.dumps(video_model_settings(config, name, variant, stream, class_names)))
+        for cnn_stream, uri in frame_cnn_uris(config, seed, streams).items():
+            local = folder / f"frame_cnn_{cnn_stream}.pt"
+            local.write_bytes(st.read_bytes(uri, config.storage))
+            artifacts[f"frame_cnn_{cnn_stream}"] = str(local)
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="video_model",
+                python_model=str(VIDEO_PYFUNC_CODE),
+                artifacts=artifacts,
+                code_paths=[str(LIBRARY_DIR)],
+                registered_model_name=registered,
+                pip_requirements=video_model_requirements(),
+                await_registration_for=30,
+            )
+    if registered and info.registered_model_version is not None:
+        mlflow.tracking.MlflowClient().set_model_version_tag(registered, str(info.registered_model_version), "seed", str(seed))
+    log.info("logged the end-to-end model of %s as %s (registered as %s)", name, info.model_uri, registered)
     return info.model_uri
