@@ -15,7 +15,7 @@ MLflow experiment (``localization-suite``, SQLite under ``--root``) and in
     .venv/bin/python benchmarks/localization_suite.py --oracle-only        # the oracle alone, no training (seconds)
     .venv/bin/python benchmarks/localization_suite.py --oracle-only --sigma 0 0.5 --grid 7 14
     .venv/bin/python benchmarks/localization_suite.py --oracle-only --sets embedded \
-        --ucf101-24 tests/fixtures/ucf101_24/pyannot.pkl tests/fixtures/ucf101_24/testlist01.txt
+        --ucf101-24 videolstm/data/datasets/metadata/ucf101_24/pyannot.pkl videolstm/data/datasets/metadata/ucf101_24/testlist01.txt
 
 Seeds: ``train.seeds`` (one run per set trains every seed: its own frame CNNs, features and
 models; VideoLSTM is assembled and fine-tuned as the pipeline does). Stages are cached by lineage

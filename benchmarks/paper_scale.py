@@ -14,7 +14,7 @@ part of a video and the per-video figure is scaled by the frames per video — t
 Then the loader's clips/s at paper size beside the memory-copy limit (benchmarks/loader.py's
 functions, same run), the storage of RGB + flow JPEGs at 320×240 with the flow's end-point
 error after the JPEG round trip, and the projection for UCF101 split 1 (13,320 videos; counts
-from the real split files in shared/), labelled as a projection: storage per stage, flow
+from the real split files shipped in the package, videolstm/data/datasets/metadata/), labelled as a projection: storage per stage, flow
 CPU-hours and wall time on the configured flow workers, feature-extraction and training
 GPU-hours from FLOPs (counted by torch's FlopCounterMode) at ``--gpu-tflops``.
 
@@ -40,10 +40,11 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from videolstm.config import BenchmarkConfig, load_config  # noqa: E402
+from videolstm.data.datasets.shipped import UCF101_SPLITS  # noqa: E402
 
 #: UCF101's mean video length in frames (13,320 videos, 27 h at 25 fps: ~186 frames, 7.2 s)
 UCF101_MEAN_FRAMES = 186
-SPLIT_FILES = Path("/work/shared/data/ucf101/ucfTrainTestlist")
+SPLIT_FILES = UCF101_SPLITS  # the official split files, shipped in the package
 
 
 def peak_rss_mb() -> float:

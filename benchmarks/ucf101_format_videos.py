@@ -5,7 +5,7 @@ UCF101's class-folder and ``ucfTrainTestlist/`` layout; see
 :mod:`videolstm.data.datasets.sample_footage`. The result is a ``dataset.kind: ucf101`` root:
 
     .venv/bin/python benchmarks/ucf101_format_videos.py runs/ucf101_format              # 4 classes × 3 groups × 2 clips
-    .venv/bin/python benchmarks/ucf101_format_videos.py /tmp/u --groups 1 --clips 1
+    .venv/bin/python benchmarks/ucf101_format_videos.py runs/ucf101-format --groups 1 --clips 1
     .venv/bin/python -m flows.cli run --set dataset.kind=ucf101 --set dataset.root=runs/ucf101_format ...
 """
 

@@ -31,7 +31,7 @@ RAY_ENV_DEFAULTS = {
     "RAY_AUTH_MODE": "disabled",  # do not write ~/.ray/auth_token for a local instance
     "RAY_USAGE_STATS_ENABLED": "0",
     # Each ray.train.report waits for the controller's poll (2 s by default); 0.2 s cuts a
-    # 20-report fit from 60 s to 19 s on this class of machine (see NOTES.md).
+    # 20-report fit from 60 s to 19 s on this class of machine (docs/stack-notes.md).
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
     "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
     "MLFLOW_DISABLE_TELEMETRY": "true",

@@ -90,7 +90,7 @@ def prepare_store(uri: str) -> None:
     MLflow creates and migrates a SQLite store whenever a client first opens it, without a lock:
     two processes starting on a fresh database race through alembic's migrations and can leave it
     half-migrated (a ``_alembic_tmp_<table>`` copy left behind, the schema at an old revision), and
-    every later start then fails (NOTES.md). Here the first process creates or migrates it while
+    every later start then fails (docs/stack-notes.md). Here the first process creates or migrates it while
     the others wait; a store found half-migrated is repaired — the leftover copy dropped (its
     table is still there: alembic drops the original only after the copy is complete) and the
     migration run again. A copy whose original is gone holds the only rows: that store is refused

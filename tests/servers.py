@@ -259,7 +259,7 @@ class ServerProcess:
 
 def start_mlflow_server(store: Path, log_path: Path | None = None) -> ServerProcess:
     """A real ``mlflow server`` on 127.0.0.1 (free port): SQLite backend, artifacts served from
-    ``store/artifacts`` through the server; one worker and no job runner (NOTES.md: 488 MB, ~6 s).
+    ``store/artifacts`` through the server; one worker and no job runner (docs/stack-notes.md: 488 MB, ~6 s).
     Use as a context manager; ``.url`` is its tracking URI."""
     import os
 

@@ -12,12 +12,13 @@ import yaml
 
 from videolstm.config import SyntheticConfig
 from videolstm.data.datasets import read_index
+from videolstm.data.datasets.shipped import UCF101_SPLITS
 from videolstm.data.datasets.synthetic import render_video
 from videolstm.store.manifest import read_manifest
 from videolstm.data.video import write_video
 
 REPO = Path(__file__).resolve().parents[2]
-SPLITS = REPO / "tests" / "fixtures" / "ucf101" / "ucfTrainTestlist"  # the real split files
+SPLITS = UCF101_SPLITS  # the real split files, shipped in the package
 
 pytestmark = pytest.mark.integration
 

@@ -91,7 +91,7 @@ def test_full_benchmark_deployment_runs_on_a_real_server_and_worker(tmp_path):
             output = run.stdout + run.stderr
             assert run.returncode == 0 and "Completed" in output, f"{output[-3000:]}\nworker log:\n{worker.log_tail()}"
         finally:
-            worker.stop()  # before the server (NOTES.md)
+            worker.stop()  # before the server (docs/stack-notes.md)
 
     # The MLflow store the flow wrote: a parent run and a nested run per model.
     with sqlite3.connect(root / "mlflow.db") as db:

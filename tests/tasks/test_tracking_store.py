@@ -1,6 +1,6 @@
 """The tracking store is created once: two first starts never race, a half-migrated store is repaired.
 
-NOTES.md: two processes opening a fresh SQLite store at once both run alembic's migrations; one
+docs/stack-notes.md: two processes opening a fresh SQLite store at once both run alembic's migrations; one
 or both fail and the database can stay half-migrated (``_alembic_tmp_<table>`` left behind), so
 every later start fails. These tests start real processes on a real SQLite file.
 """

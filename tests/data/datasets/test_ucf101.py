@@ -1,4 +1,4 @@
-"""UCF101 split parsing and the video index, against the real split files in tests/fixtures (a copy of shared/data)."""
+"""UCF101 split parsing and the video index, against the real split files shipped in the package (videolstm/data/datasets/metadata/)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pyarrow.compute as pc
 import pytest
 
 from videolstm.data.datasets import INDEX_SCHEMA, load_index, read_index, write_index
+from videolstm.data.datasets.shipped import METADATA
 from videolstm.data.datasets.ucf101 import parse_class_index
 
-DATA = Path(__file__).resolve().parents[2] / "fixtures"  # copies of the real files in shared/data
+DATA = METADATA  # the real files, shipped in the package (videolstm/data/datasets/metadata/README.md)
 REAL_SPLITS = DATA / "ucf101" / "ucfTrainTestlist"
 REAL_COUNTS = {1: (9537, 3783), 2: (9586, 3734), 3: (9624, 3696)}
 # The official UCF101.rar spells this class folder differently from classInd.txt and the file names.

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from videolstm.data.datasets.shipped import METADATA
 from videolstm.data.datasets import (
     Tube,
     UnsafePickleError,
@@ -22,7 +23,7 @@ from videolstm.data.datasets import (
     write_ucf101_24,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "fixtures"  # copies of the real files in shared/data
+DATA = METADATA  # the real files, shipped in the package (videolstm/data/datasets/metadata/README.md)
 REAL = str(DATA / "ucf101_24" / "pyannot.pkl")
 REAL_TESTLIST = DATA / "ucf101_24" / "testlist01.txt"
 

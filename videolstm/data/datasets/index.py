@@ -31,6 +31,7 @@ case-insensitively because UCF101 ships the ``HandstandPushups`` folder for the
 from __future__ import annotations
 
 import io
+import logging
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,8 +39,11 @@ import pyarrow.parquet as pq
 from videolstm.config import InputLimits, StorageConfig
 from videolstm.data.datasets.hmdb51 import hmdb51_index
 from videolstm.data.datasets.listing import INDEX_SCHEMA, rows_to_table
-from videolstm.data.datasets.ucf101 import ucf101_index
-from videolstm.store.storage import atomic_local_file, read_bytes
+from videolstm.data.datasets.shipped import shipped_split_dir
+from videolstm.data.datasets.ucf101 import SPLIT_DIR, ucf101_index
+from videolstm.store.storage import atomic_local_file, exists, join, read_bytes
+
+log = logging.getLogger(__name__)
 
 KINDS = ("ucf101", "hmdb51", "synthetic")
 
@@ -60,6 +64,9 @@ def load_index(
             with the UCF101 reader).
         root: URI (local path, ``file://``, ``s3://``) holding the class folders and the split
             folder side by side (``ucfTrainTestlist/`` or ``testTrainMulti_7030_splits/``).
+            A UCF101 root (existing) without a ``ucfTrainTestlist/`` folder is read with the official
+            split files shipped in the package (:mod:`videolstm.data.datasets.shipped`); the
+            table's metadata then names them as ``split_dir``.
         split: 1, 2 or 3.
         storage: S3 endpoint/region for ``s3://`` roots.
         check_files: list the class folders to check that every video exists and to fill
@@ -74,7 +81,8 @@ def load_index(
 
     Returns:
         A table with :data:`INDEX_SCHEMA`, one row per video named in the split; train rows
-        first, then test rows. The schema metadata records ``kind``, ``root`` and ``split``.
+        first, then test rows. The schema metadata records ``kind``, ``root``, ``split`` and
+        (UCF101 layout) ``split_dir``, the folder the split files were read from.
 
     Raises:
         ValueError: unknown ``kind`` or ``split``, a broken class-index file, an unsafe class
@@ -87,9 +95,14 @@ def load_index(
         raise ValueError(f"split must be 1, 2 or 3 (the official splits), got {split!r}")
     if kind == "hmdb51":
         rows = hmdb51_index(root, split, storage, check_files=check_files, limits=limits)
-    else:
-        rows = ucf101_index(root, split, storage, check_files=check_files, limits=limits)
-    return rows_to_table(rows, {"kind": kind, "root": root, "split": str(split)})
+        return rows_to_table(rows, {"kind": kind, "root": root, "split": str(split)})
+    split_dir = join(root, SPLIT_DIR)
+    shipped = shipped_split_dir(kind)
+    if shipped is not None and exists(root, storage) and not exists(split_dir, storage):
+        log.info("%s has no %s/: reading the official split files shipped in the package (%s)", root, SPLIT_DIR, shipped)
+        split_dir = shipped
+    rows = ucf101_index(root, split, storage, check_files=check_files, limits=limits, split_dir=split_dir)
+    return rows_to_table(rows, {"kind": kind, "root": root, "split": str(split), "split_dir": split_dir})
 
 
 def write_index(table: pa.Table, uri: str, storage: StorageConfig | None = None) -> None:

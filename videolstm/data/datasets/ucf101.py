@@ -132,14 +132,17 @@ def parse_split_file(
 
 def ucf101_index(
     root: str, split: int, storage: StorageConfig | None = None, *, check_files: bool = True,
-    limits: InputLimits | None = None,
+    limits: InputLimits | None = None, split_dir: str | None = None,
 ) -> list[IndexRow]:
     """Index rows of UCF101 split ``split`` under ``root`` (train rows first, then test).
+
+    ``split_dir``: the folder of the split files (default ``<root>/ucfTrainTestlist``); the
+    videos are always looked up under ``root``.
 
     See :func:`videolstm.data.datasets.load_index` for the columns and :mod:`this module
     <videolstm.data.datasets.ucf101>` for the file formats and the failure rules.
     """
-    split_dir = join(root, SPLIT_DIR)
+    split_dir = split_dir or join(root, SPLIT_DIR)
     fix = "restore it from UCF101TrainTestSplits-RecognitionTask.zip (see videolstm/data/datasets/README.md)"
     class_uri = join(split_dir, CLASS_INDEX)
     classes = parse_class_index(read_text_file(class_uri, storage, fix, limits), class_uri)
