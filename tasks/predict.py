@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.stage_models import frame_cnn_uris
 from videolstm.config import BenchmarkConfig, ConfigError, StorageConfig
 from videolstm.prediction import TrainedModel, VideoPrediction, fuse_video, predict_file
 
@@ -109,31 +110,9 @@ def _class_names(config: BenchmarkConfig) -> list[str]:
     return list(load_stage_result(config, "index").extra["class_names"])
 
 
-def frame_cnn_uris(config: BenchmarkConfig, seed: int, streams: Sequence[str]) -> dict[str, str]:
-    """The seed's frame CNNs (the frame-CNN stage's exported models, found by ``config``'s lineage), by stream."""
-    from tasks.train import model_name
-    from videolstm.store import storage as st
-    from videolstm.store.lineage import MissingStageError, stage_uri
-    from videolstm.store.manifest import read_manifest
-
-    if not streams:
-        return {}
-    manifest = st.join(stage_uri(config, "frame_cnn"), "manifest.parquet")
-    if not st.exists(manifest, config.storage):
-        raise MissingStageError(f"the frame CNNs the model was trained on are not in storage ({manifest} is missing); "
-                                "predict needs the storage of the run that trained the model (--config/--set storage.root=...)")
-    items = {r.video_id: r for r in read_manifest(manifest, config.storage)}
-    uris = {}
-    for stream in streams:
-        item = items.get(model_name("convnet", stream, seed))
-        if item is None or not item.ok:
-            raise MissingStageError(f"the {stream} frame CNN of seed {seed} is not in {manifest}")
-        uris[stream] = item.shard
-    return uris
-
-
 def _frame_cnns(config: BenchmarkConfig, seed: int, streams: Sequence[str]) -> dict[str, Any]:
-    from videolstm.store.checkpoint import load_checkpoint, restore_model
+    from videolstm.models.restore import restore_model
+    from videolstm.store.checkpoint import load_checkpoint
 
     return {s: restore_model(load_checkpoint(u, config.storage))[0] for s, u in frame_cnn_uris(config, seed, streams).items()}
 
@@ -297,3 +276,116 @@ def run_predict(config: BenchmarkConfig, model: str, videos: Sequence[str], outp
         raise ConfigError("predict needs at least one video path or URI")
     predictor = load_predictor(model, config)
     return list(predict_videos(predictor, videos, output, config.storage))
+
+
+# ----------------------------------------------------------------------------------------
+# batch scoring on Ray Data: a folder or bucket prefix of videos → predictions.parquet
+
+#: predictions.parquet's columns (one row per video).
+BATCH_COLUMNS = ("video", "status", "reason", "top5", "tube", "model", "seconds", "key")
+
+
+def list_videos(input_uri: str, storage: StorageConfig | None) -> list[str]:
+    """Every file under ``input_uri`` (a folder or an ``s3://`` prefix, recursively), sorted; each is tried as a video."""
+    from videolstm.store import storage as st
+
+    fs, path = st.get_fs(input_uri, storage)
+    if not st.with_retries(lambda: fs.exists(path), f"checking {input_uri}"):
+        raise FileNotFoundError(f"{input_uri} does not exist")
+    files = st.with_retries(lambda: fs.find(path), f"listing {input_uri}")
+    base = input_uri.rstrip("/")
+    root = path.rstrip("/")
+    return sorted(st.join(base, *f[len(root):].lstrip("/").split("/")) for f in files if f.startswith(root))
+
+
+def batch_key(model: str, video: str, size: int | None) -> str:
+    """A finished video's key: the model reference, the video's URI and its size."""
+    from videolstm.config import stable_digest
+
+    return stable_digest(["predict/v1", model, video, size], 16)
+
+
+class BatchPredictor:
+    """Ray Data actor: the model loaded once, then one row per video (bad videos as ``failed`` rows with their reason)."""
+
+    def __init__(self, model: str, config_json: dict[str, Any], output_uri: str, threads: int = 1):
+        import torch
+
+        torch.set_num_threads(threads)
+        self.config = BenchmarkConfig.model_validate(config_json)
+        self.predictor = load_predictor(model, self.config)
+        self.model, self.output_uri = model, output_uri
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        return _as_columns([self.score(row) for row in rows])
+
+    def score(self, row: dict[str, Any]) -> dict[str, Any]:
+        from videolstm.data.video import VideoDecodeError
+        from videolstm.store import storage as st
+
+        video, key = str(row["video"]), str(row["key"])
+        limit = self.config.dataset.limits.archive_entry_bytes
+        record: dict[str, Any] = {"video": video, "model": self.model, "key": key, "top5": None, "tube": None, "seconds": None}
+        try:
+            if int(row["size"]) > limit:
+                raise ValueError(f"{video}: {int(row['size'])} bytes, more than dataset.limits.archive_entry_bytes ({limit})")
+            prediction = self.predictor.predict(video, self.config.storage)
+        except (VideoDecodeError, ValueError, OSError) as exc:
+            record.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
+        else:
+            result = prediction.record(self.predictor.class_names, self.model)
+            record.update(status="ok", reason="", top5=json.dumps(result["top5"]), tube=json.dumps(result["tube"]),
+                          seconds=json.dumps(result["seconds"]))
+        st.write_text(st.join(self.output_uri, "parts", f"{key}.json"), json.dumps(record), self.config.storage)
+        return record
+
+
+def _as_columns(records: list[dict[str, Any]]) -> dict[str, list]:
+    return {name: [r.get(name) for r in records] for name in BATCH_COLUMNS}
+
+
+def run_batch(config: BenchmarkConfig, model: str, input_uri: str, output_uri: str, workers: int = 1) -> dict[str, Any]:
+    """Score every file under ``input_uri`` with ``model`` on Ray Data (``workers`` actors) into
+    ``<output_uri>/predictions.parquet``. A video finished before (its part file under
+    ``<output_uri>/parts/``, same model, same URI and size) is not computed again; every video
+    that cannot be read is a ``failed`` row with its reason. Returns counts and the parquet's URI."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import ray
+
+    from tasks.runtime import init_ray
+    from videolstm.store import storage as st
+
+    load_predictor(model, config)  # a bad model reference fails here, before any video is tried
+    fs, _ = st.get_fs(input_uri, config.storage)
+    videos = list_videos(input_uri, config.storage)
+    sizes = {v: st.with_retries(lambda v=v: fs.size(st.get_fs(v, config.storage)[1]), f"sizing {v}") for v in videos}
+    keys = {v: batch_key(model, v, sizes[v]) for v in videos}
+    done = {}
+    for video, key in keys.items():
+        part = st.join(output_uri, "parts", f"{key}.json")
+        if st.exists(part, config.storage):
+            done[video] = json.loads(st.read_text(part, config.storage))
+    todo = [{"video": v, "key": keys[v], "size": int(sizes[v] or 0)} for v in videos if v not in done]
+    log.info("predict: %d videos to score, %d done before", len(todo), len(done))
+    computed: list[dict[str, Any]] = []
+    if todo:
+        init_ray(config)
+        ds = ray.data.from_items(todo, override_num_blocks=len(todo)).map_batches(
+            BatchPredictor,
+            fn_constructor_kwargs={"model": model, "config_json": config.model_dump(mode="json"), "output_uri": output_uri},
+            batch_size=1,
+            num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(todo)))),
+        )
+        computed = [dict(row) for row in ds.iter_rows()]
+    records = sorted([*done.values(), *computed], key=lambda r: r["video"])
+    table = pa.Table.from_pylist([{name: r.get(name) for name in BATCH_COLUMNS} for r in records],
+                                 schema=pa.schema([(name, pa.string()) for name in BATCH_COLUMNS]))
+    parquet = st.join(output_uri, "predictions.parquet")
+    with st.atomic_local_file(parquet, config.storage, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp)
+    failed = [r for r in records if r["status"] != "ok"]
+    return {"predictions": parquet, "videos": len(records), "ok": len(records) - len(failed), "failed": len(failed),
+            "computed": len(computed), "reused": len(done), "failures": [(r["video"], r["reason"]) for r in failed]}

@@ -4,6 +4,7 @@ back from its MLflow params, the served model's input rule, the output records."
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,3 +81,18 @@ def test_records_give_the_top_classes_in_order_and_tube_boxes_as_x_y_w_h():
     boxes = np.array([[1.0, 2.0, 11.0, 22.0], [np.nan] * 4, [3.0, 4.0, 5.0, 8.0]])
     assert tube_records(np.array([0, 1, 2]), boxes) == [{"frame": 0, "x": 1.0, "y": 2.0, "w": 10.0, "h": 20.0},
                                                           {"frame": 2, "x": 3.0, "y": 4.0, "w": 2.0, "h": 4.0}]
+
+
+def test_batch_input_lists_every_file_under_a_folder_recursively_and_keys_change_with_model_video_and_size(tmp_path):
+    from tasks.predict import batch_key, list_videos
+
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    for name in ("b.avi", "a.mp4", "sub/c.avi", "notes.txt"):
+        (tmp_path / "in" / name).write_bytes(b"x")
+    listed = list_videos(str(tmp_path / "in"), None)
+    assert [Path(v).relative_to(tmp_path / "in").as_posix() for v in listed] == ["a.mp4", "b.avi", "notes.txt", "sub/c.avi"]
+    with pytest.raises(FileNotFoundError, match="missing"):
+        list_videos(str(tmp_path / "missing"), None)
+    key = batch_key("run1", "/v/a.avi", 10)
+    assert key == batch_key("run1", "/v/a.avi", 10)
+    assert len({key, batch_key("run2", "/v/a.avi", 10), batch_key("run1", "/v/b.avi", 10), batch_key("run1", "/v/a.avi", 11)}) == 4
