@@ -110,29 +110,6 @@ def _class_names(config: BenchmarkConfig) -> list[str]:
     return list(load_stage_result(config, "index").extra["class_names"])
 
 
-def frame_cnn_uris(config: BenchmarkConfig, seed: int, streams: Sequence[str]) -> dict[str, str]:
-    """The seed's frame CNNs (the frame-CNN stage's exported models, found by ``config``'s lineage), by stream."""
-    from tasks.train import model_name
-    from videolstm.store import storage as st
-    from videolstm.store.lineage import MissingStageError, stage_uri
-    from videolstm.store.manifest import read_manifest
-
-    if not streams:
-        return {}
-    manifest = st.join(stage_uri(config, "frame_cnn"), "manifest.parquet")
-    if not st.exists(manifest, config.storage):
-        raise MissingStageError(f"the frame CNNs the model was trained on are not in storage ({manifest} is missing); "
-                                "predict needs the storage of the run that trained the model (--config/--set storage.root=...)")
-    items = {r.video_id: r for r in read_manifest(manifest, config.storage)}
-    uris = {}
-    for stream in streams:
-        item = items.get(model_name("convnet", stream, seed))
-        if item is None or not item.ok:
-            raise MissingStageError(f"the {stream} frame CNN of seed {seed} is not in {manifest}")
-        uris[stream] = item.shard
-    return uris
-
-
 def _frame_cnns(config: BenchmarkConfig, seed: int, streams: Sequence[str]) -> dict[str, Any]:
     from videolstm.models.restore import restore_model
     from videolstm.store.checkpoint import load_checkpoint
