@@ -35,13 +35,20 @@ from tasks.attention_targets import with_attention_targets
 from tasks.console import StageProgress, stage_progress
 from tasks.mlflow_model import registered_name
 from tasks.train_loop import MODEL_FILE, JobQueue, TrainJob, train_loop_per_worker
-from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest, videolstm_model_options
+from videolstm.config import (
+    BenchmarkConfig,
+    StorageConfig,
+    stable_digest,
+    val_split_options,
+    videolstm_model_options,
+    without_recipe_defaults,
+)
 from videolstm.features.inputs import stream_in_channels
 from videolstm.store import storage as st
 from videolstm.store.checkpoint import ModelSpec
 from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
 from videolstm.store.manifest import ItemResult, failure_summary, read_manifest, write_manifest
-from videolstm.training import feature_columns, split_validation
+from videolstm.training import feature_columns, split_validation, validation_grouping
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +134,12 @@ def motion_source(config: BenchmarkConfig) -> tuple[str, dict[str, Any]]:
 
 
 def _train_params(config: BenchmarkConfig) -> dict[str, Any]:
-    """Train settings that change what a model learns (execution-only settings left out)."""
-    return config.train.model_dump(mode="json", exclude={
+    """Train settings that change what a model learns (execution-only settings left out; the recipe
+    options of issue 20 only when set, so default runs keep their run keys)."""
+    return without_recipe_defaults("train", config.train.model_dump(mode="json", exclude={
         "variants", "streams", "seeds", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent",
         "max_failures", "videolstm_init", "finetune_epochs", "videolstm_attention", "loader_workers", "prefetch_batches",
-    })
+    }))
 
 
 def _mlflow_fields(config: BenchmarkConfig, kind: str, variant: str, stream: str, seed: int, parent_run_id: str | None,
@@ -148,14 +156,17 @@ def _mlflow_fields(config: BenchmarkConfig, kind: str, variant: str, stream: str
     }
 
 
-def rows_for(manifest_uri: str, storage: StorageConfig, val_fraction: float, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
+def rows_for(manifest_uri: str, storage: StorageConfig, val_fraction: float, seed: int,
+             val_split: str = "groups") -> tuple[list[dict], list[dict], list[dict]]:
     """(train, validation, test) rows {"video_id", "shard", "label"} of a manifest's ok items.
 
-    Validation: ``val_fraction`` of each class's groups of the train split (group-disjoint), seeded.
+    Validation: ``val_fraction`` of each class's groups of the train split (group-disjoint), seeded;
+    ``val_split="videos"`` (the previous recipe): of each class's videos, groups ignored.
     """
     items = [r for r in read_manifest(manifest_uri, storage) if r.ok]
     as_rows = lambda rs: [{"video_id": r.video_id, "shard": r.shard, "label": r.label} for r in rs]  # noqa: E731
-    train, val = split_validation(as_rows([r for r in items if r.subset == "train"]), val_fraction, seed)
+    train, val = split_validation(as_rows([r for r in items if r.subset == "train"]), val_fraction, seed,
+                                  validation_grouping(val_split))
     return list(train), list(val), as_rows([r for r in items if r.subset == "test"])
 
 
@@ -183,7 +194,7 @@ def sequence_job(
     sources = {k: v.shard for k, v in (init_from or {}).items()}
     run_key = stable_digest(["sequence", variant, stream, seed, features.extra["contents"][str(seed)], spec.to_dict(),
                              _train_params(config), {k: v.key for k, v in (init_from or {}).items()}], 16)
-    train, val, _ = rows_for(features.extra["manifests"][str(seed)], config.storage, t.val_fraction, seed)
+    train, val, _ = rows_for(features.extra["manifests"][str(seed)], config.storage, t.val_fraction, seed, t.val_split)
     name = model_name(variant, stream, seed)
     epochs = (t.finetune_epochs or t.epochs) if stage == "finetune" else t.epochs
     extra = {f"init_from.{k}": v.video_id for k, v in (init_from or {}).items()}
@@ -208,8 +219,9 @@ def frame_cnn_job(config: BenchmarkConfig, stream: str, seed: int, frames_flow: 
     if f.arch == "small":
         overrides.update({"channels": list(f.channels), "fc_dim": f.fc_dim})
     spec = ModelSpec(f.arch, num_classes, overrides, kind="frame_cnn")
-    run_key = stable_digest(["frame_cnn", stream, seed, frames_flow.content, spec.to_dict(), f.model_dump(mode="json"), t.val_fraction], 16)
-    train, val, _ = rows_for(frames_flow.manifest_uri, config.storage, t.val_fraction, seed)
+    run_key = stable_digest(["frame_cnn", stream, seed, frames_flow.content, spec.to_dict(), f.model_dump(mode="json"), t.val_fraction,
+                             *val_split_options(t)], 16)
+    train, val, _ = rows_for(frames_flow.manifest_uri, config.storage, t.val_fraction, seed, t.val_split)
     name = model_name("convnet", stream, seed)
     return TrainJob(
         kind="frame_cnn", variant="convnet", stream=stream, seed=seed, name=name, spec=spec.to_dict(),

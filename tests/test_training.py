@@ -31,6 +31,7 @@ from videolstm.training import (
     split_validation,
     video_group,
     train_epoch,
+    validation_grouping,
 )
 
 # ----------------------------------------------------------------------------------------
@@ -418,3 +419,37 @@ def test_validation_split_of_the_real_ucf101_train_list_shares_no_group_with_tra
     assert 0.15 < len(val) / len(rows) < 0.25
     # the previous per-video split would have put clips of ~every validation group into training
     assert len(val_groups) > 101
+
+
+def _previous_split(rows, fraction, seed):
+    """The per-video split of the recipe before the group-disjoint one (de3df4c^ videolstm/training.py),
+    copied as it was: per label, the rows sorted by id, a seeded permutation, round(fraction·n) held out."""
+    rng = np.random.default_rng(seed)
+    by_label = {}
+    for row in sorted(rows, key=lambda r: r["video_id"]):
+        by_label.setdefault(int(row["label"]), []).append(row)
+    train, val = [], []
+    for label in sorted(by_label):
+        group = by_label[label]
+        order = rng.permutation(len(group))
+        n_val = min(len(group) - 1, max(1, round(fraction * len(group))))
+        val += [group[i] for i in order[:n_val]]
+        train += [group[i] for i in order[n_val:]]
+    return train, val
+
+
+def test_val_split_videos_is_the_previous_per_video_split_and_can_share_groups_with_training():
+    """train.val_split: videos (a deviation): each class's *videos* (not groups) are held out, the
+    previous recipe's draw exactly; clips of one group then land on both sides."""
+    rows = [{"video_id": f"C{c}/v_C{c}_g{g:02d}_c{k:02d}", "label": c} for c in range(3) for g in range(1, 6) for k in range(1, 4)]
+    for seed in (0, 1, 7):
+        train, val = split_validation(rows, 0.2, seed, validation_grouping("videos"))
+        assert (train, val) == _previous_split(rows, 0.2, seed)
+        assert Counter(r["label"] for r in val) == {0: 3, 1: 3, 2: 3}  # round(0.2 · 15 videos)
+    train, val = split_validation(rows, 0.2, 0, validation_grouping("videos"))
+    assert {video_group(r["video_id"]) for r in train} & {video_group(r["video_id"]) for r in val}
+    grouped_train, grouped_val = split_validation(rows, 0.2, 0, validation_grouping("groups"))
+    assert not {video_group(r["video_id"]) for r in grouped_train} & {video_group(r["video_id"]) for r in grouped_val}
+    assert Counter(r["label"] for r in grouped_val) == {0: 3, 1: 3, 2: 3}  # one of 5 groups, 3 clips each
+    with pytest.raises(ValueError, match="unknown validation split 'random'"):
+        validation_grouping("random")

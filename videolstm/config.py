@@ -279,6 +279,12 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
     snippet_length: int = Field(30, ge=1, description="frames per training snippet (30)")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="groups of clips held out per class for validation (best checkpoint by val/accuracy); 0: none, the latest checkpoint is used")
+    val_split: Literal["groups", "videos"] = Field(
+        "groups",
+        description="what val_fraction holds out per class: groups = whole groups (clips of one source video never straddle "
+        "train and validation); videos = a deviation, the recipe before: single videos, so validation can share a group "
+        "with training (frame CNNs and every model move)",
+    )
     videolstm_init: Literal["pretrained", "scratch"] = Field(
         "pretrained",
         description="VideoLSTM: pretrained = bottom from a trained flow ConvLSTM, top/attention/readout from the trained RGB ConvALSTM, then fine-tuned (the authors'); scratch = random weights",
@@ -339,6 +345,7 @@ def videolstm_model_options(train: TrainConfig) -> dict[str, Any]:
 #: lineage digest or a model's run key leaves such a key out while it has this value and includes it
 #: when set, so default runs keep their caches (dotted keys within the section, see without_recipe_defaults).
 RECIPE_OPTIONS_AT_DEFAULT: dict[str, dict[str, Any]] = {
+    "train": {"val_split": "groups"},
     "evaluate": {"segment_placement": "authors"},
 }
 
@@ -354,6 +361,12 @@ def without_recipe_defaults(section: str, data: dict[str, Any]) -> dict[str, Any
         if key in node and node[key] == default:
             node.pop(key)
     return out
+
+
+def val_split_options(train: TrainConfig) -> list[str]:
+    """``[train.val_split]`` when it is not the default (``groups``), else ``[]``: what the frame CNNs'
+    lineage and run keys add for it (they digest ``val_fraction`` but not the whole train section)."""
+    return [] if train.val_split == RECIPE_OPTIONS_AT_DEFAULT["train"]["val_split"] else [train.val_split]
 
 
 class LocalizationConfig(Section):

@@ -328,6 +328,21 @@ def video_group(video_id: str) -> str:
     return video_id
 
 
+#: How validation videos are chosen: ``groups`` (group-disjoint, today's) | ``videos`` (the recipe before, a deviation).
+VAL_SPLITS: tuple[str, ...] = ("groups", "videos")
+
+
+def validation_grouping(val_split: str) -> Callable[[str], str]:
+    """The ``group`` function of :func:`split_validation` for ``train.val_split``: :func:`video_group`
+    (``groups``) or every video its own group (``videos``: the previous recipe's split, whose
+    validation videos can share a group — a long source video — with training videos)."""
+    if val_split == "groups":
+        return video_group
+    if val_split == "videos":
+        return str
+    raise ValueError(f"unknown validation split {val_split!r}; expected one of {VAL_SPLITS}")
+
+
 def split_validation(
     rows: Sequence[Mapping[str, Any]], fraction: float, seed: int, group: Callable[[str], str] = video_group
 ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
@@ -336,7 +351,8 @@ def split_validation(
     Stratified by label; a group is never split, so clips of one long video are never both in
     train and validation (the official UCF101/HMDB51 splits are group-disjoint for this reason).
     Per class: round(fraction · groups) groups, at least one, but never every group (a class with
-    one group keeps it for training).
+    one group keeps it for training). With ``group=str`` every video is its own group: the
+    previous recipe's per-video split, drawn with the same random numbers as it was.
     """
     if fraction <= 0:
         return list(rows), []

@@ -133,3 +133,15 @@ def _default_run_keys(config, tmp_path) -> dict[str, str]:
 def test_the_default_configuration_keeps_every_models_run_key(tmp_path):
     config = load_config({"storage": {"root": str(tmp_path / "root")}, "mlflow": {"register_models": False}})
     assert _default_run_keys(config, tmp_path) == DEFAULT_RUN_KEYS
+
+
+def test_val_split_videos_moves_every_models_run_key_and_splits_by_video(tmp_path):
+    """train.val_split: videos (the previous recipe) holds out single clips — here 1 of each class's 3
+    train clips, of distinct groups — and changes the frame CNNs' and the sequence models' run keys."""
+    base = load_config({"storage": {"root": str(tmp_path / "root")}, "mlflow": {"register_models": False}})
+    videos = base.model_copy(update={"train": base.train.model_copy(update={"val_split": "videos"})})
+    default_keys, video_keys = _default_run_keys(base, tmp_path), _default_run_keys(videos, tmp_path)
+    assert not set(default_keys.items()) & set(video_keys.items())
+    frames_flow = _stage(tmp_path, "frames_flow")
+    job = frame_cnn_job(videos, "rgb", 0, frames_flow, 2, None)
+    assert len(job.val_rows) == 2 and len(job.train_rows) == 4  # round(0.2 · 3) = 1 video per class

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from videolstm.store import storage as st
-from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest, videolstm_model_options, without_recipe_defaults
+from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest, val_split_options, videolstm_model_options, without_recipe_defaults
 from videolstm.store.manifest import ItemResult
 
 STAGES = ("dataset", "index", "frames_flow", "frame_cnn", "features", "train", "finetune", "evaluate", "report")
@@ -61,13 +61,13 @@ def lineages(config: BenchmarkConfig) -> dict[str, str]:
     """Lineage digest of every stage (execution-only settings excluded)."""
     dataset = stable_digest({"dataset": _section(config, "dataset", {"limits"})})  # limits refuse input, change no result
     frames_flow = stable_digest([dataset, _section(config, "flow", {"workers", "threads_per_worker"})])
-    frame_cnn = stable_digest([frames_flow, _section(config, "frame_cnn"), config.train.val_fraction])
+    frame_cnn = stable_digest([frames_flow, _section(config, "frame_cnn"), config.train.val_fraction, *val_split_options(config.train)])
     features = stable_digest([frame_cnn, _section(config, "features", {"workers", "batch_frames"})])
     # seeds are items inside a stage's folder (keyed per model), not part of its lineage: adding
     # a seed trains that seed only
     execution = {"variants", "streams", "seeds", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent", "max_failures", "loader_workers", "prefetch_batches"}
     finetune_only = {"videolstm_init", "finetune_epochs", "videolstm_attention"}
-    train_params = _section(config, "train", execution | finetune_only)
+    train_params = without_recipe_defaults("train", _section(config, "train", execution | finetune_only))
     train = stable_digest([features, train_params])
     options = videolstm_model_options(config.train)  # only when set: caches of default runs stay valid
     finetune = stable_digest([train, config.train.videolstm_init, config.train.finetune_epochs, *([options] if options else [])])
