@@ -29,7 +29,8 @@ from videolstm.inference import Predictions, frame_cnn_predictions, predict_vide
 from videolstm.models import VARIANTS
 from videolstm.models.protocol import fuse_probabilities
 from videolstm.store import storage as st
-from videolstm.store.checkpoint import CheckpointError, load_checkpoint, restore_model
+from videolstm.models.restore import restore_model
+from videolstm.store.checkpoint import CheckpointError, load_checkpoint
 from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
 from videolstm.store.manifest import ItemResult, failure_summary, read_manifest, write_manifest
 from videolstm.evaluation.calibration import calibrate_predictions, is_calibration_metric

@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow
 import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from tasks.train_loop import TrainJob
 from videolstm import __version__
 from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig
@@ -25,6 +24,19 @@ from videolstm.config import BenchmarkConfig
 log = logging.getLogger(__name__)
 
 PYFUNC_CODE = Path(__file__).with_name("mlflow_pyfunc.py")
+
+
+class TrainedModel(Protocol):
+    """What logging a trained model needs of its training job (a :class:`tasks.train_loop.TrainJob`
+    has it); named here so this module does not import the training loop, which imports it."""
+
+    name: str
+    variant: str
+    stream: str
+    seed: int
+    spec: dict[str, Any]
+    register_as: str | None
+    run_key: str
 
 
 def registered_name(dataset: str, variant: str, stream: str) -> str:
@@ -40,7 +52,7 @@ def signature_for(sample: dict[str, np.ndarray] | None, num_classes: int) -> Mod
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def log_model(job: TrainJob, run_id: str, model_uri: str, config: BenchmarkConfig, sample: dict[str, Any] | None) -> str | None:
+def log_model(job: TrainedModel, run_id: str, model_uri: str, config: BenchmarkConfig, sample: dict[str, Any] | None) -> str | None:
     """Log ``model_uri`` (a videolstm checkpoint) into run ``run_id`` and register it as
     ``job.register_as`` (one version per seed, tagged with it); returns the model URI."""
     name = job.register_as
@@ -103,7 +115,7 @@ def log_video_model(run_id: str, name: str, variant: str, stream: str, seed: int
     it as ``registered``; returns its model URI."""
     import json
 
-    from tasks.predict import frame_cnn_uris
+    from tasks.stage_models import frame_cnn_uris
     from videolstm.features.inputs import STREAMS
     from videolstm.models import build_model
     from videolstm.store.lineage import load_stage_result

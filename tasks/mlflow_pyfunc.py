@@ -17,7 +17,8 @@ from mlflow.pyfunc import PythonModel
 
 class VideoLSTMPyfunc(PythonModel):
     def load_context(self, context):
-        from videolstm.store.checkpoint import load_checkpoint, restore_model
+        from videolstm.models.restore import restore_model
+        from videolstm.store.checkpoint import load_checkpoint
 
         self.model, self.spec = restore_model(load_checkpoint(context.artifacts["checkpoint"]))
 

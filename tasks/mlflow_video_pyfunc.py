@@ -59,7 +59,8 @@ class VideoModelPyfunc(PythonModel):
     def load_context(self, context):
         from videolstm.config import BenchmarkConfig
         from videolstm.prediction import TrainedModel
-        from videolstm.store.checkpoint import load_checkpoint, restore_model
+        from videolstm.models.restore import restore_model
+        from videolstm.store.checkpoint import load_checkpoint
 
         settings = json.loads(Path(context.artifacts["settings"]).read_text())
         config = BenchmarkConfig.model_validate(settings["config"])

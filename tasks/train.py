@@ -34,6 +34,7 @@ from tasks import tracking
 from tasks.attention_targets import with_attention_targets
 from tasks.console import StageProgress, stage_progress
 from tasks.mlflow_model import registered_name
+from tasks.stage_models import model_name, parse_model_name  # noqa: F401 (tasks.train.parse_model_name: callers import it from here)
 from tasks.train_loop import MODEL_FILE, JobQueue, TrainJob, train_loop_per_worker
 from videolstm.config import (
     BenchmarkConfig,
@@ -63,20 +64,6 @@ RELATIVE_COST: dict[str, float] = {
 
 #: Name of the extra flow ConvLSTM trained with the bottom layer's kernels (VideoLSTM's source).
 MOTION_SOURCE = "convlstm_motion"
-
-
-def model_name(variant: str, stream: str, seed: int) -> str:
-    """``convalstm-rgb-s1``: the name of a model in manifests, folders and MLflow runs."""
-    return f"{variant}-{stream}-s{seed}"
-
-
-def parse_model_name(name: str) -> tuple[str, str, int]:
-    """(variant, stream, seed) of :func:`model_name`'s output."""
-    rest, _, seed = name.rpartition("-s")
-    variant, _, stream = rest.rpartition("-")
-    if not (variant and stream and seed.isdigit()):
-        raise ValueError(f"{name!r} is not a model name of the form <variant>-<stream>-s<seed>")
-    return variant, stream, int(seed)
 
 
 def pyarrow_filesystem(uri: str, storage: StorageConfig) -> pafs.FileSystem | None:

@@ -43,10 +43,10 @@ from videolstm.store.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
-    restore_model,
     save_checkpoint,
     unwrap,
 )
+from videolstm.models.restore import build_from_spec, restore_model
 from videolstm.loader import WaitClock, parallel_batches, seeded_items, wait_metrics
 from videolstm.training import (
     EpochStats,
@@ -198,7 +198,7 @@ def _all_reduce_stats(stats: EpochStats, device: torch.device) -> EpochStats:
 def build_model(job: TrainJob, config: BenchmarkConfig, resuming: bool) -> torch.nn.Module:
     """The job's model: fresh (seeded), or with pretrained weights for a fresh run."""
     torch.manual_seed(job.seed)
-    model = ModelSpec.from_dict(job.spec).build()
+    model = build_from_spec(ModelSpec.from_dict(job.spec))
     if resuming:
         return model
     if job.weights:  # frame CNN: torchvision-format VGG-16 weights

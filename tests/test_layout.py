@@ -1,16 +1,42 @@
-"""The library's layout: one folder per pipeline stage, no import circle, old entry points kept."""
+"""The repository's layout, read from the code: flows → tasks → videolstm and never back, no
+import circle anywhere, and inside the library and inside tasks/ no module imports a layer above
+its own (the layer orders are declared below)."""
 
 from __future__ import annotations
 
 import ast
-import importlib
-import warnings
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "videolstm"
+
+#: The repository's top-level code folders, lowest first: a folder imports only its own and lower ones.
+TIERS = ("videolstm", "tasks", "flows", "benchmarks", "scripts")
+
+#: The library's layers, lowest first. A module imports only modules of its own layer or below,
+#: so each pipeline stage builds on the ones it needs and nothing reaches back up.
+LIBRARY_LAYERS: tuple[tuple[str, ...], ...] = (
+    ("videolstm", "videolstm.messages"),  # the package root (the version) and message hygiene
+    ("videolstm.config",),  # the typed configuration every stage takes
+    ("videolstm.store",),  # what every stage writes: storage, safe paths, shards, manifests, lineage, checkpoints
+    ("videolstm.data", "videolstm.features"),  # stages 1–4: datasets, decoding, flow; frame CNNs and features
+    ("videolstm.models",),  # stage 5's model zoo (rebuilding a checkpoint's frame CNN or variant included)
+    ("videolstm.loader", "videolstm.training", "videolstm.inference"),  # batches, the step, the test protocol over shards
+    ("videolstm.evaluation",),  # stages 6–7: metrics, localization, calibration, reports
+    ("videolstm.prediction",),  # a trained model on a new video: every stage above for one file
+)
+
+#: tasks/' layers, lowest first: the shared pieces (console, Ray runtime, MLflow, storage leases),
+#: then the stages, each stage above the stages whose results it reads.
+TASK_LAYERS: tuple[tuple[str, ...], ...] = (
+    ("tasks", "tasks.console", "tasks.attempts", "tasks.tracking", "tasks.mlflow_pyfunc", "tasks.mlflow_video_pyfunc",
+     "tasks.attention_targets"),
+    ("tasks.runtime", "tasks.leases", "tasks.stage_models"),
+    ("tasks.dataset", "tasks.frames_flow"),
+    ("tasks.train_loop", "tasks.mlflow_model", "tasks.train", "tasks.features"),
+    ("tasks.evaluate",),
+    ("tasks.predict", "tasks.report", "tasks.reevaluate", "tasks.sweep"),
+)
 
 
 def module_name(path: Path) -> str:
@@ -18,7 +44,7 @@ def module_name(path: Path) -> str:
 
 
 def imported_modules(path: Path, modules: set[str]) -> set[str]:
-    """Every videolstm module ``path`` imports, at module level or inside a function."""
+    """Every repository module ``path`` imports, at module level or inside a function."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -32,10 +58,10 @@ def imported_modules(path: Path, modules: set[str]) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
-    graph = {name: imported_modules(path, set(paths)) - {name} for name, path in paths.items()}
-    return graph
+def import_graph(folders: tuple[str, ...] = TIERS) -> dict[str, set[str]]:
+    """module → the repository modules it imports, over every ``*.py`` of ``folders``."""
+    paths = {module_name(p): p for folder in folders for p in (REPO / folder).rglob("*.py") if "__pycache__" not in p.parts}
+    return {name: imported_modules(path, set(paths)) - {name} for name, path in paths.items()}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -61,15 +87,97 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def layer_of(module: str, layers: tuple[tuple[str, ...], ...]) -> int | None:
+    """Index of the layer whose longest-matching prefix names ``module`` (None: not in any layer)."""
+    best: tuple[int, int] | None = None
+    for index, layer in enumerate(layers):
+        for prefix in layer:
+            if module == prefix or module.startswith(prefix + "."):
+                if best is None or len(prefix) > best[1]:
+                    best = (index, len(prefix))
+    return None if best is None else best[0]
+
+
+def upward_imports(graph: dict[str, set[str]], layers: tuple[tuple[str, ...], ...]) -> list[str]:
+    """Every import of ``graph`` from a module to a module of a higher layer, as ``a → b``."""
+    wrong = []
+    for module, imports in sorted(graph.items()):
+        own = layer_of(module, layers)
+        if own is None:
+            continue
+        for target in sorted(imports):
+            other = layer_of(target, layers)
+            if other is not None and other > own:
+                wrong.append(f"{module} → {target}")
+    return wrong
+
+
+def tier(module: str) -> int:
+    return TIERS.index(module.split(".", 1)[0])
+
+
+# --- the checks' own checks: each can fail --------------------------------------------------
+
+
 def test_find_cycle_sees_a_circle_hidden_in_a_function_level_import():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
 
 
-def test_library_import_graph_has_no_circle():
+def test_imported_modules_sees_function_level_and_from_imports(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("import a.b\ndef f():\n    from c import d\n    from e import x\n")
+    assert imported_modules(source, {"a.b", "c", "c.d", "e"}) == {"a.b", "c", "c.d", "e"}
+
+
+def test_upward_imports_names_an_arrow_back_up_and_spares_the_downward_ones():
+    layers = (("low",), ("mid",), ("high",))
+    graph = {"high.x": {"mid.y", "low"}, "mid.y": {"low.z", "high.x"}, "low.z": set()}
+    assert upward_imports(graph, layers) == ["mid.y → high.x"]
+    assert layer_of("videolstm.store.checkpoint", LIBRARY_LAYERS) == 2
+    assert layer_of("videolstm.models.restore", LIBRARY_LAYERS) == 4
+
+
+# --- the repository ---------------------------------------------------------------------------
+
+
+def test_the_graph_reads_every_folder_of_the_repository():
     graph = import_graph()
-    assert "videolstm.data.datasets.index" in graph and graph["videolstm.data.datasets.index"]
-    assert find_cycle(graph) is None, f"import circle: {' -> '.join(find_cycle(graph))}"
+    for module in ("videolstm.data.datasets.index", "tasks.train", "flows.cli", "benchmarks.paper_scale", "scripts.config_reference"):
+        assert module in graph, module
+    assert graph["videolstm.data.datasets.index"] and graph["flows.cli"]
+
+
+def test_imports_run_flows_to_tasks_to_videolstm_never_back():
+    graph = import_graph()
+    wrong = [f"{a} → {b}" for a, imports in sorted(graph.items()) for b in sorted(imports) if tier(b) > tier(a)]
+    assert not wrong, f"imports against the direction {' → '.join(reversed(TIERS))}: {wrong}"
+
+
+def test_the_repository_import_graph_has_no_circle():
+    graph = import_graph()
+    cycle = find_cycle(graph)
+    assert cycle is None, f"import circle: {' -> '.join(cycle)}"
+
+
+def test_every_library_module_has_a_declared_layer():
+    undeclared = [m for m in import_graph(("videolstm",)) if layer_of(m, LIBRARY_LAYERS) is None]
+    assert not undeclared, f"add these to LIBRARY_LAYERS in tests/test_layout.py: {undeclared}"
+
+
+def test_no_library_module_imports_a_layer_above_its_own():
+    wrong = upward_imports(import_graph(("videolstm",)), LIBRARY_LAYERS)
+    assert not wrong, f"arrows back up inside the library: {wrong}"
+
+
+def test_every_tasks_module_has_a_declared_layer():
+    undeclared = [m for m in import_graph(("tasks",)) if layer_of(m, TASK_LAYERS) is None]
+    assert not undeclared, f"add these to TASK_LAYERS in tests/test_layout.py: {undeclared}"
+
+
+def test_no_tasks_module_imports_a_layer_above_its_own():
+    wrong = upward_imports(import_graph(("tasks",)), TASK_LAYERS)
+    assert not wrong, f"arrows back up inside tasks/: {wrong}"
 
 
 def test_every_stage_folder_exists_and_holds_its_modules():
@@ -77,7 +185,7 @@ def test_every_stage_folder_exists_and_holds_its_modules():
         "data": {"video.py", "flow.py", "frames_flow.py", "datasets"},
         "store": {"storage.py", "shards.py", "manifest.py", "lineage.py", "checkpoint.py"},
         "features": {"backbones.py", "inputs.py", "extraction.py"},
-        "models": {"cells.py", "attention.py", "variants.py", "registry.py", "functional.py", "protocol.py"},
+        "models": {"cells.py", "attention.py", "variants.py", "registry.py", "functional.py", "protocol.py", "restore.py"},
         "evaluation": {"metrics.py", "localization.py", "scoring.py", "plots.py", "report.py"},
     }
     for folder, names in expected.items():
@@ -85,41 +193,20 @@ def test_every_stage_folder_exists_and_holds_its_modules():
         assert names <= present, f"videolstm/{folder} lacks {names - present}"
 
 
+def test_the_old_import_paths_are_gone():
+    """The deprecation shims of the previous release are deleted (CHANGELOG.md)."""
+    for old in ("datasets", "flow.py", "shards.py", "video.py"):
+        assert not (PACKAGE / old).exists(), f"videolstm/{old} should be gone; import from videolstm.data / videolstm.store"
+
+
 def test_tests_mirror_the_library_folders():
     for folder in ("data", "store", "features", "models", "evaluation"):
         assert (REPO / "tests" / folder / "__init__.py").is_file(), f"tests/{folder}/ should mirror videolstm/{folder}/"
 
 
-#: (old import path, name, new module): the public entry points kept for this release.
-MOVED = [
-    ("videolstm.datasets", "load_index", "videolstm.data.datasets"),
-    ("videolstm.datasets", "load_ucf101_24", "videolstm.data.datasets"),
-    ("videolstm.flow", "compute_flow", "videolstm.data.flow"),
-    ("videolstm.flow", "quantize_flow", "videolstm.data.flow"),
-    ("videolstm.video", "decode_video", "videolstm.data.video"),
-    ("videolstm.shards", "write_shard", "videolstm.store.shards"),
-]
-
-
-@pytest.mark.parametrize("old, name, new", MOVED)
-def test_old_import_paths_still_give_the_same_function_with_a_deprecation_warning(old, name, new):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        value = getattr(importlib.import_module(old), name)
-    assert value is getattr(importlib.import_module(new), name)
-    assert any(issubclass(w.category, DeprecationWarning) and new in str(w.message) for w in caught)
-
-
-def test_entry_points_that_did_not_move_are_where_they_were():
-    from videolstm.models import build_model
-    from videolstm.training import snippet_batch
-
-    assert callable(build_model) and callable(snippet_batch)
-
-
 def test_layout_page_names_every_library_folder_and_module():
     layout = (REPO / "docs" / "layout.md").read_text()
     for path in sorted(PACKAGE.iterdir()):
-        if path.name.startswith("__") or path.name in {"datasets", "flow.py", "video.py", "shards.py"}:
-            continue  # the compatibility paths are documented below the tree
+        if path.name.startswith("__"):
+            continue
         assert path.name.removesuffix(".py") in layout, f"docs/layout.md does not mention videolstm/{path.name}"

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from videolstm.messages import redact, short_repr, shorten, userinfo
 
 Stream = Literal["rgb", "flow"]
+#: The paper's variants, in the order of its tables (the model registry's keys, videolstm.models.VARIANTS).
+VARIANTS: tuple[str, ...] = ("convnet", "lstm", "alstm", "convlstm", "convalstm", "motion_alstm", "videolstm")
 DatasetKind = Literal["synthetic", "ucf101", "hmdb51"]
 FlowMethod = Literal["tvl1", "dis", "farneback"]
 
@@ -324,8 +326,6 @@ class TrainConfig(Section):
     @field_validator("variants")
     @classmethod
     def _known_variants(cls, value: list[str]) -> list[str]:
-        from videolstm.models import VARIANTS  # local: models import torch
-
         unknown = [v for v in value if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown variant(s) {unknown}; expected names from {sorted(VARIANTS)}")

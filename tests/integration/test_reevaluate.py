@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from tasks import tracking
 from tasks.mlflow_model import PYFUNC_CODE
-from videolstm.store.checkpoint import ModelSpec, checkpoint_state, load_checkpoint, restore_model, save_checkpoint
+from videolstm.models.restore import build_from_spec, restore_model
+from videolstm.store.checkpoint import ModelSpec, checkpoint_state, load_checkpoint, save_checkpoint
 from videolstm.store.manifest import read_manifest
 from videolstm.training import frame_batch, frame_forward, make_optimizer, sequence_forward, snippet_batch
 
@@ -77,7 +78,7 @@ def test_reevaluate_passes_stable_models_and_fails_naming_regressed_ones(tiny_pi
     spec = ModelSpec("convlstm", 2, {"input_channels": sizes["channels"], "spatial_size": tuple(sizes["spatial_size"]),
                                      "hidden_channels": 4, "fc_dim": 8, "dropout": 0.0})
     torch.manual_seed(0)
-    model = spec.build()
+    model = build_from_spec(spec)
     length = config.evaluate.segment_length
     loss = _fit(model, lambda step: snippet_batch(test_rows, "rgb_pool5", None, length, np.random.default_rng(step)), sequence_forward)
     assert loss < 0.1, f"the reference model did not fit the two test videos (loss {loss:.3f})"

@@ -277,7 +277,7 @@ def test_entry_under_the_marker_folder_cannot_forge_another_archives_marker(area
 # 6. checkpoints that over-allocate
 
 
-CHECKPOINT_SETUP = "from videolstm.store.checkpoint import load_checkpoint, restore_model"
+CHECKPOINT_SETUP = "from videolstm.store.checkpoint import load_checkpoint; from videolstm.models.restore import restore_model"
 
 
 @pytest.mark.parametrize("num_classes", [4_000_000, 10**9])

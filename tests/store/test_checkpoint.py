@@ -19,10 +19,10 @@ from videolstm.store.checkpoint import (
     checkpoint_state,
     latest_checkpoint,
     load_checkpoint,
-    restore_model,
     save_checkpoint,
     unwrap,
 )
+from videolstm.models.restore import build_from_spec, restore_model
 
 SEQUENCE_SPEC = ModelSpec(
     "videolstm", 3,
@@ -57,7 +57,7 @@ def test_model_spec_round_trips_through_its_dict():
     assert ModelSpec.from_dict(listed).overrides["spatial_size"] == (3, 3)  # JSON turns tuples into lists
     assert ModelSpec.from_dict({"variant": "lstm", "num_classes": 2}).kind == "sequence"
     with pytest.raises(ValueError, match="unknown model kind"):
-        ModelSpec("lstm", 2, kind="weird").build()
+        build_from_spec(ModelSpec("lstm", 2, kind="weird"))
 
 
 def _outputs(model: nn.Module, spec: ModelSpec) -> torch.Tensor:
@@ -72,7 +72,7 @@ def _outputs(model: nn.Module, spec: ModelSpec) -> torch.Tensor:
 @pytest.mark.parametrize("spec", [SEQUENCE_SPEC, FRAME_SPEC], ids=["videolstm", "small_frame_cnn"])
 def test_save_load_restore_rebuilds_a_model_with_identical_outputs(tmp_path, spec):
     torch.manual_seed(0)
-    model = spec.build()
+    model = build_from_spec(spec)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3)
     expected = _outputs(model, spec)
     uri = str(tmp_path / checkpoint_name(3))
@@ -91,7 +91,7 @@ def test_save_load_restore_rebuilds_a_model_with_identical_outputs(tmp_path, spe
 
 def test_checkpoint_state_unwraps_a_wrapped_model_and_keeps_optimizer_state(tmp_path):
     torch.manual_seed(0)
-    model = SEQUENCE_SPEC.build()
+    model = build_from_spec(SEQUENCE_SPEC)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-2)
     model(torch.randn(2, 2, 4, 3, 3), flow=torch.randn(2, 2, 2, 3, 3)).logits.sum().backward()
     optimizer.step()
@@ -108,7 +108,7 @@ def test_checkpoint_state_unwraps_a_wrapped_model_and_keeps_optimizer_state(tmp_
     assert not any(k.startswith("module.") for k in state["model"])
     uri = save_checkpoint(str(tmp_path / checkpoint_name(1)), state)
 
-    fresh = SEQUENCE_SPEC.build()
+    fresh = build_from_spec(SEQUENCE_SPEC)
     fresh_optimizer = torch.optim.RMSprop(fresh.parameters(), lr=1e-2)
     fresh_optimizer.load_state_dict(load_checkpoint(uri)["optimizer"])
     before = optimizer.state_dict()["state"]
@@ -176,7 +176,7 @@ def test_checkpoints_on_s3_save_list_and_restore(moto_s3):
     storage, bucket = moto_s3
     folder = f"s3://{bucket}/train/abc/videolstm-rgb"
     torch.manual_seed(0)
-    model = SEQUENCE_SPEC.build()
+    model = build_from_spec(SEQUENCE_SPEC)
     for epoch in (1, 2, 11):
         save_checkpoint(st.join(folder, checkpoint_name(epoch)), checkpoint_state(epoch, model, SEQUENCE_SPEC), storage)
     latest = latest_checkpoint(folder, storage)
@@ -202,7 +202,7 @@ def test_a_spec_that_disagrees_with_the_weights_is_refused_without_allocating(ch
     import resource
 
     torch.manual_seed(0)
-    state = checkpoint_state(1, SEQUENCE_SPEC.build(), SEQUENCE_SPEC)
+    state = checkpoint_state(1, build_from_spec(SEQUENCE_SPEC), SEQUENCE_SPEC)
     state["model_spec"] = {**state["model_spec"], **change}
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with pytest.raises(CheckpointError, match="model_spec") as refused:
@@ -212,7 +212,7 @@ def test_a_spec_that_disagrees_with_the_weights_is_refused_without_allocating(ch
 
 
 def test_restore_checks_the_configured_class_count_and_the_spec_itself():
-    state = checkpoint_state(1, SEQUENCE_SPEC.build(), SEQUENCE_SPEC)
+    state = checkpoint_state(1, build_from_spec(SEQUENCE_SPEC), SEQUENCE_SPEC)
     assert restore_model(state, num_classes=SEQUENCE_SPEC.num_classes)[1] == SEQUENCE_SPEC
     with pytest.raises(CheckpointError, match=rf"num_classes {SEQUENCE_SPEC.num_classes}, the configured dataset 101"):
         restore_model(state, num_classes=101)
@@ -228,7 +228,7 @@ def test_a_checkpoint_with_compressed_records_is_refused(tmp_path):
     import zipfile
 
     buffer = io.BytesIO()
-    torch.save(checkpoint_state(1, SEQUENCE_SPEC.build(), SEQUENCE_SPEC), buffer)
+    torch.save(checkpoint_state(1, build_from_spec(SEQUENCE_SPEC), SEQUENCE_SPEC), buffer)
     source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
     path = tmp_path / "deflated.pt"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:

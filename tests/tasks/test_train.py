@@ -75,6 +75,7 @@ def test_videolstm_is_trained_after_its_sources_and_the_matrix_lists_motion_vari
 def test_videolstm_attention_reaches_the_fine_tuned_models_spec_only_when_set(config, tmp_path):
     """``train.videolstm_attention: motion`` builds VideoLSTM without the RGB term (its spec says so);
     the authors' default leaves the spec, and so the run key and cache, as before the option."""
+    from videolstm.models.restore import build_from_spec
     from videolstm.store.checkpoint import ModelSpec
 
     sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
@@ -87,9 +88,9 @@ def test_videolstm_attention_reaches_the_fine_tuned_models_spec_only_when_set(co
                                             overrides=videolstm_model_options(c.train)) for c in (config, motion))
     assert "videolstm_attention" not in default_job.spec["overrides"]
     assert default_job.run_key != motion_job.run_key
-    model = ModelSpec.from_dict(motion_job.spec).build()
+    model = build_from_spec(ModelSpec.from_dict(motion_job.spec))
     assert model.attention_input == "motion" and model.attention.w_xa is None
-    assert ModelSpec.from_dict(default_job.spec).build().attention.w_xa is not None
+    assert build_from_spec(ModelSpec.from_dict(default_job.spec)).attention.w_xa is not None
 
 
 #: Run keys of the default configuration's models (seed 0, the features below), computed before

@@ -1,7 +1,7 @@
 """The VideoLSTM model zoo: cells, attention, the variants and the evaluation protocol.
 
-``VARIANTS`` is importable without importing torch (the configuration validates variant names
-with it); everything else is loaded on first use::
+``VARIANTS`` (declared in :mod:`videolstm.config`, which validates variant names with it) is
+importable without importing torch; everything else is loaded on first use::
 
     from videolstm.models import build_model, sequence_loss
     model = build_model("videolstm", num_classes=101)          # the paper's sizes
@@ -21,8 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: The paper's variants, in the order of its tables (the registry's keys).
-VARIANTS: tuple[str, ...] = ("convnet", "lstm", "alstm", "convlstm", "convalstm", "motion_alstm", "videolstm")
+from videolstm.config import VARIANTS  # the paper's variants, in the order of its tables (the registry's keys)
 
 _LAZY: dict[str, str] = {
     # registry

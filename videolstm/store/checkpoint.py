@@ -11,6 +11,7 @@ A checkpoint is a ``dict`` of tensors and plain values only, so it loads with
 A training run keeps its checkpoints in one folder (``checkpoint_epoch_00007.pt``); a re-run
 resumes from the latest (:func:`latest_checkpoint`), :func:`prune_checkpoints` keeps the best
 by a validation metric and the latest few, and :func:`best_epoch` picks the one to export.
+:func:`videolstm.models.restore.restore_model` rebuilds the model a checkpoint holds.
 
 Only rank 0 writes (the caller checks its rank); writes are atomic (temp file + rename or one
 upload), so a killed process never leaves a truncated checkpoint behind.
@@ -29,7 +30,7 @@ from torch import nn
 
 from videolstm.store import storage as st
 from videolstm.config import StorageConfig
-from videolstm.messages import redact, short_repr, shorten
+from videolstm.messages import redact, shorten
 
 FORMAT = "videolstm-checkpoint-v1"
 _NAME = re.compile(r"checkpoint_epoch_(\d{5})\.pt$")
@@ -43,7 +44,11 @@ def checkpoint_name(epoch: int) -> str:
 @dataclass
 class ModelSpec:
     """What rebuilds a model: a zoo variant (kind "sequence", :func:`videolstm.models.build_model`)
-    or a frame CNN (kind "frame_cnn", :func:`videolstm.features.backbones.build_frame_cnn`; variant = arch)."""
+    or a frame CNN (kind "frame_cnn", :func:`videolstm.features.backbones.build_frame_cnn`; variant = arch).
+
+    Plain data: :func:`videolstm.models.restore.build_from_spec` builds it and
+    :func:`videolstm.models.restore.restore_model` rebuilds a checkpoint's model (the store knows
+    no model)."""
 
     variant: str
     num_classes: int
@@ -64,17 +69,6 @@ class ModelSpec:
             overrides=overrides,
             kind=str(data.get("kind", "sequence")),
         )
-
-    def build(self) -> nn.Module:
-        if self.kind == "frame_cnn":
-            from videolstm.features.backbones import build_frame_cnn
-
-            return build_frame_cnn(self.variant, self.num_classes, **self.overrides)
-        if self.kind != "sequence":
-            raise ValueError(f"unknown model kind {self.kind!r}; expected 'sequence' or 'frame_cnn'")
-        from videolstm.models import build_model
-
-        return build_model(self.variant, self.num_classes, **self.overrides)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -170,55 +164,3 @@ def prune_checkpoints(directory: str, keep: int, protect: set[int], storage: Sto
     for epoch in deleted:
         st.remove(epochs[epoch], storage)
     return deleted
-
-
-def restore_model(state: Mapping[str, Any], *, num_classes: int | None = None) -> tuple[nn.Module, ModelSpec]:
-    """Rebuild the model from a loaded checkpoint and load its weights (eval mode).
-
-    Nothing is allocated for a size the checkpoint merely claims: the model is first built on
-    PyTorch's ``meta`` device (shapes, no memory) and every parameter and buffer shape is
-    compared with the tensors the file actually holds (already in memory, bounded by the file's
-    size). A ``model_spec`` that disagrees with them — ``num_classes`` 4,000,000 over a 3-class
-    readout — or with ``num_classes`` (the configured dataset's, when the caller passes it) is a
-    :class:`CheckpointError` naming the value and the shapes.
-    """
-    try:
-        spec = ModelSpec.from_dict(state["model_spec"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(
-            f"the checkpoint's model_spec {short_repr(state.get('model_spec') if isinstance(state, Mapping) else state)} is "
-            f"not a videolstm model spec ({type(exc).__name__}: {shorten(str(exc), 200)})"
-        ) from None
-    if num_classes is not None and spec.num_classes != num_classes:
-        raise CheckpointError(
-            f"the checkpoint's model_spec has num_classes {spec.num_classes}, the configured dataset {num_classes}; "
-            "it was trained on another dataset: evaluate it with the configuration it was trained with"
-        )
-    weights = state.get("model")
-    if not isinstance(weights, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
-        raise CheckpointError("the checkpoint's 'model' entry is not a state dict (parameter names to tensors)")
-    try:
-        with torch.device("meta"):
-            skeleton = spec.build()
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(
-            f"the checkpoint's model_spec {short_repr(spec.to_dict())} does not build a model "
-            f"({type(exc).__name__}: {shorten(str(exc), 300)})"
-        ) from None
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    problems = [f"missing {k}" for k in expected if k not in weights]
-    problems += [f"unexpected {short_repr(k)}" for k in weights if k not in expected]
-    problems += [
-        f"{k}: shape {tuple(weights[k].shape)} in the file, {expected[k]} for the spec"
-        for k in expected if k in weights and tuple(weights[k].shape) != expected[k]
-    ]
-    if problems:
-        raise CheckpointError(
-            f"the checkpoint's model_spec (variant {short_repr(spec.variant)}, num_classes {spec.num_classes}, overrides "
-            f"{short_repr(spec.overrides)}) does not match the weights it holds: {'; '.join(problems[:4])}"
-            f"{f' (+{len(problems) - 4} more)' if len(problems) > 4 else ''}. The file is corrupt or forged: re-create it"
-        )
-    model = spec.build()
-    model.load_state_dict(weights)
-    model.eval()
-    return model, spec
