@@ -46,6 +46,7 @@ __all__ = [
 #: The flow methods and the keyword parameters each accepts in :func:`compute_flow`.
 METHODS: dict[str, tuple[str, ...]] = {
     "tvl1": ("warps", "scales", "scale_step", "inner_iterations", "outer_iterations", "tau", "lambda_", "theta", "epsilon"),
+    "tvl1_torch": ("warps", "scales", "scale_step", "inner_iterations", "outer_iterations", "tau", "lambda_", "theta", "epsilon"),
     "dis": ("preset",),
     "farneback": ("pyr_scale", "levels", "winsize", "iterations", "poly_n", "poly_sigma"),
 }
@@ -78,7 +79,7 @@ _FARNEBACK_DEFAULTS: dict[str, Any] = {
 def _default_params(method: str) -> dict[str, Any]:
     """Parameters used when :func:`compute_flow` is given none: :class:`FlowConfig`'s defaults."""
     defaults = FlowConfig()
-    if method == "tvl1":
+    if method in ("tvl1", "tvl1_torch"):
         return {
             "warps": defaults.tvl1_warps,
             "scales": defaults.tvl1_scales,
@@ -112,8 +113,9 @@ class FlowEstimator:
     Not thread-safe (OpenCV algorithm objects keep state): use one estimator per thread.
 
     Args:
-        method: ``"tvl1"`` (``cv2.optflow.DualTVL1OpticalFlow``), ``"dis"``
-            (``cv2.DISOpticalFlow``) or ``"farneback"`` (``cv2.calcOpticalFlowFarneback``).
+        method: ``"tvl1"`` (``cv2.optflow.DualTVL1OpticalFlow``), ``"tvl1_torch"`` (the same
+            algorithm in PyTorch, :mod:`videolstm.data.tvl1_torch`, on CUDA when available),
+            ``"dis"`` (``cv2.DISOpticalFlow``) or ``"farneback"`` (``cv2.calcOpticalFlowFarneback``).
         **params: method settings (names in :data:`METHODS`); missing ones take
             :class:`FlowConfig`'s defaults (TV-L1: the fast settings, not OpenCV's).
     """
@@ -153,6 +155,8 @@ class FlowEstimator:
 
     def _build(self) -> Any:
         p = self.params
+        if self.method == "tvl1_torch":
+            return self.torch_params()
         if self.method == "tvl1":
             tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
             tvl1.setWarpingsNumber(int(p["warps"]))
@@ -179,6 +183,8 @@ class FlowEstimator:
         next_gray = _as_gray_u8(next_gray, "next_gray")
         if prev_gray.shape != next_gray.shape:
             raise ValueError(f"frames differ in size: prev {prev_gray.shape}, next {next_gray.shape}")
+        if self.method == "tvl1_torch":
+            return self.pairs(prev_gray[None], next_gray[None])[0]
         if self.method == "farneback":
             p = self.params
             flow = cv2.calcOpticalFlowFarneback(
@@ -190,12 +196,45 @@ class FlowEstimator:
             flow = self.opencv_object(prev_gray.shape).calc(prev_gray, next_gray, None)
         return np.asarray(flow, dtype=np.float32)
 
+    def torch_params(self) -> Any:
+        """``tvl1_torch``'s settings as a :class:`videolstm.data.tvl1_torch.TVL1Params` (OpenCV's defaults for tau, lambda, theta, epsilon)."""
+        from videolstm.data.tvl1_torch import TVL1Params
+
+        if self.method != "tvl1_torch":
+            raise ValueError(f"torch_params is for method 'tvl1_torch', not {self.method!r}")
+        return TVL1Params(**{k: (float(v) if isinstance(v, float) else v) for k, v in self.params.items()})
+
+    def pairs(self, prevs: np.ndarray, nexts: np.ndarray) -> np.ndarray:
+        """Flow of many pairs: ``uint8 (N, H, W)`` frames ``t`` and ``t+1`` → ``float32 (N, H, W, 2)``.
+
+        ``tvl1_torch`` computes up to :attr:`pairs_per_batch` pairs in one batch (on CUDA when
+        available); the OpenCV methods loop over the pairs.
+        """
+        prevs, nexts = np.asarray(prevs), np.asarray(nexts)
+        if prevs.shape != nexts.shape or prevs.ndim != 3 or prevs.dtype != np.uint8 or nexts.dtype != np.uint8:
+            raise ValueError(f"expected two uint8 (N, H, W) stacks of equal shape, got {prevs.dtype} {prevs.shape} and {nexts.dtype} {nexts.shape}")
+        if self.method != "tvl1_torch":
+            return np.stack([self(a, b) for a, b in zip(prevs, nexts)]) if len(prevs) else np.zeros((0, *prevs.shape[1:], 2), np.float32)
+        import torch
+
+        from videolstm.data.tvl1_torch import tvl1_flow
+
+        params = self.opencv_object(prevs.shape[1:])
+        out = np.empty((*prevs.shape, 2), dtype=np.float32)
+        for start in range(0, len(prevs), self.pairs_per_batch):
+            stop = start + self.pairs_per_batch
+            out[start:stop] = tvl1_flow(torch.from_numpy(prevs[start:stop]), torch.from_numpy(nexts[start:stop]), params).numpy()
+        return out
+
+    #: tvl1_torch: frame pairs per batch (bounds memory: ~60 float32 planes per pair; 16 pairs at 224² ≈ 200 MB).
+    pairs_per_batch: int = 16
+
     def __repr__(self) -> str:
         return f"FlowEstimator({self.method!r}, {self.params})"
 
 
 def _config_params(config: FlowConfig) -> dict[str, Any]:
-    if config.method == "tvl1":
+    if config.method in ("tvl1", "tvl1_torch"):
         return {
             "warps": config.tvl1_warps,
             "scales": config.tvl1_scales,
@@ -251,8 +290,8 @@ def compute_flow(prev_gray: np.ndarray, next_gray: np.ndarray, method: str = "tv
 
     Args:
         prev_gray, next_gray: ``uint8 (H, W)`` grey frames ``t`` and ``t+1``.
-        method: ``"tvl1"``, ``"dis"`` or ``"farneback"``.
-        **params: the method's settings (see :data:`METHODS`): TV-L1 ``warps, scales,
+        method: ``"tvl1"``, ``"tvl1_torch"``, ``"dis"`` or ``"farneback"``.
+        **params: the method's settings (see :data:`METHODS`): TV-L1 (both) ``warps, scales,
             scale_step, inner_iterations, outer_iterations`` (defaults: :class:`FlowConfig`'s
             fast settings; OpenCV's own are :data:`OPENCV_TVL1_DEFAULTS`) and optionally ``tau,
             lambda_, theta, epsilon`` (OpenCV's defaults when absent), DIS ``preset``
@@ -331,6 +370,9 @@ def video_flow(frames: np.ndarray, config: FlowConfig, estimator: FlowEstimator 
         if gray.shape != (height, width):
             gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
         grays.append(gray)
+    if estimator.method == "tvl1_torch":  # all pairs of the video in batches
+        stack = np.stack(grays)
+        return quantize_flow(estimator.pairs(stack[:-1], stack[1:]), config.bound)
     out = np.empty((len(grays) - 1, height, width, 2), dtype=np.uint8)
     for t in range(len(grays) - 1):
         out[t] = quantize_flow(estimator(grays[t], grays[t + 1]), config.bound)
