@@ -26,7 +26,7 @@ Stream = Literal["rgb", "flow"]
 #: The paper's variants, in the order of its tables (the model registry's keys, videolstm.models.VARIANTS).
 VARIANTS: tuple[str, ...] = ("convnet", "lstm", "alstm", "convlstm", "convalstm", "motion_alstm", "videolstm")
 DatasetKind = Literal["synthetic", "ucf101", "hmdb51"]
-FlowMethod = Literal["tvl1", "dis", "farneback"]
+FlowMethod = Literal["tvl1", "tvl1_torch", "dis", "farneback"]
 
 
 class Section(BaseModel):
@@ -177,7 +177,7 @@ class StorageConfig(Section):
 class FlowConfig(Section):
     """Decoding and optical flow (denseflow convention: clip to +-bound, map to 0..255)."""
 
-    method: FlowMethod = Field("tvl1", description="tvl1 (the paper) | dis | farneback")
+    method: FlowMethod = Field("tvl1", description="tvl1 (the paper; OpenCV) | tvl1_torch (the same TV-L1 in PyTorch, on CUDA when the worker has a GPU) | dis | farneback")
     bound: float = Field(20.0, gt=0, description="flow clipped to +-bound pixels, then mapped to 0..255")
     height: int = Field(56, ge=16, description="frames are resized to height x width before flow")
     width: int = Field(56, ge=16, description="frames are resized to height x width before flow")
