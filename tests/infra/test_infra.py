@@ -533,7 +533,7 @@ def test_kuberay_pods_are_non_root_in_cluster_and_take_secrets_from_a_secret():
                     if SECRET_NAME.search(var["name"]):
                         assert "valueFrom" in var and "value" not in var, f"{group}: {var['name']} as a literal"
                 refs = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
-                assert refs == ["videolstm-s3"], group
+                assert refs == ["videolstm-s3", "videolstm-mlflow"], group
 
 
 def test_rayjob_entrypoint_runs_the_cli_with_a_config_that_is_in_the_image():
@@ -657,7 +657,7 @@ def test_compose_credentials_come_only_from_the_env_file():
     for key in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert key in env_example
     for key, value in env_example.items():
-        if re.search(r"PASSWORD|SECRET", key):
+        if re.search(r"PASSWORD|SECRET|TOKEN|AUTH_STRING", key):
             assert "change-me" in value, f".env.example {key} must be a placeholder"
     ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", "infra/.env"], cwd=REPO)
     assert ignored.returncode == 0, "infra/.env (the real credentials) is not git-ignored"
@@ -700,3 +700,142 @@ def test_create_buckets_is_idempotent(monkeypatch):
         assert create_buckets.create_buckets(client, ["videolstm", "mlflow"]) == ["videolstm"]
         assert create_buckets.create_buckets(client, ["videolstm", "mlflow"]) == []
         assert {b["Name"] for b in client.list_buckets()["Buckets"]} == {"videolstm", "mlflow"}
+
+
+# ----------------------------------------------------------------------------- authentication (issue 27)
+
+RAY_TOKEN_SECRET = "videolstm-ray-auth"
+
+
+def env_example() -> dict[str, str]:
+    lines = (INFRA / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def k8s_env(container: dict) -> dict[str, dict]:
+    return {var["name"]: var for var in container.get("env", [])}
+
+
+def assert_ray_token_from_the_secret(container: dict, where: str) -> None:
+    env = k8s_env(container)
+    assert env.get("RAY_AUTH_MODE", {}).get("value") == "token", f"{where}: RAY_AUTH_MODE is not token"
+    token = env.get("RAY_AUTH_TOKEN", {})
+    assert "value" not in token, f"{where}: RAY_AUTH_TOKEN as a literal"
+    assert token.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == RAY_TOKEN_SECRET, f"{where}: token not from the Secret"
+
+
+def test_every_kuberay_pod_and_the_job_submitter_use_ray_token_authentication():
+    pods = 0
+    for path, spec in ((RAYCLUSTER, load_yaml(RAYCLUSTER)["spec"]), (RAYJOB, load_yaml(RAYJOB)["spec"]["rayClusterSpec"])):
+        for group, pod in k8s_pod_specs(spec):
+            for container in pod["containers"]:
+                assert_ray_token_from_the_secret(container, f"{path.name} {group}")
+                pods += 1
+    assert pods == 6
+    # KubeRay's submitter pod runs `ray job submit` against the head: it needs the token too
+    submitter = load_yaml(RAYJOB)["spec"]["submitterPodTemplate"]["spec"]
+    (container,) = submitter["containers"]
+    assert_ray_token_from_the_secret(container, "rayjob submitter")
+    assert "command" not in container, "KubeRay fills in the submit command only when none is given"
+    assert container["image"] in {c["image"] for _, pod in k8s_pod_specs(load_yaml(RAYCLUSTER)["spec"]) for c in pod["containers"]}
+    assert submitter["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_launcher_turns_token_authentication_on_with_a_token_from_outside_the_repository():
+    config = load_yaml(LAUNCHER)
+    assert "--env RAY_AUTH_MODE=token" in config["docker"]["run_options"]  # every container, head and workers
+    for node_type in config["available_node_types"].values():
+        assert not any("RAY_AUTH_MODE" in o for o in node_type.get("docker", {}).get("worker_run_options", []))
+    mounts = config["file_mounts"]
+    assert "~/.ray/auth_token" in mounts, "the nodes need the token at Ray's default path"
+    assert "~/.mlflow/credentials" in mounts, "the nodes' MLflow clients need their credentials"
+    for source in mounts.values():
+        assert source.startswith("~/") and not (REPO / source).exists(), f"{source}: a credential file must live outside the repository"
+    for command in config["head_start_ray_commands"] + config["worker_start_ray_commands"]:
+        assert "RAY_AUTH_MODE=disabled" not in command
+
+
+def test_compose_ray_head_and_its_clients_use_token_authentication():
+    services = compose()["services"]
+    assert services["ray-head"]["environment"]["RAY_AUTH_MODE"] == "token"
+    assert services["prefect-worker"]["environment"]["RAY_AUTH_MODE"] == "token"  # its flows join the head
+    for name in ("ray-head", "prefect-worker"):
+        assert services[name]["env_file"] == ".env" and env_example()["RAY_AUTH_TOKEN"].startswith("change-me")
+
+
+def test_no_file_under_infra_turns_ray_authentication_off():
+    for path in INFRA.rglob("*"):
+        if path.is_file() and path.suffix in (".yaml", ".yml", ".example", "") and path.name != ".env":
+            text = path.read_text(errors="replace")
+            assert not re.search(r"RAY_AUTH_MODE\W{0,3}(=|:)\s*[\"']?disabled", text), f"{path.relative_to(REPO)} disables Ray's token"
+
+
+def test_compose_mlflow_server_runs_the_basic_auth_app_with_credentials_from_the_env_file():
+    from mlflow import environment_variables as mlflow_env
+    from mlflow.cli import cli as mlflow_cli
+
+    service = compose()["services"]["mlflow"]
+    params = mlflow_cli.commands["server"].make_context("server", service["command"][2:]).params
+    assert params["app_name"] == "basic-auth"
+    config_path = service["environment"]["MLFLOW_AUTH_CONFIG_PATH"]
+    assert mlflow_env.MLFLOW_AUTH_CONFIG_PATH.name == "MLFLOW_AUTH_CONFIG_PATH"
+    mounts = {volume.split(":")[1]: volume.split(":")[0] for volume in service["volumes"] if volume.startswith("./")}
+    source = (COMPOSE.parent / mounts[config_path]).resolve()
+    assert source == INFRA / "mlflow" / "basic_auth.ini"
+    import configparser
+
+    ini = configparser.ConfigParser()
+    ini.read(source)
+    section = ini["mlflow"]
+    assert "admin_password" not in section and "admin_username" not in section, "the admin comes from the environment"
+    assert section["default_permission"] in ("READ", "NO_PERMISSIONS")
+    database = section["database_uri"]
+    assert database.startswith("sqlite:////data/"), "the users database must be on the server's volume"
+    assert any(v.endswith(":/data") for v in service["volumes"])
+    # the names the pinned MLflow reads, all in the env file the server and its clients get
+    for variable in (mlflow_env.MLFLOW_AUTH_ADMIN_USERNAME, mlflow_env.MLFLOW_AUTH_ADMIN_PASSWORD,
+                     mlflow_env.MLFLOW_FLASK_SERVER_SECRET_KEY, mlflow_env.MLFLOW_TRACKING_USERNAME,
+                     mlflow_env.MLFLOW_TRACKING_PASSWORD):
+        assert variable.name in env_example(), variable.name
+    services = compose()["services"]
+    for name in ("mlflow", "ray-head", "prefect-worker"):  # the server, and the clients that log runs
+        assert services[name]["env_file"] == ".env", name
+
+
+def test_compose_prefect_server_requires_the_api_auth_string_and_clients_send_it():
+    import prefect.settings as prefect_settings
+
+    services = compose()["services"]
+    server_env = services["prefect-server"]["environment"]
+    assert server_env["PREFECT_SERVER_API_AUTH_STRING"] == "${PREFECT_API_AUTH_STRING}"
+    assert re.fullmatch(r"[^:]+:change-me.*", env_example()["PREFECT_API_AUTH_STRING"])
+    assert services["prefect-worker"]["env_file"] == ".env"  # PREFECT_API_AUTH_STRING
+    # the two setting names exist in the pinned Prefect (server side, client side)
+    assert prefect_settings.PREFECT_SERVER_API_AUTH_STRING.name == "PREFECT_SERVER_API_AUTH_STRING"
+    assert prefect_settings.PREFECT_API_AUTH_STRING.name == "PREFECT_API_AUTH_STRING"
+
+
+def test_kuberay_and_launcher_nodes_get_mlflow_credentials_from_a_secret_or_a_file_outside_the_repo():
+    for spec in (load_yaml(RAYCLUSTER)["spec"], load_yaml(RAYJOB)["spec"]["rayClusterSpec"]):
+        for group, pod in k8s_pod_specs(spec):
+            for container in pod["containers"]:
+                assert {"secretRef": {"name": "videolstm-mlflow"}} in container["envFrom"], group
+                assert not any(v["name"].startswith("MLFLOW_TRACKING_") for v in container.get("env", [])), group
+    assert load_yaml(LAUNCHER)["file_mounts"]["~/.mlflow/credentials"].startswith("~/")
+
+
+def test_infra_names_no_file_outside_the_repository():
+    for path in INFRA.rglob("*"):
+        if path.is_file() and path.suffix in (".md", ".yaml", ".yml", ".example", ".ini", ".py", ""):
+            text = path.read_text(errors="replace")
+            assert "NOTES.md" not in text, f"{path.relative_to(REPO)} refers to a NOTES.md outside the repository"
+            # a Markdown link is relative to its file; a path in a command to the repository root
+            links = re.findall(r"\]\(((?:\.\./)+[^)#\s]*)", text)
+            for link in links:
+                assert (path.parent / link).resolve().is_relative_to(REPO), f"{path.relative_to(REPO)}: {link}"
+            for other in re.findall(r"(?<![\w.(])((?:\.\./)+[\w./-]*)", text):
+                assert (REPO / other).resolve().is_relative_to(REPO), f"{path.relative_to(REPO)}: {other} is outside the repository"
+    readme = (INFRA / "README.md").read_text()
+    annotations = "videolstm/data/datasets/metadata/ucf101_24/pyannot.pkl"
+    assert annotations in readme and (REPO / annotations).is_file()
+    assert annotations in (INFRA / "configs" / "cluster.yaml").read_text()
