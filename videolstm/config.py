@@ -88,6 +88,11 @@ class SyntheticConfig(Section):
         description="share of the background covered by static high-contrast textured patches of object size "
         "(stripes, checkerboards, blotches in random colours); 0: the plain two-colour blend",
     )
+    actors: int = Field(
+        1, ge=1, le=2,
+        description="actors per video, all of the video's class (each its own annotated tube; 2: a second actor with its "
+        "own path of the same motion pattern, kept off the first actor's boxes when the frame has room)",
+    )
     seed: int = Field(0, description="generator seed (the dataset is deterministic given it)")
 
     @model_validator(mode="after")
@@ -110,7 +115,9 @@ class SyntheticConfig(Section):
 
 
 #: SyntheticConfig knobs that a digest leaves out at these (default) values; see ``SyntheticConfig.digest``.
-_SYNTHETIC_KNOBS_AT_DEFAULT: dict[str, Any] = {"moving_distractors": 0, "camera_jitter": 0.0, "background_clutter": 0.0}
+_SYNTHETIC_KNOBS_AT_DEFAULT: dict[str, Any] = {
+    "moving_distractors": 0, "camera_jitter": 0.0, "background_clutter": 0.0, "actors": 1,
+}
 
 
 class DownloadConfig(Section):
@@ -377,6 +384,58 @@ class LocalizationConfig(Section):
     centre_prior_sigma: float = Field(
         0.25, gt=0, description="calibration: std of the centre-prior baseline map, as a fraction of the frame's width and height"
     )
+    box_method: Literal["extent", "paper"] = Field(
+        "extent",
+        description="each step's box: extent = the map's mass extent at sub-cell precision (per axis, the line through the "
+        "map's cumulative mass at the cell boundaries, cut at 0 and 1); paper = upsample, smooth by sigma, threshold, "
+        "largest 8-connected component (the paper's procedure)",
+    )
+    extent_width: float = Field(
+        0.9, gt=0, le=4,
+        description="box_method extent: the box's width in attention cells along an axis where the map does not fix it "
+        "(its mass lies within one or two cells) at any step of the video; else the median width of the steps that fix it",
+    )
+    extent_tail: float = Field(
+        0.05, ge=0, lt=0.5,
+        description="box_method extent: cumulative mass left out at each end of the line fit (a soft map's tails)",
+    )
+    temporal_extent: Literal["boxes", "evidence", "video"] = Field(
+        "boxes",
+        description="a tube's frames: boxes = first to last step whose map gives a box (the paper's whole-video tube for "
+        "softmax attention); evidence = the longest run of steps whose smoothed evidence (class score x attention mass) "
+        "reaches temporal_threshold of its maximum; video = every step",
+    )
+    temporal_sigma: float = Field(2.0, ge=0, description="temporal_extent evidence: Gaussian smoothing of the evidence, in steps")
+    temporal_threshold: float = Field(
+        0.5, gt=0, lt=1, description="temporal_extent evidence: fraction of the maximum smoothed evidence a tube's steps reach"
+    )
+    max_tubes: int = Field(
+        1, ge=1, le=8, description="tubes per video, one per separate attention peak (1: the paper's one tube per video)"
+    )
+    peak_dip: float = Field(
+        0.5, gt=0, lt=1,
+        description="two attention peaks are separate actors when the map between them falls below this fraction of the "
+        "lower peak",
+    )
+
+    def lineage_data(self) -> dict[str, Any]:
+        """This section's values for a lineage digest: the options added by issue 21 are left out at the values that
+        reproduce the earlier pipeline (box_method paper, one tube spanning the steps with a box), so a configuration
+        asking for the paper's procedure keeps the evaluation folder (and cache) it had before they existed."""
+        data = self.model_dump(mode="json")
+        if all(data.get(key) == value for key, value in _LOCALIZATION_KNOBS_AT_LEGACY.items() if key in _LOCALIZATION_SWITCHES):
+            for key in _LOCALIZATION_KNOBS_AT_LEGACY:
+                data.pop(key, None)
+        return data
+
+
+#: LocalizationConfig knobs (issue 21) and the values that reproduce the pipeline before them; see ``lineage_data``.
+_LOCALIZATION_KNOBS_AT_LEGACY: dict[str, Any] = {
+    "box_method": "paper", "extent_width": 0.9, "extent_tail": 0.05, "temporal_extent": "boxes", "temporal_sigma": 2.0,
+    "temporal_threshold": 0.5, "max_tubes": 1, "peak_dip": 0.5,
+}
+#: The knobs that decide whether the others matter at all.
+_LOCALIZATION_SWITCHES = ("box_method", "temporal_extent", "max_tubes")
 
 
 class EvaluateConfig(Section):

@@ -177,13 +177,13 @@ def test_calibration_metric_names_and_the_report_table():
     assert not is_calibration_metric("loc/mAP_0.2") and not is_calibration_metric("test/accuracy/MoveLeft")
     rows = [
         {"variant": "videolstm", "stream": "rgb", "seed": s, "loc/mAP_0.2": m, "loc/learned/mAP_0.2": m + 0.1,
-         "loc/oracle/mAP_0.2": 1.0, "loc/uniform/mAP_0.2": 0.0, "loc/centre/mAP_0.2": 0.05, "loc/motion/mAP_0.2": 0.5 + m}
+         "loc/oracle/mAP_0.2": 1.0, "loc/oracle_video/mAP_0.2": 0.5, "loc/uniform/mAP_0.2": 0.0, "loc/centre/mAP_0.2": 0.05, "loc/motion/mAP_0.2": 0.5 + m}
         for s, m in enumerate((0.2, 0.4))
     ] + [{"variant": "lstm", "stream": "rgb", "seed": 0, "test/accuracy": 0.5}]
     table = calibration_markdown(rows)
     line = next(row for row in table.splitlines() if row.startswith("| videolstm"))
-    assert line == ("| videolstm | rgb | 2 | 0.300 ± 0.141 | 0.400 ± 0.141 | 1.000 ± 0.000 | 0.000 ± 0.000 | 0.050 ± 0.000 "
-                    "| 0.800 ± 0.141 |")
+    assert line == ("| videolstm | rgb | 2 | 0.300 ± 0.141 | 0.400 ± 0.141 | 1.000 ± 0.000 | 0.500 ± 0.000 | 0.000 ± 0.000 "
+                    "| 0.050 ± 0.000 | 0.800 ± 0.141 |")
     assert "motion (given class)" in table.splitlines()[2]
     assert "lstm |" not in table.replace("videolstm", "")
     assert calibration_markdown(rows[-1:]) == ""

@@ -19,6 +19,14 @@ evaluation of an attention model therefore also scores, through the *same* model
   *could not* find the actor (the features do not single it out: motion ≈ uniform) from one
   that *did not* (motion ≫ learned). Present when the features hold the flow maps.
 
+* **oracle_video** — the oracle's maps with the tube over the whole video (``temporal_extent:
+  video``): the oracle *without* temporal extent, beside the oracle row's tube over the steps the
+  configured ``temporal_extent`` keeps (the annotated frames, where the oracle map is not empty).
+
+The oracle rows rank their tubes by a score that does not depend on the model (every tube scores
+1, ties in the videos' order; :func:`model_free_scores`): they measure the boxes, not the
+classifier, and are identical across the models of one run.
+
 Each map goes through the model's ``attention=`` hook (the model returns the maps it used and
 its class probabilities under them) and then :func:`localize_video` exactly as the learned
 attention does. The rows are scored **given the class** (each tube takes its video's true label,
@@ -26,7 +34,8 @@ scored by the model's probability of it), so they measure localization alone; th
 attention is scored the same way as ``loc/learned/…`` beside the paper's ``loc/…`` (the
 predicted class), so the rows compare like with like:
 
-    loc/learned/mAP_<θ>   loc/oracle/mAP_<θ>   loc/uniform/mAP_<θ>   loc/centre/mAP_<θ>   loc/motion/mAP_<θ>
+    loc/learned/mAP_<θ>   loc/oracle/mAP_<θ>   loc/oracle_video/mAP_<θ>   loc/uniform/mAP_<θ>   loc/centre/mAP_<θ>
+    loc/motion/mAP_<θ>
     (and .../frame_recall_0.5, .../frame_recall_0.5_smoothed, .../videos for each)
 
 Each row also gives ``loc/<row>/video_accuracy``: the share of videos whose class, from the
@@ -62,6 +71,7 @@ __all__ = [
     "centre_prior_attention",
     "is_calibration_metric",
     "mean_sd",
+    "model_free_scores",
     "motion_energy_attention",
     "oracle_attention",
     "reference_attention",
@@ -75,8 +85,10 @@ __all__ = [
 BASELINES: tuple[str, ...] = ("oracle", "uniform", "centre", "motion")
 #: The flow stream's maps column of a feature shard (the motion baseline's input).
 MOTION_FEATURES_COLUMN = "flow_pool5"
+#: The oracle's maps with the tube over the whole video (no temporal extent): calibrates ``temporal_extent``.
+WHOLE_VIDEO_ORACLE = "oracle_video"
 #: Every row of the calibration, given the class: the learned attention and the baselines.
-CALIBRATION_ROWS: tuple[str, ...] = ("learned", *BASELINES)
+CALIBRATION_ROWS: tuple[str, ...] = ("learned", "oracle", WHOLE_VIDEO_ORACLE, *BASELINES[1:])
 
 #: Runs the model with injected maps: (video id, {row: maps (T, h, w)}) → {row: (T, K) probabilities}.
 AttentionPredictor = Callable[[str, Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
@@ -206,8 +218,9 @@ def reference_attention(
 ) -> np.ndarray:
     """The (T, h, w) maps of baseline ``name`` (one of :data:`BASELINES`) for one video.
 
-    The oracle renders the video's longest ground-truth tube (the one the frame recall is
-    measured against) and needs ``ground_truth`` and ``frame_size``; the motion baseline needs
+    The oracle renders every ground-truth tube of the video (each tube's :func:`oracle_attention`,
+    summed and normalised per step: one actor's map is its own oracle map) and needs
+    ``ground_truth`` and ``frame_size``; the motion baseline needs
     the video's (T, C, h, w) ``motion_features`` at the attention grid.
     """
     if name == "motion":
@@ -225,8 +238,9 @@ def reference_attention(
     if name == "oracle":
         if not ground_truth or frame_size is None:
             raise ValueError("the oracle attention needs the video's ground-truth tubes and frame size")
-        tube = max(ground_truth, key=lambda t: len(t.frames))
-        return oracle_attention(num_steps, np.asarray(tube.frames), np.asarray(tube.boxes), frame_size, grid)
+        maps = sum(oracle_attention(num_steps, np.asarray(t.frames), np.asarray(t.boxes), frame_size, grid) for t in ground_truth)
+        total = maps.sum(axis=(1, 2), keepdims=True)
+        return np.divide(maps, total, out=np.zeros_like(maps), where=total > 0)
     raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")
 
 
@@ -285,11 +299,16 @@ def calibrate_localization(
             scores[name][video] = np.asarray(probabilities[name])
     if attention["motion"] and len(attention["motion"]) != len(videos):
         raise ValueError(f"flow maps for {len(attention['motion'])} of {len(videos)} videos: the motion row needs all or none")
+    attention[WHOLE_VIDEO_ORACLE], scores[WHOLE_VIDEO_ORACLE] = attention["oracle"], scores["oracle"]
     metrics: dict[str, float] = {}
     for row in CALIBRATION_ROWS:
         if not attention[row]:
             continue
-        row_metrics, _, _ = localization_metrics(attention[row], scores[row], labels, ground_truth, frame_sizes, config,
+        row_config = config.model_copy(update={"temporal_extent": "video"}) if row == WHOLE_VIDEO_ORACLE else config
+        # the oracle rows rank their tubes by a score that does not depend on the model (they measure the boxes):
+        # the true class at every step, so every oracle tube scores 1 and ties keep the videos' order
+        ranking = scores[row] if row not in ("oracle", WHOLE_VIDEO_ORACLE) else model_free_scores(scores[row], labels)
+        row_metrics, _, _ = localization_metrics(attention[row], ranking, labels, ground_truth, frame_sizes, row_config,
                                                  prefix=f"loc/{row}/", given_class=True)
         metrics.update(row_metrics)
         metrics[f"loc/{row}/video_accuracy"] = video_accuracy(scores[row], labels)
@@ -297,6 +316,16 @@ def calibrate_localization(
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "calibration.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def model_free_scores(scores: Mapping[str, np.ndarray], labels: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """Per video, one-hot (T, K) (or (K,)) probabilities of its label, shaped as its ``scores``: a
+    ranking of the oracle's tubes (all score 1, ties in the videos' order) that is the same for every model."""
+    out = {}
+    for video, p in scores.items():
+        shape = np.shape(p)
+        out[video] = np.broadcast_to(np.eye(shape[-1])[labels[video]], shape).copy()
+    return out
 
 
 def video_accuracy(scores: Mapping[str, np.ndarray], labels: Mapping[str, int]) -> float:

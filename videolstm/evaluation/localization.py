@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
+from scipy import ndimage
 from scipy.ndimage import gaussian_filter1d
 from statsmodels.nonparametric.smoothers_lowess import lowess
 
@@ -63,7 +64,13 @@ __all__ = [
     "box_iou",
     "boxes_at_frames",
     "frame_recall_curve",
+    "attention_peaks",
+    "extent_boxes",
     "localize_video",
+    "localize_video_tubes",
+    "step_boxes",
+    "track_peaks",
+    "tube_span",
     "map_key",
     "smooth_boxes",
     "tube_iou",
@@ -160,6 +167,95 @@ def attention_to_boxes(
         boxes[t] = candidates[choice]
         previous = boxes[t]
     return boxes
+
+
+def step_boxes(attention: np.ndarray, frame_size: tuple[int, int], config: LocalizationConfig) -> np.ndarray:
+    """(T, 4) boxes of (T, h, w) maps by ``config.box_method``: :func:`extent_boxes` or the paper's
+    :func:`attention_to_boxes`."""
+    if config.box_method == "extent":
+        return extent_boxes(attention, frame_size, config.extent_width, config.extent_tail)
+    return attention_to_boxes(attention, frame_size, config.sigma, config.threshold)
+
+
+def extent_boxes(attention: np.ndarray, frame_size: tuple[int, int], width: float = 1.0, tail: float = 0.1) -> np.ndarray:
+    """One box per step from the map's mass extent, at sub-cell precision (``box_method: extent``).
+
+    Along each axis separately, on the map's marginal m (normalised to sum 1; cells are unit
+    intervals ``[j, j+1)``): the cumulative mass F at the cell boundaries ``u = 0..n`` is known
+    exactly, and for a map that is a box's cell coverage (the oracle) F is a straight line between
+    the box's edges, 0 before and 1 after. The box is where the least-squares line through the
+    boundaries with ``tail < F(u) < 1 - tail`` reaches 0 and 1. This recovers a box that covers at
+    least one cell fully exactly (two or more boundaries inside it). When one boundary is inside
+    (the mass lies in two cells) the line passes through it with the slope of a box ``width``
+    cells wide — the map fixes the split, not the width; when none (one cell), the box is
+    ``width`` cells centred on that cell. Edges are clipped to the frame.
+
+    Args:
+        attention: (T, h, w) non-negative maps.
+        frame_size: (H, W) of the frames the boxes refer to.
+        width: box width in cells where the map does not fix it (> 0).
+        tail: cumulative mass left out of the line fit at each end, in [0, 0.5).
+
+    Returns:
+        (T, 4) float64 ``(x1, y1, x2, y2)``, x2/y2 exclusive, frame pixels; NaN rows where a map
+        has a non-finite value or no positive value.
+    """
+    att = np.asarray(attention, dtype=np.float64)
+    if att.ndim != 3:
+        raise ValueError(f"attention must be (T, h, w), got shape {att.shape}")
+    height, width_px = (int(v) for v in frame_size)
+    if height < 1 or width_px < 1:
+        raise ValueError(f"frame_size must be positive (H, W), got {frame_size}")
+    if not width > 0:
+        raise ValueError(f"width must be > 0 cells, got {width}")
+    if not 0 <= tail < 0.5:
+        raise ValueError(f"tail must lie in [0, 0.5), got {tail}")
+    steps, h, w = att.shape
+    boxes = np.full((steps, 4), np.nan)
+    valid = np.all(np.isfinite(att.reshape(steps, -1)), axis=1)
+    valid[valid] = att[valid].reshape(int(valid.sum()), -1).clip(min=0).sum(axis=1) > 0
+    if not valid.any():
+        return boxes
+    maps = att[valid].clip(min=0)
+    x0, x1 = _axis_extent(maps.sum(axis=1), width, tail)
+    y0, y1 = _axis_extent(maps.sum(axis=2), width, tail)
+    boxes[valid] = np.column_stack([x0 * width_px / w, y0 * height / h, x1 * width_px / w, y1 * height / h])
+    return boxes
+
+
+def _axis_extent(marginal: np.ndarray, width: float, tail: float) -> tuple[np.ndarray, np.ndarray]:
+    """(N, n) non-negative marginals -> the extent ``(u0, u1)`` of each in cell units, (N,) each; see
+    :func:`extent_boxes`."""
+    n = marginal.shape[1]
+    cdf = np.concatenate([np.zeros((marginal.shape[0], 1)), np.cumsum(marginal, axis=1)], axis=1)
+    cdf /= cdf[:, -1:]
+    u = np.arange(n + 1, dtype=np.float64)
+    eps = 1e-9
+    inside = (cdf > tail + eps) & (cdf < 1 - tail - eps)
+    count = inside.sum(axis=1)
+    weights = inside.astype(np.float64)
+    su, sf = weights @ u, (weights * cdf).sum(axis=1)
+    suu, suf = weights @ (u * u), (weights * cdf * u).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (count * suf - su * sf) / (count * suu - su * su)
+        intercept = (sf - slope * su) / count
+    lo, hi = np.empty(len(cdf)), np.empty(len(cdf))
+    line = (count >= 2) & (slope > 0)
+    lo[line] = -intercept[line] / slope[line]
+    hi[line] = (1 - intercept[line]) / slope[line]
+    if line.any():  # the actor's width where some step fixes it: the median of those steps' widths
+        width = float(np.median(hi[line] - lo[line]))
+    # one boundary inside: the line through it with the slope of a box ``width`` cells wide
+    one = ~line & (count >= 1)
+    first = np.argmax(inside, axis=1)
+    lo[one] = first[one] - cdf[one, first[one]] * width
+    hi[one] = lo[one] + width
+    # none: the cell holding the median, and a box ``width`` wide centred on it
+    none = ~line & ~one
+    cell = np.argmax(cdf[:, 1:] >= 0.5, axis=1)
+    lo[none] = cell[none] + 0.5 - width / 2
+    hi[none] = lo[none] + width
+    return np.clip(lo, 0, n), np.clip(hi, 0, n)
 
 
 def _upsample_blur_operator(cells: int, pixels: int, sigma: float) -> np.ndarray:
@@ -294,10 +390,15 @@ def localize_video(
 ) -> Tube:
     """Boxes from attention, smoothed over time, as one tube for the predicted (or a given) class.
 
-    The tube spans the steps from the first to the last one whose map gives a box: a step whose
-    map holds no positive value (e.g. an oracle map on a frame without ground truth) before the
-    first or after the last box is not part of the tube. A softmax attention gives a box at
-    every step, so its tube spans the whole video.
+    The tube's steps (``config.temporal_extent``): ``boxes`` — from the first to the last step
+    whose map gives a box (a step whose map holds no positive value, e.g. an oracle map on a frame
+    without ground truth, before the first or after the last box is not part of the tube; a
+    softmax attention gives a box at every step, so its tube spans the whole video, the paper's
+    tube); ``video`` — every step (a step without a box takes the smoothed box of its neighbours);
+    ``evidence`` — the longest run of steps where the evidence ``e_t = s_t · m_t`` (``s_t``: the
+    step's probability of the tube's class, constant for (K,) scores; ``m_t``: the map's total
+    mass, 1 for a softmax, 0 where an oracle map is empty), Gaussian-smoothed over
+    ``temporal_sigma`` steps, reaches ``temporal_threshold`` of its maximum.
 
     Args:
         attention: (T, h, w) attention maps, one per step (the flow-input model's).
@@ -305,7 +406,8 @@ def localize_video(
         class_scores: either (T, K) per-step class probabilities — the predicted class is the
             argmax of their mean over steps and the score is that mean — or (K,) video-level
             probabilities — argmax and its probability. Ties go to the lowest class index.
-        config: ``sigma``, ``threshold`` and ``lowess_frac`` are used.
+        config: the box method (``box_method`` and its settings), ``temporal_extent`` and its
+            settings, and ``lowess_frac``.
         frames: (T,) frame index of each step; default ``arange(T)``.
         label: the tube's class instead of the argmax (its score is then that class's mean
             score): localization *given the class*, which isolates the boxes from the
@@ -314,29 +416,199 @@ def localize_video(
     Returns:
         A :class:`Tube` (all steps, with NaN boxes, when no step gives a box).
     """
-    attention = np.asarray(attention)
+    attention = np.asarray(attention, dtype=np.float64)
+    frame_idx, step_scores, label, score = _tube_inputs(attention, class_scores, frames, label)
+    return _tube(attention, frame_size, config, frame_idx, step_scores, label, score)
+
+
+def localize_video_tubes(
+    attention: np.ndarray,
+    frame_size: tuple[int, int],
+    class_scores: np.ndarray,
+    config: LocalizationConfig,
+    frames: np.ndarray | None = None,
+    label: int | None = None,
+) -> list[Tube]:
+    """Up to ``config.max_tubes`` tubes of one video, one per separate attention peak (several actors).
+
+    With ``max_tubes`` 1 this is ``[localize_video(...)]``. Otherwise every step's map is split
+    into the regions of its separate peaks (:func:`attention_peaks`: each positive cell goes to the
+    nearest peak), the regions are linked over time into tracks (greedily, nearest peak to each
+    track's previous peak; a peak left over starts a new track while there are fewer than
+    ``max_tubes``), and each track's masked maps (zero outside its region, and at steps where it
+    has no peak) go through the same boxes and temporal extent as :func:`localize_video`. A tube's
+    score is the class score times the track's mean share of the attention mass over all steps, so
+    the dominant actor's tube ranks first. Arguments as :func:`localize_video`.
+
+    Returns:
+        The tubes, by descending score (at least one).
+    """
+    attention = np.asarray(attention, dtype=np.float64)
+    frame_idx, step_scores, label, score = _tube_inputs(attention, class_scores, frames, label)
+    if config.max_tubes == 1:
+        return [_tube(attention, frame_size, config, frame_idx, step_scores, label, score)]
+    tracks = track_peaks(attention, config.max_tubes, config.peak_dip)
+    total = np.nan_to_num(attention).clip(min=0).sum(axis=(1, 2))
+    tubes = []
+    for masked in tracks:
+        mass = masked.sum(axis=(1, 2))
+        share = float(np.mean(np.divide(mass, total, out=np.zeros_like(mass), where=total > 0)))
+        tubes.append(_tube(masked, frame_size, config, frame_idx, step_scores, label, score * share))
+    return sorted(tubes, key=lambda t: -t.score) or [_tube(attention, frame_size, config, frame_idx, step_scores, label, score)]
+
+
+def _tube_inputs(
+    attention: np.ndarray, class_scores: np.ndarray, frames: np.ndarray | None, label: int | None
+) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """(frame indices (T,), per-step scores of the label (T,), label, the tube's score) after checking the shapes."""
+    if attention.ndim != 3:
+        raise ValueError(f"attention must be (T, h, w), got shape {attention.shape}")
     steps = attention.shape[0]
     frame_idx = np.arange(steps) if frames is None else np.asarray(frames).astype(np.int64)
     if frame_idx.shape != (steps,):
         raise ValueError(f"frames must be ({steps},), got shape {frame_idx.shape}")
     scores = np.asarray(class_scores, dtype=np.float64)
+    per_step = None
     if scores.ndim == 2:
         if scores.shape[0] != steps:
             raise ValueError(f"class_scores (T, K) must have T={steps} rows, got {scores.shape}")
-        scores = scores.mean(axis=0)
+        per_step, scores = scores, scores.mean(axis=0)
     elif scores.ndim != 1:
         raise ValueError(f"class_scores must be (T, K) or (K,), got shape {scores.shape}")
     if label is None:
         label = int(np.argmax(scores))
     elif not 0 <= int(label) < scores.shape[0]:
         raise ValueError(f"label {label} is not one of the {scores.shape[0]} classes of class_scores")
-    raw = attention_to_boxes(attention, frame_size, config.sigma, config.threshold)
-    found = np.flatnonzero(np.all(np.isfinite(raw), axis=1))
-    if found.size:
-        span = slice(int(found[0]), int(found[-1]) + 1)
-        raw, frame_idx = raw[span], frame_idx[span]
+    label = int(label)
+    step_scores = per_step[:, label] if per_step is not None else np.full(steps, scores[label])
+    return frame_idx, step_scores, label, float(scores[label])
+
+
+def _tube(
+    attention: np.ndarray, frame_size: tuple[int, int], config: LocalizationConfig, frame_idx: np.ndarray,
+    step_scores: np.ndarray, label: int, score: float,
+) -> Tube:
+    raw = step_boxes(attention, frame_size, config)
+    mass = np.nan_to_num(attention).clip(min=0).sum(axis=(1, 2))
+    span = tube_span(np.all(np.isfinite(raw), axis=1), step_scores * mass, config)
+    raw, frame_idx = raw[span], frame_idx[span]
     smoothed = smooth_boxes(raw, config.lowess_frac, frames=frame_idx)
-    return Tube(label=int(label), score=float(scores[int(label)]), frames=frame_idx, boxes=smoothed, raw_boxes=raw)
+    return Tube(label=label, score=score, frames=frame_idx, boxes=smoothed, raw_boxes=raw)
+
+
+def tube_span(has_box: np.ndarray, evidence: np.ndarray, config: LocalizationConfig) -> slice:
+    """The steps of a tube by ``config.temporal_extent`` (see :func:`localize_video`).
+
+    Args:
+        has_box: (T,) bool, whether the step's map gives a box.
+        evidence: (T,) non-negative per-step evidence (class score x attention mass).
+
+    Returns:
+        A slice of the steps: every step when no step has a box (or, for ``evidence``, when the
+        evidence is nowhere positive: then as ``boxes``).
+    """
+    steps = has_box.shape[0]
+    found = np.flatnonzero(has_box)
+    if config.temporal_extent == "video" or not found.size:
+        return slice(0, steps)
+    by_boxes = slice(int(found[0]), int(found[-1]) + 1)
+    if config.temporal_extent == "boxes":
+        return by_boxes
+    e = np.nan_to_num(np.asarray(evidence, dtype=np.float64)).clip(min=0)
+    if config.temporal_sigma > 0:
+        e = gaussian_filter1d(e, config.temporal_sigma, mode="nearest")
+    if not e.max() > 0:
+        return by_boxes
+    above = np.concatenate([[False], e >= config.temporal_threshold * e.max(), [False]])
+    edges = np.flatnonzero(np.diff(above.astype(np.int8)))  # run starts and ends (exclusive), alternating
+    starts, ends = edges[0::2], edges[1::2]
+    longest = int(np.argmax(ends - starts))  # ties: the first
+    return slice(int(starts[longest]), int(ends[longest]))
+
+
+def attention_peaks(amap: np.ndarray, max_peaks: int, dip: float) -> list[tuple[int, int]]:
+    """Up to ``max_peaks`` separate peaks of one (h, w) map, strongest first.
+
+    A peak is a positive cell not below any of its 8 neighbours; candidates are taken by
+    descending value, and one is kept when, towards every peak already kept, the map falls
+    somewhere on the straight line of cells between them below ``dip`` × the lower of the two
+    (a plateau or a ridge joins them: one actor).
+    """
+    a = np.nan_to_num(np.asarray(amap, dtype=np.float64)).clip(min=0)
+    if not a.max() > 0:
+        return []
+    padded = np.pad(a, 1, constant_values=-np.inf)
+    h, w = a.shape
+    neighbours = np.stack([padded[1 + di : 1 + di + h, 1 + dj : 1 + dj + w]
+                           for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj])
+    candidates = np.argwhere((a > 0) & (a >= neighbours.max(axis=0)))
+    candidates = candidates[np.argsort(-a[candidates[:, 0], candidates[:, 1]], kind="stable")]
+    kept: list[tuple[int, int]] = []
+    for i, j in candidates:
+        separate = True
+        for pi, pj in kept:
+            n = max(abs(int(i) - pi), abs(int(j) - pj)) + 1
+            line = a[np.rint(np.linspace(i, pi, n)).astype(int), np.rint(np.linspace(j, pj, n)).astype(int)]
+            if not line.min() < dip * min(a[i, j], a[pi, pj]):
+                separate = False
+                break
+        if separate:
+            kept.append((int(i), int(j)))
+            if len(kept) == max_peaks:
+                break
+    return kept
+
+
+def _peak_regions(amap: np.ndarray, peaks: list[tuple[int, int]], cells: np.ndarray) -> np.ndarray:
+    """(h, w) index of the peak each cell belongs to (-1: none): the 8-connected component of positive
+    cells that holds a peak goes to it whole; a component with several peaks is split by the nearest
+    peak; cells of a component without a peak go to the nearest peak."""
+    components, _ = ndimage.label(amap > 0, structure=np.ones((3, 3), dtype=int))
+    centres = np.asarray(peaks, dtype=np.float64)
+    nearest = np.argmin(np.linalg.norm(cells[:, :, None, :] - centres[None, None], axis=-1), axis=-1)
+    regions = np.where(amap > 0, nearest, -1)
+    owners: dict[int, list[int]] = {}
+    for k, (i, j) in enumerate(peaks):
+        owners.setdefault(int(components[i, j]), []).append(k)
+    for component, mine in owners.items():
+        if len(mine) == 1:
+            regions[components == component] = mine[0]
+    return regions
+
+
+def track_peaks(attention: np.ndarray, max_tracks: int, dip: float) -> list[np.ndarray]:
+    """(T, h, w) maps → up to ``max_tracks`` (T, h, w) masked maps, one per track of separate peaks
+    (see :func:`localize_video_tubes`); a track's map is the step's map on the cells nearer to its
+    peak than to the step's other peaks, zero elsewhere and at steps where it has no peak."""
+    att = np.nan_to_num(np.asarray(attention, dtype=np.float64)).clip(min=0)
+    steps, h, w = att.shape
+    cells = np.stack(np.meshgrid(np.arange(h), np.arange(w), indexing="ij"), axis=-1).astype(np.float64)  # (h, w, 2)
+    tracks: list[np.ndarray] = []
+    last: list[np.ndarray] = []
+    for t in range(steps):
+        peaks = attention_peaks(att[t], max_tracks, dip)
+        if not peaks:
+            continue
+        nearest = _peak_regions(att[t], peaks, cells)
+        centres = np.asarray(peaks, dtype=np.float64)
+        free = list(range(len(peaks)))
+        pairs = sorted((float(np.linalg.norm(last[k] - centres[p])), k, p) for k in range(len(last)) for p in free)
+        taken_tracks: set[int] = set()
+        for _, k, p in pairs:
+            if k in taken_tracks or p not in free:
+                continue
+            tracks[k][t] = np.where(nearest == p, att[t], 0.0)
+            last[k] = centres[p]
+            taken_tracks.add(k)
+            free.remove(p)
+        for p in free:
+            if len(tracks) == max_tracks:
+                break
+            track = np.zeros_like(att)
+            track[t] = np.where(nearest == p, att[t], 0.0)
+            tracks.append(track)
+            last.append(centres[p])
+    return tracks
 
 
 def boxes_at_frames(frames: np.ndarray, tube_frames: np.ndarray, tube_boxes: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from videolstm.evaluation.localization import (
     GroundTruthTube,
     boxes_at_frames,
     frame_recall_curve,
-    localize_video,
+    localize_video_tubes,
     video_map_at,
 )
 from videolstm.store.manifest import safe_name
@@ -144,10 +144,10 @@ def localization_metrics(
     for video in videos:
         maps = attention[video]
         frames = np.arange(maps.shape[0])
-        tube = localize_video(maps, frame_sizes[video], class_scores[video], config, frames=frames,
-                              label=labels[video] if given_class else None)
-        tubes[video] = tube
-        detections.append(tube.detection(video, smoothed=True))
+        video_tubes = localize_video_tubes(maps, frame_sizes[video], class_scores[video], config, frames=frames,
+                                           label=labels[video] if given_class else None)
+        tube = tubes[video] = video_tubes[0]  # the recall curves and overlays follow the top tube
+        detections.extend(t.detection(video, smoothed=True) for t in video_tubes)
         gt_tube = max(ground_truth[video], key=lambda t: len(t.frames))
         gt_boxes = boxes_at_frames(frames, np.asarray(gt_tube.frames), np.asarray(gt_tube.boxes))
         raw = frame_recall_curve(boxes_at_frames(frames, tube.frames, tube.raw_boxes), gt_boxes)

@@ -18,6 +18,7 @@ from videolstm.data.datasets.synthetic import (
     generate_synthetic,
     render_video,
     split_groups,
+    video_id,
 )
 from videolstm.data.video import decode_video
 
@@ -488,3 +489,30 @@ def test_background_clutter_covers_about_its_share_of_the_background():
                 # patches are drawn until `share` of the canvas is covered (a patch of colour equal to the
                 # background it covers would not count as changed; the last patch overshoots a little)
                 assert share - 0.1 < covered < share + 0.15, (share, covered)
+
+
+def test_two_actors_of_one_class_each_get_a_tube_and_the_default_set_keeps_its_digest(tmp_path):
+    assert SyntheticConfig(actors=1).digest() == "56d139a50666"  # the default leaves the embedded set's folder
+    assert SyntheticConfig(actors=2).digest() != SyntheticConfig().digest()
+    one = SyntheticConfig(num_classes=2, videos_per_class=3, frames=12, height=96, width=128, distractors=1, noise=0.0,
+                          late_start_fraction=0.5)
+    two = one.model_copy(update={"actors": 2})
+    for video_index in range(3):
+        a, b = render_video(one, 1, video_index), render_video(two, 1, video_index)
+        np.testing.assert_array_equal(a.boxes, b.boxes)  # the first actor is where it was
+        assert a.sf == b.sf and b.other_actor_boxes.shape == b.boxes.shape and a.other_actor_boxes.shape == (0, 4)
+        for t in range(len(b.boxes)):  # kept apart: no frame where the two boxes overlap
+            (x1, y1, w1, h1), (x2, y2, w2, h2) = b.boxes[t], b.other_actor_boxes[t]
+            assert x1 + w1 <= x2 or x2 + w2 <= x1 or y1 + h1 <= y2 or y2 + h2 <= y1
+        # without noise, the pixels that differ from the one-actor video lie in the second actor's boxes only
+        differ = np.any(a.frames != b.frames, axis=-1)
+        inside = np.zeros_like(differ)
+        for t, (x, y, w, h) in enumerate(b.other_actor_boxes):
+            inside[b.sf + t, y : y + h, x : x + w] = True
+        assert differ.any() and not (differ & ~inside).any()
+        # the same motion pattern: MoveLeft (class 1) moves both actors left
+        assert b.other_actor_boxes[-1, 0] < b.other_actor_boxes[0, 0]
+    generate_synthetic(str(tmp_path), two)
+    annotations = pickle.loads((tmp_path / "annotations.pkl").read_bytes())
+    entry = annotations[video_id(CLASS_NAMES[0], 0)]
+    assert [t["label"] for t in entry["annotations"]] == [0, 0] and len({t["boxes"].tobytes() for t in entry["annotations"]}) == 2

@@ -29,6 +29,9 @@ draws from its own random stream, so switching one on leaves the rest of a video
   ``camera_jitter`` × the short side, clipped at 3 std, whole pixels): the scene is drawn on a
   canvas that much larger on every side and the actor keeps that far from the edges, so it stays
   fully visible; the annotated boxes follow the view. Every pixel then moves, not only the actor.
+* ``actors: 2``: a second actor of the video's class, with its own path of the same motion pattern
+  (kept off the first actor's boxes when the frame has room), drawn under the first; the
+  annotation holds one tube per actor (several actors, as in 204 of UCF101-24's test videos).
 * ``background_clutter``: static textured patches of object size in random colours (the
   objects' own stripes, checkerboards and blotches) cover about that share of the background.
 
@@ -158,7 +161,8 @@ class SyntheticVideo:
     (in the unshaken view: the camera shift moves them too). ``moving_boxes``: int32 ``(M, T, 4)``
     of the ``M = moving_distractors`` wandering ones, as seen in each frame. ``camera_shift``:
     int32 ``(T, 2)`` the view's offset (dx, dy) per frame (zeros without ``camera_jitter``); an
-    object at x in the scene appears at x − dx.
+    object at x in the scene appears at x − dx. ``other_actor_boxes``: int32 ``(T - sf, 4)`` of the
+    second actor with ``actors: 2`` (same frames as ``boxes``), else ``(0, 4)``.
     """
 
     class_index: int
@@ -169,6 +173,7 @@ class SyntheticVideo:
     distractor_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int32))
     moving_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 4), np.int32))
     camera_shift: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int32))
+    other_actor_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int32))
 
 
 def video_id(class_name: str, video_index: int) -> str:
@@ -414,6 +419,28 @@ def _clutter(rng: np.random.Generator, canvas: np.ndarray, base: int, share: flo
         covered[y : y + h, x : x + w] |= sprite[1]
 
 
+def _second_actor(
+    rng: np.random.Generator, config: SyntheticConfig, name: str, base: int, sf: int, first: np.ndarray, margin: int,
+    style_class: int | None,
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """A second actor of the same class: (sprite, int32 (T - sf, 4) boxes x, y, w, h in the unshaken view).
+
+    Its own path of the class's motion pattern; up to 100 placements are tried for one whose box
+    overlaps the first actor's at no frame (the last one is kept when the frame has no room).
+    """
+    colours = _style_colours(rng, style_class, config.num_classes) if style_class is not None else None
+    sprite = _sprite(rng, base, colours)
+    ah, aw = sprite[1].shape
+    free_w, free_h = config.width - aw - 2 * margin, config.height - ah - 2 * margin
+    for _ in range(100):
+        dx, dy = TRAJECTORIES[name](rng, config.frames - sf, float(free_w), float(free_h))
+        xy = _place(rng, dx, dy, free_w, free_h) + margin
+        path = np.column_stack([xy, np.full(len(xy), aw), np.full(len(xy), ah)]).astype(np.int32)
+        if not any(_overlaps(path[t], first[t : t + 1]) for t in range(len(path))):
+            break
+    return sprite, path
+
+
 def _overlaps(box: np.ndarray, others: np.ndarray, margin: int = 1) -> bool:
     if len(others) == 0:
         return False
@@ -460,6 +487,11 @@ def render_video(config: SyntheticConfig, class_index: int, video_index: int) ->
     xy = _place(rng, dx, dy, free_w, free_h) + margin
     path = np.column_stack([xy, np.full(len(xy), aw), np.full(len(xy), ah)]).astype(np.int32)  # unshaken view
 
+    second: tuple[tuple[np.ndarray, np.ndarray], np.ndarray] | None = None
+    if config.actors == 2:  # its own random stream: the rest of the video is drawn as with one actor
+        second = _second_actor(np.random.default_rng([config.seed, class_index, video_index, 6]), config, name, base, sf,
+                               path, margin, class_index if styled else None)
+
     static = _background(rng, height + 2 * margin, width + 2 * margin)
     if config.background_clutter > 0:
         _clutter(np.random.default_rng([config.seed, class_index, video_index, 3]), static, base, config.background_clutter)
@@ -491,6 +523,9 @@ def render_video(config: SyntheticConfig, class_index: int, video_index: int) ->
         for sprite, track in movers:
             _paste(canvas[t], sprite, int(track[t, 0]) + margin, int(track[t, 1]) + margin)
         if t >= sf:
+            if second is not None:  # under the first actor
+                x, y = second[1][t - sf, :2]
+                _paste(canvas[t], second[0], int(x) + margin, int(y) + margin)
             x, y = path[t - sf, :2]
             _paste(canvas[t], actor, int(x) + margin, int(y) + margin)
     shift = np.zeros((n_frames, 2), np.int32)
@@ -501,6 +536,10 @@ def render_video(config: SyntheticConfig, class_index: int, video_index: int) ->
                            for t, (dx_, dy_) in enumerate(shift)])
     boxes = path.copy()
     boxes[:, :2] -= shift[sf:]  # where the shaken view shows the actor
+    other = np.zeros((0, 4), np.int32)
+    if second is not None:
+        other = second[1].copy()
+        other[:, :2] -= shift[sf:]
     moving_boxes = np.array(
         [np.column_stack([track - shift, np.tile(sprite[1].shape[::-1], (n_frames, 1))]) for sprite, track in movers],
         dtype=np.int32,
@@ -528,6 +567,7 @@ def render_video(config: SyntheticConfig, class_index: int, video_index: int) ->
         distractor_boxes=static_boxes,
         moving_boxes=moving_boxes,
         camera_shift=shift,
+        other_actor_boxes=other,
     )
 
 
@@ -640,8 +680,10 @@ def generate_synthetic(
                         "label": int(label),
                         "sf": int(video.sf),
                         "ef": int(config.frames),
-                        "boxes": np.ascontiguousarray(video.boxes, dtype=np.int32),
+                        "boxes": np.ascontiguousarray(boxes, dtype=np.int32),
                     }
+                    for boxes in (video.boxes, video.other_actor_boxes)
+                    if len(boxes)
                 ],
             }
     for relative, text in split_texts.items():
