@@ -205,6 +205,36 @@ def run_evaluate(
     finetuned: StageResult,
     parent_run_id: str | None = None,
 ) -> StageResult:
+    """Evaluate every model once per storage root (issue 25): under a lease on the evaluation of
+    these inputs, so a second run on the same root waits for the first's evaluation and reuses it
+    instead of evaluating again and logging the same metrics into the same MLflow runs."""
+    from tasks.console import say
+    from tasks.leases import run_holder
+    from videolstm.store.lease import compute_once
+
+    upstream = [index, frames_flow, features, frame_cnn, trained, finetuned]
+    input_key = stable_digest([lineages(config)["evaluate"], [s.content for s in upstream]], 16)
+    output = st.join(stage_uri(config, "evaluate"), f"evaluation-{input_key}")
+    return compute_once(
+        output, lambda: _finished_result(config, input_key) is not None,
+        lambda: _evaluate_now(config, index, frames_flow, features, frame_cnn, trained, finetuned, parent_run_id),
+        lambda: _evaluate_now(config, index, frames_flow, features, frame_cnn, trained, finetuned, parent_run_id),
+        holder=run_holder(), storage=config.storage,
+        on_wait=lambda other: say(f"evaluate: {other.describe()} is evaluating the same models on this storage root; "
+                                  "waiting for it, then reusing its results"),
+    )
+
+
+def _evaluate_now(
+    config: BenchmarkConfig,
+    index: StageResult,
+    frames_flow: StageResult,
+    features: StageResult,
+    frame_cnn: StageResult,
+    trained: StageResult,
+    finetuned: StageResult,
+    parent_run_id: str | None = None,
+) -> StageResult:
     from tasks.runtime import init_ray
     from videolstm.data.datasets import read_index
 

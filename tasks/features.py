@@ -21,6 +21,7 @@ import torch
 
 from tasks.attempts import attempt, clear_attempts, new_attempts_uri
 from tasks.console import stage_progress
+from tasks.leases import WaitNotice, leased, run_holder
 from videolstm.config import BenchmarkConfig, FeatureConfig, StorageConfig
 from videolstm.features.extraction import FEATURE_COUNTS, features_key, process_video_features
 from videolstm.features.inputs import STREAMS
@@ -44,8 +45,11 @@ def _frame_cnns(model_uris: tuple[tuple[str, str], ...], model_keys: tuple[tuple
 
 def features_batch(batch: dict[str, np.ndarray], stage_uris: dict[str, str], model_uris: dict[str, dict[str, str]],
                    model_keys: dict[str, dict[str, str]], features: dict, flow_stack: int, storage: dict, threads: int,
-                   attempts_uri: str) -> dict[str, list]:
-    """Ray Data task: a seed's frame CNNs of both streams over each video's frames and flow, one manifest row per video."""
+                   attempts_uri: str, holder: str) -> dict[str, list]:
+    """Ray Data task: a seed's frame CNNs of both streams over each video's frames and flow, one manifest row per video.
+
+    Each (video, seed) is computed under a lease on its shard (:mod:`tasks.leases`): one another run
+    (``holder`` is this one) is computing is waited for and read back from its shard."""
     torch.set_num_threads(threads)
     storage_config = StorageConfig.model_validate(storage)
     config = FeatureConfig.model_validate(features)
@@ -58,9 +62,19 @@ def features_batch(batch: dict[str, np.ndarray], stage_uris: dict[str, str], mod
                              storage_config.model_dump_json())
 
         def compute(row=row, stage=stage, models=models) -> dict[str, Any]:
-            item = process_video_features(row, row["key"], stage, models, config, flow_stack, storage_config)
-            item.counts["seed"] = int(row["seed"])
-            return item.to_row()
+            shard = stage.shard_uri(row["video_id"], row["key"])
+
+            def mine() -> dict[str, Any]:
+                item = process_video_features(row, row["key"], stage, models, config, flow_stack, storage_config)
+                item.counts["seed"] = int(row["seed"])
+                return item.to_row()
+
+            def theirs() -> dict[str, Any]:
+                item = stage._recover(row["video_id"], row["key"], shard, FEATURE_COUNTS)
+                item.counts["seed"] = int(row["seed"])
+                return item.to_row()
+
+            return leased(shard, storage_config, holder, mine, theirs, lambda: st.exists(shard, storage_config))
 
         def failed(reason: str, row=row) -> dict[str, Any]:
             return ItemResult(video_id=row["video_id"], status="failed", key=row["key"], label=int(row["label"]),
@@ -109,6 +123,7 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
     total_reused = sum(len(v) for v in reused.values())
     log.info("features: %d (video, seed) items to compute, %d reused", len(todo), total_reused)
     computed: list[ItemResult] = []
+    notice = WaitNotice("features")
     with stage_progress("features", total=len(todo) + total_reused, detail=f"{len(todo)} to compute, {total_reused} reused",
                         unit="video") as progress:
         progress.advance(total_reused, "reused")
@@ -122,6 +137,7 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
                     "stage_uris": {str(s): seed_dir(config, s).uri for s in config.train.seeds}, "model_uris": model_uris,
                     "model_keys": model_keys, "features": config.features.model_dump(), "flow_stack": config.frame_cnn.flow_stack,
                     "storage": config.storage.model_dump(), "threads": threads, "attempts_uri": attempts_uri,
+                    "holder": run_holder(),
                 },
                 batch_size=1,
                 num_cpus=threads,
@@ -129,8 +145,11 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
             )
             try:
                 for row in ds.iter_rows():
+                    row = dict(row)
+                    theirs = notice.pop(row)
                     computed.append(ItemResult.from_row(row))
-                    progress.advance(status="computed" if computed[-1].ok else "failed", item=computed[-1].video_id)
+                    progress.advance(status="reused" if theirs else "computed" if computed[-1].ok else "failed",
+                                     item=computed[-1].video_id)
             finally:
                 clear_attempts(attempts_uri, config.storage)
     carried = [r for r in upstream if not r.ok]  # failures of upstream stages stay visible here
@@ -150,7 +169,7 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
     sizes = feature_sizes([r for r in everything if r.ok], config.storage)
     return stage_result(
         "features", uri, manifest_uri, lineages(config)["features"], everything, time.perf_counter() - started,
-        computed=len(computed), storage=config.storage, feature_sizes=sizes, num_classes=frame_cnn.extra["num_classes"],
+        computed=len(computed) - notice.reused, storage=config.storage, feature_sizes=sizes, num_classes=frame_cnn.extra["num_classes"],
         manifests=manifests, contents=contents,
     )
 

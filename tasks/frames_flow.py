@@ -22,18 +22,23 @@ import ray
 
 from tasks.attempts import attempt, clear_attempts, new_attempts_uri
 from tasks.console import StageProgress, stage_progress
+from tasks.leases import WaitNotice, leased, run_holder
 from videolstm.config import BenchmarkConfig, FlowConfig, StorageConfig
 from videolstm.data.datasets import read_index
 from videolstm.data.frames_flow import FRAMES_FLOW_COUNTS, frames_flow_key, process_video
 from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
+from videolstm.store import storage as st
 from videolstm.store.manifest import ItemResult, StageDir, failure_summary
 
 log = logging.getLogger(__name__)
 
 
 def frames_flow_batch(batch: dict[str, np.ndarray], stage_uri: str, flow: dict[str, Any], storage: dict[str, Any],
-                      attempts_uri: str) -> dict[str, list]:
-    """Ray Data task: decode videos and compute their flow, one manifest row per video."""
+                      attempts_uri: str, holder: str) -> dict[str, list]:
+    """Ray Data task: decode videos and compute their flow, one manifest row per video.
+
+    Each video is computed under a lease on its shard (:mod:`tasks.leases`): a video another run
+    (``holder`` is this one) is computing is waited for and read back from its shard."""
     from videolstm.data.flow import set_threads
 
     flow_config = FlowConfig.model_validate(flow)
@@ -44,7 +49,7 @@ def frames_flow_batch(batch: dict[str, np.ndarray], stage_uri: str, flow: dict[s
     results = [
         attempt(
             attempts_uri, row["video_id"],
-            lambda row=row: process_video(row, row["key"], stage, flow_config, storage_config).to_row(),
+            lambda row=row: _leased_video(row, stage, flow_config, storage_config, holder),
             lambda reason, row=row: ItemResult(video_id=row["video_id"], status="failed", key=row["key"], label=int(row["label"]),
                                                subset=row["subset"], reason=f"{row['path']}: {reason}").to_row(),
             storage_config,
@@ -54,6 +59,13 @@ def frames_flow_batch(batch: dict[str, np.ndarray], stage_uri: str, flow: dict[s
     return _columns(results)
 
 
+def _leased_video(row: dict[str, Any], stage: StageDir, flow: FlowConfig, storage: StorageConfig, holder: str) -> dict[str, Any]:
+    shard = stage.shard_uri(row["video_id"], row["key"])
+    return leased(shard, storage, holder, lambda: process_video(row, row["key"], stage, flow, storage).to_row(),
+                  lambda: stage._recover(row["video_id"], row["key"], shard, FRAMES_FLOW_COUNTS).to_row(),
+                  lambda: st.exists(shard, storage))
+
+
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
     names = sorted({k for r in rows for k in r})
     return {name: [r.get(name, -1 if name in FRAMES_FLOW_COUNTS else None) for r in rows] for name in names}
@@ -61,25 +73,29 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
 
 def compute_frames_flow(
     todo: list[dict[str, Any]], stage: StageDir, flow: FlowConfig, storage: StorageConfig, workers: int,
-    progress: StageProgress | None = None,
+    progress: StageProgress | None = None, notice: WaitNotice | None = None,
 ) -> list[ItemResult]:
     """Run :func:`frames_flow_batch` over ``todo`` (index rows with a ``key``) on Ray Data, one video per task."""
     attempts_uri = new_attempts_uri(stage.uri)
     ds = ray.data.from_items(todo, override_num_blocks=max(1, len(todo)))
     ds = ds.map_batches(
         frames_flow_batch,
-        fn_kwargs={"stage_uri": stage.uri, "flow": flow.model_dump(), "storage": storage.model_dump(), "attempts_uri": attempts_uri},
+        fn_kwargs={"stage_uri": stage.uri, "flow": flow.model_dump(), "storage": storage.model_dump(), "attempts_uri": attempts_uri,
+                   "holder": run_holder()},
         batch_size=1,
         num_cpus=flow.threads_per_worker,
         compute=ray.data.TaskPoolStrategy(size=workers),
     )
     results = []
+    notice = notice or WaitNotice("frames+flow")
     try:
         for row in ds.iter_rows():
+            row = dict(row)
+            reused = notice.pop(row)
             item = ItemResult.from_row({k: (None if (k in FRAMES_FLOW_COUNTS and v == -1) else v) for k, v in row.items()})
             results.append(item)
             if progress is not None:
-                progress.advance(status="computed" if item.ok else "failed", item=item.video_id)
+                progress.advance(status="reused" if reused else "computed" if item.ok else "failed", item=item.video_id)
     finally:
         clear_attempts(attempts_uri, storage)
     return results
@@ -100,13 +116,14 @@ def run_frames_flow(config: BenchmarkConfig, index: StageResult) -> StageResult:
     todo = [{**row, "key": keys[row["video_id"]]} for row in ok if row["video_id"] in todo_set]
     log.info("frames+flow: %d videos to compute, %d reused from %s", len(todo), len(reused), stage.uri)
     computed: list[ItemResult] = []
+    notice = WaitNotice("frames+flow")
     with stage_progress("frames_flow", total=len(keys), detail=f"{len(todo)} to compute, {len(reused)} reused") as progress:
         progress.advance(len(reused), "reused")
         if todo:
             init_ray(config)
             cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
             workers = max(1, min(config.flow.workers, len(todo), cluster_cpus // config.flow.threads_per_worker or 1))
-            computed = compute_frames_flow(todo, stage, config.flow, config.storage, workers, progress)
+            computed = compute_frames_flow(todo, stage, config.flow, config.storage, workers, progress, notice)
     index_failures = [
         ItemResult(video_id=r["video_id"], status="failed", key="", label=r["label"], subset=r["subset"], reason=r["reason"])
         for r in failed_index
@@ -119,7 +136,7 @@ def run_frames_flow(config: BenchmarkConfig, index: StageResult) -> StageResult:
         log.warning(summary)
     return stage_result(
         "frames_flow", stage.uri, stage.manifest_uri, lineages(config)["frames_flow"], results,
-        time.perf_counter() - started, computed=len(computed), storage=config.storage,
+        time.perf_counter() - started, computed=len(computed) - notice.reused, storage=config.storage,
         pairs=int(sum(r.counts.get("num_flow", 0) for r in computed)),
     )
 

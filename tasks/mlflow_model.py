@@ -43,6 +43,24 @@ def registered_name(dataset: str, variant: str, stream: str) -> str:
     return f"videolstm-{dataset}-{variant}-{stream}"
 
 
+#: Model-version tag holding the run key (lineage) of the training run that registered it.
+RUN_KEY_TAG = "videolstm.run_key"
+
+
+def registered_version(name: str, run_key: str) -> str | None:
+    """The version of registered model ``name`` registered from ``run_key``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.tracking.MlflowClient()
+    try:
+        found = client.search_model_versions(f"name = '{name}' and tags.`{RUN_KEY_TAG}` = '{run_key}'", max_results=1)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return str(found[0].version) if found else None
+
+
 def signature_for(sample: dict[str, np.ndarray] | None, num_classes: int) -> ModelSignature | None:
     """Inputs ``x`` (and ``flow``) as float32 tensors with a free batch and time axis; output (B, K)."""
     if not sample:
@@ -54,8 +72,15 @@ def signature_for(sample: dict[str, np.ndarray] | None, num_classes: int) -> Mod
 
 def log_model(job: TrainedModel, run_id: str, model_uri: str, config: BenchmarkConfig, sample: dict[str, Any] | None) -> str | None:
     """Log ``model_uri`` (a videolstm checkpoint) into run ``run_id`` and register it as
-    ``job.register_as`` (one version per seed, tagged with it); returns the model URI."""
+    ``job.register_as`` (one version per seed, tagged with it); returns the model URI.
+
+    Once per lineage: a version already registered from the job's run key (tag
+    :data:`RUN_KEY_TAG`) means another run (or an earlier one) logged it; nothing is logged again
+    and None is returned."""
     name = job.register_as
+    if name and registered_version(name, job.run_key) is not None:
+        log.info("%s: %s already has a version from this lineage (run key %s); not registered again", job.name, name, job.run_key)
+        return None
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "checkpoint.pt"
         local.write_bytes(st.read_bytes(model_uri, config.storage))
@@ -70,7 +95,9 @@ def log_model(job: TrainedModel, run_id: str, model_uri: str, config: BenchmarkC
                 await_registration_for=30,
             )
     if info.registered_model_version is not None:
-        mlflow.tracking.MlflowClient().set_model_version_tag(name, str(info.registered_model_version), "seed", str(job.seed))
+        client = mlflow.tracking.MlflowClient()
+        client.set_model_version_tag(name, str(info.registered_model_version), "seed", str(job.seed))
+        client.set_model_version_tag(name, str(info.registered_model_version), RUN_KEY_TAG, job.run_key)
     log.info("logged %s as %s (registered as %s)", job.name, info.model_uri, name)
     if name:
         log_video_model(run_id, job.name, job.variant, job.stream, job.seed, model_uri, config, video_model_name(name))

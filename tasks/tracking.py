@@ -171,6 +171,11 @@ def find_run(experiment_id: str, run_key: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def run_status(run_id: str) -> str:
+    """``RUNNING``, ``FINISHED``, ``FAILED``, ... of the run."""
+    return MlflowClient().get_run(run_id).info.status
+
+
 def find_or_create_run(
     experiment_id: str, run_key: str, name: str, tags: Mapping[str, str] | None = None, parent_run_id: str | None = None
 ) -> tuple[str, bool]:

@@ -33,6 +33,7 @@ from ray.train.torch import TorchTrainer
 from tasks import tracking
 from tasks.attention_targets import with_attention_targets
 from tasks.console import StageProgress, stage_progress
+from tasks.leases import WaitNotice, run_holder
 from tasks.mlflow_model import registered_name
 from tasks.stage_models import model_name, parse_model_name  # noqa: F401 (tasks.train.parse_model_name: callers import it from here)
 from tasks.train_loop import MODEL_FILE, JobQueue, TrainJob, train_loop_per_worker
@@ -227,7 +228,7 @@ def frame_cnn_job(config: BenchmarkConfig, stream: str, seed: int, frames_flow: 
 
 
 @ray.remote(num_cpus=0)
-def _fit_remote(trainer_name: str, jobs: Any, config_json: dict, ray_storage: str, progress: Any = None) -> dict[str, Any]:
+def _fit_remote(trainer_name: str, jobs: Any, config_json: dict, ray_storage: str, progress: Any = None, holder: str = "") -> dict[str, Any]:
     """One TorchTrainer taking jobs from ``jobs`` (a JobQueue) until it is empty; returns its wall time.
 
     ``progress``: a :class:`tasks.console.RemoteProgress` the trainer advances after each model."""
@@ -236,7 +237,7 @@ def _fit_remote(trainer_name: str, jobs: Any, config_json: dict, ray_storage: st
     filesystem = pyarrow_filesystem(ray_storage, config.storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"queue": jobs, "trainer": trainer_name, "config": config_json, "progress": progress},
+        train_loop_config={"queue": jobs, "trainer": trainer_name, "config": config_json, "progress": progress, "holder": holder},
         scaling_config=ScalingConfig(
             num_workers=t.workers,
             use_gpu=t.use_gpu,
@@ -281,7 +282,8 @@ def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], stage: str,
     remote = progress.remote() if progress is not None else None
     if progress is not None:
         progress.note(f"{trainers} trainer(s) starting")
-    futures = {_fit_remote.remote(name, queue, config_json, ray_storage, remote): name for name in names}
+    holder = run_holder()
+    futures = {_fit_remote.remote(name, queue, config_json, ray_storage, remote, holder): name for name in names}
     fit_seconds = []
     for future, name in futures.items():
         try:
@@ -305,10 +307,12 @@ def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], stage: str,
     return outcomes, timing
 
 
-def _results(jobs: list[TrainJob], outcomes: dict[str, dict[str, Any]]) -> list[ItemResult]:
+def _results(jobs: list[TrainJob], outcomes: dict[str, dict[str, Any]], notice: WaitNotice | None = None) -> list[ItemResult]:
     results = []
     for job in jobs:
-        outcome = outcomes.get(job.name, {"error": "the job never ran"})
+        outcome = dict(outcomes.get(job.name, {"error": "the job never ran"}))
+        if notice is not None:
+            notice.pop(outcome)  # trained by another run on this root: reused, said once
         if "error" in outcome:
             log.error("training %s failed: %s", job.name, outcome["error"])
             results.append(ItemResult(video_id=job.name, status="failed", key=job.run_key, reason=outcome["error"]))
@@ -342,6 +346,7 @@ def _train_stage(config: BenchmarkConfig, stage: str, jobs: list[TrainJob], star
     uri = stage_uri(config, stage)
     results, todo = _reuse_finished(uri, jobs, config.storage)
     timing: dict[str, Any] = {}
+    notice = WaitNotice(stage)
     with stage_progress(stage, total=len(jobs) + len(skipped), unit="model",
                         detail=f"{len(todo)} to train, {len(results)} reused") as progress:
         progress.advance(len(results), "reused")
@@ -352,14 +357,14 @@ def _train_stage(config: BenchmarkConfig, stage: str, jobs: list[TrainJob], star
             init_ray(config)
             todo = with_attention_targets(config, stage, todo)  # per-epoch attention health on the validation videos
             outcomes, timing = run_jobs(config, todo, stage, progress)
-            results += _results(todo, outcomes)
+            results += _results(todo, outcomes, notice)
     results += list(skipped)
     manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), results, config.storage)
     summary = failure_summary(results, manifest_uri, stage)
     if summary:
         log.warning(summary)
     return stage_result(stage, uri, manifest_uri, lineages(config)[stage], results, time.perf_counter() - started,
-                        computed=len(todo), storage=config.storage, timing=timing, **extra)
+                        computed=len(todo) - notice.reused, storage=config.storage, timing=timing, **extra)
 
 
 # ----------------------------------------------------------------------------------------

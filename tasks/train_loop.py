@@ -306,15 +306,45 @@ def _broadcast(obj: Any, rank: int, world: int) -> Any:
     return holder[0]
 
 
+def exported_uri(job: TrainJob) -> str:
+    """The job's outcome, written once its model is exported: what a run that finds the job done
+    (or waited for another run to train it) reports, without training or logging anything."""
+    return st.join(job.output_uri, f"exported-{job.run_key}.json")
+
+
+def run_job_once(job: TrainJob, config: BenchmarkConfig, rank: int, world: int, holder: str) -> dict[str, Any]:
+    """:func:`run_job` under the job's lease (issue 25): a job another run trains (or trained) is
+    waited for and its outcome reused — nothing trained, nothing logged to MLflow. Rank 0 takes the
+    lease and tells the other ranks whether to train."""
+    from tasks.leases import leased
+
+    if rank != 0:
+        return run_job(job, config, rank, world) if _broadcast(None, rank, world) else {}
+    marker = exported_uri(job)
+
+    def compute() -> dict[str, Any]:
+        _broadcast(True, rank, world)
+        outcome = run_job(job, config, rank, world)
+        st.write_text(marker, json.dumps(outcome), config.storage)
+        return outcome
+
+    def reuse() -> dict[str, Any]:
+        _broadcast(False, rank, world)
+        return json.loads(st.read_text(marker, config.storage))
+
+    return leased(marker, config.storage, holder, compute, reuse, lambda: st.exists(marker, config.storage))
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point: {"queue": JobQueue handle, "trainer": name, "config": BenchmarkConfig json,
-    "progress": tasks.console.RemoteProgress or None}.
+    "progress": tasks.console.RemoteProgress or None, "holder": this run's id in leases}.
 
     Rank 0 takes the next job and tells the other ranks; all train it; rank 0 reports the outcome.
     With one worker a failing job is recorded and the trainer goes on with the next; with several
     workers (DDP) a failure ends the trainer (Ray Train restarts it up to ``max_failures`` times).
     """
     jobs, trainer, progress = loop_config["queue"], loop_config["trainer"], loop_config.get("progress")
+    holder = loop_config.get("holder") or trainer
     config = BenchmarkConfig.model_validate(loop_config["config"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -324,10 +354,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             return
         job = TrainJob.model_validate(payload)
         if world > 1:
-            outcome = run_job(job, config, rank, world)
+            outcome = run_job_once(job, config, rank, world, holder)
         else:
             try:
-                outcome = run_job(job, config, rank, world)
+                outcome = run_job_once(job, config, rank, world, holder)
             except Exception as exc:  # recorded as this job's failure; the trainer goes on with the next job
                 log.exception("training %s failed", job.name)
                 _RankZeroTracker.fail(job)
@@ -335,7 +365,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if rank == 0:
             ray.get(jobs.finish.remote(trainer, job.name, outcome))
             if progress is not None:
-                progress.advance(status="failed" if "error" in outcome else "computed", item=job.name)
+                from tasks.leases import REUSED_FROM
+
+                status = "failed" if "error" in outcome else "reused" if REUSED_FROM in outcome else "computed"
+                progress.advance(status=status, item=job.name)
 
 
 class _RankZeroTracker:
@@ -350,14 +383,21 @@ class _RankZeroTracker:
         from tasks import tracking
 
         mlflow.set_tracking_uri(job.tracking_uri)
+        finished = tracking.find_run(job.experiment_id, job.run_key)
+        if finished is not None and tracking.run_status(finished) == "FINISHED":
+            # trained and exported before (its outcome file lost): this run logs nothing into it again
+            self.run_id, self.frozen = finished, True
+            return
         self.run_id, created = tracking.find_or_create_run(
             job.experiment_id, job.run_key, job.name, tags=job.run_tags, parent_run_id=job.parent_run_id
         )
         if created:
             tracking.log_params(self.run_id, job.run_params)
 
+    frozen = False  # the job's run is already FINISHED: nothing more is logged into it
+
     def log(self, metrics: dict[str, float], step: int) -> None:
-        if self.run_id is None:
+        if self.run_id is None or self.frozen:
             return
         from tasks import tracking
 
@@ -365,7 +405,7 @@ class _RankZeroTracker:
 
     def finish_training(self, job: TrainJob, model_uri: str, config: BenchmarkConfig, epoch: int) -> None:
         """Register the exported model; the run ends here (evaluation reopens it and ends it again)."""
-        if self.run_id is None:
+        if self.run_id is None or self.frozen:
             return
         from tasks import tracking
 

@@ -18,6 +18,7 @@ from collections import Counter
 
 import pytest
 
+from tests.reliability.ledger import record
 from videolstm.config import StorageConfig
 from videolstm.store import storage as st
 from videolstm.store.lease import Lease, LeaseRecord, LeaseTimeout, compute_once, create_exclusive, current, lease_dir, try_acquire
@@ -193,3 +194,4 @@ def test_a_holder_killed_mid_item_is_taken_over_after_its_lease_expires(tmp_path
     assert [w.holder for w in waited] == ["run-killed"]
     assert time.time() >= expires and expires - killed_at <= ttl + 0.5  # waited for the expiry, no longer than one ttl
     assert not st.local_path(lease_dir(out)).exists()  # released, folder gone
+    record("a lease holder SIGKILLed mid-item, taken over after its lease expired", faults=1, runs=1, lost=0)

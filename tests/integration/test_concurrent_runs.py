@@ -1,0 +1,105 @@
+"""Two ``videolstm benchmark`` processes on one storage root (issue 25): every item computed once.
+
+Two real CLI processes, started three seconds apart on a fresh root (no MLflow database yet), run
+the whole pipeline on a tiny config. Counted from what each run reports per stage (its console's
+"N computed, M reused" line: an item another run computed is *reused*): over both runs every item
+of every stage is computed exactly once. In MLflow: one training run per model with one point per
+step in every metric history, and one registered version per model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.tiny import tiny_config
+from tests.reliability.ledger import record
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+END_LINE = re.compile(r"^\S+ (?P<stage>.+?)\s+\d+ \w+ in [\d.]+ s: (?P<computed>\d+) computed, (?P<reused>\d+) reused, (?P<failed>\d+) failed")
+
+
+#: The stages whose items are computed under leases (console names).
+LEASED_STAGES = ("flow", "frame-cnn", "features", "train", "evaluate")
+
+
+def stage_counts(stdout: str) -> dict[str, tuple[int, int, int]]:
+    """{stage display name: (computed, reused, failed)} from a run's console end lines."""
+    counts = {}
+    for line in stdout.splitlines():
+        match = END_LINE.match(line.strip())
+        if match:
+            counts[match["stage"].strip()] = (int(match["computed"]), int(match["reused"]), int(match["failed"]))
+    return counts
+
+
+def concurrent_config(root: Path) -> dict:
+    config = tiny_config(str(root))
+    config["dataset"]["synthetic"].update({"num_classes": 3, "videos_per_class": 4, "frames": 16})
+    config["train"].update({"variants": ["lstm", "convlstm"], "streams": ["rgb"], "seeds": [0], "epochs": 1})
+    config["ray"] = {"num_cpus": 1}  # two runs share the machine's two cores
+    return config
+
+
+def start_pair(tmp_path: Path, delay: float = 3.0) -> list[subprocess.CompletedProcess]:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(concurrent_config(tmp_path / "root")))
+    procs = []
+    for i in range(2):
+        log = open(tmp_path / f"run{i}.out", "w")
+        # Each run its own Prefect home (as two users, or two machines, have): Prefect's temporary
+        # server migrates a fresh home's database at start, and two starts on one fresh home race
+        # there (Prefect's database, not the storage root this test is about).
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / f"prefect{i}")}
+        procs.append((subprocess.Popen([sys.executable, "-m", "flows.cli", "benchmark", "--config", str(config)], cwd=REPO,
+                                       stdout=log, stderr=subprocess.STDOUT, text=True, env=env), log))
+        if i == 0:
+            time.sleep(delay)
+    done = []
+    for proc, log in procs:
+        code = proc.wait(timeout=1500)
+        log.close()
+        done.append(subprocess.CompletedProcess(proc.args, code, Path(log.name).read_text(), ""))
+    return done
+
+
+def test_two_benchmarks_on_one_fresh_root_compute_every_item_once(tmp_path):
+    started = time.perf_counter()
+    runs = start_pair(tmp_path)
+    wall = time.perf_counter() - started
+    for run in runs:
+        assert run.returncode == 0, run.stdout[-5000:]
+    counts = [stage_counts(run.stdout) for run in runs]
+    twice = {}
+    for stage in LEASED_STAGES:
+        assert all(stage in c for c in counts), (stage, counts)
+        computed = sum(c[stage][0] for c in counts)
+        items = sum(counts[0][stage])  # each run accounts for every item: computed, reused or failed
+        assert sum(counts[1][stage]) == items and all(c[stage][2] == 0 for c in counts), (stage, counts)
+        assert computed >= items, (stage, counts)  # nothing lost: every item computed by one run or the other
+        twice[stage] = computed - items
+    record("two benchmarks started 3 s apart on one fresh root (items computed twice count as duplicated)", runs=2,
+           lost=sum(twice.values()))
+    assert sum(twice.values()) == 0, f"items computed twice per stage: {twice}; {counts}"
+
+    db = tmp_path / "root" / "mlflow.db"
+    with sqlite3.connect(db) as con:
+        runs_by_key = Counter(k for (k,) in con.execute("select value from tags where key = 'videolstm.run_key'"))
+        assert runs_by_key and max(runs_by_key.values()) == 1, runs_by_key  # one MLflow run per (lineage, seed)
+        doubled = con.execute("select run_uuid, key, step, count(*) from metrics group by run_uuid, key, step having count(*) > 1").fetchall()
+        assert doubled == [], doubled[:10]  # one point per step in every history
+        versions = con.execute("select name, count(*) from model_versions group by name").fetchall()
+        assert versions and all(n == 1 for _, n in versions), versions  # one registered version per model
+    print(f"concurrent runs: 2, items computed twice: {sum(twice.values())} ({wall:.0f} s wall; per run {counts})")
