@@ -26,6 +26,15 @@ from videolstm.data.video import decode_video
 from videolstm.store.lineage import lineages
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on this shared 2-core machine two OpenMP threads spin against the other jobs (~20x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def opencv_tvl1(params: TVL1Params):
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
     tvl1.setWarpingsNumber(params.warps)
