@@ -83,13 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("report", "write the comparison tables and charts to the parent MLflow run")
     sweep = add("sweep", "run every arm of a sweep file (config overrides over seeds) and compare them with the baseline arm")
     sweep.add_argument("--sweep", required=True, metavar="FILE", help="the sweep YAML file (name, seeds, baseline, arms, metrics)")
+    sweep.add_argument("--arms", metavar="A,B", help="run only these arms (comma-separated; the baseline always runs)")
     add("reevaluate", "run the re-evaluation flow once")
     add("config", "print the resolved configuration")
     predict = add("predict", "apply a trained model (MLflow model URI or run id) to videos: top-5 and the localization tube")
     predict.add_argument("videos", nargs="*", metavar="VIDEO_OR_URI", help="video files or URIs")
     predict.add_argument("--model", "-m", required=True,
                          help="models:/name/version, models:/name@alias, runs:/<run id>/model, or a run id (a fused pair's too)")
-    predict.add_argument("--output", "-o", help="folder for predictions.jsonl and an overlay per video (GIF and MP4)")
+    predict.add_argument("--output", "-o", help="folder for predictions.jsonl and an overlay per video (GIF and MP4); "
+                         "with --input: where predictions.parquet goes (a path or URI)")
+    predict.add_argument("--input", "-i", help="score every file under this folder or s3:// prefix on Ray Data (resumable)")
+    predict.add_argument("--workers", type=int, default=1, help="with --input: Ray Data actors scoring at once")
     return parser
 
 
@@ -157,6 +161,8 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
 
         try:
             spec = load_sweep(args.sweep)
+            if args.arms:
+                spec = spec.subset([a.strip() for a in args.arms.split(",") if a.strip()])
         except ConfigError as exc:
             say_error(f"error: {exc}")
             return 2
@@ -213,6 +219,18 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
         elif command == "predict":
             from tasks.predict import run_predict
 
+            if args.input:
+                from tasks.predict import run_batch
+
+                if not args.output or args.videos:
+                    say_error("error: --input scores a folder into --output URI (required); give videos or --input, not both")
+                    return 2
+                summary = run_batch(config, args.model, args.input, args.output, args.workers)
+                say(f"predict: {summary['ok']} ok, {summary['failed']} failed, {summary['computed']} computed this run, "
+                    f"{summary['reused']} done before; output {summary['predictions']}")
+                for video, reason in summary["failures"]:
+                    say(f"  failed {video}: {redact(reason)}")
+                return 0
             for record in run_predict(config, args.model, args.videos, args.output):
                 say(json.dumps(record))  # the terminal's stdout (print would go to the log file)
             return 0

@@ -152,3 +152,11 @@ def test_named_metrics_restrict_the_comparison():
     results = sweep_results(sweep, {"faithful": base, "torch-init": base, "fast": base})
     assert results["metrics"] == ["videolstm.rgb/test/accuracy"]
     assert list(results["arms"]["fast"]["metrics"]) == ["videolstm.rgb/test/accuracy"]
+
+
+def test_a_subset_of_arms_keeps_the_baseline_and_the_files_order():
+    sweep = load_sweep(SPEC)
+    assert sweep.subset(["fast"]).arm_names() == ["faithful", "fast"]
+    assert sweep.subset(["fast", "torch-init"]).arm_names() == ["faithful", "torch-init", "fast"]
+    with pytest.raises(ConfigError, match="no arm"):
+        sweep.subset(["nope"])

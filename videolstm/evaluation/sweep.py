@@ -115,6 +115,14 @@ class SweepSpec(BaseModel):
             raise ValueError(f"baseline {self.baseline!r} is not one of the arms {sorted(self.arms)}")
         return self
 
+    def subset(self, arms: Sequence[str]) -> SweepSpec:
+        """The same sweep with only ``arms`` (the baseline always kept), in the file's order."""
+        unknown = [a for a in arms if a not in self.arms]
+        if unknown:
+            raise ConfigError(f"sweep {self.name!r} has no arm(s) {unknown}; arms: {list(self.arms)}")
+        keep = set(arms) | {self.baseline}
+        return self.model_copy(update={"arms": {a: o for a, o in self.arms.items() if a in keep}})
+
     def arm_names(self) -> list[str]:
         """The baseline first, then the other arms in the file's order."""
         return [self.baseline] + [a for a in self.arms if a != self.baseline]
