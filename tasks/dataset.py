@@ -28,7 +28,7 @@ def dataset_root(config: BenchmarkConfig) -> tuple[str, str | None]:
         root = st.join(stage_uri(config, "dataset"), dataset.synthetic.digest())
         generate_synthetic(root, dataset.synthetic, storage=config.storage)
         return root, dataset.annotations or st.join(root, "annotations.pkl")
-    from videolstm.data.datasets.download import prepare_dataset
+    from videolstm.data.datasets.prepare import prepare_dataset
 
     root = stage_uri(config, "dataset")
     prepared = prepare_dataset(

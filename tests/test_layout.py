@@ -23,7 +23,7 @@ LIBRARY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("videolstm.models",),  # stage 5's model zoo (rebuilding a checkpoint's frame CNN or variant included)
     ("videolstm.loader", "videolstm.training", "videolstm.inference"),  # batches, the step, the test protocol over shards
     ("videolstm.evaluation",),  # stages 6–7: metrics, localization, calibration, reports
-    ("videolstm.prediction",),  # a trained model on a new video: every stage above for one file
+    ("videolstm.prediction", "videolstm.attention_guidance"),  # a model on a new video; attention from outside (oracle, motion prior)
 )
 
 #: tasks/' layers, lowest first: the shared pieces (console, Ray runtime, MLflow, storage leases),
@@ -88,11 +88,12 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def layer_of(module: str, layers: tuple[tuple[str, ...], ...]) -> int | None:
-    """Index of the layer whose longest-matching prefix names ``module`` (None: not in any layer)."""
+    """Index of the layer whose longest-matching prefix names ``module`` (None: not in any layer).
+    A top-level package name (``videolstm``, ``tasks``) names the package's ``__init__`` only."""
     best: tuple[int, int] | None = None
     for index, layer in enumerate(layers):
         for prefix in layer:
-            if module == prefix or module.startswith(prefix + "."):
+            if module == prefix or ("." in prefix and module.startswith(prefix + ".")):
                 if best is None or len(prefix) > best[1]:
                     best = (index, len(prefix))
     return None if best is None else best[0]
@@ -131,11 +132,12 @@ def test_imported_modules_sees_function_level_and_from_imports(tmp_path):
 
 
 def test_upward_imports_names_an_arrow_back_up_and_spares_the_downward_ones():
-    layers = (("low",), ("mid",), ("high",))
-    graph = {"high.x": {"mid.y", "low"}, "mid.y": {"low.z", "high.x"}, "low.z": set()}
-    assert upward_imports(graph, layers) == ["mid.y → high.x"]
+    layers = (("p.low",), ("p.mid",), ("p.high",))
+    graph = {"p.high.x": {"p.mid.y", "p.low"}, "p.mid.y": {"p.low.z", "p.high.x"}, "p.low.z": set()}
+    assert upward_imports(graph, layers) == ["p.mid.y → p.high.x"]
     assert layer_of("videolstm.store.checkpoint", LIBRARY_LAYERS) == 2
     assert layer_of("videolstm.models.restore", LIBRARY_LAYERS) == 4
+    assert layer_of("videolstm.undeclared_module", LIBRARY_LAYERS) is None
 
 
 # --- the repository ---------------------------------------------------------------------------

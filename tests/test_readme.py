@@ -24,13 +24,12 @@ PAGES = [REPO / "README.md", *DOCS]
 #: Pages and CLI commands that other open issues deliver (linked today, written by their owners).
 #: A name leaves this set once it exists; test_promised_pages_are_still_missing keeps it honest.
 PROMISED_PAGES = {
-    "docs/recipe-options.md", "docs/localization-shapes.md", "docs/reliability.md",
-    "docs/prediction.md", "docs/gpu.md", "docs/mutation-testing.md", "docs/ablation.md",
+    "docs/recipe-options.md", "docs/localization-shapes.md", "docs/gpu.md", "docs/ablation.md",
 }
-PROMISED_COMMANDS = {"sweep", "predict"}
+PROMISED_COMMANDS: set[str] = set()
 
 #: Tools a page may name that are not this project's (checked elsewhere or not installable here).
-EXTERNAL_TOOLS = {"prefect", "ray", "docker", "kubectl", "mlflow", "apt-get", "sudo", "brew", "pip"}
+EXTERNAL_TOOLS = {"prefect", "ray", "docker", "kubectl", "mlflow", "apt-get", "sudo", "brew", "pip", "curl"}
 
 
 def config_keys(model: type[Section] = BenchmarkConfig, prefix: str = "") -> list[str]:
@@ -156,10 +155,17 @@ def videolstm_argv(command: str) -> list[str] | None:
 def test_every_videolstm_command_in_the_pages_parses():
     from flows.cli import build_parser
 
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
     checked = 0
     for page, command in page_commands():
         argv = videolstm_argv(command)
         if argv is None or (argv and argv[0] in PROMISED_COMMANDS):
+            continue
+        if len(argv) == 1 or any(mark in command for mark in ("...", "[", "<", "|")):
+            # a command named in the text (`videolstm predict`) or a synopsis with placeholders: it exists
+            assert argv[0] in commands, f"{page}: `{command}` is not a videolstm command"
+            checked += 1
             continue
         try:
             build_parser().parse_args(argv)

@@ -67,7 +67,7 @@ def nothing_outside(area: dict[str, Path], before: set[Path], *extra_allowed: Pa
     assert not any(area["tmp"].iterdir()), f"temporary files left: {list(area['tmp'].iterdir())}"
 
 
-EXTRACT_SETUP = "from videolstm.data.datasets.download import extract, prepare_dataset\nfrom videolstm.config import InputLimits"
+EXTRACT_SETUP = "from videolstm.data.datasets.extraction import extract\nfrom videolstm.data.datasets.prepare import prepare_dataset\nfrom videolstm.config import InputLimits"
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,7 +390,8 @@ SECRET = "Sig-Sentinel-9f8e7d"
 def test_presigned_url_and_any_userinfo_never_reach_params_records_warnings_or_messages(http_server, tmp_path, monkeypatch):
     from tasks.tracking import config_params, redact
     from videolstm.config import ConfigError, load_config
-    from videolstm.data.datasets.download import UnverifiedDownloadWarning, prepare_dataset
+    from videolstm.data.datasets.download import UnverifiedDownloadWarning
+    from videolstm.data.datasets.prepare import prepare_dataset
 
     presigned = ("/splits.zip?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA-SENTINEL%2F20260101&"
                  f"X-Amz-Signature={SECRET}&X-Amz-Security-Token={SECRET}")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import RangeServer
-from videolstm.data.datasets import OFFICIAL_ARCHIVES, DownloadError, UnverifiedDownloadWarning, download
+from videolstm.data.datasets import OFFICIAL_ARCHIVES, DownloadError, UnverifiedDownloadWarning, download, prepare_dataset
 
 # The package exports the function ``download``, which shadows the submodule attribute of the
 # same name: reach the module through importlib.
@@ -288,7 +288,7 @@ def test_a_url_whose_file_name_decodes_to_a_path_is_refused_before_anything_is_w
     with pytest.raises(DownloadError, match=r"download .*: file name: .* (path separator|is '\.\.')"):
         download(f"file://{source}/{name}", str(dest / "x.zip"), sha256=DIGEST, staging_dir=tmp_path / "st")
     with pytest.raises(DownloadError, match=r"dataset.download.urls: .*: file name"):
-        dl.prepare_dataset("ucf101", str(tmp_path / "ds"), [f"file://{source}/{name}"], archives_uri=str(dest), verify=False)
+        prepare_dataset("ucf101", str(tmp_path / "ds"), [f"file://{source}/{name}"], archives_uri=str(dest), verify=False)
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [name]  # only the source itself
 
 

@@ -16,7 +16,7 @@ import pytest
 from tests.data.datasets.rar_writer import rar4_bytes
 from videolstm.data.datasets import ExtractError, extract
 
-dl = importlib.import_module("videolstm.data.datasets.download")  # the module (the package exports the function)
+dl = importlib.import_module("videolstm.data.datasets.extraction")  # the module (the package exports the function extract)
 
 
 def zip_bytes(entries: dict[str, bytes | None], symlink: str | None = None) -> bytes:

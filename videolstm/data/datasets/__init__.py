@@ -7,7 +7,9 @@ Public API (see each module's docstring for file formats):
   :func:`write_index` / :func:`read_index` (Parquet manifest).
 - :func:`load_ucf101_24` ``(uri) -> {video_id: [Tube]}``, :func:`load_ucf101_24_numf`,
   :func:`read_ucf101_24` (numf + label + tubes), :func:`write_ucf101_24`.
-- :func:`download`, :func:`extract`, :func:`prepare_dataset`, :data:`OFFICIAL_ARCHIVES`.
+- :func:`download` and :data:`OFFICIAL_ARCHIVES` (``download.py``: fetching), :func:`extract`
+  (``extraction.py``), :func:`prepare_dataset` (``prepare.py``: both for a dataset).
+- ``shipped.py``: the real UCF101 split files and UCF101-24 annotations shipped in the package.
 
 ``videolstm/data/datasets/README.md`` shows the on-disk tree of each dataset.
 """
@@ -17,13 +19,12 @@ from videolstm.data.datasets.download import (
     OFFICIAL_ARCHIVES,
     ArchiveSpec,
     DownloadError,
-    ExtractError,
     UnverifiedDownloadWarning,
     cache_dir,
     download,
-    extract,
-    prepare_dataset,
 )
+from videolstm.data.datasets.extraction import ExtractError, extract
+from videolstm.data.datasets.prepare import prepare_dataset
 from videolstm.data.datasets.index import INDEX_SCHEMA, load_index, read_index, write_index
 from videolstm.data.datasets.ucf101_24 import (
     Tube,
