@@ -217,13 +217,21 @@ def test_mlflow_server_with_basic_auth_refuses_anonymous_runs_and_the_pipeline_l
             # what the pipeline wrote is readable with the credentials only
             get = f"{url}/api/2.0/mlflow/runs/get?run_id={run_id}"
             assert _http("GET", get)[0] == 401 and _http("GET", get, headers=_basic(user, password))[0] == 200
+
+            # rotation as infra/README.md says: the auth API, then the clients' environment
+            from mlflow.server import get_app_client
+
+            rotated = secrets.token_urlsafe(24)
+            get_app_client("basic-auth", tracking_uri=url).update_user_password(user, rotated, current_password=password)
+            assert _http("GET", get, headers=_basic(user, password))[0] == 401
+            assert _http("GET", get, headers=_basic(user, rotated))[0] == 200
     finally:
         mlflow.set_tracking_uri(None)
     recorded = json.dumps({"params": run.data.params, "tags": run.data.tags, "experiment_tags": experiment.tags})
-    assert password not in recorded
-    assert password not in caplog.text
+    server_log = (tmp_path / "server.log").read_text(errors="replace")
+    for secret in (password, rotated):
+        assert secret not in recorded and secret not in caplog.text and secret not in server_log
     assert password not in message and "***" in message
-    assert password not in (tmp_path / "server.log").read_text(errors="replace")
 
 
 # ----------------------------------------------------------------------------- Prefect
