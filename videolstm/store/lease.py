@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from videolstm.config import StorageConfig
@@ -119,8 +120,7 @@ def create_exclusive(uri: str, data: bytes, storage: StorageConfig | None = None
     """
     if st.is_local(uri):
         target = st.local_path(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = _temp_beside(target)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -141,6 +141,24 @@ def create_exclusive(uri: str, data: bytes, storage: StorageConfig | None = None
         return True
 
     return st.with_retries(put, f"creating {uri}")
+
+
+def _temp_beside(target: Path) -> tuple[int, str]:
+    """A temp file in ``target``'s folder, creating the folder; again if a releasing run removed
+    the (then empty) folder between the two steps."""
+    for _ in range(10):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        except FileNotFoundError:
+            continue
+    raise FileNotFoundError(f"{target.parent} keeps disappearing while a lease is written in it")
+
+
+def _remove_if_there(uri: str, storage: StorageConfig | None) -> None:
+    """Delete ``uri``; already gone (another run's release removed the expired generations) is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        st.remove(uri, storage)
 
 
 class Lease:
@@ -176,8 +194,8 @@ class Lease:
         """
         for generation, uri in _generations(self.output_uri, self.storage):
             if generation < self.record.generation:
-                st.remove(uri, self.storage)
-        st.remove(self.uri, self.storage)
+                _remove_if_there(uri, self.storage)
+        _remove_if_there(self.uri, self.storage)
         if st.is_local(self.uri):
             folder = st.local_path(lease_dir(self.output_uri))
             with contextlib.suppress(OSError):  # gone already, or another run's lease arrived: the folder stays
