@@ -89,8 +89,11 @@ def evaluate_model(
     else:
         x_column, flow_column = feature_columns(model.input_kind, model.needs_flow, stream, model.flow_kind)
         has_attention = bool(model.has_attention)
+        oracle = has_attention and config.train.attention_source == "oracle"  # issue 20: the ground truth replaces the attention
+        maps = oracle_test_maps(config, model, test_rows, annotations_uri, video_paths) if oracle else None
         predictions = predict_videos(model, test_rows, x_column, flow_column, e.num_segments, e.segment_length,
-                                     whole_video=has_attention, storage=config.storage, placement=e.segment_placement)
+                                     whole_video=has_attention, storage=config.storage, placement=e.segment_placement,
+                                     attention_maps=maps)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         metrics = score_classification(predictions, class_names, out, name)
@@ -110,6 +113,26 @@ def evaluate_model(
                 render_overlays(frames, predictions, tubes, gt, class_names, out / "overlays")
         _upload_dir(out, out_uri, config.storage)
     return {"name": name, "metrics": metrics, "predictions": predictions}
+
+
+def oracle_test_maps(config: BenchmarkConfig, model: Any, test_rows: list[dict], annotations_uri: str | None,
+                     video_paths: dict[str, str]) -> Any:
+    """``maps(video_id, frames)``: the test videos' ground truth at the model's attention resolution
+    (``train.attention_source: oracle``, issue 20) — every tube, uniform where a video or step has no box."""
+    from videolstm.attention_guidance import box_targets, oracle_lookup
+    from videolstm.data.datasets import load_ucf101_24
+    from videolstm.data.video import probe_video
+
+    targets: dict[str, Any] = {}
+    if annotations_uri:
+        gt = ground_truth_for(load_ucf101_24(annotations_uri, storage=config.storage, limits=config.dataset.limits),
+                              [r["video_id"] for r in test_rows])
+        sizes = {}
+        for video in gt:
+            info = probe_video(video_paths[video], storage=config.storage)
+            sizes[video] = (info.height, info.width)
+        targets = box_targets(gt, sizes)
+    return oracle_lookup(targets, tuple(model.spatial_size))
 
 
 @ray.remote(num_cpus=1)

@@ -31,7 +31,7 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from tasks import tracking
-from tasks.attention_targets import with_attention_targets
+from tasks.attention_targets import with_attention_targets, with_oracle_targets
 from tasks.console import StageProgress, stage_progress
 from tasks.leases import WaitNotice, run_holder
 from tasks.mlflow_model import registered_name
@@ -194,6 +194,8 @@ def sequence_job(
         clip_grad_norm=t.clip_grad_norm, snippet_length=t.snippet_length, checkpoint_every=t.checkpoint_every,
         keep_checkpoints=t.keep_checkpoints, threads=max(1, int(t.cpus_per_worker)), init_from=sources,
         loader_workers=t.loader_workers, prefetch_batches=t.prefetch_batches,
+        attention_source="oracle" if t.attention_source == "oracle" and probe.has_attention else "learned",
+        attention_grid=list(probe.spatial_size) if probe.has_attention else [],
         cost=RELATIVE_COST.get(variant, 3.0) * epochs,
         **_mlflow_fields(config, "sequence", variant, stream, seed, parent_run_id, register, extra),
     )
@@ -356,6 +358,7 @@ def _train_stage(config: BenchmarkConfig, stage: str, jobs: list[TrainJob], star
 
             init_ray(config)
             todo = with_attention_targets(config, stage, todo)  # per-epoch attention health on the validation videos
+            todo = with_oracle_targets(config, stage, todo)  # issue 20: the train-time oracle's boxes, when asked
             outcomes, timing = run_jobs(config, todo, stage, progress)
             results += _results(todo, outcomes, notice)
     results += list(skipped)

@@ -103,6 +103,10 @@ class TrainJob(BaseModel):
     loader_workers: int = 2  # issue 14: threads building batches ahead of the step (0: in the step's thread)
     prefetch_batches: int = 4  # batches built ahead of the step
     attention_targets_uri: str | None = None  # issue 13: validation boxes for the per-epoch attention health
+    # issue 20's ablation arms (attention variants only): the ground truth replaces the attention ...
+    attention_source: Literal["learned", "oracle"] = "learned"
+    oracle_targets_uri: str | None = None  # ... from these boxes (None: uniform maps)
+    attention_grid: list[int] = Field(default_factory=list)  # (h, w) of the model's attention maps
     cost: float = 1.0  # relative training cost: the queue hands out the costliest first
     # MLflow: where rank 0 logs (the run is found again by run_key, else created nested under the parent)
     tracking_uri: str | None = None
@@ -175,9 +179,17 @@ def _batch_source(job: TrainJob, config: BenchmarkConfig) -> tuple[Callable, Cal
 
         return build, frame_forward
 
+    maps = None
+    if job.attention_source == "oracle":  # issue 20: the ground truth in place of the model's attention
+        from tasks.attention_targets import read_oracle_targets
+        from videolstm.attention_guidance import oracle_lookup
+
+        maps = oracle_lookup(read_oracle_targets(job.oracle_targets_uri, storage), tuple(job.attention_grid))
+
     def build(rows, rng):
         # float16 as stored: sequence_forward converts in torch (numpy's conversion is ~10x slower)
-        return snippet_batch(rows, job.x_column, job.flow_column, job.snippet_length, rng, storage, dtype=None)
+        return snippet_batch(rows, job.x_column, job.flow_column, job.snippet_length, rng, storage, dtype=None,
+                             attention_maps=maps)
 
     return build, sequence_forward
 

@@ -176,3 +176,26 @@ def test_predictions_subset_keeps_rows_aligned():
     np.testing.assert_array_equal(sub.labels, [2, 1])
     np.testing.assert_array_equal(sub.probabilities, [[0, 0, 1], [0, 1, 0]])
     assert set(sub.attention) == {"b"} and set(sub.step_probabilities) == {"c"}
+
+
+@pytest.mark.parametrize("variant", ["convalstm", "videolstm"])
+def test_given_attention_replaces_the_models_in_every_segment_and_the_whole_video_pass(variant):
+    """The train-time oracle at test time: (T, h, w) maps go through the same segments as x."""
+    model = _model(variant)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((11, C, H, W)).astype(np.float32)
+    flow = rng.standard_normal((11, 2, H, W)).astype(np.float32) if variant == "videolstm" else None
+    maps = rng.random((11, H, W)).astype(np.float32)
+    maps /= maps.sum(axis=(1, 2), keepdims=True)
+    probabilities, attention, _ = predict_video(model, x, flow, num_segments=3, segment_length=5, whole_video=True, attention=maps)
+    np.testing.assert_allclose(attention, maps, rtol=1e-6)  # the whole-video pass attends with the given maps
+    per_segment = []
+    with torch.no_grad():
+        for s in (1, 3, 5):  # the authors' starts for 11 frames, 3 segments of 5
+            f = None if flow is None else torch.from_numpy(flow[s : s + 5])[None]
+            out = model(torch.from_numpy(x[s : s + 5])[None], flow=f, attention=torch.from_numpy(maps[s : s + 5])[None])
+            per_segment.append(_softmax(out.logits[0].numpy()).sum(axis=0))
+    hand = np.mean(per_segment, axis=0)
+    np.testing.assert_allclose(probabilities, hand / hand.sum(), rtol=1e-5, atol=1e-6)
+    learned, _, _ = predict_video(model, x, flow, num_segments=3, segment_length=5)
+    assert not np.allclose(learned, probabilities)

@@ -109,6 +109,41 @@ def test_snippet_batch_of_vectors_has_no_flow(tmp_path):
     assert set(batch) == {"x", "label"} and batch["x"].shape == (3, 2, 16)
 
 
+def test_snippet_batch_adds_the_given_attention_maps_of_the_snippets_steps(tmp_path):
+    """The train-time oracle: ``attention_maps(video_id, frames)`` of exactly the steps read; a map that
+    encodes (video, frame) in its cells shows which ones were asked for."""
+    rows = _feature_rows(tmp_path, lengths=(40, 31, 12))
+
+    def maps(video_id: str, frames: np.ndarray) -> np.ndarray:
+        return np.broadcast_to((int(video_id[1:]) * 100 + frames)[:, None, None], (len(frames), 7, 7)).astype(np.float32)
+
+    for rng in (None, np.random.default_rng(5)):
+        plain = snippet_batch(rows, "rgb_pool5", None, 10, None if rng is None else np.random.default_rng(5))
+        batch = snippet_batch(rows, "rgb_pool5", None, 10, rng, attention_maps=maps)
+        np.testing.assert_array_equal(batch["x"], plain["x"])  # the same snippets
+        assert batch["attention"].shape == (3, 10, 7, 7) and batch["attention"].dtype == np.float32
+        for b, row in enumerate(rows):
+            stored = shards.read_shard(row["shard"])["rgb_pool5"]
+            steps = batch["attention"][b, :, 0, 0].astype(int) - 100 * b  # the frame of each step
+            np.testing.assert_array_equal(batch["x"][b], stored[steps].astype(np.float32))
+
+
+def test_sequence_forward_attends_with_the_batchs_attention_when_it_has_some():
+    torch.manual_seed(0)
+    model = build_model("convalstm", 2, input_channels=4, spatial_size=(7, 7), hidden_channels=4, fc_dim=8).eval()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4, 7, 7)).astype(np.float32)
+    maps = rng.random((2, 3, 7, 7)).astype(np.float32)
+    maps /= maps.sum(axis=(2, 3), keepdims=True)
+    labels = np.array([0, 1])
+    loss, _ = sequence_forward(model, {"x": x, "label": labels, "attention": maps}, torch.device("cpu"))
+    with torch.no_grad():
+        given = model(torch.from_numpy(x), attention=torch.from_numpy(maps)).logits
+        own = model(torch.from_numpy(x)).logits
+    assert loss.item() == pytest.approx(sequence_loss(given, torch.from_numpy(labels)).item(), rel=1e-6)
+    assert loss.item() != pytest.approx(sequence_loss(own, torch.from_numpy(labels)).item(), rel=1e-6)
+
+
 def _old_snippet_batch(rows, x_column, flow_column, length, rng):
     """The pre-issue-14 reader: the whole video's column, then the snippet cut from it."""
     xs, flows = [], []

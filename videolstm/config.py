@@ -294,6 +294,12 @@ class TrainConfig(Section):
         "train and validation); videos = a deviation, the recipe before: single videos, so validation can share a group "
         "with training (frame CNNs and every model move)",
     )
+    attention_source: Literal["learned", "oracle"] = Field(
+        "learned",
+        description="the attention variants' attention: learned = the model's own (the paper); oracle = a deviation, the "
+        "ablation's train-time oracle: the ground-truth boxes rendered at the feature-map resolution replace it in training "
+        "and evaluation (uniform maps where a video or step has no box)",
+    )
     videolstm_init: Literal["pretrained", "scratch"] = Field(
         "pretrained",
         description="VideoLSTM: pretrained = bottom from a trained flow ConvLSTM, top/attention/readout from the trained RGB ConvALSTM, then fine-tuned (the authors'); scratch = random weights",
@@ -352,7 +358,7 @@ def videolstm_model_options(train: TrainConfig) -> dict[str, Any]:
 #: lineage digest or a model's run key leaves such a key out while it has this value and includes it
 #: when set, so default runs keep their caches (dotted keys within the section, see without_recipe_defaults).
 RECIPE_OPTIONS_AT_DEFAULT: dict[str, dict[str, Any]] = {
-    "train": {"val_split": "groups"},
+    "train": {"val_split": "groups", "attention_source": "learned"},
     "evaluate": {"segment_placement": "authors"},
 }
 

@@ -15,7 +15,7 @@ through the same segment protocol.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,22 +82,28 @@ def predict_video(
     segment_length: int,
     whole_video: bool = False,
     placement: str = "authors",
+    attention: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """One video → (probabilities (K,), attention (T, h, w) or None, step probabilities (T, K) or None).
 
     x: (T, C, h, w) maps or (T, D) vectors; flow: (T, C', h, w) for motion variants.
     ``whole_video`` adds one pass over all T steps for per-frame attention and probabilities.
-    ``placement``: where the segments go (:func:`placed_segments`).
+    ``placement``: where the segments go (:func:`placed_segments`). ``attention``: (T, h, w) maps
+    that replace the model's own attention at every step (the train-time oracle of issue 20).
     """
     model.eval()
     starts, counts, length = placed_segments(x.shape[0], num_segments, segment_length, placement)
     xs = torch.from_numpy(segment_batch(x, starts, length)).float()
     fs = torch.from_numpy(segment_batch(flow, starts, length)).float() if flow is not None else None
-    probabilities = protocol_probabilities(model(xs, flow=fs).logits, counts)  # logits (S', L, K)
+    given, whole_given = {}, {}
+    if attention is not None:
+        given = {"attention": torch.from_numpy(segment_batch(attention, starts, length)).float()}
+        whole_given = {"attention": torch.from_numpy(np.array(attention, dtype=np.float32))[None]}
+    probabilities = protocol_probabilities(model(xs, flow=fs, **given).logits, counts)  # logits (S', L, K)
     attention = steps = None
     if whole_video:
         whole = torch.from_numpy(np.array(x, dtype=np.float32))[None]  # a copy: shard arrays are read-only
-        out = model(whole, flow=None if flow is None else torch.from_numpy(np.array(flow, dtype=np.float32))[None])
+        out = model(whole, flow=None if flow is None else torch.from_numpy(np.array(flow, dtype=np.float32))[None], **whole_given)
         steps = out.logits[0].softmax(-1).numpy()
         attention = out.attention[0].numpy().astype(np.float32) if out.attention is not None else None
     return probabilities, attention, steps
@@ -113,14 +119,17 @@ def predict_videos(
     whole_video: bool = False,
     storage: StorageConfig | None = None,
     placement: str = "authors",
+    attention_maps: Callable[[str, np.ndarray], np.ndarray] | None = None,
 ) -> Predictions:
-    """Predictions for feature-shard ``rows`` ({"video_id", "shard", "label"})."""
+    """Predictions for feature-shard ``rows`` ({"video_id", "shard", "label"}); ``attention_maps(video_id,
+    frames) → (T, h, w)`` replaces the model's attention (the train-time oracle of issue 20)."""
     ids, labels, probs, attention, steps = [], [], [], {}, {}
     columns = [x_column] + ([flow_column] if flow_column else [])
     for row in rows:
         arrays = shards.read_shard(row["shard"], columns=columns, storage=storage)
+        given = None if attention_maps is None else attention_maps(str(row["video_id"]), np.arange(arrays[x_column].shape[0]))
         p, a, s = predict_video(model, arrays[x_column], arrays.get(flow_column) if flow_column else None,
-                                num_segments, segment_length, whole_video, placement)
+                                num_segments, segment_length, whole_video, placement, given)
         ids.append(row["video_id"])
         labels.append(int(row["label"]))
         probs.append(p)

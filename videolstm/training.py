@@ -82,15 +82,20 @@ def snippet_batch(
     storage: StorageConfig | None = None,
     *,
     dtype: Any = np.float32,
+    attention_maps: Callable[[str, np.ndarray], np.ndarray] | None = None,
+    prior_column: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Snippets of feature shards → ``{"x": (B, L, ...), ["flow": (B, L, ...)], "label": (B,)}``.
 
     ``rows`` hold ``shard`` (a feature-shard URI) and ``label``. Only the snippet's steps are
     read (the row groups holding them). ``dtype``: the arrays' type (None: as stored, e.g.
     float16 — convert in torch, where float16 → float32 is ~10× cheaper than in numpy).
+    Issue 20's ablation arms add ``"attention": (B, L, h, w)`` — ``attention_maps(video_id,
+    frames)`` of each snippet (rows then need ``video_id``) — and ``"prior": (B, L, C, h, w)``,
+    the ``prior_column`` maps of the same steps (the flow pool5 for the motion prior).
     """
-    columns = [x_column] + ([flow_column] if flow_column else [])
-    xs, flows, labels = [], [], []
+    columns = list(dict.fromkeys([x_column] + ([flow_column] if flow_column else []) + ([prior_column] if prior_column else [])))
+    xs, flows, labels, maps, priors = [], [], [], [], []
     for row in rows:
         chosen: list[np.ndarray] = []  # drawn once: a retried read reads the same snippet
 
@@ -103,10 +108,18 @@ def snippet_batch(
         xs.append(arrays[x_column])
         if flow_column:
             flows.append(arrays[flow_column])
+        if attention_maps is not None:
+            maps.append(attention_maps(str(row["video_id"]), chosen[0]))
+        if prior_column:
+            priors.append(arrays[prior_column])
         labels.append(int(row["label"]))
     batch = {"x": _stacked(xs, dtype), "label": np.asarray(labels, dtype=np.int64)}
     if flow_column:
         batch["flow"] = _stacked(flows, dtype)
+    if attention_maps is not None:
+        batch["attention"] = np.stack(maps).astype(np.float32, copy=False)
+    if prior_column:
+        batch["prior"] = _stacked(priors, dtype)
     return batch
 
 
@@ -176,14 +189,22 @@ def clip_predictions(logits: torch.Tensor) -> torch.Tensor:
 
 
 def sequence_forward(model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, predictions) of a sequence model on a snippet batch."""
+    """(loss, predictions) of a sequence model on a snippet batch (with the batch's ``attention``
+    maps in place of the model's own when it has them: the train-time oracle)."""
+    loss, predictions, _ = _sequence_outputs(model, batch, device)
+    return loss, predictions
+
+
+def _sequence_outputs(model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, Any]:
     # float16 features travel as float16 and become float32 on the device (half the transfer)
     x = torch.as_tensor(batch["x"]).to(device).float()
     labels = torch.as_tensor(batch["label"], device=device, dtype=torch.long)
     flow = batch.get("flow")
     flow = torch.as_tensor(flow).to(device).float() if flow is not None else None
-    out = model(x, flow=flow)
-    return sequence_loss(out.logits, labels), clip_predictions(out.logits.detach())
+    attention = batch.get("attention")
+    attention = torch.as_tensor(attention).to(device).float() if attention is not None else None
+    out = model(x, flow=flow) if attention is None else model(x, flow=flow, attention=attention)
+    return sequence_loss(out.logits, labels), clip_predictions(out.logits.detach()), out
 
 
 def frame_forward(model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

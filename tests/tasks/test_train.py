@@ -146,3 +146,20 @@ def test_val_split_videos_moves_every_models_run_key_and_splits_by_video(tmp_pat
     frames_flow = _stage(tmp_path, "frames_flow")
     job = frame_cnn_job(videos, "rgb", 0, frames_flow, 2, None)
     assert len(job.val_rows) == 2 and len(job.train_rows) == 4  # round(0.2 · 3) = 1 video per class
+
+
+def test_the_train_time_oracle_reaches_only_the_attention_variants_jobs(tmp_path):
+    """train.attention_source: oracle marks the attention variants' jobs (with their attention grid) and
+    moves their run keys; models without attention train as before but in the arm's own folder."""
+    base = load_config({"storage": {"root": str(tmp_path / "root")}, "mlflow": {"register_models": False}})
+    oracle = base.model_copy(update={"train": base.train.model_copy(update={"attention_source": "oracle"})})
+    sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
+    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
+                      manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
+    for variant, stream in (("alstm", "flow"), ("convalstm", "rgb"), ("motion_alstm", "rgb"), ("lstm", "rgb"), ("convlstm", "flow")):
+        job, default = (sequence_job(c, variant, stream, 0, features, None) for c in (oracle, base))
+        attends = variant in ("alstm", "convalstm", "motion_alstm")
+        assert job.attention_source == ("oracle" if attends else "learned")
+        assert default.attention_source == "learned"
+        assert job.attention_grid == ([7, 7] if attends else [])
+        assert job.run_key != default.run_key
