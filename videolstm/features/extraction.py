@@ -20,27 +20,39 @@ from torch import nn
 from videolstm.store import shards
 from videolstm.config import FeatureConfig, StorageConfig
 from videolstm.features.inputs import STREAMS, stream_inputs
+from videolstm.features.precision import autocast, to_device
 from videolstm.store.manifest import ItemResult, StageDir, item_key
 
 FEATURE_COUNTS = ("num_frames",)
 
 
 @torch.no_grad()
-def extract_stream(model: nn.Module, inputs: np.ndarray, batch_frames: int, dtype: str) -> dict[str, np.ndarray]:
-    """Run a frame CNN over (T, C, H, W) inputs in batches → pool5, fc7 (``dtype``), logits (float32)."""
+def extract_stream(model: nn.Module, inputs: np.ndarray, batch_frames: int, dtype: str, precision: str = "fp32") -> dict[str, np.ndarray]:
+    """Run a frame CNN over (T, C, H, W) inputs in batches → pool5, fc7 (``dtype``), logits (float32).
+
+    The batches go to the model's device (pinned, non-blocking and channels-last on CUDA) and run
+    under ``precision``'s autocast (:mod:`videolstm.features.precision`); outputs come back as
+    float32 before the storage cast, so the stored features keep ``dtype`` whatever the arithmetic.
+    """
     model.eval()
+    device = next(model.parameters()).device
     pool5, fc7, logits = [], [], []
     for start in range(0, inputs.shape[0], batch_frames):
-        out = model(torch.from_numpy(np.ascontiguousarray(inputs[start : start + batch_frames])))
-        pool5.append(out.pool5.numpy().astype(dtype))
-        fc7.append(out.fc7.numpy().astype(dtype))
-        logits.append(out.logits.numpy().astype(np.float32))
+        x = to_device(inputs[start : start + batch_frames], device)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            out = model(x)
+        pool5.append(out.pool5.float().cpu().numpy().astype(dtype))
+        fc7.append(out.fc7.float().cpu().numpy().astype(dtype))
+        logits.append(out.logits.float().cpu().numpy().astype(np.float32))
     return {"pool5": np.concatenate(pool5), "fc7": np.concatenate(fc7), "logits": np.concatenate(logits)}
 
 
 def features_key(frames_flow_key: str, cnn_digests: Mapping[str, str], config: FeatureConfig, flow_stack: int) -> str:
     """Key of one video's features: its frames+flow key, the frame CNNs' weights and the settings."""
-    return item_key("features/v2", frames_flow_key, dict(cnn_digests), config.dtype, flow_stack)
+    precision = [config.precision] if config.precision != "fp32" else []  # fp32: the key from before the option
+    return item_key("features/v2", frames_flow_key, dict(cnn_digests), config.dtype, flow_stack, *precision)
 
 
 def process_video_features(
@@ -69,7 +81,7 @@ def process_video_features(
     row.pop("key")
     for stream in STREAMS:
         inputs = stream_inputs(arrays, stream, frame_indices, flow_stack)
-        for name, value in extract_stream(models[stream], inputs, config.batch_frames, config.dtype).items():
+        for name, value in extract_stream(models[stream], inputs, config.batch_frames, config.dtype, config.precision).items():
             row[f"{stream}_{name}"] = value
     shard = stage.shard_uri(video_id, key)
     shards.write_shard(shard, row, storage)

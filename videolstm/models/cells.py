@@ -147,6 +147,9 @@ class _StepMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, Tensor | None, None]:  # type: ignore[override]
         cols, weight = ctx.saved_tensors
+        if grad_out.dtype != weight.dtype or cols.dtype != weight.dtype:  # under autocast (bf16/fp16): one dtype per GEMM
+            grad_out = grad_out.to(weight.dtype)
+            cols = cols.to(weight.dtype)
         if ctx.needs_input_grad[1]:
             ctx.bucket.append((cols, grad_out))
         grad_cols = torch.mm(grad_out, weight.t()) if ctx.needs_input_grad[0] else None
