@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer, model_validator
 
 from videolstm.messages import redact, short_repr, shorten, userinfo
 
@@ -27,6 +27,8 @@ Stream = Literal["rgb", "flow"]
 VARIANTS: tuple[str, ...] = ("convnet", "lstm", "alstm", "convlstm", "convalstm", "motion_alstm", "videolstm")
 DatasetKind = Literal["synthetic", "ucf101", "hmdb51"]
 FlowMethod = Literal["tvl1", "tvl1_torch", "dis", "farneback"]
+#: Arithmetic of a section's forward/backward passes (autocast); fp16 adds gradient scaling.
+Precision = Literal["fp32", "bf16", "fp16"]
 
 
 class Section(BaseModel):
@@ -202,7 +204,24 @@ class FlowConfig(Section):
     threads_per_worker: int = Field(1, ge=1, description="OpenCV threads inside each flow task")
 
 
-class FrameCNNConfig(Section):
+class PrecisionSection(Section):
+    """A section with a ``precision`` option. At its default (fp32) the option is left out of the
+    section's dump, so every digest of the section (stage lineages, run and item keys) is the one it
+    had before the option existed; set to bf16 or fp16 it joins them all."""
+
+    precision: Precision = Field(
+        "fp32", description="fp32 | bf16 | fp16: autocast arithmetic of this section's network passes (fp16 with gradient scaling; bf16 needs a CPU/GPU with bf16 support to pay)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_precision(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("precision") == "fp32":
+            data.pop("precision")
+        return data
+
+
+class FrameCNNConfig(PrecisionSection):
     """The per-frame CNN of each stream (the paper's "ConvNet")."""
 
     arch: Literal["small", "vgg16"] = Field("small", description="small (embedded, from scratch) | vgg16 (torchvision layout)")
@@ -224,7 +243,7 @@ class FrameCNNConfig(Section):
         return data
 
 
-class FeatureConfig(Section):
+class FeatureConfig(PrecisionSection):
     workers: int = Field(1, ge=1, description="Ray Data tasks extracting features at once (one video each)")
     batch_frames: int = Field(64, ge=1, description="frames per forward pass")
     dtype: Literal["float16", "float32"] = Field("float16", description="storage type of pool5/fc7 features")
@@ -264,7 +283,7 @@ class ModelConfig(Section):
 AUTHORS_VIDEOLSTM_ATTENTION = "rgb_and_motion"
 
 
-class TrainConfig(Section):
+class TrainConfig(PrecisionSection):
     variants: list[str] = Field(
         default_factory=lambda: ["lstm", "alstm", "convlstm", "convalstm", "motion_alstm", "videolstm"],
         description="recurrent variants to train (convnet is the frame-CNN stage)",

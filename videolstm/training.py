@@ -28,6 +28,7 @@ from torch import nn
 from videolstm.store import shards
 from videolstm.config import StorageConfig
 from videolstm.features.inputs import flow_stack_indices, flow_stack_inputs, rgb_inputs
+from videolstm.features.precision import autocast, grad_scaler, to_device
 from videolstm.models.functional import sequence_loss
 
 Batch = Mapping[str, Any]
@@ -197,10 +198,10 @@ def sequence_forward(model: nn.Module, batch: Batch, device: torch.device) -> tu
 
 def _sequence_outputs(model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, Any]:
     # float16 features travel as float16 and become float32 on the device (half the transfer)
-    x = torch.as_tensor(batch["x"]).to(device).float()
+    x = to_device(batch["x"], device, torch.float32)  # pinned + non-blocking on CUDA
     labels = torch.as_tensor(batch["label"], device=device, dtype=torch.long)
     flow = batch.get("flow")
-    flow = torch.as_tensor(flow).to(device).float() if flow is not None else None
+    flow = to_device(flow, device, torch.float32) if flow is not None else None
     attention = batch.get("attention")
     attention = torch.as_tensor(attention).to(device).float() if attention is not None else None
     out = model(x, flow=flow) if attention is None else model(x, flow=flow, attention=attention)
@@ -209,7 +210,7 @@ def _sequence_outputs(model: nn.Module, batch: Batch, device: torch.device) -> t
 
 def frame_forward(model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, predictions) of a frame CNN on a frame batch."""
-    x = torch.as_tensor(batch["x"], device=device, dtype=torch.float32)
+    x = to_device(batch["x"], device, torch.float32)
     labels = torch.as_tensor(batch["label"], device=device, dtype=torch.long)
     logits = model(x).logits
     return F.cross_entropy(logits, labels), logits.detach().argmax(dim=-1)
@@ -225,20 +226,32 @@ def train_epoch(
     forward: Forward,
     device: torch.device = torch.device("cpu"),
     max_grad_norm: float | None = None,
+    precision: str = "fp32",
+    scaler: torch.amp.GradScaler | None = None,
 ) -> EpochStats:
     """One pass over ``batches``: forward, backward, step (gradients clipped to a global norm
-    only when ``max_grad_norm`` is set; the authors do not clip). Returns mean loss and accuracy."""
+    only when ``max_grad_norm`` is set; the authors do not clip). Returns mean loss and accuracy.
+
+    ``precision`` (fp32 | bf16 | fp16): the forward pass runs under autocast
+    (:mod:`videolstm.features.precision`); fp16 scales the loss with ``scaler`` (pass one to keep
+    its scale across epochs; default a fresh one), unscaling before clipping and skipping a step
+    whose gradients overflowed."""
     model.train()
+    scaler = scaler if scaler is not None else grad_scaler(device, precision)
     total_loss, correct, seen = 0.0, 0, 0
     for batch in batches:
-        loss, predictions = forward(model, batch, device)
+        with autocast(device, precision):
+            loss, predictions = forward(model, batch, device)
+        loss = loss.float()
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"training loss became {loss.item()}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if max_grad_norm is not None:
+            scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         n = int(predictions.shape[0])
         total_loss += loss.item() * n
         correct += int((predictions.cpu() == torch.as_tensor(batch["label"])).sum())
@@ -248,13 +261,16 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate_epoch(
-    model: nn.Module, batches: Iterable[Batch], forward: Forward, device: torch.device = torch.device("cpu")
+    model: nn.Module, batches: Iterable[Batch], forward: Forward, device: torch.device = torch.device("cpu"),
+    precision: str = "fp32",
 ) -> EpochStats:
-    """Loss and accuracy without gradients (eval mode)."""
+    """Loss and accuracy without gradients (eval mode), the forward pass under ``precision``'s autocast."""
     model.eval()
     total_loss, correct, seen = 0.0, 0, 0
     for batch in batches:
-        loss, predictions = forward(model, batch, device)
+        with autocast(device, precision):
+            loss, predictions = forward(model, batch, device)
+        loss = loss.float()
         n = int(predictions.shape[0])
         total_loss += loss.item() * n
         correct += int((predictions.cpu() == torch.as_tensor(batch["label"])).sum())
