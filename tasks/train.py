@@ -196,7 +196,7 @@ def sequence_job(
         loader_workers=t.loader_workers, prefetch_batches=t.prefetch_batches,
         attention_source="oracle" if t.attention_source == "oracle" and probe.has_attention else "learned",
         attention_grid=list(probe.spatial_size) if probe.has_attention else [],
-        cost=RELATIVE_COST.get(variant, 3.0) * epochs,
+        cost=RELATIVE_COST.get(variant, 3.0) * epochs, precision=t.precision,
         **_mlflow_fields(config, "sequence", variant, stream, seed, parent_run_id, register, extra),
     )
 
@@ -220,7 +220,7 @@ def frame_cnn_job(config: BenchmarkConfig, stream: str, seed: int, frames_flow: 
         weight_decay=1e-4, frames_per_video=f.frames_per_video, flow_stack=f.flow_stack,
         threads=max(1, int(t.cpus_per_worker)), weights=f.weights if f.arch == "vgg16" else None,
         loader_workers=t.loader_workers, prefetch_batches=t.prefetch_batches,
-        cost=RELATIVE_COST["convnet"] * f.epochs,
+        cost=RELATIVE_COST["convnet"] * f.epochs, precision=f.precision,
         **_mlflow_fields(config, "frame_cnn", "convnet", stream, seed, parent_run_id, register=True),
     )
 

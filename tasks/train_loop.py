@@ -48,6 +48,7 @@ from videolstm.store.checkpoint import (
 )
 from videolstm.models.restore import build_from_spec, restore_model
 from videolstm.loader import WaitClock, parallel_batches, seeded_items, wait_metrics
+from videolstm.features.precision import grad_scaler
 from videolstm.training import (
     EpochStats,
     batches_of,
@@ -105,6 +106,7 @@ class TrainJob(BaseModel):
     attention_targets_uri: str | None = None  # issue 13: validation boxes for the per-epoch attention health
     # issue 20's ablation arms (attention variants only): the ground truth replaces the attention ...
     attention_source: Literal["learned", "oracle"] = "learned"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # issue 24: autocast of the steps (fp16 with a GradScaler)
     oracle_targets_uri: str | None = None  # ... from these boxes (None: uniform maps)
     attention_grid: list[int] = Field(default_factory=list)  # (h, w) of the model's attention maps
     cost: float = 1.0  # relative training cost: the queue hands out the costliest first
@@ -260,17 +262,18 @@ def run_job(job: TrainJob, config: BenchmarkConfig, rank: int, world: int) -> di
                                           job.loader_workers, job.prefetch_batches))
 
     upcoming = epoch_batches(start_epoch) if start_epoch < job.epochs else None
+    scaler = grad_scaler(device, job.precision)  # fp16: one loss scale carried across epochs
     for epoch in range(start_epoch, job.epochs):
         clock = upcoming
         epoch_started = time.perf_counter()
-        stats = _all_reduce_stats(train_epoch(model, clock, optimizer, forward, device, job.clip_grad_norm), device)
+        stats = _all_reduce_stats(train_epoch(model, clock, optimizer, forward, device, job.clip_grad_norm, job.precision, scaler), device)
         metrics = {**stats.as_metrics("train"), **wait_metrics(clock, time.perf_counter() - epoch_started), "epoch": float(epoch + 1)}
         # the next epoch's first batches build while this one validates and checkpoints
         upcoming = epoch_batches(epoch + 1) if epoch + 1 < job.epochs else None
         if job.has_validation and rank == 0:
             val_batches = parallel_batches(lambda rows: build(rows, None), batches_of(job.val_rows, job.batch_size, None),
                                            job.loader_workers, job.prefetch_batches)
-            val = evaluate_epoch(unwrap(model), val_batches, forward, device)
+            val = evaluate_epoch(unwrap(model), val_batches, forward, device, job.precision)
             metrics.update(val.as_metrics("val"))
             metrics.update(validation_attention_health(unwrap(model), job.val_rows, job.x_column, job.flow_column, job.snippet_length, targets, config.storage))
         history.append(metrics)
