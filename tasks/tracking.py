@@ -190,8 +190,29 @@ def find_or_create_run(
         for key, value in all_tags.items():
             client.set_tag(existing, key, value)
         return existing, False
-    run = client.create_run(experiment_id, run_name=name, tags=all_tags)
-    return run.info.run_id, True
+    db = sqlite_path(mlflow.get_tracking_uri())
+    with store_lock(db) if db is not None else contextlib.nullcontext():  # one creator per run key at a time
+        existing = find_run(experiment_id, run_key)
+        if existing is None:
+            run = client.create_run(experiment_id, run_name=name, tags=all_tags)
+    if existing is None:
+        first = _first_run(client, experiment_id, run_key)
+        if first == run.info.run_id:
+            return run.info.run_id, True
+        # a tracking server, and another process created the same run at the same moment: keep the first
+        client.delete_run(run.info.run_id)
+        existing = first
+    client.update_run(existing, status="RUNNING")
+    for key, value in all_tags.items():
+        client.set_tag(existing, key, value)
+    return existing, False
+
+
+def _first_run(client: MlflowClient, experiment_id: str, run_key: str) -> str:
+    """The earliest created run tagged ``run_key`` (ties by id): the one kept when two processes
+    created it at once, each after finding none (best effort: the SQLite store is locked instead)."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key}'", max_results=100)
+    return min(runs, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
 
 
 def finish_run(run_id: str, failed: bool = False) -> None:

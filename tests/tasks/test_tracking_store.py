@@ -147,3 +147,32 @@ def test_a_store_whose_table_only_survives_in_the_copy_is_refused_with_the_fix(t
 
 def test_a_store_behind_a_server_is_left_to_the_server():
     prepare_store("http://127.0.0.1:1")  # nothing to open, nothing raised
+
+
+def test_runs_created_at_once_for_one_run_key_end_as_one_run(tmp_path):
+    """Two runs of one benchmark share its parent run: created at once by both, one is kept."""
+    import threading
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from tasks.tracking import find_or_create_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    prepare_store(uri)
+    mlflow.set_tracking_uri(uri)
+    experiment = MlflowClient().create_experiment("x")
+    barrier = threading.Barrier(4)
+    got: list[str] = []
+
+    def start() -> None:
+        barrier.wait()
+        got.append(find_or_create_run(experiment, "key-1", "bench")[0])
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    active = MlflowClient().search_runs([experiment])
+    assert len(active) == 1 and set(got) == {active[0].info.run_id}
