@@ -30,7 +30,10 @@ install: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/videolstm benchmark --config $(CONFIG)
 
+# Lint (ruff, [tool.ruff]) and types of the library (mypy, [tool.mypy]) first, then the suite.
 test: $(STAMP) chromium
+	$(BIN)/ruff check .
+	$(BIN)/mypy videolstm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Mutation score of one module (slow, not part of `make test`), e.g.
