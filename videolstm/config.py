@@ -319,6 +319,12 @@ class TrainConfig(PrecisionSection):
         "ablation's train-time oracle: the ground-truth boxes rendered at the feature-map resolution replace it in training "
         "and evaluation (uniform maps where a video or step has no box)",
     )
+    motion_prior_weight: float = Field(
+        0.0, ge=0,
+        description="an extension beyond the paper (0: off): ConvALSTM (both streams) and VideoLSTM add weight * sum_t "
+        "KL(P_t || A_t) to the loss, P_t the normalised energy sum_c M^2 of the flow pool5 maps at step t (uniform where "
+        "all zero), A_t the attention; weakly supervised, no boxes used (RGB models then also read the flow pool5)",
+    )
     videolstm_init: Literal["pretrained", "scratch"] = Field(
         "pretrained",
         description="VideoLSTM: pretrained = bottom from a trained flow ConvLSTM, top/attention/readout from the trained RGB ConvALSTM, then fine-tuned (the authors'); scratch = random weights",
@@ -377,7 +383,7 @@ def videolstm_model_options(train: TrainConfig) -> dict[str, Any]:
 #: lineage digest or a model's run key leaves such a key out while it has this value and includes it
 #: when set, so default runs keep their caches (dotted keys within the section, see without_recipe_defaults).
 RECIPE_OPTIONS_AT_DEFAULT: dict[str, dict[str, Any]] = {
-    "train": {"val_split": "groups", "attention_source": "learned"},
+    "train": {"val_split": "groups", "attention_source": "learned", "motion_prior_weight": 0.0},
     "evaluate": {"segment_placement": "authors"},
 }
 

@@ -208,6 +208,23 @@ def _sequence_outputs(model: nn.Module, batch: Batch, device: torch.device) -> t
     return sequence_loss(out.logits, labels), clip_predictions(out.logits.detach()), out
 
 
+def motion_prior_forward(weight: float) -> Forward:
+    """:func:`sequence_forward` with the motion prior (issue 20, an extension beyond the paper):
+    loss + weight · Σ_t KL(P_t ‖ A_t) (batch mean), P_t the normalised energy of the batch's ``prior``
+    maps — the flow pool5 of the snippet's steps (:func:`videolstm.attention_guidance.motion_prior_maps`)
+    — and A_t the model's attention. Training and validation losses both carry the term."""
+    from videolstm.attention_guidance import attention_kl, motion_prior_maps
+
+    def forward(model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, predictions, out = _sequence_outputs(model, batch, device)
+        if out.attention is None or out.attention.dim() != 4:
+            raise ValueError("the motion prior needs a model with attention over positions (B, T, h, w)")
+        prior = motion_prior_maps(torch.as_tensor(batch["prior"]).to(device).float())
+        return loss + weight * attention_kl(prior, out.attention), predictions
+
+    return forward
+
+
 def frame_forward(model: nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, predictions) of a frame CNN on a frame batch."""
     x = to_device(batch["x"], device, torch.float32)

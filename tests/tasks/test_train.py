@@ -163,3 +163,20 @@ def test_the_train_time_oracle_reaches_only_the_attention_variants_jobs(tmp_path
         assert default.attention_source == "learned"
         assert job.attention_grid == ([7, 7] if attends else [])
         assert job.run_key != default.run_key
+
+
+def test_the_motion_prior_reaches_the_convolutional_attention_models_with_the_flow_pool5(tmp_path):
+    """train.motion_prior_weight > 0 (beyond the paper): ConvALSTM on either stream and VideoLSTM read
+    the flow pool5 for the prior; ALSTM, Motion ALSTM and the models without attention do not."""
+    base = load_config({"storage": {"root": str(tmp_path / "root")}, "mlflow": {"register_models": False}})
+    prior = base.model_copy(update={"train": base.train.model_copy(update={"motion_prior_weight": 0.3})})
+    sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
+    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
+                      manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
+    for variant, stream, applies in (("convalstm", "rgb", True), ("convalstm", "flow", True), ("videolstm", "rgb", True),
+                                     ("alstm", "rgb", False), ("motion_alstm", "rgb", False), ("convlstm", "rgb", False)):
+        job = sequence_job(prior, variant, stream, 0, features, None, stage="finetune" if variant == "videolstm" else "train")
+        default = sequence_job(base, variant, stream, 0, features, None, stage="finetune" if variant == "videolstm" else "train")
+        assert (job.motion_prior_weight, job.prior_column) == ((0.3, "flow_pool5") if applies else (0.0, None))
+        assert (default.motion_prior_weight, default.prior_column) == (0.0, None)
+        assert job.run_key != default.run_key
