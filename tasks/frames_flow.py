@@ -45,6 +45,10 @@ def frames_flow_batch(batch: dict[str, np.ndarray], stage_uri: str, flow: dict[s
     storage_config = StorageConfig.model_validate(storage)
     stage = StageDir(stage_uri, storage_config)
     set_threads(flow_config.threads_per_worker)
+    if flow_config.method == "tvl1_torch":  # its CPU path threads in torch, not OpenCV
+        import torch
+
+        torch.set_num_threads(flow_config.threads_per_worker)
     rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
     results = [
         attempt(
@@ -73,9 +77,10 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
 
 def compute_frames_flow(
     todo: list[dict[str, Any]], stage: StageDir, flow: FlowConfig, storage: StorageConfig, workers: int,
-    progress: StageProgress | None = None, notice: WaitNotice | None = None,
+    progress: StageProgress | None = None, notice: WaitNotice | None = None, num_gpus: float = 0.0,
 ) -> list[ItemResult]:
-    """Run :func:`frames_flow_batch` over ``todo`` (index rows with a ``key``) on Ray Data, one video per task."""
+    """Run :func:`frames_flow_batch` over ``todo`` (index rows with a ``key``) on Ray Data, one video per task
+    (``num_gpus`` per task: tvl1_torch on a cluster with GPUs, see :func:`flow_gpus_per_task`)."""
     attempts_uri = new_attempts_uri(stage.uri)
     ds = ray.data.from_items(todo, override_num_blocks=max(1, len(todo)))
     ds = ds.map_batches(
@@ -84,6 +89,7 @@ def compute_frames_flow(
                    "holder": run_holder()},
         batch_size=1,
         num_cpus=flow.threads_per_worker,
+        **({"num_gpus": num_gpus} if num_gpus > 0 else {}),
         compute=ray.data.TaskPoolStrategy(size=workers),
     )
     results = []
@@ -123,7 +129,8 @@ def run_frames_flow(config: BenchmarkConfig, index: StageResult) -> StageResult:
             init_ray(config)
             cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
             workers = max(1, min(config.flow.workers, len(todo), cluster_cpus // config.flow.threads_per_worker or 1))
-            computed = compute_frames_flow(todo, stage, config.flow, config.storage, workers, progress, notice)
+            gpus = flow_gpus_per_task(config.flow, float(ray.cluster_resources().get("GPU", 0)), workers)
+            computed = compute_frames_flow(todo, stage, config.flow, config.storage, workers, progress, notice, gpus)
     index_failures = [
         ItemResult(video_id=r["video_id"], status="failed", key="", label=r["label"], subset=r["subset"], reason=r["reason"])
         for r in failed_index
@@ -139,6 +146,14 @@ def run_frames_flow(config: BenchmarkConfig, index: StageResult) -> StageResult:
         time.perf_counter() - started, computed=len(computed) - notice.reused, storage=config.storage,
         pairs=int(sum(r.counts.get("num_flow", 0) for r in computed)),
     )
+
+
+def flow_gpus_per_task(flow: FlowConfig, cluster_gpus: float, workers: int) -> float:
+    """GPUs each flow task asks Ray for: tvl1_torch shares the cluster's GPUs among the ``workers``
+    concurrent tasks (at most one each); the OpenCV methods, or a cluster without GPUs, ask for none."""
+    if flow.method != "tvl1_torch" or cluster_gpus <= 0:
+        return 0.0
+    return min(1.0, cluster_gpus / max(1, workers))
 
 
 def _check_complete(keys: dict[str, str], results: list[ItemResult]) -> None:
