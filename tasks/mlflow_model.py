@@ -115,6 +115,20 @@ VIDEO_MODEL_PACKAGES = ("torch", "numpy", "opencv-contrib-python-headless", "pya
                         "matplotlib", "scipy", "statsmodels", "pandas", "pillow")
 
 
+def library_code(folder: Path) -> str:
+    """A copy of the library's Python files (not its data: split files, annotations) under ``folder/videolstm``."""
+    import shutil
+
+    target = folder / "videolstm"
+    for source in sorted(LIBRARY_DIR.rglob("*.py")):
+        relative = source.relative_to(LIBRARY_DIR)
+        if "__pycache__" in relative.parts:
+            continue
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target / relative)
+    return str(target)
+
+
 def video_model_name(feature_model_name: str) -> str:
     """``videolstm-<dataset>-<variant>-<stream>-video``: listed next to the feature-level model."""
     return f"{feature_model_name}-video"
@@ -167,7 +181,7 @@ def log_video_model(run_id: str, name: str, variant: str, stream: str, seed: int
                 name="video_model",
                 python_model=str(VIDEO_PYFUNC_CODE),
                 artifacts=artifacts,
-                code_paths=[str(LIBRARY_DIR)],
+                code_paths=[library_code(folder / "code")],
                 registered_model_name=registered,
                 pip_requirements=video_model_requirements(),
                 await_registration_for=30,

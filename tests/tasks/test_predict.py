@@ -96,3 +96,13 @@ def test_batch_input_lists_every_file_under_a_folder_recursively_and_keys_change
     key = batch_key("run1", "/v/a.avi", 10)
     assert key == batch_key("run1", "/v/a.avi", 10)
     assert len({key, batch_key("run2", "/v/a.avi", 10), batch_key("run1", "/v/b.avi", 10), batch_key("run1", "/v/a.avi", 11)}) == 4
+
+
+def test_the_code_shipped_with_the_end_to_end_model_is_the_librarys_python_files_only(tmp_path):
+    from tasks.mlflow_model import LIBRARY_DIR, library_code
+
+    shipped = Path(library_code(tmp_path))
+    files = {p.relative_to(shipped).as_posix() for p in shipped.rglob("*") if p.is_file()}
+    expected = {p.relative_to(LIBRARY_DIR).as_posix() for p in LIBRARY_DIR.rglob("*.py") if "__pycache__" not in p.parts}
+    assert files == expected and "prediction.py" in files and "inference.py" in files
+    assert not any(f.endswith((".pkl", ".txt", ".pyc")) for f in files)
