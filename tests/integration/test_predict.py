@@ -1,6 +1,6 @@
 """``videolstm predict`` (issue 22): a trained model from MLflow on the raw test videos gives exactly
 what the evaluation stage logged for them — the same top-1 and the same tube — for every variant
-(the ConvNet, LSTM, ConvALSTM, VideoLSTM) and for a fused pair."""
+(the ConvNet, LSTM, ConvALSTM) on both streams, and for fused pairs."""
 
 from __future__ import annotations
 
@@ -19,20 +19,21 @@ from mlflow.tracking import MlflowClient
 from tasks import tracking
 from videolstm.store import storage as st
 
-pytestmark = pytest.mark.integration
+#: The fixture trains and evaluates 7 models: minutes on a quiet machine, far more on a shared one.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3000)]
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def evaluated(tiny_pipeline):
-    """The tiny pipeline trained (three variants, both streams), fine-tuned and evaluated, tracked in SQLite."""
+    """The tiny pipeline trained (LSTM and ConvALSTM, both streams) and evaluated, tracked in SQLite."""
     from tasks.evaluate import run_evaluate
     from tasks.train import run_finetune, run_train
     from videolstm.data.datasets import read_index
 
     p = tiny_pipeline
-    config = p.config(train={"variants": ["lstm", "convalstm", "videolstm"], "streams": ["rgb", "flow"]})
+    config = p.config(train={"variants": ["lstm", "convalstm"], "streams": ["rgb", "flow"]})
     trained = run_train(config, p.features, p.parent_run_id)
     finetuned = run_finetune(config, p.features, trained, p.parent_run_id)
     result = run_evaluate(config, p.index, p.frames_flow, p.features, p.frame_cnn, trained, finetuned, p.parent_run_id)
@@ -70,7 +71,7 @@ def _run_ids(config) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("name", ["convnet-rgb-s0", "convnet-flow-s0", "lstm-rgb-s0", "lstm-flow-s0", "convalstm-rgb-s0",
-                                  "convalstm-flow-s0", "videolstm-rgb-s0", "convalstm-fused-s0"])
+                                  "convalstm-flow-s0", "convalstm-fused-s0", "lstm-fused-s0"])
 def test_predict_on_the_raw_test_videos_equals_what_evaluation_logged(evaluated, name):
     from tasks.predict import load_predictor
 
@@ -189,3 +190,46 @@ def test_the_end_to_end_model_is_served_answers_a_real_video_and_refuses_a_corru
         assert answer["error_code"] == "INVALID_PARAMETER_VALUE" and "video 0" in answer["message"]
         status, answer = post([real])  # still serving
         assert status == 200 and len(answer["predictions"]) == 1
+
+
+def test_batch_scoring_of_a_folder_scores_every_good_video_names_every_bad_one_and_resumes(evaluated, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from tasks.predict import run_batch
+    from videolstm.store.lineage import load_stage_result
+
+    config, result, paths = evaluated
+    run_id = _run_ids(config)["convalstm-rgb-s0"]
+    folder = tmp_path / "incoming"
+    (folder / "more").mkdir(parents=True)
+    logged = _logged_predictions(st.join(result.uri, "convalstm-rgb-s0", "predictions.csv"))
+    good = sorted(logged)[:2]  # test videos: what the evaluation predicted for them is known
+    shutil.copy(paths[good[0]], folder / "a.avi")
+    shutil.copy(paths[good[1]], folder / "more" / "b.avi")  # sub-folders are scored too
+    data = Path(paths[good[0]]).read_bytes()
+    (folder / "truncated.avi").write_bytes(data[: len(data) // 2])
+    (folder / "notes.txt").write_text("not a video")
+    out = tmp_path / "scored"
+
+    first = run_batch(config, run_id, str(folder), str(out), workers=2)
+    assert (first["ok"], first["failed"], first["computed"], first["reused"]) == (2, 2, 4, 0), first
+    rows = {Path(r["video"]).name: r for r in pq.read_table(out / "predictions.parquet").to_pylist()}
+    assert set(rows) == {"a.avi", "b.avi", "truncated.avi", "notes.txt"}
+    class_names = load_stage_result(config, "index").extra["class_names"]
+    for name, original in (("a.avi", good[0]), ("b.avi", good[1])):
+        assert rows[name]["status"] == "ok" and rows[name]["reason"] == ""
+        assert json.loads(rows[name]["top5"])[0]["class"] == class_names[logged[original]]  # the evaluation's top-1
+        assert json.loads(rows[name]["tube"])
+    assert rows["truncated.avi"]["status"] == "failed" and "truncated" in rows["truncated.avi"]["reason"]
+    assert rows["notes.txt"]["status"] == "failed" and "notes.txt" in rows["notes.txt"]["reason"]
+
+    again = run_batch(config, run_id, str(folder), str(out), workers=1)  # a finished run: nothing recomputed
+    assert (again["computed"], again["reused"], again["ok"], again["failed"]) == (0, 4, 2, 2)
+    assert {Path(r["video"]).name: r for r in pq.read_table(out / "predictions.parquet").to_pylist()} == rows
+    # as after a kill: one video's result missing → only that video is scored again
+    [part] = [p for p in (out / "parts").iterdir() if json.loads(p.read_text())["video"].endswith("b.avi")]
+    part.unlink()
+    resumed = run_batch(config, run_id, str(folder), str(out), workers=1)
+    assert (resumed["computed"], resumed["reused"], resumed["ok"]) == (1, 3, 2)
