@@ -281,7 +281,8 @@ def main() -> None:
     config = load_config(args.config, **({"flow.jpeg_quality": args.jpeg_quality} if args.jpeg_quality else {}))
     config_dict = config.model_dump(mode="json")
     f = config.flow
-    print(f"# paper scale on this CPU ({os.cpu_count()} cores), sizes from {Path(args.config).relative_to(REPO) if Path(args.config).is_relative_to(REPO) else args.config}")
+    source = Path(args.config).relative_to(REPO) if Path(args.config).is_relative_to(REPO) else args.config
+    print(f"# paper scale on this CPU ({os.cpu_count()} cores), sizes from {source}")
     print(f"flow {f.method} {f.height}×{f.width} ({f.threads_per_worker} thread/worker, {f.workers} workers); frame CNN {config.frame_cnn.arch} "
           f"(random weights), flow stack {config.frame_cnn.flow_stack}; features {config.features.dtype}; model hidden "
           f"{config.train.model.hidden_channels}/{config.train.model.lstm_hidden}, FC {config.train.model.fc_dim}; frames+flow as "
@@ -371,18 +372,26 @@ def main() -> None:
           f"{F} frames each (UCF101's mean), the configuration above, {len(config.train.seeds)} seeds\n")
     print("| quantity | projected | from |")
     print("|---|---|---|")
-    print(f"| storage: videos | {dec['bytes_per_video'] / frames * F * n / 1e9:.1f} GB | .avi bytes/frame of the real-format set (the official archive is 6.5 GB) |")
-    print(f"| storage: frames+flow ({f.height}×{f.width}, JPEG q{f.jpeg_quality}) | {st224['bytes_per_frame'] * F * n / 1e9:.1f} GB | {st224['bytes_per_frame'] / 1e3:.1f} KB/frame measured |")
-    print(f"| storage: features ({config.features.dtype}, per seed) | {feat['bytes_per_frame'] * F * n / 1e9:.1f} GB × {len(config.train.seeds)} seeds | {feat['bytes_per_frame'] / 1e3:.1f} KB/frame measured (random-weight VGG-16) |")
+    print(f"| storage: videos | "
+          f"{dec['bytes_per_video'] / frames * F * n / 1e9:.1f} GB | .avi bytes/frame of the real-format set (the official archive is 6.5 GB) |")
+    print(f"| storage: frames+flow ({f.height}×{f.width}, JPEG q{f.jpeg_quality}) | "
+          f"{st224['bytes_per_frame'] * F * n / 1e9:.1f} GB | {st224['bytes_per_frame'] / 1e3:.1f} KB/frame measured |")
+    print(f"| storage: features ({config.features.dtype}, per seed) | "
+          f"{feat['bytes_per_frame'] * F * n / 1e9:.1f} GB × {len(config.train.seeds)} seeds | "
+          f"{feat['bytes_per_frame'] / 1e3:.1f} KB/frame measured (random-weight VGG-16) |")
     print(f"| decode CPU-hours | {decode_cpu_h:.1f} h | {dec['s_per_video'] / frames * 1e3:.1f} ms/frame measured |")
     print(f"| flow CPU-hours ({f.method} {f.height}×{f.width}, 1 thread) | {flow_cpu_h:.0f} h | {flow['s_per_pair']:.3f} s/pair measured |")
     print(f"| flow wall time on {f.workers} flow workers | {flow_cpu_h / f.workers:.1f} h | CPU-hours / workers, each a core as fast as this one |")
-    print(f"| frame-CNN training GPU-hours (VGG-16 ×2 streams) | {cnn_train_flops / gpu / 3600:.1f} h | 3 × fwd FLOPs × {fc.frames_per_video} frames × {n_train:,} × {fc.epochs} epochs × seeds |")
+    print(f"| frame-CNN training GPU-hours (VGG-16 ×2 streams) | "
+          f"{cnn_train_flops / gpu / 3600:.1f} h | 3 × fwd FLOPs × {fc.frames_per_video} frames × {n_train:,} × {fc.epochs} epochs × seeds |")
     print(f"| feature extraction GPU-hours | {feature_flops / gpu / 3600:.1f} h | {vgg_fwd / 1e9:.1f} GFLOP/frame (both streams) × frames × seeds |")
-    print(f"| sequence-model training GPU-hours | {train_flops / gpu / 3600:.1f} h | fwd+bwd FLOPs/clip × {n_train:,} × {e} epochs, {sum(runs.values())} models (+ VideoLSTM fine-tuning) |")
+    print(f"| sequence-model training GPU-hours | "
+          f"{train_flops / gpu / 3600:.1f} h | fwd+bwd FLOPs/clip × {n_train:,} × {e} epochs, {sum(runs.values())} models (+ VideoLSTM fine-tuning) |")
     print(f"| evaluation GPU-hours (25 segments × 30 frames) | {eval_flops / gpu / 3600:.1f} h | fwd FLOPs/clip × 25 × {n_test:,} per model |")
     need = gpu / train["flops_per_clip"]["convalstm"]
-    print(f"| ConvALSTM clips/s one GPU consumes | {need:.0f} clips/s | {args.gpu_tflops:g} TFLOP/s / {train['flops_per_clip']['convalstm'] / 1e9:.0f} GFLOP per clip; the loader above: {loader['clips_per_s']:.0f} |")
+    print(f"| ConvALSTM clips/s one GPU consumes | "
+          f"{need:.0f} clips/s | {args.gpu_tflops:g} TFLOP/s / {train['flops_per_clip']['convalstm'] / 1e9:.0f} GFLOP per clip; "
+          f"the loader above: {loader['clips_per_s']:.0f} |")
     print(f"\nGPU figures assume {args.gpu_tflops:g} TFLOP/s sustained (--gpu-tflops); FLOPs per model (fwd+bwd, GFLOP/clip): "
           + ", ".join(f"{v} {train['flops_per_clip'][v] / 1e9:.0f}" for v in variants))
 

@@ -6,9 +6,10 @@ stage's own items (videos, models, evaluations) and one end line; everything els
         for row in results:
             p.advance(status="computed" if row.ok else "failed", item=row.video_id)
 
-On a terminal the bar is redrawn in place (rate and ETA over the items computed in this run);
-on any other output (CI, ``ray job submit`` logs, a file) each progress step is one line: every
-item when a stage has at most :data:`LINE_PER_ITEM_UP_TO` items, else every 10 %.
+On a terminal the bar is a ``rich.progress`` live display redrawn in place (rate and ETA over the
+items computed in this run, the elapsed time moving once a second) and erased when the stage
+ends; on any other output (CI, ``ray job submit`` logs, a file) each progress step is one line:
+every item when a stage has at most :data:`LINE_PER_ITEM_UP_TO` items, else every 10 %.
 
 :func:`start_console` (called once by the CLI) sends everything the process and its children
 print — Ray, Prefect, MLflow, Python warnings, native libraries — to a log file by redirecting
@@ -33,6 +34,10 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
+
+from rich.console import Console as RichConsole
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.text import Text
 
 #: Display name of each stage (the CLI command that runs it alone).
 STAGE_NAMES = {"index": "dataset", "frames_flow": "flow", "frame_cnn": "frame-cnn", "features": "features",
@@ -68,7 +73,7 @@ class Console:
         self.log_stream = log_stream  # permanent lines are copied here (the log file), when it is not `stream`
         self.started: set[str] = set()
         self.lock = threading.RLock()
-        self._bar: str | None = None
+        self.live: Progress | None = None  # the stage bar being drawn (terminals only)
         self.follower: _Follower | None = None
         self.error_stream: TextIO | None = None  # the terminal's stderr, for error lines
         encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
@@ -81,33 +86,53 @@ class Console:
             return 100
 
     def line(self, text: str) -> None:
-        """A permanent line (clears a bar being drawn, which the next update redraws)."""
+        """A permanent line (above a bar being drawn, which rich redraws below it)."""
         with self.lock:
             if self.stream is None:
                 print(text, flush=True)
                 return
-            if self._bar is not None:
-                self.stream.write("\r\x1b[K")
-            self.stream.write(text + "\n")
-            if self._bar is not None:
-                self.stream.write(self._bar)
-            self.stream.flush()
+            if self.live is not None:
+                self.live.console.print(Text(text), soft_wrap=True)
+            else:
+                self.stream.write(text + "\n")
+                self.stream.flush()
             if self.log_stream is not None:
                 self.log_stream.write(f"[videolstm] {text}\n")
                 self.log_stream.flush()
 
-    def bar(self, text: str | None) -> None:
-        """Redraw (or, with None, erase) the live bar; terminals only."""
+    def start_bar(self, progress: StageProgress) -> None:
+        """Draw ``progress`` as a live bar until :meth:`stop_bar`; terminals only."""
         with self.lock:
-            if not self.interactive or self.stream is None:
+            if not self.interactive or self.stream is None or self.live is not None:
                 return
-            text = None if text is None else text[: max(10, self.width() - 1)]
-            self.stream.write("\r\x1b[K" + (text or ""))
-            self.stream.flush()
-            self._bar = text
+            rich = RichConsole(file=self.stream, force_terminal=True, width=self.width(), highlight=False,
+                               legacy_windows=False, no_color=not self.unicode)
+            self.live = Progress(
+                TextColumn(f"  {progress.stage:<{NAME_WIDTH}}"),
+                BarColumn(bar_width=24),
+                _StatusColumn(progress),
+                console=rich, transient=True, refresh_per_second=1,
+                redirect_stdout=False, redirect_stderr=False,  # what Python prints belongs to the log file
+            )
+            self.live.add_task(progress.stage, total=progress.total)
+            self.live.start()
+
+    def update_bar(self, progress: StageProgress) -> None:
+        """Bring the bar to ``progress``'s counts (rich redraws it every second, too)."""
+        with self.lock:
+            if self.live is not None:
+                self.live.update(self.live.task_ids[0], completed=progress.done, total=progress.total)
+                self.live.refresh()
+
+    def stop_bar(self) -> None:
+        """Erase the bar (the stage's end line replaces it)."""
+        with self.lock:
+            if self.live is not None:
+                self.live.stop()
+                self.live = None
 
     def symbol(self, kind: str) -> str:
-        symbols = {"start": ("▸", ">"), "ok": ("✓", "+"), "fail": ("✗", "x"), "fill": ("█", "#"), "empty": ("░", "-")}
+        symbols = {"start": ("▸", ">"), "ok": ("✓", "+"), "fail": ("✗", "x")}
         return symbols[kind][0 if self.unicode else 1]
 
 
@@ -130,7 +155,7 @@ def say_error(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
         return
     with con.lock:
-        con.bar(None)
+        con.stop_bar()
         con.error_stream.write(text + "\n")
         con.error_stream.flush()
     if con.log_stream is not None:
@@ -181,7 +206,7 @@ class StageProgress:
         self.last_item = text
         self._show(step=False)
 
-    def remote(self) -> "RemoteProgress":
+    def remote(self) -> RemoteProgress:
         """A handle Ray workers can call ``advance`` on (needs Ray initialised); see :class:`RemoteProgress`."""
         return _RemoteSink.start(self)
 
@@ -226,18 +251,14 @@ class StageProgress:
         return "  ".join(parts)
 
     def bar_text(self) -> str:
-        con = self.console
-        width = 24
-        fraction = min(1.0, self.done / self.total) if self.total else 0.0
-        filled = int(fraction * width)
-        bar = con.symbol("fill") * filled + con.symbol("empty") * (width - filled)
-        text = f"  {self.stage:<{NAME_WIDTH}} {bar} {self.status_text()}"
+        """What the bar shows right of the bar itself: counts, rate, ETA, elapsed, the last item."""
+        text = self.status_text()
         return f"{text}  {self.last_item}" if self.last_item else text
 
     def _show(self, step: bool) -> None:
         con = self.console
         if con.interactive:
-            con.bar(self.bar_text())
+            con.update_bar(self)
             return
         if not step or not self.total:
             return
@@ -272,41 +293,31 @@ def stage_progress(stage: str, total: int | None = None, unit: str | None = None
     progress = StageProgress(con, name, total, unit or STAGE_UNITS.get(name, "item"))
     con.started.add(name)
     con.line(progress.start_line(detail))
-    ticker = _Ticker(progress) if con.interactive else None
+    con.start_bar(progress)
     try:
         yield progress
         progress.close_remote()
     except BaseException as exc:
         progress.close_remote()
-        con.bar(None)
-        if ticker:
-            ticker.stop()
+        con.stop_bar()
         seconds = time.monotonic() - progress.started
         message = str(exc).splitlines()[0][:200] if str(exc) else ""
         con.line(f"{con.symbol('fail')} {name:<{NAME_WIDTH}} failed after {seconds:.1f} s: {type(exc).__name__}: {message}")
         raise
-    if ticker:
-        ticker.stop()
-    con.bar(None)
+    con.stop_bar()
     con.line(progress.end_line())
 
 
-class _Ticker:
-    """Redraws the bar every second so the elapsed time moves while one long item runs."""
+class _StatusColumn(ProgressColumn):
+    """The stage's own counts, rate and ETA (reused items and start-up outside the rate), computed
+    at each redraw so the elapsed time moves while one long item runs."""
 
-    def __init__(self, progress: StageProgress, interval: float = 1.0):
-        self.progress, self.interval = progress, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="videolstm-progress", daemon=True)
-        self._thread.start()
+    def __init__(self, progress: StageProgress):
+        super().__init__()
+        self.progress = progress
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.progress.console.bar(self.progress.bar_text())
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
+    def render(self, task: Task) -> Text:
+        return Text(self.progress.bar_text(), no_wrap=True, overflow="ellipsis")
 
 
 def reused_stage(result: Any) -> Any:
@@ -374,7 +385,7 @@ class _Follower:
     def __init__(self, path: Path, terminal: TextIO, interval: float = 0.2):
         self.path, self.terminal, self.interval = path, terminal, interval
         self._stop = threading.Event()
-        self._file = open(path, "rb")  # noqa: SIM115 (closed in stop)
+        self._file = open(path, "rb")  # closed in stop()
         self._thread = threading.Thread(target=self._run, name="videolstm-log-follower", daemon=True)
         self._thread.start()
 

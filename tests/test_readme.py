@@ -110,9 +110,9 @@ def test_make_test_runs_the_linter_and_the_type_checker_before_the_tests():
 
 
 def test_ci_runs_the_readme_test_command_and_nothing_else():
-    lines = [l for l in (REPO / ".ci/run").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    lines = [line for line in (REPO / ".ci/run").read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert lines[-1].strip() == "exec make test"
-    assert not any(re.search(r"\b(pytest|pip|python)\b", l) for l in lines)
+    assert not any(re.search(r"\b(pytest|pip|python)\b", line) for line in lines)
 
 
 def test_every_docs_page_starts_with_a_title():

@@ -74,6 +74,32 @@ def test_the_rate_and_eta_leave_out_reused_items_and_the_start_up(monkeypatch):
     assert p.eta() == pytest.approx(3 / 0.5)  # 3 left
 
 
+def screen(output: str) -> list[str]:
+    """The lines a terminal shows after ``output``: carriage return, newline, erase line
+    (``ESC[K``, ``ESC[2K``) and cursor up (``ESC[nA``) applied; other escapes (colours, cursor
+    visibility) dropped."""
+    rows, row, col = [""], 0, 0
+    for token in re.findall(r"\x1b\[[0-9;?]*[A-Za-z]|\r|\n|[^\x1b\r\n]+", output):
+        if token == "\r":
+            col = 0
+        elif token == "\n":
+            row, col = row + 1, 0
+            rows += [""] * (row + 1 - len(rows))
+        elif token.startswith("\x1b["):
+            if token[-1] == "K":
+                rows[row] = "" if token in ("\x1b[2K",) else rows[row][:col]
+            elif token[-1] == "A":
+                row = max(0, row - int(token[2:-1] or 1))
+        else:
+            rows[row] = rows[row][:col] + token + rows[row][col + len(token):]
+            col += len(token)
+    return [r for r in rows if r]
+
+
+def test_screen_applies_erase_and_cursor_up():
+    assert screen("a\nbar 1\r\x1b[2Kbar 2\n\r\x1b[1A\x1b[2Kend\n") == ["a", "end"]
+
+
 def test_a_terminal_gets_a_bar_redrawn_in_place_and_only_the_start_and_end_lines_stay(terminal_console):
     with stage_progress("train", total=3) as p:
         p.advance(item="lstm-rgb")
@@ -81,11 +107,22 @@ def test_a_terminal_gets_a_bar_redrawn_in_place_and_only_the_start_and_end_lines
         p.advance(item="alstm-rgb")
         p.advance(status="failed", item="convlstm-rgb")
     out = terminal_console.getvalue()
-    assert "\r\x1b[K" in out and "█" in out and "training alstm-rgb" in out
-    # What stays on screen: the text after the last erase on each line.
-    shown = [segment.split("\r\x1b[K")[-1] for segment in out.split("\n") if segment.split("\r\x1b[K")[-1]]
-    assert len(shown) == 2 and shown[0].startswith("▸ train") and shown[1].startswith("✓ train     3 models in")
+    # the bar was drawn (rich.progress, redrawn in place) with the stage's counts and notes …
+    assert "\r\x1b[2K" in out and "━" in out and "training alstm-rgb" in out and "1/3 models" in out
+    # … and erased: what stays on screen is the start line and the end line.
+    shown = screen(out)
+    assert len(shown) == 2 and shown[0].startswith("▸ train") and shown[1].startswith("✓ train     3 models in"), shown
     assert shown[1].endswith("2 computed, 0 reused, 1 failed")
+
+
+def test_a_line_said_while_a_bar_is_drawn_stays_above_it(terminal_console):
+    with stage_progress("flow", total=2) as p:
+        p.advance()
+        console_module.say("Ray: a local instance")
+        p.advance()
+    shown = screen(terminal_console.getvalue())
+    assert shown[0].startswith("▸ flow") and shown[1] == "Ray: a local instance" and shown[2].startswith("✓ flow"), shown
+    assert len(shown) == 3
 
 
 def test_a_failing_stage_ends_with_a_failed_line_and_raises(lines_console):

@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from videolstm.store import storage as st
 from videolstm.config import StorageConfig
 from videolstm.messages import redact, shorten
+from videolstm.store import storage as st
 
 FORMAT = "videolstm-checkpoint-v1"
 _NAME = re.compile(r"checkpoint_epoch_(\d{5})\.pt$")

@@ -24,8 +24,8 @@ from videolstm.data.datasets.download import (
     download,
 )
 from videolstm.data.datasets.extraction import ExtractError, extract
-from videolstm.data.datasets.prepare import prepare_dataset
 from videolstm.data.datasets.index import INDEX_SCHEMA, load_index, read_index, write_index
+from videolstm.data.datasets.prepare import prepare_dataset
 from videolstm.data.datasets.ucf101_24 import (
     Tube,
     UnsafePickleError,

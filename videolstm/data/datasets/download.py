@@ -48,7 +48,7 @@ import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -322,7 +322,7 @@ def _write_record(dest_uri: str, url: str, digest: str, size: int, source: str, 
         "sha256": digest,
         "size": size,
         "source": source,
-        "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "verified_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_bytes(record_uri(dest_uri), (json.dumps(record, indent=2) + "\n").encode(), storage)
 

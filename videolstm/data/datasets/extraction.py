@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 from videolstm.config import InputLimits, StorageConfig
+from videolstm.data.datasets.download import DEFAULT_CHUNK, archive_name, sha256_of
 from videolstm.messages import redact, redact_uri, short_repr, shorten
 from videolstm.store.safepath import (
     UnsafeNameError,
@@ -69,8 +70,6 @@ from videolstm.store.storage import (
     with_retries,
     write_bytes,
 )
-
-from videolstm.data.datasets.download import DEFAULT_CHUNK, archive_name, sha256_of
 
 MARKER_DIR = ".videolstm-extracted"
 

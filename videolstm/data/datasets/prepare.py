@@ -13,15 +13,6 @@ import os
 from collections.abc import Sequence
 
 from videolstm.config import InputLimits, StorageConfig
-from videolstm.messages import redact_uri
-from videolstm.store.safepath import (
-    under_root,
-)
-from videolstm.store.storage import (
-    exists,
-    join,
-)
-
 from videolstm.data.datasets.download import (
     DATASET_ARCHIVES,
     OFFICIAL_ARCHIVES,
@@ -32,6 +23,14 @@ from videolstm.data.datasets.download import (
     read_record,
 )
 from videolstm.data.datasets.extraction import ExtractError, common_root, extract
+from videolstm.messages import redact_uri
+from videolstm.store.safepath import (
+    under_root,
+)
+from videolstm.store.storage import (
+    exists,
+    join,
+)
 
 
 def prepare_dataset(
