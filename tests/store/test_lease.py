@@ -195,3 +195,39 @@ def test_a_holder_killed_mid_item_is_taken_over_after_its_lease_expires(tmp_path
     assert time.time() >= expires and expires - killed_at <= ttl + 0.5  # waited for the expiry, no longer than one ttl
     assert not st.local_path(lease_dir(out)).exists()  # released, folder gone
     record("a lease holder SIGKILLed mid-item, taken over after its lease expired", faults=1, runs=1, lost=0)
+
+
+RUN_OVER_ITEMS = textwrap.dedent("""
+    import sys, time
+    from videolstm.config import StorageConfig
+    from videolstm.store import storage as st
+    from videolstm.store.lease import compute_once
+    base, endpoint, holder, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    storage = StorageConfig(root=base, endpoint_url=endpoint) if endpoint else None
+    for i in range(n):
+        out = st.join(base, "shards", f"item{i}.bin")
+        def compute(out=out):
+            print(f"computed {out}", flush=True)  # one line per compute call
+            time.sleep(0.1)
+            st.write_bytes(out, holder.encode(), storage)
+            return holder
+        got = compute_once(out, lambda out=out: st.exists(out, storage), compute,
+                           lambda out=out: st.read_bytes(out, storage).decode(), holder=holder, storage=storage, ttl=20, poll=0.1)
+        print(f"item{i} from {got}", flush=True)
+""")
+
+
+def test_two_processes_over_the_same_items_compute_each_once(root):
+    """Two real processes (as two runs on one root) over the same items: each item computed by one of them, both finish."""
+    base, storage = root
+    endpoint = storage.endpoint_url if storage else ""
+    n = 10
+    procs = [subprocess.Popen([sys.executable, "-c", RUN_OVER_ITEMS, base, endpoint or "", f"run-{i}", str(n)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    computed = Counter(line.split(" ", 1)[1] for out, _ in outs for line in out.splitlines() if line.startswith("computed "))
+    assert sorted(computed.values()) == [1] * n  # every item computed exactly once over both processes
+    for out, _ in outs:  # and each process has every item, from whichever process computed it
+        assert sorted(line.split(" from ")[0] for line in out.splitlines() if " from " in line) == sorted(f"item{i}" for i in range(n))
+    record(f"two processes over {n} items on one {'S3' if storage else 'local'} root", runs=2, lost=sum(computed.values()) - n)
