@@ -137,13 +137,14 @@ def load_checkpoint(uri: str, storage: StorageConfig | None = None) -> dict[str,
 
 def latest_checkpoint(directory: str, storage: StorageConfig | None = None) -> str | None:
     """The checkpoint with the highest epoch in ``directory`` (None when there is none)."""
-    names = [u for u in st.list_files(directory, storage, suffix=".pt") if _NAME.search(u)]
-    return max(names, key=lambda u: int(_NAME.search(u).group(1))) if names else None
+    epochs = checkpoint_epochs(directory, storage)
+    return epochs[max(epochs)] if epochs else None
 
 
 def checkpoint_epochs(directory: str, storage: StorageConfig | None = None) -> dict[int, str]:
     """``{epoch: uri}`` of the checkpoints in ``directory``."""
-    return {int(_NAME.search(u).group(1)): u for u in st.list_files(directory, storage, suffix=".pt") if _NAME.search(u)}
+    found = ((_NAME.search(u), u) for u in st.list_files(directory, storage, suffix=".pt"))
+    return {int(match.group(1)): u for match, u in found if match}
 
 
 def best_epoch(history: list[Mapping[str, float]], metric: str | None) -> int:

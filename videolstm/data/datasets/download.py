@@ -224,7 +224,7 @@ def download(
     expected = sha256.lower() if sha256 else None
     record = read_record(dest_uri, storage)
     trusted = expected is None and record is not None
-    if trusted:
+    if trusted and record is not None:
         expected = record["sha256"]
         size = size if size is not None else record.get("size")
 
@@ -256,7 +256,7 @@ def download(
             )
         _publish(part, dest_uri, storage)
         _discard(part)
-    source = "published" if sha256 else (record.get("source", "recorded") if trusted else "trust-on-first-use")
+    source = "published" if sha256 else (record.get("source", "recorded") if trusted and record is not None else "trust-on-first-use")
     _write_record(dest_uri, url, digest, actual_size, source, storage)
     if source == "trust-on-first-use":
         warnings.warn(

@@ -465,7 +465,9 @@ def _extract_local(
                 def blocks() -> Iterator[bytes]:
                     nonlocal unpacked
                     size = 0
-                    for block in entry.read():
+                    read = entry.read
+                    assert read is not None  # entries without data were skipped above
+                    for block in read():
                         size += len(block)
                         unpacked += len(block)
                         budget.total += len(block)

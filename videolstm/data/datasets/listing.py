@@ -83,7 +83,7 @@ def fingerprint(info: dict[str, Any]) -> str:
     if etag:
         return f"size={size};etag={str(etag).strip(chr(34))}"
     mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified") or info.get("created")
-    if hasattr(mtime, "isoformat"):
+    if mtime is not None and hasattr(mtime, "isoformat"):
         mtime = mtime.isoformat()
     return f"size={size};mtime={mtime}"
 

@@ -191,7 +191,7 @@ def _allowed_dtype(code: str, byteorder: str, scalar: bool) -> np.dtype | None:
     real file describes a dtype afresh for each of its ~6,400 scalars)."""
     dtype = np.dtype(code)
     if byteorder in "<>" and dtype.itemsize > 1:
-        dtype = dtype.newbyteorder(byteorder)
+        dtype = dtype.newbyteorder("<" if byteorder == "<" else ">")
     if dtype.kind == "U" and scalar and dtype.itemsize <= 4 * MAX_STRING_SCALAR:
         return dtype
     if dtype.kind in "uif" and dtype.name in ARRAY_DTYPES:
@@ -243,14 +243,14 @@ class _SafeArray(np.ndarray):
         if not isinstance(data, (bytes, bytearray)) or not isinstance(fortran, bool):
             raise UnsafePickleError(f"{self.source}: refusing numpy array data of type {type(data).__name__}")
         shape = _check_shape(self.source, shape, dtype, len(data))
-        super().__setstate__((version, shape, dtype, fortran, bytes(data)))
+        super().__setstate__((version, shape, dtype, fortran, bytes(data)))  # type: ignore[arg-type]  # numpy's stub wants numpy.bool
 
 
 def _unpickling_globals(source: str) -> dict[tuple[str, str], Any]:
     try:
         from numpy._core import multiarray  # numpy >= 2 (and 1.26's forward-compat alias)
     except ImportError:  # pragma: no cover - numpy < 1.26
-        from numpy.core import multiarray
+        from numpy.core import multiarray  # type: ignore[no-redef]
 
     def reconstruct(cls: Any, shape: Any, code: Any) -> _SafeArray:
         if cls is not _NDARRAY:
