@@ -94,7 +94,7 @@ def model_overrides(config: BenchmarkConfig, feature_sizes: dict[str, Any]) -> d
         "input_dim": feature_sizes["fc7_dim"],
         "flow_dim": feature_sizes["fc7_dim"],
         "spatial_size": tuple(feature_sizes["spatial_size"]),
-        **config.train.model.model_dump(),
+        **without_recipe_defaults("model", config.train.model.model_dump()),  # issue 20's options only when set
     }
 
 

@@ -277,6 +277,16 @@ class ModelConfig(Section):
         description="ConvALSTM/VideoLSTM attended input: none = A*X (eq. 9 as written), positions = H*W*A*X "
         "(uniform attention passes X unchanged)",
     )
+    alstm_attention: Literal["authors", "hidden"] = Field(
+        "authors",
+        description="ALSTM's attention: authors = from the regions x_t and h_{t-1}; hidden = a deviation, the recipe "
+        "before: softmax(W h_{t-1} + b) from h_{t-1} alone",
+    )
+    motion_alstm_attention: Literal["authors", "flow"] = Field(
+        "authors",
+        description="Motion ALSTM's attention: authors = from the RGB regions and a motion LSTM over the flow fc7; flow = "
+        "a deviation, the recipe before: from the flow pool5 regions and h_{t-1}, no motion LSTM",
+    )
 
 
 #: VideoLSTM's attention as the authors have it: from the RGB features X_t and the motion state H^m_t.
@@ -383,7 +393,9 @@ def videolstm_model_options(train: TrainConfig) -> dict[str, Any]:
 #: lineage digest or a model's run key leaves such a key out while it has this value and includes it
 #: when set, so default runs keep their caches (dotted keys within the section, see without_recipe_defaults).
 RECIPE_OPTIONS_AT_DEFAULT: dict[str, dict[str, Any]] = {
-    "train": {"val_split": "groups", "attention_source": "learned", "motion_prior_weight": 0.0},
+    "train": {"val_split": "groups", "attention_source": "learned", "motion_prior_weight": 0.0,
+              "model.alstm_attention": "authors", "model.motion_alstm_attention": "authors"},
+    "model": {"alstm_attention": "authors", "motion_alstm_attention": "authors"},
     "evaluate": {"segment_placement": "authors"},
 }
 

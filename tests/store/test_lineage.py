@@ -202,6 +202,8 @@ def test_the_default_configuration_keeps_its_lineages():
         ({"train.val_split": "videos"}, {"frame_cnn", "features", "train", "finetune", "evaluate", "report"}),
         ({"train.attention_source": "oracle"}, {"train", "finetune", "evaluate", "report"}),
         ({"train.motion_prior_weight": 0.1}, {"train", "finetune", "evaluate", "report"}),
+        ({"train.model.alstm_attention": "hidden"}, {"train", "finetune", "evaluate", "report"}),
+        ({"train.model.motion_alstm_attention": "flow"}, {"train", "finetune", "evaluate", "report"}),
     ],
 )
 def test_a_recipe_option_moves_only_the_stages_it_changes_and_none_at_its_default(override, moved):

@@ -180,3 +180,21 @@ def test_the_motion_prior_reaches_the_convolutional_attention_models_with_the_fl
         assert (job.motion_prior_weight, job.prior_column) == ((0.3, "flow_pool5") if applies else (0.0, None))
         assert (default.motion_prior_weight, default.prior_column) == (0.0, None)
         assert job.run_key != default.run_key
+
+
+def test_the_previous_attention_forms_reach_the_models_spec_only_when_set(tmp_path):
+    """train.model.alstm_attention / motion_alstm_attention: in the spec (and run key) of the models when
+    set — Motion ALSTM then reads the flow pool5 — and absent at the authors' default."""
+    base = load_config({"storage": {"root": str(tmp_path / "root")}, "mlflow": {"register_models": False}})
+    model = base.train.model.model_copy(update={"alstm_attention": "hidden", "motion_alstm_attention": "flow"})
+    previous = base.model_copy(update={"train": base.train.model_copy(update={"model": model})})
+    sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
+    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
+                      manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
+    for variant in ("alstm", "motion_alstm"):
+        job, default = (sequence_job(c, variant, "rgb", 0, features, None) for c in (previous, base))
+        assert job.spec["overrides"]["alstm_attention"] == "hidden" and "alstm_attention" not in default.spec["overrides"]
+        assert "motion_alstm_attention" not in default.spec["overrides"]
+        assert job.run_key != default.run_key
+    motion = sequence_job(previous, "motion_alstm", "rgb", 0, features, None)
+    assert (motion.x_column, motion.flow_column) == ("rgb_pool5", "flow_pool5")

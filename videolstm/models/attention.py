@@ -103,6 +103,22 @@ def _conv(layer: nn.Conv2d, x: Tensor) -> Tensor:
     return conv2d_same(x, layer.weight, layer.bias, resolve_backend("auto", x.device))
 
 
+class HiddenRegionAttention(nn.Module):
+    """ALSTM attention from the previous hidden state alone (Sharma et al. 2015; the recipe before the
+    authors' was adopted — a deviation): α_t = softmax_i(β·(W_i · h_{t-1} + b_i)).
+
+    Parameters: ``scores`` Linear(Hd → N) holding W and b. ``forward(h)``: h (B, Hd) → α (B, N).
+    """
+
+    def __init__(self, hidden_size: int, num_regions: int, inverse_temperature: float = 1.0):
+        super().__init__()
+        self.inverse_temperature = _check_temperature(inverse_temperature)
+        self.scores = nn.Linear(hidden_size, num_regions)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return torch.softmax(self.scores(h) * self.inverse_temperature, dim=1)
+
+
 class RegionAttention(nn.Module):
     """Soft attention over N regions: e_i = w · tanh(W_c x_i + W_d s + b), α = softmax_i(β·e).
 

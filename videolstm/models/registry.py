@@ -28,6 +28,9 @@ gate_execution                "auto"      "auto" | "fused" | "split_xh" | "per_g
 attention_scale               "none"      "none" (eq. 9: A ⊙ X) | "positions" (H·W · A ⊙ X)
 videolstm_attention           "rgb_and_   VideoLSTM's attention reads X_t and H^m_t (the authors') |
                               motion"     "motion" (H^m_t alone, a deviation)
+alstm_attention               "authors"   ALSTM attention from x_t and h_{t-1} | "hidden" (h_{t-1} alone, a deviation)
+motion_alstm_attention        "authors"   Motion ALSTM: motion LSTM over flow fc7 | "flow" (flow pool5 regions and
+                                          h_{t-1}, no motion LSTM; flow_channels = C'; a deviation)
 ============================= =========== ============================================================
 
 The attention width of the convolutional variants is the hidden width in the authors'
@@ -53,6 +56,8 @@ from videolstm.models.functional import ATTENTION_SCALES
 from videolstm.models.init import INIT_SCHEMES
 from videolstm.models.variants import (
     INIT_STATES,
+    ALSTM_ATTENTION_INPUTS,
+    MOTION_ALSTM_ATTENTION_INPUTS,
     VIDEOLSTM_ATTENTION_INPUTS,
     ALSTMClassifier,
     ConvALSTMClassifier,
@@ -89,6 +94,8 @@ class ModelSizes:
     gate_execution: str = "auto"
     attention_scale: str = "none"
     videolstm_attention: str = "rgb_and_motion"
+    alstm_attention: str = "authors"
+    motion_alstm_attention: str = "authors"
 
     def __post_init__(self) -> None:
         size = self.spatial_size
@@ -130,6 +137,10 @@ class ModelSizes:
             raise ValueError(f"attention_scale must be one of {ATTENTION_SCALES}, got {self.attention_scale!r}")
         if self.videolstm_attention not in VIDEOLSTM_ATTENTION_INPUTS:
             raise ValueError(f"videolstm_attention must be one of {VIDEOLSTM_ATTENTION_INPUTS}, got {self.videolstm_attention!r}")
+        if self.alstm_attention not in ALSTM_ATTENTION_INPUTS:
+            raise ValueError(f"alstm_attention must be one of {ALSTM_ATTENTION_INPUTS}, got {self.alstm_attention!r}")
+        if self.motion_alstm_attention not in MOTION_ALSTM_ATTENTION_INPUTS:
+            raise ValueError(f"motion_alstm_attention must be one of {MOTION_ALSTM_ATTENTION_INPUTS}, got {self.motion_alstm_attention!r}")
         if self.gate_execution not in EXECUTIONS:
             raise ValueError(f"gate_execution must be one of {EXECUTIONS}, got {self.gate_execution!r}")
 
@@ -172,14 +183,17 @@ def build_lstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
 def build_alstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """ALSTM over pool5 maps (B, T, C, H, W), ``lstm_hidden`` units."""
     return ALSTMClassifier(sizes.input_channels, sizes.spatial_size, num_classes,
-                           inverse_temperature=sizes.attention_inverse_temperature, **_vector_kwargs(sizes))
+                           inverse_temperature=sizes.attention_inverse_temperature, attention_input=sizes.alstm_attention,
+                           **_vector_kwargs(sizes))
 
 
 def build_motion_alstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """Motion ALSTM: RGB maps (B, T, C, H, W) attended by a motion LSTM over flow fc7 vectors (B, T, D')."""
     assert sizes.flow_dim is not None
     return MotionALSTMClassifier(sizes.input_channels, sizes.flow_dim, sizes.spatial_size, num_classes,
-                                 inverse_temperature=sizes.attention_inverse_temperature, **_vector_kwargs(sizes))
+                                 inverse_temperature=sizes.attention_inverse_temperature,
+                                 attention_input=sizes.motion_alstm_attention, flow_channels=sizes.flow_channels,
+                                 **_vector_kwargs(sizes))
 
 
 def build_convlstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:

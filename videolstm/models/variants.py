@@ -42,13 +42,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from videolstm.models.attention import ConvAttention, RegionAttention
+from videolstm.models.attention import ConvAttention, HiddenRegionAttention, RegionAttention
 from videolstm.models.cells import ConvLSTMCell, GateKernels, LSTMCell
 from videolstm.models.functional import apply_attention, attention_pool, attention_scale_factor
 from videolstm.models.init import INIT_SCHEMES, initialize
 from videolstm.models.layers import MapInitialState, Readout, VectorInitialState
 
 INIT_STATES: tuple[str, ...] = ("authors", "mean", "zeros")
+#: What ALSTM's attention reads: x_t and h_{t-1} (the authors') | h_{t-1} alone (the previous recipe, a deviation).
+ALSTM_ATTENTION_INPUTS: tuple[str, ...] = ("authors", "hidden")
+#: Motion ALSTM's attention: RGB regions and a motion LSTM over flow fc7 (the authors') | the flow pool5 regions
+#: and h_{t-1}, no motion LSTM (the previous recipe, a deviation).
+MOTION_ALSTM_ATTENTION_INPUTS: tuple[str, ...] = ("authors", "flow")
 
 
 @dataclass
@@ -258,6 +263,8 @@ class ALSTMClassifier(SequenceModel):
     e_{t,i} = u · tanh(W_c x_{t,i} + W_d h_{t-1} + b), α_t = softmax_i(β e_t)
     (:class:`RegionAttention`), the LSTM input is Σ_i α_{t,i} x_{t,i}, then the readout.
     W_c x + b is computed for all steps and regions at once. Attention width: C (the authors').
+    ``attention_input="hidden"`` (a deviation, the recipe before the authors'): α_t =
+    softmax_i(β·(W_i h_{t-1} + b_i)) (:class:`HiddenRegionAttention`), no x_t term.
     Returns logits (B, T, K) and α (B, T, H, W).
     """
 
@@ -277,12 +284,19 @@ class ALSTMClassifier(SequenceModel):
         gate_execution: str = "auto",
         init: str = "authors",
         inverse_temperature: float = 1.0,
+        attention_input: str = "authors",
     ):
         super().__init__()
+        if attention_input not in ALSTM_ATTENTION_INPUTS:
+            raise ValueError(f"ALSTM attention_input must be one of {ALSTM_ATTENTION_INPUTS}, got {attention_input!r}")
         self.input_channels = input_channels
         self.spatial_size = (int(spatial_size[0]), int(spatial_size[1]))
+        self.attention_input = attention_input
         self.cell = LSTMCell(input_channels, hidden_size, gate_execution)
-        self.attention = RegionAttention(input_channels, hidden_size, input_channels, inverse_temperature)
+        self.attention: nn.Module = (
+            HiddenRegionAttention(hidden_size, self.spatial_size[0] * self.spatial_size[1], inverse_temperature)
+            if attention_input == "hidden" else RegionAttention(input_channels, hidden_size, input_channels, inverse_temperature)
+        )
         mean = resolve_init_state(init_state, self.has_attention) == "mean"
         self.init = VectorInitialState(input_channels, hidden_size) if mean else None
         self.readout = Readout(hidden_size, fc_dim, num_classes, dropout, input_dropout=dropout)
@@ -296,6 +310,8 @@ class ALSTMClassifier(SequenceModel):
         if attention is not None:
             given = attention.reshape(b, t, hh * ww).unbind(1)
             attention_at = lambda step, h, hm: given[step]  # noqa: E731
+        elif self.attention_input == "hidden":
+            attention_at = lambda step, h, hm: self.attention(h)  # noqa: E731  from h_{t-1} alone
         else:
             terms = self.attention.input_term(regions.transpose(2, 3)).unbind(1)  # T × (B, N, A)
             attention_at = lambda step, h, hm: self.attention(h, terms[step])  # noqa: E731  from x_t and h_{t-1}
@@ -319,6 +335,10 @@ class MotionALSTMClassifier(ALSTMClassifier):
       feeds nothing else to the classifier.
 
     Returns logits (B, T, K) and α (B, T, H, W). With ``attention=`` the motion LSTM is not run.
+
+    ``attention_input="flow"`` (a deviation, the recipe before the authors'): no motion LSTM; flow
+    (B, T, C', H, W) is the flow stream's pool5 maps and e_{t,i} = w · tanh(W_m m_{t,i} + W_h h_{t-1} + b)
+    over its regions m_{t,i} and the top LSTM's previous state (attention width: the hidden size).
     """
 
     variant = "motion_alstm"
@@ -340,9 +360,22 @@ class MotionALSTMClassifier(ALSTMClassifier):
         gate_execution: str = "auto",
         init: str = "authors",
         inverse_temperature: float = 1.0,
+        attention_input: str = "authors",
+        flow_channels: int | None = None,
     ):
         super().__init__(input_channels, spatial_size, num_classes, hidden_size, fc_dim, dropout, init_state,
                          gate_execution, init, inverse_temperature)
+        if attention_input not in MOTION_ALSTM_ATTENTION_INPUTS:
+            raise ValueError(f"Motion ALSTM attention_input must be one of {MOTION_ALSTM_ATTENTION_INPUTS}, got {attention_input!r}")
+        self.attention_input = attention_input
+        if attention_input == "flow":
+            self.flow_kind = "maps"
+            self.flow_channels = int(flow_channels if flow_channels is not None else input_channels)
+            self.attention = RegionAttention(self.flow_channels, hidden_size, hidden_size, inverse_temperature)
+            self.motion_cell = None
+            self.motion_init = None
+            initialize(self, init)
+            return
         self.flow_dim = flow_dim
         self.motion_cell = LSTMCell(flow_dim + hidden_size, hidden_size, gate_execution)
         self.motion_cell.input_blocks = (flow_dim, hidden_size)
@@ -359,6 +392,10 @@ class MotionALSTMClassifier(ALSTMClassifier):
         if attention is not None:  # the motion LSTM only feeds the attention: not run
             given = attention.reshape(b, t, hh * ww).unbind(1)
             attention_at = lambda step, h, hm: given[step]  # noqa: E731
+        elif self.attention_input == "flow":  # the previous recipe: flow regions and h_{t-1}, no motion LSTM
+            assert flow is not None
+            terms = self.attention.input_term(flow.reshape(b, t, self.flow_channels, hh * ww).transpose(2, 3)).unbind(1)
+            attention_at = lambda step, h, hm: self.attention(h, terms[step])  # noqa: E731
         else:
             assert flow is not None
             terms = self.attention.input_term(regions.transpose(2, 3)).unbind(1)
