@@ -20,7 +20,7 @@ stage to run first when one is missing. Exit status: 0 ok, 1 failed, 2 bad usage
 
 The terminal shows per stage a start line, a progress bar and an end line, then the summary;
 what Ray, Prefect and MLflow print goes to ``<storage.root>/logs/<command>-….log`` (its path is
-the first line; ``--verbose`` shows it live) — see :mod:`tasks.console`.
+the first line; ``--verbose`` shows it live) — see :mod:`tasks.console` and :mod:`tasks.console_log`.
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "config":
         return run_command(args, config)
-    from tasks.console import default_log_dir, say, say_error, show_log_tail, start_console, stop_console
+    from tasks.console import say, say_error
+    from tasks.console_log import default_log_dir, show_log_tail, start_console, stop_console
 
     # From here on, what Ray, Prefect and MLflow print goes to the log file; the terminal shows
     # one start line, a progress bar and an end line per stage, then the summary.

@@ -11,7 +11,7 @@ items computed in this run, the elapsed time moving once a second) and erased wh
 ends; on any other output (CI, ``ray job submit`` logs, a file) each progress step is one line:
 every item when a stage has at most :data:`LINE_PER_ITEM_UP_TO` items, else every 10 %.
 
-:func:`start_console` (called once by the CLI) sends everything the process and its children
+:func:`tasks.console_log.start_console` (called once by the CLI) sends everything the process and its children
 print — Ray, Prefect, MLflow, Python warnings, native libraries — to a log file by redirecting
 file descriptors 1 and 2, and keeps the terminal for these lines. ``verbose`` echoes the log
 file live instead. Without :func:`start_console` (a Prefect worker running the flow, tests)
@@ -19,7 +19,9 @@ the lines are plain ``print`` calls, which Prefect's ``log_prints`` turns into f
 
 A stage whose items finish inside Ray workers (e.g. several models per Ray Train trainer)
 passes ``progress.remote()`` to them: a small picklable handle whose ``advance`` reaches the
-driver's bar through a Ray queue.
+driver's bar through a Ray queue (:mod:`tasks.remote_progress`).
+
+This module is the progress UI; the log file behind it is :mod:`tasks.console_log`.
 """
 
 from __future__ import annotations
@@ -33,11 +35,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console as RichConsole
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
+
+if TYPE_CHECKING:  # annotations only
+    from tasks.remote_progress import RemoteProgress
 
 #: Display name of each stage (the CLI command that runs it alone).
 STAGE_NAMES = {"index": "dataset", "frames_flow": "flow", "frame_cnn": "frame-cnn", "features": "features",
@@ -74,7 +79,7 @@ class Console:
         self.started: set[str] = set()
         self.lock = threading.RLock()
         self.live: Progress | None = None  # the stage bar being drawn (terminals only)
-        self.follower: _Follower | None = None
+        self.follower: Any = None  # --verbose: the log follower (tasks.console_log), stopped at the end
         self.error_stream: TextIO | None = None  # the terminal's stderr, for error lines
         encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
         self.unicode = encoding in ("utf8", "utf_8")
@@ -207,8 +212,11 @@ class StageProgress:
         self._show(step=False)
 
     def remote(self) -> RemoteProgress:
-        """A handle Ray workers can call ``advance`` on (needs Ray initialised); see :class:`RemoteProgress`."""
-        return _RemoteSink.start(self)
+        """A handle Ray workers can call ``advance`` on (needs Ray initialised); see
+        :class:`tasks.remote_progress.RemoteProgress`."""
+        from tasks.remote_progress import remote_handle
+
+        return remote_handle(self, STATUSES)
 
     def close_remote(self) -> None:
         """Deliver what workers reported and stop the drain threads (at the end of the stage)."""
@@ -332,139 +340,3 @@ def reused_stage(result: Any) -> Any:
         _console.line(f"{_console.symbol('ok')} {name:<{NAME_WIDTH}} {_plural(result.ok + result.failed, unit)}: "
                       f"reused whole (finished by an earlier run with the same inputs)")
     return result
-
-
-# ---------------------------------------------------------------------------------------------
-# progress from Ray workers
-
-
-class RemoteProgress:
-    """Picklable: ``advance`` from any Ray task, actor or Ray Train worker reaches the driver's bar."""
-
-    def __init__(self, queue: Any):
-        self._queue = queue
-
-    def advance(self, n: int = 1, status: str = "computed", item: str | None = None) -> None:
-        if status not in STATUSES:
-            raise ValueError(f"progress status must be one of {STATUSES}, got {status!r}")
-        self._queue.put((n, status, item))
-
-
-class _RemoteSink:
-    """Drains a Ray queue into a StageProgress on a driver thread until the stage ends."""
-
-    @staticmethod
-    def start(progress: StageProgress) -> RemoteProgress:
-        from ray.util.queue import Queue
-
-        queue = Queue(actor_options={"num_cpus": 0})
-        stop = threading.Event()
-
-        def drain() -> None:
-            while True:
-                stopping = stop.wait(0.5)
-                for n, status, item in queue.get_nowait_batch(queue.qsize()) if queue.qsize() else []:
-                    progress.advance(n, status, item)
-                if stopping:
-                    queue.shutdown()
-                    return
-
-        thread = threading.Thread(target=drain, name="videolstm-remote-progress", daemon=True)
-        thread.start()
-        progress._remote_stops.append((stop, thread))
-        return RemoteProgress(queue)
-
-
-# ---------------------------------------------------------------------------------------------
-# the log file
-
-
-class _Follower:
-    """``--verbose``: copies what is appended to the log file to the terminal, live."""
-
-    def __init__(self, path: Path, terminal: TextIO, interval: float = 0.2):
-        self.path, self.terminal, self.interval = path, terminal, interval
-        self._stop = threading.Event()
-        self._file = open(path, "rb")  # closed in stop()
-        self._thread = threading.Thread(target=self._run, name="videolstm-log-follower", daemon=True)
-        self._thread.start()
-
-    def _copy(self) -> None:
-        data = self._file.read()
-        if data:
-            self.terminal.buffer.write(data)
-            self.terminal.flush()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._copy()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._copy()
-        self._file.close()
-
-
-def default_log_dir(storage_root: str) -> Path:
-    """``<storage.root>/logs`` for a local root; a temporary folder for a remote one."""
-    from videolstm.store import storage as st
-
-    if st.is_local(storage_root):
-        return st.local_path(st.absolute(storage_root)) / "logs"
-    import tempfile
-
-    return Path(tempfile.gettempdir()) / "videolstm-logs"
-
-
-def start_console(log_dir: Path, command: str, verbose: bool = False) -> Console:
-    """Send this process's (and its children's) stdout and stderr to a new log file; keep the
-    terminal for the stage lines. Returns the console (its ``log_path`` is the file)."""
-    global _console
-    log_dir.mkdir(parents=True, exist_ok=True)
-    path = log_dir / f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    sys.stdout.flush()
-    sys.stderr.flush()
-    terminal = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding=sys.stdout.encoding or "utf-8", errors="replace")
-    terminal_errors = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="replace")
-    interactive = terminal.isatty() and os.environ.get("TERM") != "dumb" and not verbose
-    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
-    for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(line_buffering=True)
-    if verbose:
-        # Lines go to the log only; the follower shows the log (and so them) in order.
-        _console = Console(sys.stdout, interactive=False, log_path=path)
-        _console.follower = _Follower(path, terminal)
-    else:
-        _console = Console(terminal, interactive=interactive, log_path=path, log_stream=sys.stdout)
-    _console.error_stream = terminal_errors
-    _console.line(f"videolstm {command}: Ray, Prefect and MLflow output goes to {path}" + (" (shown live)" if verbose else ""))
-    return _console
-
-
-def stop_console() -> None:
-    """Flush what ``--verbose`` has not shown yet (the log file stays the process's output)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if _console.follower is not None:
-        _console.follower.stop()
-        _console.follower = None
-
-
-def show_log_tail(lines: int = 15) -> None:
-    """The last lines of the log file, on the console, after a failure (``--verbose`` showed them already)."""
-    con = _console
-    if con.log_path is None or con.log_stream is None:
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with open(con.log_path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, fh.tell() - 64_000))
-        tail = fh.read().decode("utf-8", errors="replace").splitlines()[-lines:]
-    con.line(f"last {len(tail)} lines of {con.log_path}:")
-    for text in tail:
-        con.line("  " + text[: con.width() - 3])

@@ -233,7 +233,7 @@ def frame_cnn_job(config: BenchmarkConfig, stream: str, seed: int, frames_flow: 
 def _fit_remote(trainer_name: str, jobs: Any, config_json: dict, ray_storage: str, progress: Any = None, holder: str = "") -> dict[str, Any]:
     """One TorchTrainer taking jobs from ``jobs`` (a JobQueue) until it is empty; returns its wall time.
 
-    ``progress``: a :class:`tasks.console.RemoteProgress` the trainer advances after each model."""
+    ``progress``: a :class:`tasks.remote_progress.RemoteProgress` the trainer advances after each model."""
     config = BenchmarkConfig.model_validate(config_json)
     t = config.train
     filesystem = pyarrow_filesystem(ray_storage, config.storage)

@@ -352,7 +352,7 @@ def run_job_once(job: TrainJob, config: BenchmarkConfig, rank: int, world: int, 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point: {"queue": JobQueue handle, "trainer": name, "config": BenchmarkConfig json,
-    "progress": tasks.console.RemoteProgress or None, "holder": this run's id in leases}.
+    "progress": tasks.remote_progress.RemoteProgress or None, "holder": this run's id in leases}.
 
     Rank 0 takes the next job and tells the other ranks; all train it; rank 0 reports the outcome.
     With one worker a failing job is recorded and the trainer goes on with the next; with several

@@ -21,16 +21,21 @@ LIBRARY_LAYERS: tuple[tuple[str, ...], ...] = (
     ("videolstm.store",),  # what every stage writes: storage, safe paths, shards, manifests, lineage, checkpoints
     ("videolstm.data", "videolstm.features"),  # stages 1–4: datasets, decoding, flow; frame CNNs and features
     ("videolstm.models",),  # stage 5's model zoo (rebuilding a checkpoint's frame CNN or variant included)
-    ("videolstm.loader", "videolstm.training", "videolstm.inference"),  # batches, the step, the test protocol over shards
-    ("videolstm.evaluation",),  # stages 6–7: metrics, localization, calibration, reports
-    ("videolstm.prediction", "videolstm.attention_guidance"),  # a model on a new video; attention from outside (oracle, motion prior)
+    ("videolstm.loader", "videolstm.inference"),  # batches read ahead, the test protocol over shards
+    ("videolstm.evaluation",),  # stages 6–7: metrics, localization, calibration, scoring, reports
+    # the recipe ablation's attention from outside (oracle maps, motion prior) renders maps with the
+    # evaluation's box and calibration functions, and the training step uses it
+    ("videolstm.attention_guidance",),
+    ("videolstm.training",),  # the step and the epoch, snippet and frame batches, the validation split
+    ("videolstm.evaluation.attention_health",),  # attention health per epoch: reads training's batches
+    ("videolstm.prediction",),  # a trained model on a new video: every stage above for one file
 )
 
 #: tasks/' layers, lowest first: the shared pieces (console, Ray runtime, MLflow, storage leases),
 #: then the stages, each stage above the stages whose results it reads.
 TASK_LAYERS: tuple[tuple[str, ...], ...] = (
-    ("tasks", "tasks.console", "tasks.attempts", "tasks.tracking", "tasks.mlflow_pyfunc", "tasks.mlflow_video_pyfunc",
-     "tasks.attention_targets"),
+    ("tasks", "tasks.console", "tasks.console_log", "tasks.remote_progress", "tasks.attempts", "tasks.tracking",
+     "tasks.mlflow_pyfunc", "tasks.mlflow_video_pyfunc", "tasks.attention_targets"),
     ("tasks.runtime", "tasks.leases", "tasks.stage_models"),
     ("tasks.dataset", "tasks.frames_flow"),
     ("tasks.train_loop", "tasks.mlflow_model", "tasks.train", "tasks.features"),
@@ -137,6 +142,7 @@ def test_upward_imports_names_an_arrow_back_up_and_spares_the_downward_ones():
     assert upward_imports(graph, layers) == ["p.mid.y → p.high.x"]
     assert layer_of("videolstm.store.checkpoint", LIBRARY_LAYERS) == 2
     assert layer_of("videolstm.models.restore", LIBRARY_LAYERS) == 4
+    assert layer_of("videolstm.evaluation.attention_health", LIBRARY_LAYERS) > layer_of("videolstm.evaluation.scoring", LIBRARY_LAYERS)
     assert layer_of("videolstm.undeclared_module", LIBRARY_LAYERS) is None
 
 

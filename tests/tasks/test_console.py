@@ -158,7 +158,8 @@ def test_durations_read_as_minutes_and_seconds():
 NOISY = textwrap.dedent("""
     import os, subprocess, sys, warnings
     from pathlib import Path
-    from tasks.console import say, stage_progress, start_console, stop_console
+    from tasks.console import say, stage_progress
+    from tasks.console_log import start_console, stop_console
 
     start_console(Path(sys.argv[1]), "demo", verbose=sys.argv[2] == "verbose")
     print("python print")
