@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 
 from videolstm.config import BenchmarkConfig, LocalizationConfig, SyntheticConfig, TrainConfig, load_config  # noqa: E402
 from flows.cli import parse_override  # noqa: E402
-from videolstm.evaluation.calibration import BASELINES, mean_sd  # noqa: E402
+from videolstm.evaluation.calibration import CALIBRATION_ROWS, mean_sd  # noqa: E402
 
 #: The suite: each set changes what the embedded set fixes (overrides of ``dataset.synthetic``).
 SETS: dict[str, dict[str, Any]] = {
@@ -70,6 +70,13 @@ SETS: dict[str, dict[str, Any]] = {
 DIAGNOSTIC_SETS: dict[str, dict[str, Any]] = {
     "small-shaking-actors": {"actor_size": 0.15, "num_classes": 10, "frames": 48},
     "all-classes": {"num_classes": 12},
+    # issue 21: the shapes of real UCF101-24 videos (small actors at 160×120, late starts; --early-end: early ends)
+    "ucf-small-actors": {"height": 120, "width": 160, "frames": 24, "num_classes": 6, "appearance_cue": 0.0,
+                         "actor_size": 0.12, "late_start_fraction": 0.5},
+    "ucf-320x240": {"height": 240, "width": 320, "frames": 48, "num_classes": 6, "appearance_cue": 0.0,
+                    "actor_size": 0.12, "late_start_fraction": 0.5},
+    # issue 21 part 3: two actors of the video's class in every video
+    "two-actors": {"height": 120, "width": 160, "frames": 24, "num_classes": 6, "appearance_cue": 0.0, "actors": 2},
 }
 
 #: The variants with attention (the only ones that localize), on both streams.
@@ -181,7 +188,7 @@ def suite_table(results: Mapping[str, Sequence[Mapping[str, Any]]], threshold: f
         metric = f"loc/learned/{key}" if given_class else f"loc/{key}"
         cells = [mean_sd(_values([r for r in results[s] if (r["variant"], r["stream"]) == (variant, stream)], metric)) for s in sets]
         lines.append(f"| {_model_label(variant, stream)} | " + " | ".join(cells) + " |")
-    for baseline in BASELINES:
+    for baseline in CALIBRATION_ROWS[1:]:
         cells = [mean_sd(_values(results[s], f"loc/{baseline}/{key}")) for s in sets]
         lines.append(f"| *{baseline}* | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -228,43 +235,88 @@ def health_table(health: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
 # the oracle alone
 
 
-def oracle_only(args: argparse.Namespace) -> None:
-    """The oracle's video mAP per set, grid and sigma, on each set's split-1 test videos (no training)."""
-    from videolstm.data.datasets.synthetic import render_video, split_groups
-    from videolstm.evaluation.calibration import oracle_attention
-    from videolstm.evaluation.localization import GroundTruthTube
+def oracle_columns(args: argparse.Namespace) -> list[tuple[str, LocalizationConfig]]:
+    """The ``--oracle-only`` columns: one box-pipeline configuration per grid × sigma × box method × tubes."""
+    columns = []
+    for grid in args.grid:
+        for sigma in args.sigma:
+            for method in args.box_method:
+                for tubes in args.max_tubes:
+                    config = LocalizationConfig(sigma=sigma, box_method=method, max_tubes=tubes, temporal_extent=args.temporal_extent)
+                    label = f"{grid}×{grid}, {method}" + (f" σ {sigma:g}" if method == "paper" else "") + (f", {tubes} tubes" if tubes > 1 else "")
+                    columns.append((label, config, grid))
+    return columns
+
+
+def _oracle_cell(truth: Mapping[str, list[Any]], num_steps: Mapping[str, int], size: tuple[int, int], num_classes: int,
+                 config: LocalizationConfig, grid: int, threshold: float) -> str:
+    """The oracle's mAP@θ / @0.5, and the same with the whole-video tube in brackets: the calibration's oracle and
+    oracle_video rows (every actor rendered, tubes ranked by a model-free score)."""
+    from videolstm.evaluation.calibration import reference_attention
     from videolstm.evaluation.scoring import localization_metrics
 
-    print(f"Oracle attention through the box pipeline, video mAP@{args.threshold:g} / @0.5 (given the class), "
-          "split-1 test videos of each set\n")
-    columns = [(g, s) for g in args.grid for s in args.sigma]
-    print("| set | " + " | ".join(f"{g}×{g}, σ {s:g}" for g, s in columns) + " |")
+    labels = {v: tubes[0].label for v, tubes in truth.items()}
+    scores = {v: np.eye(num_classes)[labels[v]] for v in truth}
+    attention = {v: reference_attention("oracle", num_steps[v], (grid, grid), config, truth[v], size) for v in truth}
+    sizes = {v: size for v in truth}
+    cells = []
+    for extent in (config, config.model_copy(update={"temporal_extent": "video"})):
+        metrics, _, _ = localization_metrics(attention, scores, labels, truth, sizes, extent, given_class=True)
+        cells.append(f"{metrics[f'loc/mAP_{threshold:g}']:.3f} / {metrics['loc/mAP_0.5']:.3f}")
+    return f"{cells[0]} ({cells[1]})"
+
+
+def synthetic_truth(synthetic: SyntheticConfig, early_end: bool) -> dict[str, list[Any]]:
+    """video → its annotated tubes (every actor), split-1 test videos, rendered (no files); with ``early_end``
+    every other video's tubes end a quarter of the video early (the generator's run to the last frame)."""
+    from videolstm.data.datasets.synthetic import render_video, split_groups
+    from videolstm.evaluation.localization import GroundTruthTube
+
+    truth: dict[str, list[Any]] = {}
+    for label in range(synthetic.num_classes):
+        for video in split_groups(synthetic.videos_per_class, synthetic.test_fraction, 1):
+            rendered = render_video(synthetic, label, video)
+            tubes = []
+            for xywh in (rendered.boxes, rendered.other_actor_boxes):
+                if not len(xywh):
+                    continue
+                xywh = xywh.astype(np.float64)
+                boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+                frames = np.arange(rendered.sf, synthetic.frames)
+                if early_end and video % 2 == 0:
+                    keep = len(frames) - max(1, len(frames) // 4)
+                    frames, boxes = frames[:keep], boxes[:keep]
+                tubes.append(GroundTruthTube(label, frames, boxes))
+            truth[f"{label}/{video}"] = tubes
+    return truth
+
+
+def oracle_only(args: argparse.Namespace) -> None:
+    """The oracle's video mAP per set and box-pipeline configuration, on each set's split-1 test videos (no training)."""
+    columns = oracle_columns(args)
+    print(f"Oracle attention through the box pipeline, video mAP@{args.threshold:g} / @0.5 (given the class, tubes ranked "
+          f"by a model-free score; temporal extent {args.temporal_extent}; in brackets the whole-video tube), split-1 test "
+          f"videos of each set{' with every other tube ending a quarter early' if args.early_end else ''}\n")
+    print("| set | " + " | ".join(label for label, _, _ in columns) + " |")
     print("|:---|" + "---:|" * len(columns))
     for name in args.sets:
         synthetic = SyntheticConfig.model_validate(set_config(name, args.tiny))
         size = (synthetic.height, synthetic.width)
-        truth: dict[str, list[GroundTruthTube]] = {}
-        for label in range(synthetic.num_classes):
-            for video in split_groups(synthetic.videos_per_class, synthetic.test_fraction, 1):
-                rendered = render_video(synthetic, label, video)
-                xywh = rendered.boxes.astype(np.float64)
-                boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-                truth[f"{label}/{video}"] = [GroundTruthTube(label, np.arange(rendered.sf, synthetic.frames), boxes)]
-        labels = {v: tubes[0].label for v, tubes in truth.items()}
-        scores = {v: np.eye(synthetic.num_classes)[label] for v, label in labels.items()}
-        cells = []
-        for grid, sigma in columns:
-            attention = {v: oracle_attention(synthetic.frames, t[0].frames, t[0].boxes, size, (grid, grid)) for v, t in truth.items()}
-            metrics, _, _ = localization_metrics(attention, scores, labels, truth, {v: size for v in truth},
-                                                 LocalizationConfig(sigma=sigma), given_class=True)
-            cells.append(f"{metrics[f'loc/mAP_{args.threshold:g}']:.3f} / {metrics['loc/mAP_0.5']:.3f}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        truth = synthetic_truth(synthetic, args.early_end)
+        steps = {v: synthetic.frames for v in truth}
+        cells = [_oracle_cell(truth, steps, size, synthetic.num_classes, config, grid, args.threshold) for _, config, grid in columns]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
     if args.ucf101_24:
-        print(f"| UCF101-24 ({len(ucf101_24_truth(args)[0])} test videos) | "
-              + " | ".join(_ucf101_24_oracle(args, grid, sigma) for grid, sigma in columns) + " |")
-        everything = ucf101_24_truth(argparse.Namespace(**{**vars(args), "max_videos": None}))[0]
+        truth, labels, numf = ucf101_24_truth(args)
+        num_classes = max(labels.values()) + 1
+        print(f"| UCF101-24 ({len(truth)} test videos) | "
+              + " | ".join(_oracle_cell(truth, numf, (240, 320), num_classes, config, grid, args.threshold)
+                           for _, config, grid in columns) + " |")
+        everything, _, all_numf = ucf101_24_truth(argparse.Namespace(**{**vars(args), "max_videos": None}))
         several = sum(len(tubes) > 1 for tubes in everything.values())
         total = sum(len(tubes) for tubes in everything.values())
+        partial = sum(int(t.frames[0]) > 0 or int(t.frames[-1]) < all_numf[v] - 1 for v, tubes in everything.items() for t in tubes)
+        print(f"\nUCF101-24 test list: {partial} of the {total} tubes start after the first or end before the last frame")
         print(f"\nUCF101-24 test list: {len(everything)} videos, {total} tubes, {several} videos with several tubes: "
               f"one tube per video can match at most {len(everything)} of the {total} tubes ({len(everything) / total:.0%})")
 
@@ -284,20 +336,6 @@ def ucf101_24_truth(args: argparse.Namespace) -> tuple[dict[str, list[Any]], dic
             {v: annotations[v].numf for v in videos})
 
 
-def _ucf101_24_oracle(args: argparse.Namespace, grid: int, sigma: float) -> str:
-    """The oracle's mAP@θ / @0.5 on UCF101-24 ground truth (boxes in 320×240 pixels, the file's frame)."""
-    from videolstm.evaluation.calibration import reference_attention
-    from videolstm.evaluation.scoring import localization_metrics
-
-    truth, labels, numf = ucf101_24_truth(args)
-    size = (240, 320)
-    config = LocalizationConfig(sigma=sigma)
-    attention = {v: reference_attention("oracle", numf[v], (grid, grid), config, truth[v], size) for v in truth}
-    scores = {v: np.eye(max(labels.values()) + 1)[labels[v]] for v in truth}
-    metrics, _, _ = localization_metrics(attention, scores, labels, truth, {v: size for v in truth}, config, given_class=True)
-    return f"{metrics[f'loc/mAP_{args.threshold:g}']:.3f} / {metrics['loc/mAP_0.5']:.3f}"
-
-
 # --------------------------------------------------------------------------------------------
 
 
@@ -315,7 +353,13 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.2, help="IoU of the mAP in the tables")
     parser.add_argument("--oracle-only", action="store_true", help="the oracle through the box pipeline, no training")
     parser.add_argument("--grid", nargs="+", type=int, default=[7], help="--oracle-only: attention grid sizes")
-    parser.add_argument("--sigma", nargs="+", type=float, default=[LocalizationConfig().sigma], help="--oracle-only: sigmas (cells)")
+    parser.add_argument("--sigma", nargs="+", type=float, default=[LocalizationConfig().sigma], help="--oracle-only: sigmas (cells, box method paper)")
+    parser.add_argument("--box-method", nargs="+", default=[LocalizationConfig().box_method], choices=["extent", "paper"],
+                        help="--oracle-only: box methods")
+    parser.add_argument("--max-tubes", nargs="+", type=int, default=[1], help="--oracle-only: tubes per video")
+    parser.add_argument("--temporal-extent", default=LocalizationConfig().temporal_extent, choices=["boxes", "evidence", "video"],
+                        help="--oracle-only: the tube's frames (the bracketed figures: always the whole video)")
+    parser.add_argument("--early-end", action="store_true", help="--oracle-only: every other synthetic tube ends a quarter early")
     parser.add_argument("--ucf101-24", nargs=2, metavar=("PICKLE", "TESTLIST"),
                         help="--oracle-only: also the real UCF101-24 ground truth (pyannot.pkl and its test list)")
     parser.add_argument("--max-videos", type=int, default=None, help="--ucf101-24: every k-th test video, about this many")

@@ -481,7 +481,8 @@ def calibration_markdown(rows: Sequence[Mapping[str, Any]], threshold: float = 0
     lines = [
         f"Localization calibration, video mAP@{threshold:g} (mean ± sd over seeds): the learned attention between "
         "no information (uniform), a position prior (centre) and perfect attention (oracle); motion = attention "
-        "that followed the flow features' energy (what the motion input alone points at)",
+        "that followed the flow features' energy (what the motion input alone points at); oracle_video = the oracle's maps "
+        "with the tube over the whole video (no temporal extent); the oracle rows rank their tubes by a model-free score",
         "",
         "| " + " | ".join(header) + " |",
         "|:---|:---|---:|" + "---:|" * len(columns),

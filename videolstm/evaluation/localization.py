@@ -431,30 +431,38 @@ def localize_video_tubes(
 ) -> list[Tube]:
     """Up to ``config.max_tubes`` tubes of one video, one per separate attention peak (several actors).
 
-    With ``max_tubes`` 1 this is ``[localize_video(...)]``. Otherwise every step's map is split
+    Every step's map is split
     into the regions of its separate peaks (:func:`attention_peaks`: each positive cell goes to the
     nearest peak), the regions are linked over time into tracks (greedily, nearest peak to each
     track's previous peak; a peak left over starts a new track while there are fewer than
     ``max_tubes``), and each track's masked maps (zero outside its region, and at steps where it
-    has no peak) go through the same boxes and temporal extent as :func:`localize_video`. A tube's
-    score is the class score times the track's mean share of the attention mass over all steps, so
-    the dominant actor's tube ranks first. Arguments as :func:`localize_video`.
+    has no peak) go through the same boxes and temporal extent as :func:`localize_video`; the
+    ``max_tubes`` tracks with the largest mean share of the attention mass over all steps are kept
+    (``max_tracks`` is one more, so the dominant ones are chosen among all), each scored by the class
+    score times that share, so the dominant actor's tube ranks first. With one track (one actor) or
+    ``box_method: paper`` and ``max_tubes`` 1 this is ``[localize_video(...)]``; with ``max_tubes`` 1
+    and several actors it is the dominant actor's tube, scored by the class score alone (the
+    paper's one tube). Arguments as :func:`localize_video`.
 
     Returns:
         The tubes, by descending score (at least one).
     """
     attention = np.asarray(attention, dtype=np.float64)
     frame_idx, step_scores, label, score = _tube_inputs(attention, class_scores, frames, label)
-    if config.max_tubes == 1:
+    if config.max_tubes == 1 and config.box_method == "paper":  # the paper's procedure picks its component itself
         return [_tube(attention, frame_size, config, frame_idx, step_scores, label, score)]
-    tracks = track_peaks(attention, config.max_tubes, config.peak_dip)
+    tracks = track_peaks(attention, config.max_tubes + 1, config.peak_dip)  # one more: the top ones are chosen
+    if len(tracks) <= 1:  # one actor (or none): the whole map, as the paper's one tube
+        return [_tube(attention, frame_size, config, frame_idx, step_scores, label, score)]
     total = np.nan_to_num(attention).clip(min=0).sum(axis=(1, 2))
-    tubes = []
+    shares = []
     for masked in tracks:
         mass = masked.sum(axis=(1, 2))
-        share = float(np.mean(np.divide(mass, total, out=np.zeros_like(mass), where=total > 0)))
-        tubes.append(_tube(masked, frame_size, config, frame_idx, step_scores, label, score * share))
-    return sorted(tubes, key=lambda t: -t.score) or [_tube(attention, frame_size, config, frame_idx, step_scores, label, score)]
+        shares.append(float(np.mean(np.divide(mass, total, out=np.zeros_like(mass), where=total > 0))))
+    top = np.argsort(-np.asarray(shares), kind="stable")[: config.max_tubes]
+    if config.max_tubes == 1:  # the dominant actor's tube, scored as the paper's one tube
+        return [_tube(tracks[int(top[0])], frame_size, config, frame_idx, step_scores, label, score)]
+    return [_tube(tracks[int(k)], frame_size, config, frame_idx, step_scores, label, score * shares[int(k)]) for k in top]
 
 
 def _tube_inputs(
@@ -562,17 +570,17 @@ def attention_peaks(amap: np.ndarray, max_peaks: int, dip: float) -> list[tuple[
 def _peak_regions(amap: np.ndarray, peaks: list[tuple[int, int]], cells: np.ndarray) -> np.ndarray:
     """(h, w) index of the peak each cell belongs to (-1: none): the 8-connected component of positive
     cells that holds a peak goes to it whole; a component with several peaks is split by the nearest
-    peak; cells of a component without a peak go to the nearest peak."""
+    peak; a component without a peak belongs to none."""
     components, _ = ndimage.label(amap > 0, structure=np.ones((3, 3), dtype=int))
     centres = np.asarray(peaks, dtype=np.float64)
     nearest = np.argmin(np.linalg.norm(cells[:, :, None, :] - centres[None, None], axis=-1), axis=-1)
-    regions = np.where(amap > 0, nearest, -1)
+    regions = np.full(amap.shape, -1)
     owners: dict[int, list[int]] = {}
     for k, (i, j) in enumerate(peaks):
         owners.setdefault(int(components[i, j]), []).append(k)
     for component, mine in owners.items():
-        if len(mine) == 1:
-            regions[components == component] = mine[0]
+        inside = components == component
+        regions[inside] = mine[0] if len(mine) == 1 else nearest[inside]
     return regions
 
 
