@@ -99,8 +99,11 @@ def test_a_registered_model_uri_names_the_same_model_as_its_run(evaluated):
 
     config, _, _ = evaluated
     run_id = _run_ids(config)["convalstm-rgb-s0"]
-    [version] = MlflowClient().search_model_versions(f"run_id = '{run_id}'")
-    assert resolve_run_id(f"models:/{version.name}/{version.version}") == run_id
+    versions = {v.name: v for v in MlflowClient().search_model_versions(f"run_id = '{run_id}'")}
+    # the feature-level model and, beside it, the end-to-end one
+    assert set(versions) == {"videolstm-synthetic-convalstm-rgb", "videolstm-synthetic-convalstm-rgb-video"}
+    for version in versions.values():
+        assert resolve_run_id(f"models:/{version.name}/{version.version}") == run_id
     assert resolve_run_id(f"runs:/{run_id}/model") == run_id
 
 
