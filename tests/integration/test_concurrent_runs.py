@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,9 +24,11 @@ import pytest
 import yaml
 
 from tests.integration.tiny import tiny_config
+from tests.servers import ServerProcess, free_port
 from tests.reliability.ledger import record
 
 REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -49,20 +53,43 @@ def concurrent_config(root: Path) -> dict:
     config = tiny_config(str(root))
     config["dataset"]["synthetic"].update({"num_classes": 3, "videos_per_class": 4, "frames": 16})
     config["train"].update({"variants": ["lstm", "convlstm"], "streams": ["rgb"], "seeds": [0], "epochs": 1})
-    config["ray"] = {"num_cpus": 1}  # two runs share the machine's two cores
     return config
 
 
 def start_pair(tmp_path: Path, delay: float = 3.0) -> list[subprocess.CompletedProcess]:
+    """Both runs on one Ray head (two people on one cluster): on this shared 2-core machine two
+    local Ray instances starting at once missed Ray's fixed 30 s node start-up wait."""
+    gcs_port, dashboard_port = free_port(), free_port()
+    ray_temp = tempfile.mkdtemp(prefix="raypair-", dir="/tmp")  # AF_UNIX socket paths stay short
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env.pop("RAY_ADDRESS", None)
+    head = ServerProcess(
+        [str(BIN / "ray"), "start", "--head", "--block", "--port", str(gcs_port), "--node-ip-address", "127.0.0.1",
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", "2", "--temp-dir", ray_temp,
+         "--include-dashboard", "true", "--dashboard-agent-listen-port", str(free_port()),
+         "--dashboard-agent-grpc-port", str(free_port()), "--metrics-export-port", str(free_port()),
+         "--runtime-env-agent-port", str(free_port())],
+        f"http://127.0.0.1:{dashboard_port}/api/version", env=env, log_path=tmp_path / "head.log", timeout=600,
+    )
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(concurrent_config(tmp_path / "root")))
+    settings = concurrent_config(tmp_path / "root")
+    settings["ray"] = {"address": f"127.0.0.1:{gcs_port}"}
+    config.write_text(yaml.safe_dump(settings))
+    try:
+        with head:
+            return _run_pair(tmp_path, config, env, delay)
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
+
+
+def _run_pair(tmp_path: Path, config: Path, base_env: dict, delay: float) -> list[subprocess.CompletedProcess]:
     procs = []
     for i in range(2):
         log = open(tmp_path / f"run{i}.out", "w")
         # Each run its own Prefect home (as two users, or two machines, have): Prefect's temporary
         # server migrates a fresh home's database at start, and two starts on one fresh home race
         # there (Prefect's database, not the storage root this test is about).
-        env = {**os.environ, "PREFECT_HOME": str(tmp_path / f"prefect{i}"),
+        env = {**base_env, "PREFECT_HOME": str(tmp_path / f"prefect{i}"),
                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "900"}  # two servers start at once on a busy machine
         procs.append((subprocess.Popen([sys.executable, "-m", "flows.cli", "benchmark", "--config", str(config)], cwd=REPO,
                                        stdout=log, stderr=subprocess.STDOUT, text=True, env=env), log))
