@@ -55,8 +55,8 @@ from videolstm.models.cells import EXECUTIONS
 from videolstm.models.functional import ATTENTION_SCALES
 from videolstm.models.init import INIT_SCHEMES
 from videolstm.models.variants import (
-    INIT_STATES,
     ALSTM_ATTENTION_INPUTS,
+    INIT_STATES,
     MOTION_ALSTM_ATTENTION_INPUTS,
     VIDEOLSTM_ATTENTION_INPUTS,
     ALSTMClassifier,
