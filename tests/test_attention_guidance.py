@@ -120,3 +120,26 @@ def test_a_training_step_with_the_motion_prior_moves_the_attention_toward_it(var
             return attention_kl(motion_prior_maps(torch.from_numpy(flow)), out.attention).item()
 
     assert kl_after(5.0) < kl_after(0.0) - 1e-4
+
+
+def test_the_motion_prior_loss_is_the_cross_entropy_plus_weight_times_the_kl():
+    """motion_prior_forward(w): sequence loss + w · Σ_t KL(P_t ‖ A_t) with P from the batch's prior maps."""
+    from videolstm.models import build_model
+    from videolstm.models.functional import sequence_loss
+    from videolstm.training import motion_prior_forward
+
+    torch.manual_seed(0)
+    model = build_model("convalstm", 2, input_channels=4, spatial_size=(5, 5), hidden_channels=4, fc_dim=8).eval()
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 4, 5, 5)).astype(np.float32)
+    prior = rng.standard_normal((2, 3, 6, 5, 5)).astype(np.float32)
+    labels = np.array([1, 0])
+    loss, _ = motion_prior_forward(0.25)(model, {"x": x, "label": labels, "prior": prior}, torch.device("cpu"))
+    with torch.no_grad():
+        out = model(torch.from_numpy(x))
+        energy = (prior.astype(np.float64) ** 2).sum(axis=2)
+        p = energy / energy.sum(axis=(2, 3), keepdims=True)
+        a = out.attention.double().numpy()
+        kl = (p * (np.log(p) - np.log(a))).sum(axis=(1, 2, 3)).mean()  # every p > 0 here
+        want = sequence_loss(out.logits, torch.from_numpy(labels)).item() + 0.25 * kl
+    assert loss.item() == pytest.approx(want, rel=1e-5)
