@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer, model_validator
@@ -290,7 +290,7 @@ class ModelConfig(Section):
 
 
 #: VideoLSTM's attention as the authors have it: from the RGB features X_t and the motion state H^m_t.
-AUTHORS_VIDEOLSTM_ATTENTION = "rgb_and_motion"
+AUTHORS_VIDEOLSTM_ATTENTION: Final = "rgb_and_motion"
 
 
 class TrainConfig(PrecisionSection):
@@ -298,7 +298,7 @@ class TrainConfig(PrecisionSection):
         default_factory=lambda: ["lstm", "alstm", "convlstm", "convalstm", "motion_alstm", "videolstm"],
         description="recurrent variants to train (convnet is the frame-CNN stage)",
     )
-    streams: list[Stream] = Field(default_factory=lambda: ["rgb", "flow"], description="streams of the non-motion variants")
+    streams: list[Stream] = Field(default_factory=lambda: list[Stream](["rgb", "flow"]), description="streams of the non-motion variants")
     seeds: list[int] = Field(
         default_factory=lambda: [0, 1, 2], min_length=1,
         description="every seed trains its own frame CNNs, features and every (variant, stream): independent replicates",

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -96,7 +96,7 @@ def parallel_batches(build: Callable[[T], B], items: Iterable[T], workers: int =
 _END: Any = object()
 
 
-class WaitClock:
+class WaitClock(Generic[B]):
     """An iterator over ``items`` that adds up the seconds its consumer waited in ``next``."""
 
     def __init__(self, items: Iterable[B]):
@@ -104,7 +104,7 @@ class WaitClock:
         self.wait_seconds = 0.0
         self.batches = 0
 
-    def __iter__(self) -> WaitClock:
+    def __iter__(self) -> WaitClock[B]:
         return self
 
     def __next__(self) -> B:

@@ -144,7 +144,7 @@ def _merge_exchange_network(n: int) -> list[tuple[int, int]]:
     Comparator ``(i, j)``, ``i < j``, puts the smaller value on wire ``i``; applying all of them
     in order sorts any input.
     """
-    comparators = []
+    comparators: list[tuple[int, int]] = []
     t = max(1, math.ceil(math.log2(n)))
     p = 1 << (t - 1)
     while p > 0:

@@ -223,7 +223,8 @@ def write_video(
         # OpenCV picks the container from the extension, and the atomic temp name ends in ".tmp".
         encoded = f"{tmp}{extension}"
         try:
-            writer = cv2.VideoWriter(encoded, cv2.VideoWriter_fourcc(*codec), float(fps), (width, height), True)
+            fourcc = cv2.VideoWriter_fourcc(*codec)  # type: ignore[attr-defined]  # missing from OpenCV's stubs
+            writer = cv2.VideoWriter(encoded, fourcc, float(fps), (width, height), True)
             try:
                 if not writer.isOpened():
                     raise VideoWriteError(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -44,7 +44,7 @@ _STREAM_COLOURS = {"rgb": "#4c72b0", "flow": "#dd8452", "fused": "#55a868"}
 _DPI = 100
 
 
-def _new_figure(width: float, height: float, layout: str | None = None) -> Figure:
+def _new_figure(width: float, height: float, layout: Literal["constrained", "compressed", "tight"] | None = None) -> Figure:
     fig = Figure(figsize=(width, height), dpi=_DPI, layout=layout)
     FigureCanvasAgg(fig)
     return fig

@@ -74,5 +74,5 @@ def prepare_for_device(model: nn.Module, device: torch.device | str, channels_la
     device = torch.device(device)
     model = model.to(device)
     if channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # Module.to takes it; the stub does not say so
     return model

@@ -98,10 +98,13 @@ def assemble_videolstm(
         for name in ("w_ha", "w_z"):
             _copy_module(getattr(videolstm.attention, name), getattr(rgb_convalstm.attention, name),
                          f"attention.{name}.", f"attention.{name}.", "convalstm-rgb", copied)
-        _copy(videolstm.attention.b_a, rgb_convalstm.attention.w_xa.bias, "attention.b_a")
+        source_bias = rgb_convalstm.attention.w_xa.bias if rgb_convalstm.attention.w_xa is not None else None
+        if source_bias is None:
+            raise AssemblyError("the RGB ConvALSTM's attention has no input term (W_xa) whose bias becomes VideoLSTM's b_a")
+        _copy(videolstm.attention.b_a, source_bias, "attention.b_a")
         copied.append(Copied("attention.b_a", "convalstm-rgb", "attention.w_xa.bias"))
     if (videolstm.init is None) != (rgb_convalstm.init is None):
         raise AssemblyError("VideoLSTM and the ConvALSTM must both (or neither) have initial-state layers (init_state)")
-    if videolstm.init is not None:
+    if videolstm.init is not None and rgb_convalstm.init is not None:
         _copy_module(videolstm.init, rgb_convalstm.init, "init.", "init.", "convalstm-rgb", copied)
     return copied

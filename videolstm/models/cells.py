@@ -102,13 +102,13 @@ class _CutWeight(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, weight: Tensor, slots: tuple, buckets: tuple) -> tuple[Tensor, ...]:  # type: ignore[override]
+    def forward(ctx, weight: Tensor, slots: tuple, buckets: tuple) -> tuple[Tensor, ...]:
         ctx.slots, ctx.buckets, ctx.shape = slots, buckets, weight.shape
         ctx.set_materialize_grads(False)
         return tuple(weight[r0:r1, c0:c1].t() for r0, r1, c0, c1 in slots)
 
     @staticmethod
-    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor | None, None, None]:
         ref = next((g for g in grads if g is not None), None)
         pairs_any = any(b for b in ctx.buckets if b)
         if ref is None and pairs_any:
@@ -138,14 +138,14 @@ class _StepMatmul(torch.autograd.Function):
     backward returns the gradients of cols and bias and stores (cols, output gradient)."""
 
     @staticmethod
-    def forward(ctx, cols: Tensor, weight: Tensor, bias: Tensor | None, bucket: list) -> Tensor:  # type: ignore[override]
+    def forward(ctx, cols: Tensor, weight: Tensor, bias: Tensor | None, bucket: list) -> Tensor:
         ctx.save_for_backward(cols, weight)
         ctx.bucket = bucket
         ctx.has_bias = bias is not None
         return torch.mm(cols, weight) if bias is None else torch.addmm(bias, cols, weight)
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, Tensor | None, None]:  # type: ignore[override]
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, Tensor | None, None]:
         cols, weight = ctx.saved_tensors
         if grad_out.dtype != weight.dtype or cols.dtype != weight.dtype:  # under autocast (bf16/fp16): one dtype per GEMM
             grad_out = grad_out.to(weight.dtype)
@@ -312,7 +312,7 @@ class _GatedCell(nn.Module):
         kk = self.weight[0, 0].numel()  # k·k (1 for vectors): columns per input channel
         present = [b for b in blocks if b is not None] + ([pre_block] if pre_block else [])
         slots = tuple((r0, r1, c0 * kk, c1 * kk) for (r0, r1), (c0, c1) in present)
-        buckets = tuple([] if defer else None for _ in present)
+        buckets: tuple[list | None, ...] = tuple([] if defer else None for _ in present)
         assert sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in slots) == self.weight.numel()
         mats = _CutWeight.apply(self.weight.reshape(4 * hd, -1), slots, buckets)  # a view unless re-laid out
         operands = [Operand(m, b) for m, b in zip(mats, buckets)]
@@ -400,8 +400,9 @@ class _GatedCell(nn.Module):
                 a = op(h, whs[k], kernels.biases[k] if bias_here else None)
                 if x is not None:
                     a = a + op(x, wxs[k], None)
-                if pres[k] is not None:
-                    a = a + pres[k]
+                pre_k = pres[k]
+                if pre_k is not None:
+                    a = a + pre_k
                 acts.append(a)
             i, f, o, g = acts
         return lstm_update(i, f, o, g, c)

@@ -74,10 +74,12 @@ def _conv_family(model: nn.Module) -> None:
             for width in cell_blocks(module):
                 uniform_bound(module.weight[:, start : start + width], width)
                 start += width
+            assert module.bias is not None  # the authors' cells have a bias
             module.bias.zero_()
         elif isinstance(module, MapInitialState):
             for conv in (module.conv_h, module.conv_c):
                 uniform_bound(conv.weight, conv.weight.shape[1])  # (out, in, k, k): ±1/√in
+                assert conv.bias is not None
                 conv.bias.zero_()
         elif isinstance(module, ConvAttention):
             for layer in (module.w_xa, module.w_ha, module.w_z):
@@ -88,9 +90,9 @@ def _conv_family(model: nn.Module) -> None:
                 if layer.bias is not None:
                     layer.bias.zero_()
         elif isinstance(module, Readout):
-            for layer in (module.fc, module.classifier):
-                uniform_bound(layer.weight, layer.weight.shape[0])  # DenseLayer W (in, out): ±1/√out
-                layer.bias.zero_()
+            for dense in (module.fc, module.classifier):
+                uniform_bound(dense.weight, dense.weight.shape[0])  # DenseLayer W (in, out): ±1/√out
+                dense.bias.zero_()
 
 
 def _vector_family(model: nn.Module) -> None:

@@ -122,7 +122,7 @@ class ModelSizes:
             object.__setattr__(self, name, int(value))
         for name in ("dropout", "vector_dropout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= float(value) < 1:
                 raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
             object.__setattr__(self, name, float(value))
         beta = self.attention_inverse_temperature

@@ -176,6 +176,7 @@ class SequenceModel(nn.Module):
 
     def _check_flow(self, x: Tensor, flow: Tensor | None, attention: Tensor | None) -> None:
         b, t = x.shape[:2]
+        expected: tuple[int, ...]
         if self.flow_kind == "maps":
             expected, what = (b, t, self.flow_channels, *self.spatial_size), f"(B, T, C', H, W) with C'={self.flow_channels}"
         else:
@@ -313,6 +314,7 @@ class ALSTMClassifier(SequenceModel):
         elif self.attention_input == "hidden":
             attention_at = lambda step, h, hm: self.attention(h)  # noqa: E731  from h_{t-1} alone
         else:
+            assert isinstance(self.attention, RegionAttention)
             terms = self.attention.input_term(regions.transpose(2, 3)).unbind(1)  # T × (B, N, A)
             attention_at = lambda step, h, hm: self.attention(h, terms[step])  # noqa: E731  from x_t and h_{t-1}
         hs, alphas = attention_recurrence(self.cell, self.cell.kernels(device=x.device), state, t, attention_at,
@@ -393,16 +395,17 @@ class MotionALSTMClassifier(ALSTMClassifier):
             given = attention.reshape(b, t, hh * ww).unbind(1)
             attention_at = lambda step, h, hm: given[step]  # noqa: E731
         elif self.attention_input == "flow":  # the previous recipe: flow regions and h_{t-1}, no motion LSTM
-            assert flow is not None
+            assert flow is not None and isinstance(self.attention, RegionAttention)
             terms = self.attention.input_term(flow.reshape(b, t, self.flow_channels, hh * ww).transpose(2, 3)).unbind(1)
             attention_at = lambda step, h, hm: self.attention(h, terms[step])  # noqa: E731
         else:
-            assert flow is not None
+            assert flow is not None and isinstance(self.attention, RegionAttention) and self.motion_cell is not None
             terms = self.attention.input_term(regions.transpose(2, 3)).unbind(1)
-            kernels_m = self.motion_cell.kernels(x_channels=self.cell.hidden_channels, device=x.device)
-            pre = self.motion_cell.input_gates(flow.reshape(b * t, -1), kernels_m).view(b, t, -1).unbind(1)
-            start = self.motion_init(flow) if self.motion_init is not None else self.motion_cell.init_state(b, like=x)
-            motion = MotionLayer(self.motion_cell, kernels_m, pre, start)
+            motion_cell = self.motion_cell
+            kernels_m = motion_cell.kernels(x_channels=self.cell.hidden_channels, device=x.device)
+            pre = motion_cell.input_gates(flow.reshape(b * t, -1), kernels_m).view(b, t, -1).unbind(1)
+            start = self.motion_init(flow) if self.motion_init is not None else motion_cell.init_state(b, like=x)
+            motion = MotionLayer(motion_cell, kernels_m, pre, start)
             attention_at = lambda step, h, hm: self.attention(hm, terms[step])  # noqa: E731  from x_t and h^m_t
         hs, alphas = attention_recurrence(self.cell, self.cell.kernels(device=x.device), state, t, attention_at,
                                           lambda alpha, step: attention_pool(alpha, regions[:, step]), motion)

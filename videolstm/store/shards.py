@@ -116,7 +116,7 @@ def to_table(row: Mapping[str, Any]) -> pa.Table:
         array = value.array if isinstance(value, Jpeg) else value
         if array.ndim < 2:
             raise ValueError(f"array column {name!r} needs shape (T, *S) with at least 2 dims, got {array.shape}")
-        spec = {"dtype": array.dtype.str, "shape": list(array.shape[1:]), "length": int(array.shape[0]), "codec": "raw"}
+        spec: dict[str, Any] = {"dtype": array.dtype.str, "shape": list(array.shape[1:]), "length": int(array.shape[0]), "codec": "raw"}
         if isinstance(value, Jpeg):
             if array.dtype != np.uint8 or array.ndim not in (3, 4) or (not value.planes and (array.ndim != 4 or array.shape[-1] != 3)):
                 raise ValueError(f"JPEG column {name!r} needs (T, H, W, 3) uint8 (or planes of (T, H, W, C)), got {array.shape} {array.dtype}")
