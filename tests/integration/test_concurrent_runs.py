@@ -103,6 +103,7 @@ def _run_pair(tmp_path: Path, config: Path, base_env: dict, delay: float) -> lis
     return done
 
 
+@pytest.mark.timeout(2400)  # two whole benchmarks on two cores, with the start-up of Ray and two Prefect servers
 def test_two_benchmarks_on_one_fresh_root_compute_every_item_once(tmp_path):
     started = time.perf_counter()
     runs = start_pair(tmp_path)
