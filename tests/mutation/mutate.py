@@ -13,7 +13,9 @@ What it does, in order:
 4. reads every mutant's status, removes the accepted equivalent mutants listed in
    ``tests/mutation/equivalent.toml`` (each entry names the mutant AND the changed line, so an
    entry that no longer matches the code is reported as stale instead of silently hiding a new
-   mutant), and prints ``killed / non-equivalent`` with the survivors' diffs.
+   mutant), applies each listed import-time mutant (code run when the module is imported, which
+   mutmut cannot switch on) to the copy's source and runs the test named to kill it, and prints
+   ``killed / non-equivalent`` with the survivors' diffs.
 
 Exit status: 0 when the score is at least ``--fail-under`` percent (default 90), 1 otherwise,
 2 on a stale equivalent entry or a configuration error.
@@ -46,6 +48,17 @@ class Equivalent:
     reason: str
 
 
+@dataclass(frozen=True)
+class ImportTime:
+    """A mutant of code that runs when the module is imported (a module-level constant built by a
+    function): mutmut switches mutants on at call time, after the import, so it cannot run it.
+    It is applied to the scratch copy's source instead and ``killed_by`` must then fail."""
+
+    mutant: str
+    line: str
+    killed_by: str
+
+
 def load_modules() -> dict[str, list[str]]:
     """``{module path: [test files]}`` from modules.toml."""
     data = tomllib.loads((HERE / "modules.toml").read_text("utf-8"))
@@ -57,6 +70,37 @@ def load_modules() -> dict[str, list[str]]:
 def load_equivalents() -> list[Equivalent]:
     data = tomllib.loads((HERE / "equivalent.toml").read_text("utf-8"))
     return [Equivalent(e["mutant"], e["line"], e["reason"]) for e in data.get("equivalent", [])]
+
+
+def load_import_time() -> list[ImportTime]:
+    data = tomllib.loads((HERE / "equivalent.toml").read_text("utf-8"))
+    return [ImportTime(e["mutant"], e["line"], e["killed_by"]) for e in data.get("import_time", [])]
+
+
+def _pytest(cwd: Path, target: str) -> int:
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=", target],
+        cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        check=False,  # a failing test is the expected outcome here
+    )
+    return run.returncode
+
+
+def killed_when_applied(cwd: Path, module: str, entry: ImportTime) -> bool:
+    """Apply ``entry``'s mutant to the scratch copy's ``module``, run ``killed_by``, restore the file."""
+    source = cwd / module
+    if not (cwd / entry.killed_by.split("::")[0]).is_file():
+        raise SystemExit(f"import-time entry {entry.mutant}: no test file {entry.killed_by}")
+    original = source.read_bytes()
+    try:
+        mutmut(["apply", entry.mutant], cwd)
+        code = _pytest(cwd, entry.killed_by)
+        if code == 4:  # "found no collectors": the module under test no longer imports; run the file
+            code = _pytest(cwd, entry.killed_by.split("::")[0])
+        # 1: a test failed; 2: the mutated module fails to import (collection error): both a kill
+        return code in (1, 2)
+    finally:
+        source.write_bytes(original)
 
 
 def _ignore(_dir: str, names: list[str]) -> set[str]:
@@ -132,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.module not in modules:
         print(f"{args.module} is not in tests/mutation/modules.toml; known: {', '.join(modules)}", file=sys.stderr)
         return 2
-    equivalents = [e for e in load_equivalents() if e.mutant.startswith(args.module.removesuffix(".py").replace("/", ".") + ".")]
+    dotted = args.module.removesuffix(".py").replace("/", ".") + "."
+    equivalents = [e for e in load_equivalents() if e.mutant.startswith(dotted)]
+    import_time = [e for e in load_import_time() if e.mutant.startswith(dotted)]
 
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="mut-"))
     if args.keep and scratch.exists():
@@ -144,13 +190,18 @@ def main(argv: list[str] | None = None) -> int:
         found = results(scratch, args.module)
         status = {name: r["status"] for name, r in found.items()}
 
-        stale = [e for e in equivalents if e.mutant not in found or e.line.strip() not in added_lines(found[e.mutant]["diff"])]
+        listed = [*equivalents, *import_time]
+        stale = [e for e in listed if e.mutant not in found or e.line.strip() not in added_lines(found[e.mutant]["diff"])]
         if stale:
             for e in stale:
                 print(f"STALE equivalent entry (mutant gone or its change differs): {e.mutant}: {e.line}", file=sys.stderr)
             return 2
         accepted = {e.mutant for e in equivalents}
         counted = {name: s for name, s in status.items() if name not in accepted}
+        for entry in import_time:
+            if counted[entry.mutant] != "killed":
+                counted[entry.mutant] = "killed" if killed_when_applied(scratch, args.module, entry) else "survived (applied)"
+                print(f"import-time mutant {entry.mutant}: {counted[entry.mutant]} by {entry.killed_by}", flush=True)
         killed = [n for n, s in counted.items() if s in ("killed", "timeout")]
         alive = sorted(n for n, s in counted.items() if s not in ("killed", "timeout"))
         for name in alive:
