@@ -164,7 +164,7 @@ def predict_frames(trained: TrainedModel, frames: np.ndarray, frame_size: tuple[
     seconds["features"] = time.perf_counter() - started
     started = time.perf_counter()
     model = trained.model
-    x_column, flow_column = feature_columns(model.input_kind, model.needs_flow, trained.stream, model.flow_kind)
+    x_column, flow_column = feature_columns(str(model.input_kind), bool(model.needs_flow), trained.stream, str(model.flow_kind))
     probabilities, attention, steps = predict_video(model, features[x_column], features[flow_column] if flow_column else None,
                                                     e.num_segments, e.segment_length, whole_video=trained.has_attention,
                                                     placement=e.segment_placement)

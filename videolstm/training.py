@@ -414,7 +414,8 @@ def split_validation(
     by_label: dict[int, dict[str, list[Mapping[str, Any]]]] = {}
     for row in sorted(rows, key=lambda r: r["video_id"]):
         by_label.setdefault(int(row["label"]), {}).setdefault(group(str(row["video_id"])), []).append(row)
-    train, val = [], []
+    train: list[Mapping[str, Any]] = []
+    val: list[Mapping[str, Any]] = []
     for label in sorted(by_label):
         groups = [by_label[label][g] for g in sorted(by_label[label])]
         order = rng.permutation(len(groups))

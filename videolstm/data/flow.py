@@ -158,7 +158,7 @@ class FlowEstimator:
         if self.method == "tvl1_torch":
             return self.torch_params()
         if self.method == "tvl1":
-            tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
+            tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()  # type: ignore[attr-defined]  # contrib module, not in OpenCV's stubs
             tvl1.setWarpingsNumber(int(p["warps"]))
             tvl1.setScalesNumber(int(p["scales"]))
             tvl1.setScaleStep(float(p["scale_step"]))
@@ -174,7 +174,7 @@ class FlowEstimator:
                 tvl1.setEpsilon(float(p["epsilon"]))
             return tvl1
         if self.method == "dis":
-            return cv2.DISOpticalFlow_create(DIS_PRESETS[p["preset"]])
+            return cv2.DISOpticalFlow_create(DIS_PRESETS[p["preset"]])  # type: ignore[attr-defined]  # not in OpenCV's stubs
         return None  # Farneback is a plain function
 
     def __call__(self, prev_gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
@@ -187,7 +187,7 @@ class FlowEstimator:
             return self.pairs(prev_gray[None], next_gray[None])[0]
         if self.method == "farneback":
             p = self.params
-            flow = cv2.calcOpticalFlowFarneback(
+            flow = cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]  # the stub wants an array for flow=None
                 prev_gray, next_gray, None,
                 float(p["pyr_scale"]), int(p["levels"]), int(p["winsize"]),
                 int(p["iterations"]), int(p["poly_n"]), float(p["poly_sigma"]), 0,
@@ -202,7 +202,8 @@ class FlowEstimator:
 
         if self.method != "tvl1_torch":
             raise ValueError(f"torch_params is for method 'tvl1_torch', not {self.method!r}")
-        return TVL1Params(**{k: (float(v) if isinstance(v, float) else v) for k, v in self.params.items()})
+        settings: dict[str, Any] = {k: (float(v) if isinstance(v, float) else v) for k, v in self.params.items()}
+        return TVL1Params(**settings)
 
     def pairs(self, prevs: np.ndarray, nexts: np.ndarray) -> np.ndarray:
         """Flow of many pairs: ``uint8 (N, H, W)`` frames ``t`` and ``t+1`` → ``float32 (N, H, W, 2)``.
@@ -253,7 +254,7 @@ _CACHE_SIZE = 8
 
 def _cached_estimator(method: str, params: dict[str, Any]) -> FlowEstimator:
     """The per-thread estimator for (method, params), built on first use (at most 8 kept)."""
-    cache: dict = getattr(_CACHE, "estimators", None)
+    cache: dict | None = getattr(_CACHE, "estimators", None)
     if cache is None:
         cache = _CACHE.estimators = {}
     key = (method, tuple(sorted({**_defaults(method), **params}.items())))

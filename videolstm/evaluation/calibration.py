@@ -238,7 +238,7 @@ def reference_attention(
     if name == "oracle":
         if not ground_truth or frame_size is None:
             raise ValueError("the oracle attention needs the video's ground-truth tubes and frame size")
-        maps = sum(oracle_attention(num_steps, np.asarray(t.frames), np.asarray(t.boxes), frame_size, grid) for t in ground_truth)
+        maps = np.asarray(sum(oracle_attention(num_steps, np.asarray(t.frames), np.asarray(t.boxes), frame_size, grid) for t in ground_truth))
         total = maps.sum(axis=(1, 2), keepdims=True)
         return np.divide(maps, total, out=np.zeros_like(maps), where=total > 0)
     raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")

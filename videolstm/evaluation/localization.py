@@ -760,7 +760,7 @@ def _as_gt(item: Any) -> GroundTruthTube:
 def _sorted_labels(labels: Iterable[Hashable]) -> list[Hashable]:
     labels = list(set(labels))
     try:
-        return sorted(labels)
+        return sorted(labels)  # type: ignore[type-var]  # comparable labels sort as themselves, others by str below
     except TypeError:
         return sorted(labels, key=str)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ def localization_metrics(
     attention: Mapping[str, np.ndarray],
     class_scores: Mapping[str, np.ndarray],
     labels: Mapping[str, int],
-    ground_truth: Mapping[str, list[Any]],
+    ground_truth: Mapping[str, Sequence[Any]],
     frame_sizes: Mapping[str, tuple[int, int]],
     config: LocalizationConfig,
     prefix: str = "loc/",
@@ -139,7 +139,8 @@ def localization_metrics(
         (per ground-truth frame of the longest tube of each video; frames outside a tube are misses).
     """
     videos = list(attention)
-    detections, tubes = [], {}
+    detections: list[Any] = []
+    tubes: dict[str, Any] = {}
     raw_curve, smooth_curve = None, None
     for video in videos:
         maps = attention[video]
@@ -157,10 +158,13 @@ def localization_metrics(
     # A tube's own label counts the annotation's classes (UCF101-24: 0..23), the detections' the
     # model's (UCF101: 0..100). Every tube of a video is that video's action, so match in the
     # model's label space: the video's label in ``labels``.
-    in_model_labels = {v: [GroundTruthTube(int(labels[v]), t.frames, t.boxes) for t in ground_truth[v]] for v in videos}
-    maps = video_map_at(detections, in_model_labels, tuple(config.iou_thresholds))
-    metrics = {f"{prefix}mAP_{t:g}": float(m) for t, m in maps.items()}
+    in_model_labels: dict[Hashable, Sequence[Any]] = {
+        v: [GroundTruthTube(int(labels[v]), t.frames, t.boxes) for t in ground_truth[v]] for v in videos
+    }
+    map_at = video_map_at(detections, in_model_labels, tuple(config.iou_thresholds))
+    metrics = {f"{prefix}mAP_{t:g}": float(m) for t, m in map_at.items()}
     metrics[f"{prefix}videos"] = float(len(videos))
+    assert raw_curve is not None and smooth_curve is not None, "localization_metrics needs at least one video"
     curves = {"raw": raw_curve, "smoothed": smooth_curve}
     for name, curve in curves.items():
         at = int(np.argmin(np.abs(curve.thresholds - 0.5)))

@@ -253,7 +253,7 @@ def _sprite(rng: np.random.Generator, base: int, colours: tuple[np.ndarray, np.n
         pattern = (((xx // cell) + (yy // cell)) % 2).astype(np.float32)
     else:  # blotches
         pattern = (_smooth_noise(rng, h, w, cell=max(2, base // 4)) > 0.5).astype(np.float32)
-    colours = c1 * pattern[..., None] + c2 * (1 - pattern[..., None])
+    texture = c1 * pattern[..., None] + c2 * (1 - pattern[..., None])
     if rng.random() < 0.5:
         mask = np.ones((h, w), dtype=bool)
     else:  # ellipse filling the box
@@ -261,7 +261,7 @@ def _sprite(rng: np.random.Generator, base: int, colours: tuple[np.ndarray, np.n
         mask = ((yy - cy) / (h / 2)) ** 2 + ((xx - cx) / (w / 2)) ** 2 <= 1.0
         mask[h // 2, :] = True  # the box is tight: the ellipse touches all four sides
         mask[:, w // 2] = True
-    return colours, mask
+    return texture, mask
 
 
 def _paste(canvas: np.ndarray, sprite: tuple[np.ndarray, np.ndarray], x: int, y: int) -> None:
