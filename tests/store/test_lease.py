@@ -99,17 +99,17 @@ def test_a_renewed_lease_outlives_its_ttl_and_the_waiter_reuses_the_output(root)
 
     def slow() -> str:
         computed.append("a")
-        time.sleep(4.0)  # several ttls: only renewal keeps the lease
+        time.sleep(9.0)  # more than its ttl: only renewal keeps the lease
         st.write_bytes(out, b"from a", storage)
         return "computed by a"
 
     first = threading.Thread(target=lambda: compute_once(out, lambda: st.exists(out, storage), slow, lambda: "reused",
-                                                         holder="run-a", storage=storage, ttl=1.5, poll=0.1))
+                                                         holder="run-a", storage=storage, ttl=6, poll=0.1))
     first.start()
     while current(out, storage) is None:
         time.sleep(0.02)
     result = compute_once(out, lambda: st.exists(out, storage), lambda: computed.append("b") or "computed by b",
-                          lambda: st.read_bytes(out, storage).decode(), holder="run-b", storage=storage, ttl=1.5,
+                          lambda: st.read_bytes(out, storage).decode(), holder="run-b", storage=storage, ttl=6,
                           poll=0.1, on_wait=waits.append)
     first.join()
     assert computed == ["a"] and result == "from a"
