@@ -160,7 +160,8 @@ def test_the_end_to_end_model_is_served_answers_a_real_video_and_refuses_a_corru
 
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(config), "MLFLOW_DISABLE_TELEMETRY": "true",
-           "PYTHONPATH": ""}  # the served model imports videolstm from its own code folder
+           "PYTHONPATH": "",  # the served model imports videolstm from its own code folder
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow execs this env's uvicorn
     exe = Path(sys.executable).parent / "mlflow"
     server = ServerProcess([str(exe), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", "127.0.0.1",
                             "--port", str(port), "--workers", "1"], health_url=f"http://127.0.0.1:{port}/ping", env=env,
