@@ -12,8 +12,12 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from videolstm.models import build_model
+from videolstm.models.attention import ConvAttention
+from videolstm.models.cells import ConvLSTMCell
+from videolstm.models.init import cell_blocks, initialize, uniform_bound
 
 SIZES = dict(input_channels=24, flow_channels=20, input_dim=40, flow_dim=36, spatial_size=(3, 3),
              hidden_channels=16, lstm_hidden=28, fc_dim=50, attention_channels=12)
@@ -56,3 +60,82 @@ def test_pytorchs_default_kernel_would_fail_the_rule():
     layer = build_model("convalstm", K, init="torch", **SIZES).init.conv_c
     with pytest.raises(AssertionError):
         _assert_uniform_within(layer.weight, 1 / math.sqrt(SIZES["input_channels"]))
+
+
+# --------------------------------------------------------------------------------------------
+# the rules' other edges, on modules built here
+
+
+class _Conv(nn.Module):
+    family = "conv"
+
+    def __init__(self, *modules: nn.Module):
+        super().__init__()
+        self.parts = nn.ModuleList(modules)
+
+
+def test_uniform_bound_draws_on_both_sides_of_zero():
+    torch.manual_seed(0)
+    t = torch.empty(20_000)
+    uniform_bound(t, 16)  # U(-1/4, 1/4)
+    assert t.min().item() < -0.24 and t.max().item() > 0.24
+    assert abs(t.mean().item()) < 0.01
+    assert abs(t.var().item() - (0.5 ** 2) / 12) < 0.002  # variance of U(a, b) is (b - a)² / 12
+
+
+def test_every_input_channel_of_a_cell_gets_its_blocks_bound():
+    """Channel by channel: the first C input channels ±1/√C, the Hd hidden ones ±1/√Hd."""
+    torch.manual_seed(0)
+    m = build_model("convlstm", K, **SIZES)
+    c, hd = SIZES["input_channels"], SIZES["hidden_channels"]
+    for j in range(c + hd):
+        _assert_uniform_within(m.cell.weight[:, j], 1 / math.sqrt(c if j < c else hd))
+
+
+def test_attention_without_the_input_term_still_initialises_its_state_and_score_kernels():
+    """videolstm_attention: motion: no W_xa, so b_a is zeroed; W_ha (S→A) and W_z (A→1) still
+    follow the (in, out) rule ±1/√out."""
+    torch.manual_seed(0)
+    attention = ConvAttention(16, 12, kernel_size=3, reads_input=False)
+    with torch.no_grad():
+        attention.b_a.fill_(3.0)
+        attention.w_ha.weight.fill_(7.0)
+        attention.w_z.weight.fill_(7.0)
+    initialize(_Conv(attention), "authors")
+    assert torch.count_nonzero(attention.b_a) == 0
+    _assert_uniform_within(attention.w_ha.weight, 1 / math.sqrt(12))
+    _assert_uniform_within(attention.w_z.weight, 1.0)
+
+
+def test_cell_blocks_are_the_input_blocks_then_the_hidden_channels():
+    cell = ConvLSTMCell(24, 16, 3)
+    assert cell_blocks(cell) == (24, 16)
+    cell.input_blocks = (20, 4)
+    assert cell_blocks(cell) == (20, 4, 16)
+    del cell.input_blocks  # a cell that does not split its input: one block of all its channels
+    assert cell_blocks(cell) == (24, 16)
+    cell.input_blocks = (20, 5)
+    with pytest.raises(ValueError, match=r"^input_blocks \(20, 5\) do not add up to the cell's 24 input channels$"):
+        cell_blocks(cell)
+
+
+def test_a_model_without_a_weight_family_is_refused_naming_its_type():
+    with pytest.raises(ValueError, match=r"^Linear has no weight family \('conv' or 'vector'\)$"):
+        initialize(nn.Linear(2, 2), "authors")
+
+
+def test_an_unknown_scheme_is_refused_naming_the_schemes():
+    with pytest.raises(ValueError, match=r"^init must be one of \('authors', 'torch'\), got 'xavier'$"):
+        initialize(_Conv(), "xavier")
+
+
+def test_a_vector_model_with_a_one_dimensional_weight_that_is_no_bias_is_refused():
+    class _Vector(nn.Module):
+        family = "vector"
+
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(3))
+
+    with pytest.raises(ValueError, match=r"^no authors' rule for the 1-D parameter scale$"):
+        initialize(_Vector(), "authors")
