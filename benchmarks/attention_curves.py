@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 METRICS = ("val/attention_entropy", "val/attention_in_box", "val/attention_in_box_chance")
 

@@ -33,13 +33,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psutil  # noqa: E402  (installed with ray[default])
+import psutil
 
-from videolstm.config import FlowConfig, StorageConfig, SyntheticConfig  # noqa: E402
-from videolstm.data.datasets import load_index  # noqa: E402
-from videolstm.data.datasets.synthetic import generate_synthetic  # noqa: E402
-from videolstm.data.frames_flow import frames_flow_key, process_video  # noqa: E402
-from videolstm.store.manifest import StageDir  # noqa: E402
+from videolstm.config import FlowConfig, StorageConfig, SyntheticConfig
+from videolstm.data.datasets import load_index
+from videolstm.data.datasets.synthetic import generate_synthetic
+from videolstm.data.frames_flow import frames_flow_key, process_video
+from videolstm.store.manifest import StageDir
 
 
 class PeakMemory:

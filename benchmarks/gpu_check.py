@@ -181,7 +181,7 @@ def sequence_rows(device: torch.device, batch: int, steps: int, iterations: int,
         model = build_model(variant, 101).to(device).train()
         inputs = {k: torch.randn(shape, device=device) for k, shape in sequence_inputs(variant, batch, steps).items()}
 
-        def run(precision: str) -> Callable[[], object]:
+        def run(precision: str, model: torch.nn.Module = model, inputs: dict[str, torch.Tensor] = inputs) -> Callable[[], object]:
             def go() -> object:
                 with autocast(device, precision):
                     logits = model(inputs["x"], flow=inputs.get("flow")).logits

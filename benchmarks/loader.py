@@ -34,13 +34,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from videolstm.config import StorageConfig  # noqa: E402
-from videolstm.loader import parallel_batches, seeded_items  # noqa: E402
-from videolstm.store import shards  # noqa: E402
-from videolstm.training import batches_of, snippet_batch, snippet_indices  # noqa: E402
+from videolstm.config import StorageConfig
+from videolstm.loader import parallel_batches, seeded_items
+from videolstm.store import shards
+from videolstm.training import batches_of, snippet_batch, snippet_indices
 
 CHANNELS, SPATIAL, FC7, CLASSES = 512, 7, 4096, 101
 
@@ -243,7 +243,8 @@ def main() -> None:
     print(f"  float16 → float32 of a clip: torch {torch_rate:,.0f} clips/s, numpy {numpy_rate:,.0f} clips/s", flush=True)
     with tempfile.TemporaryDirectory(prefix="loader-bench-") as tmp:
         rows, size = write_videos(tmp, args.videos, args.frames, None, args.chunk_steps)
-        print(f"  feature shard: {size / args.videos / 1e6:.2f} MB per video ({size / args.videos / args.frames / 2 / 1e3:.1f} KB per frame per stream, all columns)", flush=True)
+        per_frame = size / args.videos / args.frames / 2 / 1e3
+        print(f"  feature shard: {size / args.videos / 1e6:.2f} MB per video ({per_frame:.1f} KB per frame per stream, all columns)", flush=True)
         measure("local", rows, None, args, args.workers)
     if args.no_s3:
         return

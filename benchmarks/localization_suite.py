@@ -42,11 +42,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from videolstm.config import BenchmarkConfig, LocalizationConfig, SyntheticConfig, TrainConfig, load_config  # noqa: E402
-from flows.cli import parse_override  # noqa: E402
-from videolstm.evaluation.calibration import CALIBRATION_ROWS, mean_sd  # noqa: E402
+from flows.cli import parse_override
+from videolstm.config import BenchmarkConfig, LocalizationConfig, SyntheticConfig, TrainConfig, load_config
+from videolstm.evaluation.calibration import CALIBRATION_ROWS, mean_sd
 
 #: The suite: each set changes what the embedded set fixes (overrides of ``dataset.synthetic``).
 SETS: dict[str, dict[str, Any]] = {
@@ -390,7 +390,7 @@ def main() -> None:
           f"seeds {seeds}, {args.epochs} epoch(s); learned rows with the predicted class (the paper's protocol), "
           f"oracle / uniform / centre / motion given the class (pooled over the models)\n")
     print(suite_table(results, args.threshold))
-    print(f"\nThe same, every row given the class (localization alone):\n")
+    print("\nThe same, every row given the class (localization alone):\n")
     print(suite_table(results, args.threshold, given_class=True))
     print("\nWhole-video accuracy of each model under its own (learned), the oracle's, the motion and uniform attention "
           "(mean over seeds): a classifier that does not gain from the oracle has no reason to learn to localize\n")

@@ -40,8 +40,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from videolstm.models import VARIANTS, build_model, sequence_loss  # noqa: E402
-from videolstm.models.cells import ConvLSTMCell  # noqa: E402
+from videolstm.models import VARIANTS, build_model, sequence_loss
+from videolstm.models.cells import ConvLSTMCell
 
 EXECUTIONS = ("fused", "split_xh", "per_gate")
 BACKENDS = ("conv2d", "gemm")

@@ -26,13 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import numpy as np
+import torch
+import yaml
 
-from videolstm.config import BenchmarkConfig, load_config  # noqa: E402
-from videolstm.data.datasets.sample_footage import make_ucf101_format  # noqa: E402
-from videolstm.prediction import STAGES, TrainedModel, predict_file  # noqa: E402
+from videolstm.config import BenchmarkConfig, load_config
+from videolstm.data.datasets.sample_footage import make_ucf101_format
+from videolstm.prediction import STAGES, TrainedModel, predict_file
 
 REPO = Path(__file__).resolve().parents[1]
 

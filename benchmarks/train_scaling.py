@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from videolstm.store import shards  # noqa: E402
-from videolstm.config import load_config  # noqa: E402
-from videolstm.store.lineage import StageResult  # noqa: E402
-from videolstm.store.manifest import ItemResult, StageDir, write_manifest  # noqa: E402
+from videolstm.config import load_config
+from videolstm.store import shards
+from videolstm.store.lineage import StageResult
+from videolstm.store.manifest import ItemResult, StageDir, write_manifest
 
 
 def write_features(root: str, videos: int, frames: int, channels: int, fc_dim: int, classes: int) -> StageResult:

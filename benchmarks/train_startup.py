@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.train_scaling import bench_config, write_features  # noqa: E402
-from videolstm.config import load_config  # noqa: E402
+from benchmarks.train_scaling import bench_config, write_features
+from videolstm.config import load_config
 
 MATRIX = [("lstm", "rgb"), ("lstm", "flow"), ("alstm", "rgb"), ("alstm", "flow"), ("convlstm", "rgb"),
           ("convlstm", "flow"), ("convalstm", "rgb"), ("convalstm", "flow"), ("motion_alstm", "rgb")]

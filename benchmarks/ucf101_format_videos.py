@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from videolstm.data.datasets.sample_footage import SAMPLES, make_ucf101_format  # noqa: E402
+from videolstm.data.datasets.sample_footage import SAMPLES, make_ucf101_format
 
 
 def main() -> None:

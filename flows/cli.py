@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "config":
         return run_command(args, config)
-    from tasks.console import say, say_error
+    from tasks.console import say_error
     from tasks.console_log import default_log_dir, show_log_tail, start_console, stop_console
 
     # From here on, what Ray, Prefect and MLflow print goes to the log file; the terminal shows

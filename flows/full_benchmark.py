@@ -23,8 +23,8 @@ from tasks.features import run_features
 from tasks.frames_flow import run_frames_flow
 from tasks.report import run_report, start_benchmark_run
 from tasks.train import run_finetune, run_frame_cnn, run_train
-from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, stable_digest
+from videolstm.store import storage as st
 from videolstm.store.lineage import STAGE_FILE, StageResult, lineages, stage_uri
 
 OUTPUT_FILE = {"index": "index.parquet"}

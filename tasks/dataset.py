@@ -8,9 +8,9 @@ import time
 import pyarrow.compute as pc
 
 from tasks.console import stage_progress
-from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig
 from videolstm.data.datasets import load_index, write_index
+from videolstm.store import storage as st
 from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
 from videolstm.store.manifest import ItemResult, item_key
 
@@ -43,7 +43,7 @@ def subsample(table, max_per_class: int | None):
         return table
     table = table.sort_by([("video_id", "ascending")])
     keep, seen = [], {}
-    for i, (label, subset) in enumerate(zip(table.column("label").to_pylist(), table.column("subset").to_pylist())):
+    for label, subset in zip(table.column("label").to_pylist(), table.column("subset").to_pylist()):
         seen[(label, subset)] = seen.get((label, subset), 0) + 1
         keep.append(seen[(label, subset)] <= max_per_class)
     return table.filter(keep)

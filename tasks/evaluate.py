@@ -24,16 +24,16 @@ import ray
 from tasks import tracking
 from tasks.console import StageProgress, stage_progress
 from videolstm.config import BenchmarkConfig, StorageConfig, stable_digest
+from videolstm.evaluation.calibration import calibrate_predictions, is_calibration_metric
 from videolstm.evaluation.scoring import ground_truth_for, overlay_videos, render_overlays, score_classification, score_localization
 from videolstm.inference import Predictions, frame_cnn_predictions, predict_videos
 from videolstm.models import VARIANTS
 from videolstm.models.protocol import fuse_probabilities
-from videolstm.store import storage as st
 from videolstm.models.restore import restore_model
+from videolstm.store import storage as st
 from videolstm.store.checkpoint import CheckpointError, load_checkpoint
 from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
 from videolstm.store.manifest import ItemResult, failure_summary, read_manifest, write_manifest
-from videolstm.evaluation.calibration import calibrate_predictions, is_calibration_metric
 from videolstm.training import feature_columns
 
 log = logging.getLogger(__name__)

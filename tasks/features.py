@@ -25,9 +25,9 @@ from tasks.leases import WaitNotice, leased, run_holder
 from videolstm.config import BenchmarkConfig, FeatureConfig, StorageConfig
 from videolstm.features.extraction import FEATURE_COUNTS, features_key, process_video_features
 from videolstm.features.inputs import STREAMS
+from videolstm.models.restore import restore_model
 from videolstm.store import shards
 from videolstm.store import storage as st
-from videolstm.models.restore import restore_model
 from videolstm.store.checkpoint import load_checkpoint
 from videolstm.store.lineage import StageResult, content_digest, lineages, stage_result, stage_uri
 from videolstm.store.manifest import ItemResult, StageDir, failure_summary, read_manifest, write_manifest

@@ -26,8 +26,8 @@ from tasks.leases import WaitNotice, leased, run_holder
 from videolstm.config import BenchmarkConfig, FlowConfig, StorageConfig
 from videolstm.data.datasets import read_index
 from videolstm.data.frames_flow import FRAMES_FLOW_COUNTS, frames_flow_key, process_video
-from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
 from videolstm.store import storage as st
+from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
 from videolstm.store.manifest import ItemResult, StageDir, failure_summary
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
 from videolstm import __version__
-from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig
+from videolstm.store import storage as st
 
 log = logging.getLogger(__name__)
 

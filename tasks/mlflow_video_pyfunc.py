@@ -58,8 +58,8 @@ def video_bytes_or_uri(value: object) -> tuple[bytes | None, str | None]:
 class VideoModelPyfunc(PythonModel):
     def load_context(self, context):
         from videolstm.config import BenchmarkConfig
-        from videolstm.prediction import TrainedModel
         from videolstm.models.restore import restore_model
+        from videolstm.prediction import TrainedModel
         from videolstm.store.checkpoint import load_checkpoint
 
         settings = json.loads(Path(context.artifacts["settings"]).read_text())

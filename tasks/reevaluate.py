@@ -23,8 +23,8 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from tasks import tracking
-from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, stable_digest
+from videolstm.store import storage as st
 from videolstm.store.lineage import load_stage_result, stage_uri
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,12 @@ import mlflow
 
 from tasks import tracking
 from tasks.console import stage_progress
-from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, stable_digest
-from videolstm.store.lineage import StageResult, lineages, stage_uri
-from videolstm.evaluation.plots import plot_localization_curves, plot_variant_comparison
 from videolstm.evaluation.calibration import calibration_markdown
+from videolstm.evaluation.plots import plot_localization_curves, plot_variant_comparison
 from videolstm.evaluation.report import comparison_html, comparison_markdown
+from videolstm.store import storage as st
+from videolstm.store.lineage import StageResult, lineages, stage_uri
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def closing_message(config: BenchmarkConfig, report_uri: str, rows: list[dict], 
     lines.append(f"  then open {mlflow_ui_url(config)}")
     if failures:
         lines += ["", f"{len(failures)} item(s) failed and were left out (each is recorded in its stage's manifest):"]
-        for stage, manifest, item, reason in failures:
+        for stage, _manifest, item, reason in failures:
             lines.append(f"  - [{stage}] {item}: {reason}")
         manifests = sorted({m for _, m, _, _ in failures})
         lines.append("  manifests: " + ", ".join(manifests))

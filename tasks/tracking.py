@@ -22,9 +22,9 @@ import mlflow
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from videolstm.store import storage as st
 from videolstm.config import BenchmarkConfig, flatten
 from videolstm.messages import redact
+from videolstm.store import storage as st
 
 RUN_KEY_TAG = "videolstm.run_key"
 KIND_TAG = "videolstm.kind"
@@ -254,8 +254,9 @@ def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = No
     MLflow refuses a whole ``log_batch`` when one name is invalid, so one odd class name (``..``)
     would otherwise drop every metric of the model.
     """
-    from mlflow.entities import Metric
     import time
+
+    from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     client = MlflowClient()

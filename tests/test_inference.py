@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from tests.pipeline_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
-from videolstm.store import shards
 from videolstm.inference import Predictions, frame_cnn_predictions, predict_video, predict_videos, segment_batch
 from videolstm.models import build_model
+from videolstm.store import shards
 
 C, H, W, K = 4, 3, 3, 3
 

@@ -186,7 +186,8 @@ class StorageConfig(Section):
 class FlowConfig(Section):
     """Decoding and optical flow (denseflow convention: clip to +-bound, map to 0..255)."""
 
-    method: FlowMethod = Field("tvl1", description="tvl1 (the paper; OpenCV) | tvl1_torch (the same TV-L1 in PyTorch, on CUDA when the worker has a GPU) | dis | farneback")
+    method: FlowMethod = Field("tvl1", description="tvl1 (the paper; OpenCV) | tvl1_torch (the same TV-L1 in PyTorch, on CUDA when the worker has a "
+            "GPU) | dis | farneback")
     bound: float = Field(20.0, gt=0, description="flow clipped to +-bound pixels, then mapped to 0..255")
     height: int = Field(56, ge=16, description="frames are resized to height x width before flow")
     width: int = Field(56, ge=16, description="frames are resized to height x width before flow")
@@ -198,7 +199,8 @@ class FlowConfig(Section):
     tvl1_inner_iterations: int = Field(10, ge=1, description="TV-L1 inner iterations (OpenCV default 30)")
     tvl1_outer_iterations: int = Field(5, ge=1, description="TV-L1 outer iterations (OpenCV default 10)")
     dis_preset: Literal["ultrafast", "fast", "medium"] = Field("medium", description="DIS preset (method='dis')")
-    image_format: Literal["jpeg", "raw"] = Field("jpeg", description="how the frames+flow shards store RGB frames and each quantised flow component: jpeg (the field's convention: denseflow, MMAction2 rawframes) | raw uint8")
+    image_format: Literal["jpeg", "raw"] = Field("jpeg", description="how the frames+flow shards store RGB frames and each quantised flow component: "
+            "jpeg (the field's convention: denseflow, MMAction2 rawframes) | raw uint8")
     jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of the stored frames and flow images (image_format jpeg)")
     workers: int = Field(2, ge=1, description="Ray Data tasks computing flow at once (one video each)")
     threads_per_worker: int = Field(1, ge=1, description="OpenCV threads inside each flow task")
@@ -210,7 +212,8 @@ class PrecisionSection(Section):
     had before the option existed; set to bf16 or fp16 it joins them all."""
 
     precision: Precision = Field(
-        "fp32", description="fp32 | bf16 | fp16: autocast arithmetic of this section's network passes (fp16 with gradient scaling; bf16 needs a CPU/GPU with bf16 support to pay)"
+        "fp32", description="fp32 | bf16 | fp16: autocast arithmetic of this section's network passes (fp16 with gradient scaling; bf16 needs a CPU/GPU "
+                "with bf16 support to pay)"
     )
 
     @model_serializer(mode="wrap")
@@ -271,7 +274,8 @@ class ModelConfig(Section):
     init: Literal["authors", "torch"] = Field(
         "authors", description="weights: authors = sparnn's schemes (see docs/fidelity.md), zero biases; torch = PyTorch defaults, forget bias 1"
     )
-    gate_execution: Literal["auto", "fused", "split_xh", "per_gate"] = Field("auto", description="how ConvLSTM gate convolutions execute (auto: measured fastest per device)")
+    gate_execution: Literal["auto", "fused", "split_xh", "per_gate"] = Field("auto", description="how ConvLSTM gate convolutions execute (auto: "
+            "measured fastest per device)")
     attention_scale: Literal["none", "positions"] = Field(
         "none",
         description="ConvALSTM/VideoLSTM attended input: none = A*X (eq. 9 as written), positions = H*W*A*X "
@@ -316,7 +320,8 @@ class TrainConfig(PrecisionSection):
     clip_grad_norm: float | None = Field(None, gt=0, description="clip gradients to this global norm; empty: no clipping (the authors')")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
     snippet_length: int = Field(30, ge=1, description="frames per training snippet (30)")
-    val_fraction: float = Field(0.2, ge=0, lt=1, description="groups of clips held out per class for validation (best checkpoint by val/accuracy); 0: none, the latest checkpoint is used")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="groups of clips held out per class for validation (best checkpoint by val/accuracy); 0: "
+            "none, the latest checkpoint is used")
     val_split: Literal["groups", "videos"] = Field(
         "groups",
         description="what val_fraction holds out per class: groups = whole groups (clips of one source video never straddle "
@@ -337,7 +342,8 @@ class TrainConfig(PrecisionSection):
     )
     videolstm_init: Literal["pretrained", "scratch"] = Field(
         "pretrained",
-        description="VideoLSTM: pretrained = bottom from a trained flow ConvLSTM, top/attention/readout from the trained RGB ConvALSTM, then fine-tuned (the authors'); scratch = random weights",
+        description="VideoLSTM: pretrained = bottom from a trained flow ConvLSTM, top/attention/readout from the trained RGB ConvALSTM, then fine-tuned "
+                "(the authors'); scratch = random weights",
     )
     finetune_epochs: int | None = Field(None, ge=1, description="VideoLSTM epochs in the fine-tuning stage; empty: epochs")
     videolstm_attention: Literal["rgb_and_motion", "motion"] = Field(

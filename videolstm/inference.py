@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from videolstm.store import shards
 from videolstm.config import StorageConfig
 from videolstm.models.protocol import aggregate_video_probabilities, segment_indices, segment_starts
+from videolstm.store import shards
 
 
 @dataclass

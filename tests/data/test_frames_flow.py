@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from tests.pipeline_helpers import write_moving_square
-from videolstm.store import shards
-from videolstm.store import storage as st
 from videolstm.config import FlowConfig, SyntheticConfig
 from videolstm.data.datasets import load_index
 from videolstm.data.datasets.synthetic import generate_synthetic
-from videolstm.data.frames_flow import FRAMES_FLOW_COUNTS, flow_params, frames_flow_key, process_video
 from videolstm.data.flow import video_flow
-from videolstm.store.manifest import StageDir
+from videolstm.data.frames_flow import FRAMES_FLOW_COUNTS, flow_params, frames_flow_key, process_video
 from videolstm.data.video import decode_video
+from videolstm.store import shards
+from videolstm.store import storage as st
+from videolstm.store.manifest import StageDir
 
 FLOW = FlowConfig()  # the production defaults: TV-L1, 56 x 56, bound 20
 

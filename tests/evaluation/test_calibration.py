@@ -268,7 +268,7 @@ def test_the_oracle_tube_spans_exactly_the_annotated_frames(tmp_path):
     root = str(tmp_path / "set")
     generate_synthetic(root, synthetic)
     annotations = load_ucf101_24(f"{root}/annotations.pkl")
-    for vid, tubes in annotations.items():
+    for tubes in annotations.values():
         tube = tubes[0]
         assert tube.frames[0] > 0  # a late start: sf > 0
         maps = oracle_attention(synthetic.frames, tube.frames, tube.boxes, (96, 128), (7, 7))

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from videolstm.evaluation.report import aggregate, comparison_html, comparison_markdown, comparison_tables, format_cell, Cell
+from videolstm.evaluation.report import Cell, aggregate, comparison_html, comparison_markdown, comparison_tables, format_cell
 
 
 def _rows():

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from videolstm.config import LocalizationConfig
-from videolstm.evaluation.metrics import classification_report
-from videolstm.inference import Predictions
+from videolstm.data.video import decode_video
 from videolstm.evaluation.localization import GroundTruthTube, box_iou
+from videolstm.evaluation.metrics import classification_report
 from videolstm.evaluation.scoring import (
     ground_truth_for,
     overlay_videos,
@@ -19,7 +19,7 @@ from videolstm.evaluation.scoring import (
     score_classification,
     score_localization,
 )
-from videolstm.data.video import decode_video
+from videolstm.inference import Predictions
 
 CLASSES = ["MoveRight", "MoveLeft", "ZigZag"]
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from tests.pipeline_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
-from videolstm.store import storage as st
 from videolstm.features.backbones import (
     VGG16,
     SmallFrameCNN,
@@ -19,6 +18,7 @@ from videolstm.features.backbones import (
     load_state_dict_uri,
     load_vgg16_weights,
 )
+from videolstm.store import storage as st
 
 #: torchvision.models.vgg16's state dict (written out by hand: torchvision is not a dependency).
 _CONVS = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256),

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from tests.pipeline_helpers import one_torch_thread, write_moving_square  # noqa: F401 (autouse fixture)
-from videolstm.store import shards
-from videolstm.features.backbones import RGB_MEAN, RGB_STD, SmallFrameCNN
 from videolstm.config import FeatureConfig, FlowConfig
 from videolstm.data.frames_flow import process_video
-from videolstm.features.inputs import FLOW_INPUT_GAIN, flow_inputs, flow_stack_indices, rgb_inputs, stream_in_channels, stream_inputs
+from videolstm.features.backbones import RGB_MEAN, RGB_STD, SmallFrameCNN
 from videolstm.features.extraction import extract_stream, features_key, process_video_features
+from videolstm.features.inputs import FLOW_INPUT_GAIN, flow_inputs, flow_stack_indices, rgb_inputs, stream_in_channels, stream_inputs
+from videolstm.store import shards
 from videolstm.store.manifest import StageDir
 
 STACK = 3

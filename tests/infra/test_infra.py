@@ -444,7 +444,7 @@ def test_launcher_config_validates_against_the_ray_schema():
     validate_config(prepare_config(copy.deepcopy(config)))
     broken = copy.deepcopy(config)
     broken["available_node_types"]["gpu_worker"]["resources"]["GPU"] = "1"
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (Ray's schema validation raises jsonschema's error, not part of Ray's API)
         validate_config(prepare_config(broken))
 
 
@@ -465,7 +465,7 @@ def ray_start_args(command: str) -> list[str]:
     """The arguments of the ``ray start`` in a shell command, substitutions replaced by a value."""
     while (start := command.find("$(")) >= 0:  # a $(...) substitution, nested parentheses included
         depth = 0
-        for end, char in enumerate(command[start + 1:], start + 1):
+        for end, char in enumerate(command[start + 1:], start + 1):  # noqa: B007 (end is read after the loop)
             depth += {"(": 1, ")": -1}.get(char, 0)
             if depth == 0:
                 break
@@ -508,7 +508,7 @@ def test_server_commands_parse_with_the_pinned_clis():
         assert command[0] == "prefect"
         _, bound, _ = prefect_app.parse_args(command[1:], exit_on_error=False, print_error=False)
         assert bound.arguments, service
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (cyclopts' parse error types are internal to Prefect's CLI)
         prefect_app.parse_args(["worker", "start", "--with-healthchek"], exit_on_error=False, print_error=False)
 
 

@@ -14,8 +14,8 @@ from videolstm.config import SyntheticConfig
 from videolstm.data.datasets import read_index
 from videolstm.data.datasets.shipped import UCF101_SPLITS
 from videolstm.data.datasets.synthetic import render_video
-from videolstm.store.manifest import read_manifest
 from videolstm.data.video import write_video
+from videolstm.store.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 SPLITS = UCF101_SPLITS  # the real split files, shipped in the package
@@ -35,7 +35,7 @@ def build_ucf101_folder(root: Path, classes: tuple[str, ...], per_class: int) ->
     for name in ("trainlist01.txt", "testlist01.txt"):
         keep = []
         for cls in classes:
-            lines = [l for l in (SPLITS / name).read_text().splitlines() if l.startswith(f"{cls}/")]
+            lines = [line for line in (SPLITS / name).read_text().splitlines() if line.startswith(f"{cls}/")]
             keep += lines[:per_class]
         (lists / name).write_text("\r\n".join(keep) + "\r\n")  # CRLF, as the originals
         for line in keep:

@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from tests.integration.tiny import tiny_config
-from tests.servers import ServerProcess, free_port
 from tests.reliability.ledger import record
+from tests.servers import ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.integration.mlflow_ui import (
-    INSTALL_HINT, browser_page, chromium_path, close_assistant, expand_parent_runs, metric_cell, mlflow_server, run_link,
+    INSTALL_HINT,
+    browser_page,
+    chromium_path,
+    close_assistant,
+    expand_parent_runs,
+    metric_cell,
+    mlflow_server,
+    run_link,
     show_metric_column,
 )
 from tests.servers import free_port

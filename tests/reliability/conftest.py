@@ -40,8 +40,8 @@ def spawned_with(prefect_home: Path) -> list[int]:
     Every process a CLI run starts (its Prefect server, its Ray instance, Ray's workers) inherits
     that environment, so this finds what a killed run left behind, whatever session it is in.
     """
-    import ray  # noqa: F401  (puts Ray's vendored psutil on the path)
     import psutil
+    import ray  # noqa: F401  (puts Ray's vendored psutil on the path)
 
     wanted = str(prefect_home)
     pids = []

@@ -25,8 +25,8 @@ FLOW_WORKER_TITLE = "MapBatches(frames_flow_batch)"
 
 def _kill_flow_worker_once_a_shard_exists(shards: Path, killed: list[int], timeout: float = 240) -> None:
     """SIGKILL the process running a flow task after a first shard was written (so it is mid-stage)."""
-    import ray  # noqa: F401  (puts Ray's vendored psutil on the path)
     import psutil
+    import ray  # noqa: F401  (puts Ray's vendored psutil on the path)
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,9 +45,9 @@ def _kill_flow_worker_once_a_shard_exists(shards: Path, killed: list[int], timeo
 def test_killed_flow_worker_loses_and_duplicates_no_video(local_ray, tmp_path):
     from tasks.dataset import run_dataset
     from tasks.frames_flow import run_frames_flow
-    from videolstm.store import shards as shard_io
     from videolstm.config import load_config
     from videolstm.data.datasets import read_index
+    from videolstm.store import shards as shard_io
     from videolstm.store.lineage import stage_uri
     from videolstm.store.manifest import read_manifest
 
@@ -119,10 +119,10 @@ def test_rerun_continues_the_mlflow_runs_of_the_killed_run_instead_of_duplicatin
 
 def test_stage_cache_key_never_matches_a_result_for_a_missing_output(tmp_path):
     """A cached stage result may only be reused while the stage's output is on storage."""
-    from flows.full_benchmark import stage_cache_key
-    from videolstm.config import load_config
     from dataclasses import replace
 
+    from flows.full_benchmark import stage_cache_key
+    from videolstm.config import load_config
     from videolstm.store.lineage import stage_result, stage_uri
     from videolstm.store.manifest import ItemResult
 

@@ -11,7 +11,6 @@ checks the folder around the root for files written outside it.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -67,7 +66,11 @@ def nothing_outside(area: dict[str, Path], before: set[Path], *extra_allowed: Pa
     assert not any(area["tmp"].iterdir()), f"temporary files left: {list(area['tmp'].iterdir())}"
 
 
-EXTRACT_SETUP = "from videolstm.data.datasets.extraction import extract\nfrom videolstm.data.datasets.prepare import prepare_dataset\nfrom videolstm.config import InputLimits"
+EXTRACT_SETUP = (
+    "from videolstm.data.datasets.extraction import extract\n"
+    "from videolstm.data.datasets.prepare import prepare_dataset\n"
+    "from videolstm.config import InputLimits"
+)
 
 
 # --------------------------------------------------------------------------------------------

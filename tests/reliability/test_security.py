@@ -26,8 +26,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def test_local_ray_started_by_init_ray_listens_on_loopback_only(local_ray):
-    import ray
     import psutil
+    import ray
 
     node = ray._private.worker._global_node
     session = Path(node.get_session_dir_path()).name

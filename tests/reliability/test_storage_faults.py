@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import ledger
-from videolstm.store import storage as st
 from videolstm.config import StorageConfig
+from videolstm.store import storage as st
 
 pytestmark = pytest.mark.reliability
 

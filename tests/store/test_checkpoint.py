@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from tests.pipeline_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
+from videolstm.models.restore import build_from_spec, restore_model
 from videolstm.store import storage as st
 from videolstm.store.checkpoint import (
     FORMAT,
@@ -22,7 +23,6 @@ from videolstm.store.checkpoint import (
     save_checkpoint,
     unwrap,
 )
-from videolstm.models.restore import build_from_spec, restore_model
 
 SEQUENCE_SPEC = ModelSpec(
     "videolstm", 3,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -13,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from videolstm.store import shards
-from videolstm.store import storage as st
 
 
 def _row(rng: np.random.Generator, frames: int = 5) -> dict:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import s3fs
 
-from videolstm.store import storage as st
 from videolstm.config import StorageConfig
+from videolstm.store import storage as st
 
 # ----------------------------------------------------------------------------------------
 # URIs

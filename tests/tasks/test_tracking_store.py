@@ -86,9 +86,9 @@ def _half_migrated(db: Path, orphan: bool = False) -> None:
     experiment."""
     import sqlalchemy
     from alembic import command
-    from mlflow.store.db.utils import _get_alembic_config
     from mlflow.store.db.base_sql_model import Base  # noqa: F401  (registers the ORM tables)
     from mlflow.store.db.db_types import SQLITE  # noqa: F401
+    from mlflow.store.db.utils import _get_alembic_config
     from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
 
     engine = sqlalchemy.create_engine(f"sqlite:///{db}")

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from videolstm.store import shards
 from videolstm.config import FlowConfig, StorageConfig
+from videolstm.store import shards
 from videolstm.store.manifest import ItemResult, StageDir, item_key
 from videolstm.store.storage import StorageError
 

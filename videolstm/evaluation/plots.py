@@ -396,7 +396,7 @@ def plot_variant_comparison(
             top = m + (s if np.isfinite(s) else 0.0)
             ax.text(x, top, f"{m:.1f}" if percent else f"{m:.3f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(variants)), labels=[display_name(v) for v in variants])
-    ax.set_ylabel(("top-1 accuracy (%)" if metric == "test/accuracy" else metric + (" (%)" if percent else "")))
+    ax.set_ylabel("top-1 accuracy (%)" if metric == "test/accuracy" else metric + (" (%)" if percent else ""))
     if percent:
         ax.set_ylim(0, 105)
     ax.set_xlim(-0.6, max(len(variants) - 0.4, 0.6))

@@ -23,8 +23,6 @@ from typing import Any
 import numpy as np
 
 from videolstm.config import LocalizationConfig
-from videolstm.evaluation.metrics import classification_report, csv_text
-from videolstm.inference import Predictions
 from videolstm.evaluation.localization import (
     FrameRecall,
     GroundTruthTube,
@@ -33,9 +31,11 @@ from videolstm.evaluation.localization import (
     localize_video_tubes,
     video_map_at,
 )
+from videolstm.evaluation.metrics import classification_report, csv_text
+from videolstm.evaluation.plots import plot_attention_strip, plot_confusion_matrix, plot_localization_curves, write_attention_video
+from videolstm.inference import Predictions
 from videolstm.store.manifest import safe_name
 from videolstm.store.safepath import under_root
-from videolstm.evaluation.plots import plot_attention_strip, plot_confusion_matrix, plot_localization_curves, write_attention_video
 
 
 def score_classification(predictions: Predictions, class_names: Sequence[str], out_dir: Path, title: str) -> dict[str, float]:

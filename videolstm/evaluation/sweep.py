@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from videolstm.config import BenchmarkConfig, ConfigError, _set_dotted, read_config_file
 from videolstm.evaluation.claims import Interval, confidence_interval
-from videolstm.messages import redact, shorten, short_repr
+from videolstm.messages import redact, short_repr, shorten
 
 #: Metrics compared when a sweep names none: every (variant, stream) and fused pair's.
 DEFAULT_METRICS = ("test/accuracy", "loc/mAP_0.2")

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from videolstm.store import storage as st
 from videolstm.config import StorageConfig
+from videolstm.store import storage as st
 
 #: torchvision's VGG-16 configuration ("M" = 2 × 2 max-pool).
 VGG16_LAYERS: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")

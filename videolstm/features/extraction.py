@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from videolstm.store import shards
 from videolstm.config import FeatureConfig, StorageConfig
 from videolstm.features.inputs import STREAMS, stream_inputs
 from videolstm.features.precision import autocast, to_device
+from videolstm.store import shards
 from videolstm.store.manifest import ItemResult, StageDir, item_key
 
 FEATURE_COUNTS = ("num_frames",)

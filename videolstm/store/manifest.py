@@ -26,10 +26,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from videolstm.config import StorageConfig, stable_digest
 from videolstm.store import shards
 from videolstm.store import storage as st
 from videolstm.store.safepath import under_root
-from videolstm.config import StorageConfig, stable_digest
 
 BASE_COLUMNS = ("video_id", "label", "subset", "status", "reason", "key", "shard", "seconds")
 

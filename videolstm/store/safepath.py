@@ -64,7 +64,7 @@ def _decodings(name: str) -> list[str]:
         forms.append(decoded)
         current = decoded
     else:
-        raise UnsafeNameError("is percent-encoded more than %d times over" % MAX_DECODE_ROUNDS)
+        raise UnsafeNameError(f"is percent-encoded more than {MAX_DECODE_ROUNDS} times over")
     return forms + [unicodedata.normalize("NFKC", f) for f in forms]
 
 

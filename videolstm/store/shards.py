@@ -47,8 +47,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from videolstm.store import storage as st
 from videolstm.config import StorageConfig
+from videolstm.store import storage as st
 
 SHARD_VERSION = "2"
 T = TypeVar("T")

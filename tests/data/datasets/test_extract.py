@@ -182,7 +182,8 @@ def test_missing_libarchive_tells_the_user_what_to_install(tmp_path: Path) -> No
         "    sys.exit(3)\n"
     )
     env = {**os.environ, "LIBARCHIVE": str(tmp_path / "no" / "libarchive.so.13")}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[3])  # the repository
+    repository = Path(__file__).resolve().parents[3]
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=repository)
     assert result.returncode == 3, result.stderr
     assert "apt-get install libarchive13" in result.stdout and "libarchive.so.13" in result.stdout
 

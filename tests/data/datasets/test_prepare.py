@@ -18,7 +18,7 @@ def ucf_archives() -> tuple[bytes, bytes]:
     """(UCF101.rar with the UCF-101/ top folder and the HandstandPushups quirk, the split zip)."""
     videos: dict[str, bytes | None] = {"UCF-101/": None}
     train, test = [], []
-    for label, cls in enumerate(UCF_CLASSES, start=1):
+    for cls in UCF_CLASSES:
         folder = "HandstandPushups" if cls == "HandStandPushups" else cls
         for group in (1, 2):
             name = f"v_{cls}_g0{group}_c01.avi"

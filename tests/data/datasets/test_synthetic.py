@@ -138,8 +138,8 @@ def test_the_ucf101_and_ucf101_24_readers_read_it(dataset):
     tubes = load_ucf101_24(str(root / "annotations.pkl"))
     assert set(load_ucf101_24_numf(str(root / "annotations.pkl")).values()) == {SMALL.frames}
     mine = load_annotations(root)
-    for video_id, (tube,) in tubes.items():
-        raw = mine[video_id]["annotations"][0]
+    for vid, (tube,) in tubes.items():
+        raw = mine[vid]["annotations"][0]
         assert tube.label == raw["label"] and tube.frames[0] == raw["sf"] and tube.frames[-1] == raw["ef"] - 1
         x, y, w, h = raw["boxes"].T.astype(float)
         assert np.array_equal(tube.boxes, np.stack([x, y, x + w, y + h], axis=1))

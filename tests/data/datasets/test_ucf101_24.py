@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from videolstm.data.datasets.shipped import METADATA
 from videolstm.data.datasets import (
     Tube,
     UnsafePickleError,
@@ -22,6 +21,7 @@ from videolstm.data.datasets import (
     read_ucf101_24,
     write_ucf101_24,
 )
+from videolstm.data.datasets.shipped import METADATA
 
 DATA = METADATA  # the real files, shipped in the package (videolstm/data/datasets/metadata/README.md)
 REAL = str(DATA / "ucf101_24" / "pyannot.pkl")

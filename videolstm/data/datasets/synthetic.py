@@ -83,7 +83,6 @@ an actor that appears only at frame ``sf > 0`` (and is absent before it).
 from __future__ import annotations
 
 import colorsys
-
 import io
 import json
 import math
@@ -95,8 +94,8 @@ import cv2
 import numpy as np
 
 from videolstm.config import StorageConfig, SyntheticConfig
-from videolstm.store.storage import exists, get_fs, join, read_text, remove, write_bytes, write_text
 from videolstm.data.video import write_video
+from videolstm.store.storage import exists, get_fs, join, read_text, remove, write_bytes, write_text
 
 __all__ = [
     "CLASS_NAMES",
