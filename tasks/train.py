@@ -35,7 +35,7 @@ from tasks.attention_targets import with_attention_targets, with_oracle_targets
 from tasks.console import StageProgress, stage_progress
 from tasks.leases import WaitNotice, run_holder
 from tasks.mlflow_model import registered_name
-from tasks.stage_models import model_name, parse_model_name  # noqa: F401 (tasks.train.parse_model_name: callers import it from here)
+from tasks.stage_models import model_name, parse_model_name
 from tasks.train_loop import MODEL_FILE, JobQueue, TrainJob, train_loop_per_worker
 from videolstm.config import (
     BenchmarkConfig,

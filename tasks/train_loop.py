@@ -33,6 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from videolstm.config import BenchmarkConfig
 from videolstm.evaluation.attention_health import read_health_targets, validation_attention_health
+from videolstm.features.precision import grad_scaler
+from videolstm.loader import WaitClock, parallel_batches, seeded_items, wait_metrics
+from videolstm.models.restore import build_from_spec, restore_model
 from videolstm.store import storage as st
 from videolstm.store.checkpoint import (
     ModelSpec,
@@ -46,9 +49,6 @@ from videolstm.store.checkpoint import (
     save_checkpoint,
     unwrap,
 )
-from videolstm.models.restore import build_from_spec, restore_model
-from videolstm.loader import WaitClock, parallel_batches, seeded_items, wait_metrics
-from videolstm.features.precision import grad_scaler
 from videolstm.training import (
     EpochStats,
     batches_of,

@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from tests.pipeline_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
-from videolstm.features.inputs import FLOW_INPUT_GAIN
-from videolstm.store import shards
-from videolstm.features.inputs import flow_inputs, rgb_inputs
+from videolstm.features.inputs import FLOW_INPUT_GAIN, flow_inputs, rgb_inputs
 from videolstm.models import build_model
+from videolstm.store import shards
 from videolstm.training import (
     EpochStats,
     batches_of,
@@ -29,9 +28,9 @@ from videolstm.training import (
     snippet_batch,
     snippet_indices,
     split_validation,
-    video_group,
     train_epoch,
     validation_grouping,
+    video_group,
 )
 
 # ----------------------------------------------------------------------------------------
