@@ -144,6 +144,18 @@ def _mlflow_fields(config: BenchmarkConfig, kind: str, variant: str, stream: str
     }
 
 
+#: Issue 20: the models the motion prior applies to — attention over the feature maps' positions.
+MOTION_PRIOR_VARIANTS = ("convalstm", "videolstm")
+
+
+def motion_prior(train: Any, probe: Any) -> dict[str, Any]:
+    """The job fields of the motion prior (``train.motion_prior_weight`` > 0, an extension beyond the
+    paper) for a model: ConvALSTM (either stream) and VideoLSTM read the flow pool5 for it; others none."""
+    if train.motion_prior_weight <= 0 or probe.variant not in MOTION_PRIOR_VARIANTS:
+        return {}
+    return {"motion_prior_weight": train.motion_prior_weight, "prior_column": "flow_pool5"}
+
+
 def rows_for(manifest_uri: str, storage: StorageConfig, val_fraction: float, seed: int,
              val_split: str = "groups") -> tuple[list[dict], list[dict], list[dict]]:
     """(train, validation, test) rows {"video_id", "shard", "label"} of a manifest's ok items.
@@ -196,6 +208,7 @@ def sequence_job(
         loader_workers=t.loader_workers, prefetch_batches=t.prefetch_batches,
         attention_source="oracle" if t.attention_source == "oracle" and probe.has_attention else "learned",
         attention_grid=list(probe.spatial_size) if probe.has_attention else [],
+        **motion_prior(t, probe),
         cost=RELATIVE_COST.get(variant, 3.0) * epochs, precision=t.precision,
         **_mlflow_fields(config, "sequence", variant, stream, seed, parent_run_id, register, extra),
     )

@@ -56,6 +56,7 @@ from videolstm.training import (
     frame_batch,
     frame_forward,
     make_optimizer,
+    motion_prior_forward,
     sequence_forward,
     snippet_batch,
     train_epoch,
@@ -109,6 +110,8 @@ class TrainJob(BaseModel):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # issue 24: autocast of the steps (fp16 with a GradScaler)
     oracle_targets_uri: str | None = None  # ... from these boxes (None: uniform maps)
     attention_grid: list[int] = Field(default_factory=list)  # (h, w) of the model's attention maps
+    motion_prior_weight: float = 0.0  # issue 20, beyond the paper: weight of Σ_t KL(P_motion ‖ A_t) in the loss
+    prior_column: str | None = None  # the feature column P_motion is computed from (flow pool5)
     cost: float = 1.0  # relative training cost: the queue hands out the costliest first
     # MLflow: where rank 0 logs (the run is found again by run_key, else created nested under the parent)
     tracking_uri: str | None = None
@@ -191,9 +194,9 @@ def _batch_source(job: TrainJob, config: BenchmarkConfig) -> tuple[Callable, Cal
     def build(rows, rng):
         # float16 as stored: sequence_forward converts in torch (numpy's conversion is ~10x slower)
         return snippet_batch(rows, job.x_column, job.flow_column, job.snippet_length, rng, storage, dtype=None,
-                             attention_maps=maps)
+                             attention_maps=maps, prior_column=job.prior_column if job.motion_prior_weight > 0 else None)
 
-    return build, sequence_forward
+    return build, (motion_prior_forward(job.motion_prior_weight) if job.motion_prior_weight > 0 else sequence_forward)
 
 
 def _all_reduce_stats(stats: EpochStats, device: torch.device) -> EpochStats:

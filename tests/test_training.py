@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.pipeline_helpers import one_torch_thread  # noqa: F401 (autouse fixture)
+from videolstm.data.datasets.shipped import UCF101_SPLITS
 from videolstm.features.inputs import FLOW_INPUT_GAIN, flow_inputs, rgb_inputs
 from videolstm.models import build_model
 from videolstm.store import shards
@@ -434,11 +435,9 @@ def test_video_group_is_the_long_video_a_clip_was_cut_from(video_id, group):
 
 def test_validation_split_of_the_real_ucf101_train_list_shares_no_group_with_training():
     """On split 1's 9,537 real train ids: stratified by class, and no gXX group on both sides."""
-    from pathlib import Path
-
     from videolstm.data.datasets.ucf101 import parse_class_index
 
-    splits = Path(__file__).resolve().parent / "fixtures" / "ucf101" / "ucfTrainTestlist"
+    splits = UCF101_SPLITS
     classes = parse_class_index((splits / "classInd.txt").read_text(), "classInd.txt")
     rows = []
     for line in (splits / "trainlist01.txt").read_text().splitlines():
