@@ -24,7 +24,7 @@ PAGES = [REPO / "README.md", *DOCS]
 #: Pages and CLI commands that other open issues deliver (linked today, written by their owners).
 #: A name leaves this set once it exists; test_promised_pages_are_still_missing keeps it honest.
 PROMISED_PAGES = {
-    "docs/localization-shapes.md", "docs/ablation.md",
+    "docs/ablation.md",
 }
 PROMISED_COMMANDS: set[str] = set()
 
@@ -52,22 +52,28 @@ def rel(path: Path) -> str:
     return str(path.relative_to(REPO))
 
 
+OUR_COMMAND = r"^(\.venv/bin/\S+ |videolstm [a-z]|make [a-z]|benchmarks/\w+\.py )"
+
+
 def block_commands(text: str) -> list[str]:
-    """Every command of the page's ```bash blocks, continuation lines joined, comments cut."""
+    """Every command of the page's ```bash blocks (and this project's commands in unlabelled
+    ``` blocks), continuation lines joined, comments cut."""
     commands = []
-    for block in re.findall(r"```(?:bash|sh)\n(.*?)```", text, re.S):
+    for language, block in re.findall(r"```(\w*)\n(.*?)```", text, re.S):
+        if language not in ("bash", "sh", ""):
+            continue
         for line in block.replace("\\\n", " ").splitlines():
             command = re.sub(r"\s+#\s.*$", "", line).strip()
-            if command and not command.startswith("#"):
+            if command and not command.startswith("#") and (language or re.match(OUR_COMMAND, command)):
                 commands.append(command)
     return commands
 
 
 def inline_commands(text: str) -> list[str]:
     """Inline code spans that are commands of this project (`.venv/bin/…`, `videolstm …`, `make …`)."""
-    spans = [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", text)]
-    pattern = r"^(\.venv/bin/\S+ |videolstm [a-z]|make [a-z]|benchmarks/\w+\.py )"
-    return [span for span in spans if re.match(pattern, span)]
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)  # fenced blocks are block_commands' business
+    spans = [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose)]
+    return [span for span in spans if re.match(OUR_COMMAND, span)]
 
 
 def page_commands() -> list[tuple[str, str]]:
