@@ -299,7 +299,7 @@ def _evaluate_now(
                 results.append(ItemResult(video_id=name, status="ok", key=stable_digest([input_key, name], 16), shard=st.join(uri, name)))
         rows = _log_models(config, models, outcomes, uri, parent_run_id)
         fused_before = len(results)
-        rows += _fuse(config, outcomes, class_names, uri, parent_run_id, results)
+        rows += _fuse(config, outcomes, class_names, uri, parent_run_id, results, {r["name"]: r["run_id"] for r in rows})
         progress.advance(len(results) - fused_before, "computed")
         progress.set_total(progress.done)  # a pair whose model failed is not fused
     manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), results, config.storage)
@@ -401,8 +401,12 @@ def fuse_predictions(rgb: Predictions, flow: Predictions, method: str) -> Predic
     return Predictions(rgb.video_ids, rgb.labels, fuse_probabilities(rgb.probabilities, aligned.probabilities, method).numpy())
 
 
-def _fuse(config, outcomes, class_names, uri, parent_run_id, results) -> list[dict[str, Any]]:
-    """Two-stream fusion (product of probabilities) of every variant and seed with both streams."""
+def _fuse(config, outcomes, class_names, uri, parent_run_id, results, run_ids=None) -> list[dict[str, Any]]:
+    """Two-stream fusion (product of probabilities) of every variant and seed with both streams.
+
+    ``run_ids``: {model name: its run id}; the fused run is tagged with its members' (``rgb_run_id``,
+    ``flow_run_id``), so a user of the fused pair finds exactly the two models it fused."""
+    run_ids = run_ids or {}
     experiment_id = tracking.setup(config)
     rows = []
     for variant, seed, rgb_name, flow_name in fused_pairs(set(outcomes)):
@@ -415,7 +419,9 @@ def _fuse(config, outcomes, class_names, uri, parent_run_id, results) -> list[di
         run_id, _ = tracking.find_or_create_run(
             experiment_id, run_key, name, parent_run_id=parent_run_id,
             tags={"variant": variant, "stream": "fused", "seed": str(seed), "dataset": config.dataset.kind,
-                  "split": str(config.dataset.split), "fused_from": f"{rgb_name}+{flow_name}"},
+                  "split": str(config.dataset.split), "fused_from": f"{rgb_name}+{flow_name}",
+                  **({"rgb_run_id": run_ids[rgb_name], "flow_run_id": run_ids[flow_name]}
+                     if rgb_name in run_ids and flow_name in run_ids else {})},
         )
         tracking.log_params(run_id, {"variant": variant, "stream": "fused", "seed": seed, "fusion": config.evaluate.fusion,
                                      "rgb_model": rgb_name, "flow_model": flow_name, "dataset": config.dataset.kind,

@@ -182,7 +182,8 @@ def load_predictor(reference: str, caller: BenchmarkConfig) -> Predictor:
         trained = load_trained(run_id, caller)
         return Predictor([trained], name=reference)
     parent = run.data.tags.get("mlflow.parentRunId")
-    members = [_member_run(run.info.experiment_id, params[key], parent) for key in ("rgb_model", "flow_model")]
+    members = [run.data.tags.get(f"{stream}_run_id") or _member_run(run.info.experiment_id, params[f"{stream}_model"], parent)
+               for stream in ("rgb", "flow")]  # the members' ids as the evaluation tagged them, else by name
     return Predictor([load_trained(m, caller) for m in members], fusion=params.get("fusion", "product"), name=reference)
 
 

@@ -60,14 +60,10 @@ def _logged_tubes(uri: str) -> dict[str, list[dict]]:
     return tubes
 
 
-def _run_ids(config) -> dict[str, str]:
-    """{run name: id} of the newest run of each name (other modules train runs of the same names)."""
-    experiment = tracking.setup(config)
-    runs = MlflowClient().search_runs([experiment], max_results=1000, order_by=["attributes.start_time DESC"])
-    ids: dict[str, str] = {}
-    for run in runs:
-        ids.setdefault(run.info.run_name, run.info.run_id)
-    return ids
+def _run_ids(result) -> dict[str, str]:
+    """{model name: its MLflow run id} of the models this module's evaluation logged (other modules of
+    the session train runs of the same names with other settings, so names alone are ambiguous)."""
+    return {row["name"]: row["run_id"] for row in result.extra["rows"]}
 
 
 @pytest.mark.parametrize("name", ["convnet-rgb-s0", "convnet-flow-s0", "lstm-rgb-s0", "lstm-flow-s0", "convalstm-rgb-s0",
@@ -79,7 +75,7 @@ def test_predict_on_the_raw_test_videos_equals_what_evaluation_logged(evaluated,
     logged = _logged_predictions(st.join(result.uri, name, "predictions.csv"))
     tubes_uri = st.join(result.uri, name, "tubes.json")
     logged_tubes = _logged_tubes(tubes_uri) if st.exists(tubes_uri) else {}
-    run_id = _run_ids(config)[name]
+    run_id = _run_ids(result)[name]
     predictor = load_predictor(run_id, config)
     assert logged, "the evaluation logged no prediction"
     for video, predicted in sorted(logged.items()):
@@ -97,8 +93,8 @@ def test_predict_on_the_raw_test_videos_equals_what_evaluation_logged(evaluated,
 def test_a_registered_model_uri_names_the_same_model_as_its_run(evaluated):
     from tasks.predict import resolve_run_id
 
-    config, _, _ = evaluated
-    run_id = _run_ids(config)["convalstm-rgb-s0"]
+    config, result, _ = evaluated
+    run_id = _run_ids(result)["convalstm-rgb-s0"]
     versions = {v.name: v for v in MlflowClient().search_model_versions(f"run_id = '{run_id}'")}
     # the feature-level model and, beside it, the end-to-end one
     assert set(versions) == {"videolstm-synthetic-convalstm-rgb", "videolstm-synthetic-convalstm-rgb-video"}
@@ -109,7 +105,7 @@ def test_a_registered_model_uri_names_the_same_model_as_its_run(evaluated):
 
 def test_cli_predict_writes_json_lines_and_overlays_and_names_a_bad_video(evaluated, tmp_path):
     config, result, paths = evaluated
-    run_id = _run_ids(config)["convalstm-rgb-s0"]
+    run_id = _run_ids(result)["convalstm-rgb-s0"]
     video = sorted(_logged_predictions(st.join(result.uri, "convalstm-rgb-s0", "predictions.csv")))[0]
     bad = tmp_path / "not-a-video.avi"
     bad.write_bytes(b"this is text, not a video")
@@ -146,7 +142,7 @@ def test_the_end_to_end_model_is_served_answers_a_real_video_and_refuses_a_corru
     from tests.servers import ServerProcess, free_port
 
     config, result, paths = evaluated
-    run_id = _run_ids(config)["convalstm-rgb-s0"]
+    run_id = _run_ids(result)["convalstm-rgb-s0"]
     client = MlflowClient()
     [version] = [v for v in client.search_model_versions(f"run_id = '{run_id}'") if v.name.endswith("-video")]
     assert version.name == "videolstm-synthetic-convalstm-rgb-video"
@@ -205,7 +201,7 @@ def test_batch_scoring_of_a_folder_scores_every_good_video_names_every_bad_one_a
     from videolstm.store.lineage import load_stage_result
 
     config, result, paths = evaluated
-    run_id = _run_ids(config)["convalstm-rgb-s0"]
+    run_id = _run_ids(result)["convalstm-rgb-s0"]
     folder = tmp_path / "incoming"
     (folder / "more").mkdir(parents=True)
     logged = _logged_predictions(st.join(result.uri, "convalstm-rgb-s0", "predictions.csv"))
