@@ -100,7 +100,16 @@ def log_model(job: TrainedModel, run_id: str, model_uri: str, config: BenchmarkC
         client.set_model_version_tag(name, str(info.registered_model_version), RUN_KEY_TAG, job.run_key)
     log.info("logged %s as %s (registered as %s)", job.name, info.model_uri, name)
     if name:
-        log_video_model(run_id, job.name, job.variant, job.stream, job.seed, model_uri, config, video_model_name(name))
+        from videolstm.store.lineage import MissingStageError
+
+        try:
+            log_video_model(run_id, job.name, job.variant, job.stream, job.seed, model_uri, config, video_model_name(name))
+        except MissingStageError as exc:
+            # the end-to-end model needs the frame CNNs of this configuration's lineage; a model trained on
+            # features of another lineage (e.g. a different val_fraction) keeps its feature-level model and
+            # says on its run why it has no end-to-end one
+            log.warning("%s: no end-to-end model logged: %s", job.name, exc)
+            mlflow.tracking.MlflowClient().set_tag(run_id, "videolstm.video_model", f"not logged: {exc}"[:5000])
     return info.model_uri
 
 
