@@ -68,7 +68,9 @@ def test_an_arm_that_changes_only_training_reuses_every_upstream_stage(swept):
     from videolstm.store.manifest import read_manifest
 
     (features,) = [p for p in (root / "features").iterdir() if p.is_dir()]
-    for seed_dir in sorted(features.glob("s*")):  # each video's features computed once, by the first arm
+    seed_dirs = sorted(p for p in features.glob("s[0-9]*") if p.is_dir())
+    assert [p.name for p in seed_dirs] == ["s0", "s1"]
+    for seed_dir in seed_dirs:  # each video's features computed once, by the first arm
         keys = [r.key for r in read_manifest(str(seed_dir / "manifest.parquet"))]
         assert len(keys) == len(set(keys))
     stage = json.loads((features / "stage.json").read_text())
