@@ -53,6 +53,10 @@ class ModelCheck:
 
 
 def registered_models(client: MlflowClient, dataset: str) -> list[str]:
+    """The feature-level models ``videolstm-<dataset>-<variant>-<stream>`` (the end-to-end ``…-video``
+    models beside them take videos, not the stored features the re-evaluation reads)."""
+    from tasks.mlflow_model import video_model_name
+
     prefix = f"videolstm-{dataset}-"
     names, token = [], None
     while True:
@@ -60,7 +64,8 @@ def registered_models(client: MlflowClient, dataset: str) -> list[str]:
         names += [m.name for m in page]
         token = page.token
         if not token:
-            return sorted(names)
+            video_models = {video_model_name(n) for n in names}
+            return sorted(n for n in names if n not in video_models)
 
 
 def latest_version(client: MlflowClient, name: str):
