@@ -131,7 +131,7 @@ def test_weights_file_that_is_not_a_state_dict_fails_the_frame_cnn_stage_naming_
     [
         ({"train": {"epocs": 3}}, ["train.epocs: unknown key"]),
         ({"train": {"epochs": "many"}}, ["train.epochs: Input should be a valid integer", "'many'"]),
-        ({"flow": {"method": "optical"}}, ["flow.method: Input should be 'tvl1', 'dis' or 'farneback'"]),
+        ({"flow": {"method": "optical"}}, ["flow.method: Input should be 'tvl1', 'tvl1_torch', 'dis' or 'farneback'"]),
     ],
     ids=["unknown-key", "wrong-type", "unknown-choice"],
 )
