@@ -50,6 +50,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -117,6 +118,19 @@ def _load_libarchive() -> Any:
             "and the package with `pip install libarchive-c`."
         ) from exc
     return libarchive
+
+
+def archive_read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a corrupt, truncated or unsupported archive raises: zipfile's and zlib's errors,
+    OS errors (a truncated file, a read error), and libarchive's ArchiveError when it is installed."""
+    errors: tuple[type[BaseException], ...] = (
+        zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError,
+    )
+    try:
+        from libarchive.exception import ArchiveError
+    except (OSError, AttributeError, ImportError):  # no libarchive: .rar and .tar were refused before reading
+        return errors
+    return (*errors, ArchiveError)
 
 
 def _sparse_count(entry: Any) -> int:
@@ -326,7 +340,7 @@ def _plan(local: str, ending: str, source: str, strip: int, prefix: str, budget:
         raise
     except (MemoryError, RecursionError) as exc:
         raise ExtractError(f"{source}: reading the archive's entries ran out of {type(exc).__name__}") from None
-    except Exception as exc:  # libarchive.ArchiveError, zipfile errors, OSError
+    except archive_read_errors() as exc:
         label = _KIND_LABEL.get(ending, ending.lstrip("."))
         hint = (f" (the file is not a {label} archive: it is read only as what its name says)"
                 if "Unrecognized archive format" in str(exc) else "")
@@ -508,7 +522,7 @@ def _extract_local(
         raise
     except (MemoryError, RecursionError) as exc:
         raise ExtractError(f"{source}: extracting entry {short_repr(current)} ran out of {type(exc).__name__}") from None
-    except Exception as exc:  # libarchive.ArchiveError, zipfile.BadZipFile (bad CRC), OSError
+    except archive_read_errors() as exc:
         raise ExtractError(
             f"{source}: extracting entry {short_repr(current)} failed ({type(exc).__name__}: {shorten(redact(str(exc)), 300)}); "
             "the archive is corrupt or truncated: delete it and download again (files already extracted are kept and "
