@@ -238,10 +238,11 @@ def run_evaluate(
     upstream = [index, frames_flow, features, frame_cnn, trained, finetuned]
     input_key = stable_digest([lineages(config)["evaluate"], [s.content for s in upstream]], 16)
     output = st.join(stage_uri(config, "evaluate"), f"evaluation-{input_key}")
+    def evaluate() -> StageResult:  # computes, or reuses the finished evaluation of these inputs
+        return _evaluate_now(config, index, frames_flow, features, frame_cnn, trained, finetuned, parent_run_id)
+
     return compute_once(
-        output, lambda: _finished_result(config, input_key) is not None,
-        lambda: _evaluate_now(config, index, frames_flow, features, frame_cnn, trained, finetuned, parent_run_id),
-        lambda: _evaluate_now(config, index, frames_flow, features, frame_cnn, trained, finetuned, parent_run_id),
+        output, lambda: _finished_result(config, input_key) is not None, evaluate, evaluate,
         holder=run_holder(), storage=config.storage,
         on_wait=lambda other: say(f"evaluate: {other.describe()} is evaluating the same models on this storage root; "
                                   "waiting for it, then reusing its results"),
