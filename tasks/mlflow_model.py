@@ -70,17 +70,21 @@ def signature_for(sample: dict[str, np.ndarray] | None, num_classes: int) -> Mod
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def log_model(job: TrainedModel, run_id: str, model_uri: str, config: BenchmarkConfig, sample: dict[str, Any] | None) -> str | None:
+def log_model(job: TrainedModel, run_id: str, model_uri: str, config: BenchmarkConfig, sample: dict[str, Any] | None,
+              always_log: bool = False) -> str | None:
     """Log ``model_uri`` (a videolstm checkpoint) into run ``run_id`` and register it as
     ``job.register_as`` (one version per seed, tagged with it); returns the model URI.
 
     Once per lineage: a version already registered from the job's run key (tag
     :data:`RUN_KEY_TAG`) means another run (or an earlier one) logged it; nothing is logged again
-    and None is returned."""
+    and None is returned — unless ``always_log`` (a run of another experiment that reuses the
+    model): then the run gets the model and the registry keeps its one version."""
     name = job.register_as
     if name and registered_version(name, job.run_key) is not None:
         log.info("%s: %s already has a version from this lineage (run key %s); not registered again", job.name, name, job.run_key)
-        return None
+        if not always_log:
+            return None
+        name = None
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "checkpoint.pt"
         local.write_bytes(st.read_bytes(model_uri, config.storage))

@@ -36,7 +36,7 @@ from tasks.console import StageProgress, stage_progress
 from tasks.leases import WaitNotice, run_holder
 from tasks.mlflow_model import registered_name
 from tasks.stage_models import model_name, parse_model_name
-from tasks.train_loop import MODEL_FILE, JobQueue, TrainJob, train_loop_per_worker
+from tasks.train_loop import MODEL_FILE, JobQueue, TrainJob, track_reused, train_loop_per_worker
 from videolstm.config import (
     BenchmarkConfig,
     StorageConfig,
@@ -356,6 +356,16 @@ def _reuse_finished(uri: str, jobs: list[TrainJob], storage: StorageConfig) -> t
     return reused, todo
 
 
+def _track_here(config: BenchmarkConfig, jobs: list[TrainJob], results: list[ItemResult]) -> None:
+    """Every trained model has its run in this experiment, the ones reused from the storage root too
+    (another experiment or tracking server on the same root trained them: :func:`track_reused`)."""
+    by_name = {j.name: j for j in jobs}
+    for r in results:
+        job = by_name.get(r.video_id)
+        if r.ok and job is not None and r.shard:
+            track_reused(job, config, r.shard)
+
+
 def _train_stage(config: BenchmarkConfig, stage: str, jobs: list[TrainJob], started: float, skipped: list[ItemResult] = (),
                  **extra: Any) -> StageResult:
     uri = stage_uri(config, stage)
@@ -374,6 +384,7 @@ def _train_stage(config: BenchmarkConfig, stage: str, jobs: list[TrainJob], star
             todo = with_oracle_targets(config, stage, todo)  # issue 20: the train-time oracle's boxes, when asked
             outcomes, timing = run_jobs(config, todo, stage, progress)
             results += _results(todo, outcomes, notice)
+    _track_here(config, jobs, results)
     results += list(skipped)
     manifest_uri = write_manifest(st.join(uri, "manifest.parquet"), results, config.storage)
     summary = failure_summary(results, manifest_uri, stage)

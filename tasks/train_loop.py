@@ -444,6 +444,55 @@ class _RankZeroTracker:
                 tracking.finish_run(run_id, failed=True)
 
 
+#: Tag of a run made for a model that an earlier run on the same storage root trained.
+REUSED_TAG = "videolstm.reused"
+
+
+def track_reused(job: TrainJob, config: BenchmarkConfig, model_uri: str) -> str | None:
+    """The job's run in this experiment for a model reused from the storage root (issue 25).
+
+    A run of another experiment, or of another tracking server, on the same storage root trained
+    it: this experiment gets the model's run all the same, once — the job's params and tags, its
+    training curves (the checkpoints' history), the exported epoch and the logged model, tagged
+    :data:`REUSED_TAG`. A FINISHED run of the job's run key is left as it is. Returns the run id
+    (None without tracking)."""
+    if not (job.tracking_uri and job.experiment_id):
+        return None
+    import mlflow
+
+    from tasks import tracking
+
+    mlflow.set_tracking_uri(job.tracking_uri)
+    found = tracking.find_run(job.experiment_id, job.run_key)
+    if found is not None and tracking.run_status(found) == "FINISHED":
+        return found
+    note = ("trained by an earlier run on this storage root (its training run, with the system metrics, is in the "
+            "experiment that ran it); curves, params and model copied from the trained files")
+    run_id, _ = tracking.find_or_create_run(job.experiment_id, job.run_key, job.name, tags={**job.run_tags, REUSED_TAG: note},
+                                            parent_run_id=job.parent_run_id)
+    tracking.log_params(run_id, job.run_params)
+    logged = {m.step for m in mlflow.tracking.MlflowClient().get_metric_history(run_id, "train/loss")}
+    for step, metrics in enumerate(trained_history(job, config, model_uri), start=1):
+        if step not in logged:
+            tracking.log_metrics(run_id, {k: float(v) for k, v in metrics.items()}, step=step)
+    epoch = int(load_checkpoint(model_uri, config.storage)["epoch"])
+    tracking.set_tags(run_id, {"videolstm.exported_epoch": str(epoch)})
+    if job.register_as:
+        from tasks.mlflow_model import log_model
+
+        log_model(job, run_id, model_uri, config, _sample_inputs(job, config), always_log=True)
+    tracking.finish_run(run_id)
+    return run_id
+
+
+def trained_history(job: TrainJob, config: BenchmarkConfig, model_uri: str) -> list[dict[str, float]]:
+    """Every epoch's metrics of a trained job: the latest checkpoint's history (the exported
+    model's own stops at its epoch, which may be an earlier one)."""
+    epochs = checkpoint_epochs(st.join(job.output_uri, CHECKPOINTS), config.storage)
+    source = epochs[max(epochs)] if epochs else model_uri
+    return list(load_checkpoint(source, config.storage).get("history", []))
+
+
 def _sample_inputs(job: TrainJob, config: BenchmarkConfig) -> dict[str, np.ndarray]:
     """One real input example of the job (for the MLflow model signature)."""
     if job.kind == "frame_cnn":
@@ -462,4 +511,4 @@ def _record_worker(job: TrainJob, config: BenchmarkConfig, rank: int) -> None:
     st.write_text(st.join(job.output_uri, "workers", f"rank-{rank}.json"), json.dumps(info), config.storage)
 
 
-__all__ = ["JobQueue", "MODEL_FILE", "TrainJob", "run_job", "train_loop_per_worker"]
+__all__ = ["REUSED_TAG", "JobQueue", "MODEL_FILE", "TrainJob", "run_job", "track_reused", "train_loop_per_worker"]

@@ -25,10 +25,16 @@ from videolstm.store.manifest import read_manifest
 pytestmark = pytest.mark.integration
 
 
-def _runs_by_name(config) -> dict[str, mlflow.entities.Run]:
+def _runs_by_key(config, keys: dict[str, str]) -> dict[str, mlflow.entities.Run]:
+    """{model name: its run in the config's experiment} for ``keys`` ({model name: run key}); other
+    tests of the session log runs of the same names (other settings) into the same experiment."""
     experiment = tracking.setup(config)
-    runs = MlflowClient().search_runs([experiment], max_results=1000)
-    return {r.info.run_name: r for r in runs}
+    runs = {}
+    for name, key in keys.items():
+        found = MlflowClient().search_runs([experiment], filter_string=f"tags.`{tracking.RUN_KEY_TAG}` = '{key}'")
+        assert len(found) == 1, (name, key, [r.info.run_id for r in found])
+        runs[name] = found[0]
+    return runs
 
 
 def test_the_matrix_then_videolstm_assembled_from_the_trained_sources(tiny_pipeline):
@@ -65,7 +71,7 @@ def test_the_matrix_then_videolstm_assembled_from_the_trained_sources(tiny_pipel
     tuned = load_checkpoint(item.shard)["model"]
     assert not torch.equal(tuned["cell.weight"], rgb_state["cell.weight"])
 
-    runs = _runs_by_name(config)
+    runs = _runs_by_key(config, {**{n: r.key for n, r in done.items()}, item.video_id: item.key})
     client = MlflowClient()
     for name in ("lstm-rgb-s0", "lstm-flow-s0", "convalstm-rgb-s0", "videolstm-rgb-s0"):
         run = runs[name]
@@ -90,6 +96,43 @@ def test_the_matrix_then_videolstm_assembled_from_the_trained_sources(tiny_pipel
     # the exported model is the best by validation accuracy and loads with weights_only
     state = load_checkpoint(done["lstm-rgb-s0"].shard)
     assert state["epoch"] in (1, 2) and "val/accuracy" in state["metrics"] and len(state["history"]) == 2
+
+
+def test_a_model_another_experiment_trained_on_this_root_gets_a_complete_run_here(tiny_pipeline):
+    """Two experiments (or tracking servers) on one storage root: the second benchmark reuses the
+    first one's trained model, and its own experiment still holds that model's run — params,
+    training curves, parent, the logged model that ``videolstm predict`` loads — once."""
+    from tasks.predict import load_trained
+    from tasks.report import start_benchmark_run
+    from tasks.train import run_train
+
+    train = {"variants": ["lstm"], "streams": ["flow"], "epochs": 2, "batch_size": 2}  # a model no other test trains
+    first = tiny_pipeline.config(train=train, mlflow={"experiment": "first-on-root"})
+    second = tiny_pipeline.config(train=train, mlflow={"experiment": "second-on-root"})
+    trained = run_train(first, tiny_pipeline.features, start_benchmark_run(first))
+    [item] = read_manifest(trained.manifest_uri)
+    assert item.ok and trained.computed == 1, item.reason
+
+    parent = start_benchmark_run(second)
+    for _ in range(2):  # a re-run of the second benchmark finds the run it made
+        again = run_train(second, tiny_pipeline.features, parent)
+        assert again.computed == 0 and [r.key for r in read_manifest(again.manifest_uri)] == [item.key]
+        run = _runs_by_key(second, {item.video_id: item.key})[item.video_id]
+    trained_run = _runs_by_key(first, {item.video_id: item.key})[item.video_id]
+    assert run.info.run_id != trained_run.info.run_id and run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["variant"] == "lstm"
+    assert {k: run.data.params[k] for k in ("variant", "stream", "seed", "train.epochs", "train.batch_size")} == {
+        "variant": "lstm", "stream": "flow", "seed": "0", "train.epochs": "2", "train.batch_size": "2"}
+    client = MlflowClient()
+    for metric in ("train/loss", "val/accuracy"):
+        here = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, metric)]
+        there = [(m.step, m.value) for m in client.get_metric_history(trained_run.info.run_id, metric)]
+        assert sorted(here) == sorted(there) and [s for s, _ in sorted(here)] == [1, 2], (metric, here, there)
+    assert run.data.tags["videolstm.exported_epoch"] == trained_run.data.tags["videolstm.exported_epoch"]
+    assert "trained by an earlier run" in run.data.tags["videolstm.reused"]
+    model = load_trained(run.info.run_id, second)  # what predict loads: the same weights as the trained file
+    exported = load_checkpoint(item.shard)["model"]
+    assert all(torch.equal(t, exported[k]) for k, t in model.model.state_dict().items())
 
 
 def test_registered_pyfunc_predicts_probabilities_from_real_frames(tiny_pipeline):
@@ -141,7 +184,7 @@ def test_killed_training_worker_resumes_the_job_from_its_checkpoint(tiny_pipelin
     assert item.ok, item.reason
     new_pid = json.loads((job_dir / "workers" / "rank-0.json").read_text())["pid"]
     assert new_pid != killed[0]  # a new worker process finished the run
-    run = _runs_by_name(config)["convlstm-flow-s0"]
+    run = _runs_by_key(config, {item.video_id: item.key})[item.video_id]
     client = MlflowClient()
     losses = client.get_metric_history(run.info.run_id, "train/loss")
     assert max(m.step for m in losses) == 25  # every epoch ran, in the same MLflow run
