@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from tasks.stages import PIPELINE
 from videolstm.config import BenchmarkConfig, ConfigError, load_config
 from videolstm.messages import RedactingFilter, redact
 
@@ -70,17 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("benchmark", "run the full-benchmark flow locally")
-    add("dataset", "generate/download the dataset and index the split")
-    add("flow", "decode videos and compute optical flow (Ray Data)")
-    add("frame-cnn", "train the per-stream frame CNNs (Ray Train)")
-    add("features", "extract per-frame features (Ray Data)")
-    add("train", "train every (variant, stream) of every seed except VideoLSTM (Ray Train)")
-    add("finetune", "assemble VideoLSTM from the trained flow ConvLSTM and RGB ConvALSTM, then fine-tune it")
-    evaluate = add("evaluate", "evaluate and localize the trained experiment, or one model")
-    group = evaluate.add_mutually_exclusive_group()
-    group.add_argument("--checkpoint", help="evaluate this videolstm checkpoint URI alone")
-    group.add_argument("--run-id", help="evaluate the model of this MLflow run alone")
-    add("report", "write the comparison tables and charts to the parent MLflow run")
+    for stage in PIPELINE:  # one command per stage of the graph (tasks.stages.PIPELINE)
+        command = add(stage.command, stage.summary)
+        if stage.name == "evaluate":
+            group = command.add_mutually_exclusive_group()
+            group.add_argument("--checkpoint", help="evaluate this videolstm checkpoint URI alone")
+            group.add_argument("--run-id", help="evaluate the model of this MLflow run alone")
     sweep = add("sweep", "run every arm of a sweep file (config overrides over seeds) and compare them with the baseline arm")
     sweep.add_argument("--sweep", required=True, metavar="FILE", help="the sweep YAML file (name, seeds, baseline, arms, metrics)")
     sweep.add_argument("--arms", metavar="A,B", help="run only these arms (comma-separated; the baseline always runs)")
@@ -178,79 +174,54 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
         say(f"{state.name}: {state.message}")
         return 1 if state.is_failed() else 0
     try:
-        if command == "dataset":
-            from tasks.dataset import run_dataset
+        if command == "evaluate" and (args.checkpoint or args.run_id):
+            from tasks.evaluate import evaluate_single
 
-            result = run_dataset(config)
-        elif command == "flow":
-            from tasks.frames_flow import run_frames_flow
-
-            result = run_frames_flow(config, load_stage_result(config, "index"))
-        elif command == "frame-cnn":
-            from tasks.report import start_benchmark_run
-            from tasks.train import run_frame_cnn
-
-            result = run_frame_cnn(config, load_stage_result(config, "index"), load_stage_result(config, "frames_flow"), start_benchmark_run(config))
-        elif command == "features":
-            from tasks.features import run_features
-
-            result = run_features(config, load_stage_result(config, "frames_flow"), load_stage_result(config, "frame_cnn"))
-        elif command == "train":
-            from tasks.report import start_benchmark_run
-            from tasks.train import run_train
-
-            result = run_train(config, load_stage_result(config, "features"), start_benchmark_run(config))
-        elif command == "finetune":
-            from tasks.report import start_benchmark_run
-            from tasks.train import run_finetune
-
-            result = run_finetune(config, load_stage_result(config, "features"), load_stage_result(config, "train"), start_benchmark_run(config))
-        elif command == "evaluate":
-            from tasks.evaluate import evaluate_single, run_evaluate
-            from tasks.report import start_benchmark_run
-
-            if args.checkpoint or args.run_id:
-                metrics = evaluate_single(config, checkpoint=args.checkpoint, run_id=args.run_id)
-                say(json.dumps(metrics, indent=2, sort_keys=True))
-                return 0
-            result = run_evaluate(
-                config, *(load_stage_result(config, s) for s in ("index", "frames_flow", "features", "frame_cnn", "train", "finetune")),
-                start_benchmark_run(config),
-            )
-        elif command == "predict":
-            from tasks.predict import run_predict
-
-            if args.input:
-                from tasks.predict import run_batch
-
-                if not args.output or args.videos:
-                    say_error("error: --input scores a folder into --output URI (required); give videos or --input, not both")
-                    return 2
-                summary = run_batch(config, args.model, args.input, args.output, args.workers)
-                say(f"predict: {summary['ok']} ok, {summary['failed']} failed, {summary['computed']} computed this run, "
-                    f"{summary['reused']} done before; output {summary['predictions']}")
-                for video, reason in summary["failures"]:
-                    say(f"  failed {video}: {redact(reason)}")
-                return 0
-            for record in run_predict(config, args.model, args.videos, args.output):
-                say(json.dumps(record))  # the terminal's stdout (print would go to the log file)
+            metrics = evaluate_single(config, checkpoint=args.checkpoint, run_id=args.run_id)
+            say(json.dumps(metrics, indent=2, sort_keys=True))
             return 0
-        elif command == "report":
-            from tasks.report import run_report, start_benchmark_run
+        if command == "predict":
+            return _predict(args, config)
+        from tasks.report import start_benchmark_run
+        from tasks.stages import by_command
 
-            stages = [load_stage_result(config, s) for s in ("index", "frames_flow", "frame_cnn", "features", "train", "finetune", "evaluate")]
-            report = run_report(config, stages, start_benchmark_run(config))
-            say(report["message"])
-            return 0 if report.get("ok", True) else 1
-        else:  # argparse guarantees one of the above
+        stage = by_command(command)
+        if stage is None:  # argparse guarantees a known command
             raise AssertionError(command)
+        inputs = {name: load_stage_result(config, name) for name in stage.inputs}
+        result = stage.run(*stage.arguments(config, inputs, start_benchmark_run(config) if stage.tracked else None))
     except MissingStageError as exc:
         say_error(f"error: {exc}")
         return 2
+    if stage.collects:  # the report: its closing message
+        say(result["message"])
+        return 0 if result.get("ok", True) else 1
     say(f"{result.stage}: {result.ok} ok, {result.failed} failed, {result.computed} computed this run, "
         f"{result.seconds:.1f} s; output {result.uri}")
     for item, reason in result.failures:
         say(f"  failed {item}: {redact(reason)}")
+    return 0
+
+
+def _predict(args: argparse.Namespace, config: BenchmarkConfig) -> int:
+    """``videolstm predict``: videos → JSON lines (and overlays), or a folder scored on Ray Data."""
+    from tasks.console import say, say_error
+    from tasks.predict import run_predict
+
+    if args.input:
+        from tasks.predict import run_batch
+
+        if not args.output or args.videos:
+            say_error("error: --input scores a folder into --output URI (required); give videos or --input, not both")
+            return 2
+        summary = run_batch(config, args.model, args.input, args.output, args.workers)
+        say(f"predict: {summary['ok']} ok, {summary['failed']} failed, {summary['computed']} computed this run, "
+            f"{summary['reused']} done before; output {summary['predictions']}")
+        for video, reason in summary["failures"]:
+            say(f"  failed {video}: {redact(reason)}")
+        return 0
+    for record in run_predict(config, args.model, args.videos, args.output):
+        say(json.dumps(record))  # the terminal's stdout (print would go to the log file)
     return 0
 
 

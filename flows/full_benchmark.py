@@ -17,12 +17,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 
 from tasks.console import reused_stage
-from tasks.dataset import run_dataset
-from tasks.evaluate import run_evaluate
-from tasks.features import run_features
-from tasks.frames_flow import run_frames_flow
-from tasks.report import run_report, start_benchmark_run
-from tasks.train import run_finetune, run_frame_cnn, run_train
+from tasks.report import start_benchmark_run
+from tasks.stages import PIPELINE
 from videolstm.config import BenchmarkConfig, stable_digest
 from videolstm.store import storage as st
 from videolstm.store.lineage import STAGE_FILE, StageResult, lineages, stage_uri
@@ -71,15 +67,12 @@ def stage_task(stage: str, fn, retries: int = 1):
     )
 
 
-dataset_task = stage_task("index", run_dataset, retries=2)
-frames_flow_task = stage_task("frames_flow", run_frames_flow)
-frame_cnn_task = stage_task("frame_cnn", run_frame_cnn)
-features_task = stage_task("features", run_features)
-train_task = stage_task("train", run_train)
-finetune_task = stage_task("finetune", run_finetune)
-evaluate_task = stage_task("evaluate", run_evaluate)
+#: One Prefect task per stage of the graph (:data:`tasks.stages.PIPELINE`); the report is never cached.
+STAGE_TASKS = {
+    s.name: task(s.run, name=s.name, cache_policy=NO_CACHE, retries=s.retries) if s.collects else stage_task(s.name, s.run, s.retries)
+    for s in PIPELINE
+}
 parent_run_task = task(start_benchmark_run, name="mlflow-parent-run", cache_policy=NO_CACHE)
-report_task = task(run_report, name="report", cache_policy=NO_CACHE, retries=1)
 
 
 @flow(name="full-benchmark", log_prints=True)
@@ -87,17 +80,15 @@ def full_benchmark(config: BenchmarkConfig = BenchmarkConfig()) -> dict[str, Any
     """Dataset → frames+flow → frame CNNs → features → every variant → VideoLSTM fine-tuning → evaluation → report.
 
     Every stage from the frame CNNs on runs each seed of ``train.seeds``; VideoLSTM's stage
-    depends on the trained flow ConvLSTM and RGB ConvALSTM it is assembled from."""
+    depends on the trained flow ConvLSTM and RGB ConvALSTM it is assembled from. The stages and
+    what each reads are :data:`tasks.stages.PIPELINE`."""
     logger = get_run_logger()
     parent_run_id = parent_run_task(config)
-    # reused_stage: a console line for a stage Prefect answered from its cache (its task did not run)
-    index = reused_stage(dataset_task(config))
-    frames_flow = reused_stage(frames_flow_task(config, index))
-    frame_cnn = reused_stage(frame_cnn_task(config, index, frames_flow, parent_run_id))
-    features = reused_stage(features_task(config, frames_flow, frame_cnn))
-    trained = reused_stage(train_task(config, features, parent_run_id))
-    finetuned = reused_stage(finetune_task(config, features, trained, parent_run_id))
-    evaluated = reused_stage(evaluate_task(config, index, frames_flow, features, frame_cnn, trained, finetuned, parent_run_id))
-    report = report_task(config, [index, frames_flow, frame_cnn, features, trained, finetuned, evaluated], parent_run_id)
+    results: dict[str, Any] = {}
+    for s in PIPELINE:
+        outcome = STAGE_TASKS[s.name](*s.arguments(config, results, parent_run_id))
+        # reused_stage: a console line for a stage Prefect answered from its cache (its task did not run)
+        results[s.name] = outcome if s.collects else reused_stage(outcome)
+    report = results[PIPELINE[-1].name]
     logger.info(report["message"])
     return report

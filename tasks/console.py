@@ -41,12 +41,13 @@ from rich.console import Console as RichConsole
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.text import Text
 
+from videolstm.store.lineage import STAGE_COMMANDS
+
 if TYPE_CHECKING:  # annotations only
     from tasks.remote_progress import RemoteProgress
 
 #: Display name of each stage (the CLI command that runs it alone).
-STAGE_NAMES = {"index": "dataset", "frames_flow": "flow", "frame_cnn": "frame-cnn", "features": "features",
-               "train": "train", "finetune": "finetune", "evaluate": "evaluate", "report": "report"}
+STAGE_NAMES = {stage: command for stage, command in STAGE_COMMANDS.items() if stage != "dataset"}
 #: What a stage counts.
 STAGE_UNITS = {"dataset": "video", "flow": "video", "frame-cnn": "model", "features": "video", "train": "model",
                "finetune": "model", "evaluate": "evaluation"}

@@ -41,6 +41,7 @@ TASK_LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasks.train_loop", "tasks.mlflow_model", "tasks.train", "tasks.features"),
     ("tasks.evaluate",),
     ("tasks.predict", "tasks.report", "tasks.reevaluate", "tasks.sweep"),
+    ("tasks.stages",),  # the stage graph: names every stage above (by module path, imported when run)
 )
 
 
