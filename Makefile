@@ -30,9 +30,11 @@ install: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/videolstm benchmark --config $(CONFIG)
 
-# Lint (ruff, [tool.ruff]) and types of the library (mypy, [tool.mypy]) first, then the suite.
+# Lint and format check (ruff, [tool.ruff]; `ruff format .` fixes the format) and types of the
+# library (mypy, [tool.mypy]) first, then the suite.
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy videolstm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

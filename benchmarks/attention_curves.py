@@ -63,8 +63,9 @@ def last_epoch_table(curves: Curves) -> str:
         for (variant, stream), metrics in sorted(models.items()):
             last = max(metrics[METRICS[0]])
             entropy, inside, chance = (float(np.mean(metrics[m][last])) for m in METRICS)
-            lines.append(f"| {set_name} | {variant} {stream} | {len(metrics[METRICS[0]][last])} | {entropy:.3f} | {inside:.3f} | "
-                         f"{chance:.3f} | {inside / chance:.2f} |")
+            lines.append(
+                f"| {set_name} | {variant} {stream} | {len(metrics[METRICS[0]][last])} | {entropy:.3f} | {inside:.3f} | {chance:.3f} | {inside / chance:.2f} |"
+            )
     return "\n".join(lines)
 
 

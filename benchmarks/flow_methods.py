@@ -55,8 +55,7 @@ def settings() -> list[tuple[str, str, dict]]:
     return [
         ("TV-L1 OpenCV defaults (5/5/0.8/30/10)", "tvl1", dict(OPENCV_TVL1_DEFAULTS)),
         (
-            f"TV-L1 fast ({fast.tvl1_warps}/{fast.tvl1_scales}/{fast.tvl1_scale_step}/"
-            f"{fast.tvl1_inner_iterations}/{fast.tvl1_outer_iterations})",
+            f"TV-L1 fast ({fast.tvl1_warps}/{fast.tvl1_scales}/{fast.tvl1_scale_step}/{fast.tvl1_inner_iterations}/{fast.tvl1_outer_iterations})",
             "tvl1",
             {},
         ),
@@ -218,10 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         "round over the set's pairs"
     )
     print()
-    print(
-        "| frames | method | threads | pairs/s | median warp error | median zero-flow error | median ratio "
-        "| ratio after uint8 | actor EPE px (zero flow) |"
-    )
+    print("| frames | method | threads | pairs/s | median warp error | median zero-flow error | median ratio | ratio after uint8 | actor EPE px (zero flow) |")
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 

@@ -138,23 +138,29 @@ def main() -> None:
                 if workers == 2:
                     memory[len(rows_n)].append(peak_n)
                     memory[len(rows_2n)].append(peak_2n)
-            print(f"repeat {repeat + 1}: as run " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in as_run.items())
-                  + "; steady " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in steady.items()) + " pairs/s", flush=True)
+            print(
+                f"repeat {repeat + 1}: as run "
+                + ", ".join(f"{k} {v[-1]:.1f}" for k, v in as_run.items())
+                + "; steady "
+                + ", ".join(f"{k} {v[-1]:.1f}" for k, v in steady.items())
+                + " pairs/s",
+                flush=True,
+            )
         ray.shutdown()
 
     run = {k: statistics.median(v) for k, v in as_run.items()}
     rate = {k: statistics.median(v) for k, v in steady.items()}
-    print(f"\nflow stage, N = {args.videos} videos × {synthetic.frames - 1} pairs = {pairs} pairs, "
-          f"{args.method} at {flow.height}×{flow.width}, median of {args.repeats}\n")
+    print(
+        f"\nflow stage, N = {args.videos} videos × {synthetic.frames - 1} pairs = {pairs} pairs, "
+        f"{args.method} at {flow.height}×{flow.width}, median of {args.repeats}\n"
+    )
     print("| configuration | pairs/s as run (N) | vs loop | pairs/s steady (2N − N) |")
     print("|---|---:|---:|---:|")
     print(f"| plain loop, OpenCV default threads | {run['loop']:.1f} | 1.00 | {run['loop']:.1f} |")
     for workers in (1, 2):
         key = f"ray-{workers}"
-        print(f"| Ray Data, {workers} single-threaded actor{'s' if workers > 1 else ''} | {run[key]:.1f} | "
-              f"{run[key] / run['loop']:.2f} | {rate[key]:.1f} |")
-    print(f"\nper-core scaling, 2 vs 1 actor (steady): {rate['ray-2'] / rate['ray-1']:.2f}× (goal ≥ 1.8); as run: "
-          f"{run['ray-2'] / run['ray-1']:.2f}×")
+        print(f"| Ray Data, {workers} single-threaded actor{'s' if workers > 1 else ''} | {run[key]:.1f} | {run[key] / run['loop']:.2f} | {rate[key]:.1f} |")
+    print(f"\nper-core scaling, 2 vs 1 actor (steady): {rate['ray-2'] / rate['ray-1']:.2f}× (goal ≥ 1.8); as run: {run['ray-2'] / run['ray-1']:.2f}×")
     print(f"Ray Data, 2 actors vs the loop: {run['ray-2'] / run['loop']:.2f}× as run, {rate['ray-2'] / run['loop']:.2f}× steady (goal ≥ 1.1)")
     n, n2 = len(rows_n), len(rows_2n)
     m1, m2 = statistics.median(memory[n]) / 2**20, statistics.median(memory[n2]) / 2**20

@@ -58,9 +58,7 @@ def format_table(rows: list[Row]) -> str:
     """A Markdown table: what, unit, baseline, measured, measured / baseline, note."""
     lines = ["| what | unit | baseline | measured | ratio | note |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(
-            f"| {r.what} | {r.unit} | {r.baseline_name} {r.baseline:.3g} | {r.measured_name} {r.measured:.3g} | {r.ratio:.2f}× | {r.note} |"
-        )
+        lines.append(f"| {r.what} | {r.unit} | {r.baseline_name} {r.baseline:.3g} | {r.measured_name} {r.measured:.3g} | {r.ratio:.2f}× | {r.note} |")
     return "\n".join(lines)
 
 
@@ -115,7 +113,7 @@ def tvl1_row(device: torch.device, size: int, pairs: int) -> Row:
     rng = np.random.default_rng(0)
     base = cv2.GaussianBlur(rng.integers(0, 256, (size + 8, size + 8)).astype(np.float32), (0, 0), 2)
     base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    frames = np.stack([base[t % 8 : t % 8 + size, : size] for t in range(pairs + 1)])  # one pixel per frame
+    frames = np.stack([base[t % 8 : t % 8 + size, :size] for t in range(pairs + 1)])  # one pixel per frame
     config = FlowConfig(height=size, width=size)
     opencv = FlowEstimator.from_config(config)
     torch_estimator = FlowEstimator.from_config(config.model_copy(update={"method": "tvl1_torch"}))
@@ -126,8 +124,7 @@ def tvl1_row(device: torch.device, size: int, pairs: int) -> Row:
     prev, nxt = torch.from_numpy(frames[:-1]), torch.from_numpy(frames[1:])
     cpu = seconds_per_call(lambda: [opencv(frames[t], frames[t + 1]) for t in range(pairs)], torch.device("cpu"), 1, warmup=0)
     dev = seconds_per_call(lambda: tvl1_flow(prev, nxt, params, device), device, 1, warmup=1)
-    return Row(f"TV-L1 {size}² ({pairs} pairs)", "pairs/s", f"OpenCV ({cv2.getNumThreads()} threads)", pairs / cpu,
-               f"tvl1_torch {device.type}", pairs / dev)
+    return Row(f"TV-L1 {size}² ({pairs} pairs)", "pairs/s", f"OpenCV ({cv2.getNumThreads()} threads)", pairs / cpu, f"tvl1_torch {device.type}", pairs / dev)
 
 
 def vgg_rows(device: torch.device, batch: int, iterations: int) -> list[Row]:
@@ -146,6 +143,7 @@ def vgg_rows(device: torch.device, batch: int, iterations: int) -> list[Row]:
         def run() -> object:
             with torch.no_grad(), autocast(device, precision):
                 return model.eval()(x).fc7
+
         return run
 
     def step(precision: str) -> Callable[[], object]:
@@ -157,6 +155,7 @@ def vgg_rows(device: torch.device, batch: int, iterations: int) -> list[Row]:
             loss.backward()
             optimizer.step()
             return loss
+
         return run
 
     rows = []
@@ -187,6 +186,7 @@ def sequence_rows(device: torch.device, batch: int, steps: int, iterations: int,
                     logits = model(inputs["x"], flow=inputs.get("flow")).logits
                 logits.float().sum().backward()
                 return logits
+
             return go
 
         counter = FlopCounterMode(display=False)
@@ -208,14 +208,20 @@ def loader_row(device: torch.device, batch: int, steps: int, appetite: float, it
 
     host = np.random.default_rng(0).standard_normal((batch, steps, PAPER_CHANNELS, PAPER_GRID, PAPER_GRID)).astype(np.float16)
     seconds = seconds_per_call(lambda: to_device(host, device, torch.float32), device, iterations)
-    return Row(f"loader copy (B={batch}, T={steps}, float16)", "clips/s", "fastest model needs", appetite,
-               "copy delivers", batch / seconds, "the shard read itself: benchmarks/loader.py")
+    return Row(
+        f"loader copy (B={batch}, T={steps}, float16)",
+        "clips/s",
+        "fastest model needs",
+        appetite,
+        "copy delivers",
+        batch / seconds,
+        "the shard read itself: benchmarks/loader.py",
+    )
 
 
 def run_gpu_tests() -> int:
     """The ``gpu``-marked tests (CUDA paths) first: a broken path fails here, not in the table."""
-    result = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", str(REPO / "tests")],
-                            cwd=REPO, check=False)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", str(REPO / "tests")], cwd=REPO, check=False)
     return result.returncode
 
 

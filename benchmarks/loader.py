@@ -147,9 +147,14 @@ def embedded_wait(workers_list: list[int], videos: int, repeats: int) -> None:
     with tempfile.TemporaryDirectory(prefix="loader-embedded-") as tmp:
         rows = []
         for i in range(videos):
-            row = {"video_id": f"v{i}", "label": i % 8, "subset": "train", "num_frames": 36,
-                   "rgb_pool5": np.maximum(rng.standard_normal((36, 64, 7, 7), dtype=np.float32), 0).astype(np.float16),
-                   "rgb_fc7": rng.standard_normal((36, 256), dtype=np.float32).astype(np.float16)}
+            row = {
+                "video_id": f"v{i}",
+                "label": i % 8,
+                "subset": "train",
+                "num_frames": 36,
+                "rgb_pool5": np.maximum(rng.standard_normal((36, 64, 7, 7), dtype=np.float32), 0).astype(np.float16),
+                "rgb_fc7": rng.standard_normal((36, 256), dtype=np.float32).astype(np.float16),
+            }
             uri = f"{tmp}/v{i}.parquet"
             shards.write_shard(uri, row)
             rows.append({"video_id": row["video_id"], "shard": uri, "label": row["label"]})
@@ -169,8 +174,11 @@ def embedded_wait(workers_list: list[int], videos: int, repeats: int) -> None:
                 if epoch > 0:  # the first epoch warms the footer cache and the allocator
                     fractions.append(metrics["train/data_wait_fraction"])
                     seconds.append(metrics["train/epoch_seconds"])
-            print(f"  embedded ConvALSTM, {videos} videos, loader_workers {workers}: data_wait_fraction "
-                  f"{statistics.median(fractions):.3f} (median of {repeats} epochs, {statistics.median(seconds):.2f} s/epoch)", flush=True)
+            print(
+                f"  embedded ConvALSTM, {videos} videos, loader_workers {workers}: data_wait_fraction "
+                f"{statistics.median(fractions):.3f} (median of {repeats} epochs, {statistics.median(seconds):.2f} s/epoch)",
+                flush=True,
+            )
 
 
 class MotoServer:
@@ -207,10 +215,12 @@ def measure(label: str, rows, storage, args, worker_counts) -> dict[str, float]:
     out["whole video read + slice"] = whole_read_rate(rows, column, args.length, storage, args.repeats, clips=max(8, args.batch))
     for workers in worker_counts:
         out[f"snippet_batch, {workers} threads"] = loader_rate(
-            rows, column, None, args.length, args.batch, args.batches, workers, max(2, 2 * workers), storage, args.repeats)
+            rows, column, None, args.length, args.batch, args.batches, workers, max(2, 2 * workers), storage, args.repeats
+        )
     w = worker_counts[-1]
     out[f"snippet_batch rgb+flow pool5 (motion variants), {w} threads"] = loader_rate(
-        rows, column, "flow_pool5", args.length, args.batch, args.batches, w, max(2, 2 * w), storage, args.repeats)
+        rows, column, "flow_pool5", args.length, args.batch, args.batches, w, max(2, 2 * w), storage, args.repeats
+    )
     for name, rate in out.items():
         print(f"  {label:5s} {name:58s} {rate:9.1f} clips/s", flush=True)
     return out
@@ -234,9 +244,12 @@ def main() -> None:
         embedded_wait([0, 2], videos=96, repeats=args.repeats)
         return
 
-    print(f"paper-size clips: {args.length}×{CHANNELS}×{SPATIAL}×{SPATIAL} float16, batch {args.batch}; "
-          f"{args.videos} videos × {args.frames} steps; chunk_steps {args.chunk_steps}; medians of {args.repeats} passes; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"paper-size clips: {args.length}×{CHANNELS}×{SPATIAL}×{SPATIAL} float16, batch {args.batch}; "
+        f"{args.videos} videos × {args.frames} steps; chunk_steps {args.chunk_steps}; medians of {args.repeats} passes; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     limit = copy_limit(args.length, args.repeats)
     print(f"  memory-copy limit (one snippet's {args.length * CHANNELS * SPATIAL * SPATIAL * 2 / 1e6:.2f} MB): {limit:,.0f} clips/s", flush=True)
     torch_rate, numpy_rate = torch_convert_rate(args.batch, args.length, args.repeats)

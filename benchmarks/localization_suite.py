@@ -71,10 +71,8 @@ DIAGNOSTIC_SETS: dict[str, dict[str, Any]] = {
     "small-shaking-actors": {"actor_size": 0.15, "num_classes": 10, "frames": 48},
     "all-classes": {"num_classes": 12},
     # issue 21: the shapes of real UCF101-24 videos (small actors at 160×120, late starts; --early-end: early ends)
-    "ucf-small-actors": {"height": 120, "width": 160, "frames": 24, "num_classes": 6, "appearance_cue": 0.0,
-                         "actor_size": 0.12, "late_start_fraction": 0.5},
-    "ucf-320x240": {"height": 240, "width": 320, "frames": 48, "num_classes": 6, "appearance_cue": 0.0,
-                    "actor_size": 0.12, "late_start_fraction": 0.5},
+    "ucf-small-actors": {"height": 120, "width": 160, "frames": 24, "num_classes": 6, "appearance_cue": 0.0, "actor_size": 0.12, "late_start_fraction": 0.5},
+    "ucf-320x240": {"height": 240, "width": 320, "frames": 48, "num_classes": 6, "appearance_cue": 0.0, "actor_size": 0.12, "late_start_fraction": 0.5},
     # issue 21 part 3: two actors of the video's class in every video
     "two-actors": {"height": 120, "width": 160, "frames": 24, "num_classes": 6, "appearance_cue": 0.0, "actors": 2},
 }
@@ -157,8 +155,15 @@ def run_pipeline(config: BenchmarkConfig) -> tuple[list[dict[str, Any]], list[di
             if "val/attention_entropy" not in metrics:
                 continue  # no attention (or no validation)
             variant, stream, seed = parse_model_name(item.video_id)
-            health.append({"variant": variant, "stream": stream, "seed": seed, "epoch": item.counts.get("epoch"),
-                           **{k: float(v) for k, v in metrics.items() if k.startswith("val/")}})
+            health.append(
+                {
+                    "variant": variant,
+                    "stream": stream,
+                    "seed": seed,
+                    "epoch": item.counts.get("epoch"),
+                    **{k: float(v) for k, v in metrics.items() if k.startswith("val/")},
+                }
+            )
     return list(evaluated.extra.get("rows", [])), health
 
 
@@ -181,8 +186,10 @@ def suite_table(results: Mapping[str, Sequence[Mapping[str, Any]]], threshold: f
     oracle, uniform, centre and motion rows (given the class, pooled over the models), one column per set."""
     key = f"mAP_{threshold:g}"
     sets = list(results)
-    models = sorted({(r["variant"], r["stream"]) for rows in results.values() for r in rows if f"loc/{key}" in r},
-                    key=lambda m: (ATTENTION_VARIANTS.index(m[0]) if m[0] in ATTENTION_VARIANTS else 99, m[1]))
+    models = sorted(
+        {(r["variant"], r["stream"]) for rows in results.values() for r in rows if f"loc/{key}" in r},
+        key=lambda m: (ATTENTION_VARIANTS.index(m[0]) if m[0] in ATTENTION_VARIANTS else 99, m[1]),
+    )
     lines = ["| model | " + " | ".join(sets) + " |", "|:---|" + "---:|" * len(sets)]
     for variant, stream in models:
         metric = f"loc/learned/{key}" if given_class else f"loc/{key}"
@@ -199,8 +206,10 @@ def accuracy_table(results: Mapping[str, Sequence[Mapping[str, Any]]], rows: Seq
     (``loc/<row>/video_accuracy``, mean over seeds): does the trained classifier gain from
     attention on the actor (oracle) or on what moves (motion) over its own?"""
     sets = list(results)
-    models = sorted({(r["variant"], r["stream"]) for rs in results.values() for r in rs if "loc/learned/video_accuracy" in r},
-                    key=lambda m: (ATTENTION_VARIANTS.index(m[0]) if m[0] in ATTENTION_VARIANTS else 99, m[1]))
+    models = sorted(
+        {(r["variant"], r["stream"]) for rs in results.values() for r in rs if "loc/learned/video_accuracy" in r},
+        key=lambda m: (ATTENTION_VARIANTS.index(m[0]) if m[0] in ATTENTION_VARIANTS else 99, m[1]),
+    )
     lines = ["| model | " + " | ".join(f"{s}: {' / '.join(rows)}" for s in sets) + " |", "|:---|" + "---:|" * len(sets)]
     for variant, stream in models:
         cells = []
@@ -248,8 +257,15 @@ def oracle_columns(args: argparse.Namespace) -> list[tuple[str, LocalizationConf
     return columns
 
 
-def _oracle_cell(truth: Mapping[str, list[Any]], num_steps: Mapping[str, int], size: tuple[int, int], num_classes: int,
-                 config: LocalizationConfig, grid: int, threshold: float) -> str:
+def _oracle_cell(
+    truth: Mapping[str, list[Any]],
+    num_steps: Mapping[str, int],
+    size: tuple[int, int],
+    num_classes: int,
+    config: LocalizationConfig,
+    grid: int,
+    threshold: float,
+) -> str:
     """The oracle's mAP@θ / @0.5, and the same with the whole-video tube in brackets: the calibration's oracle and
     oracle_video rows (every actor rendered, tubes ranked by a model-free score)."""
     from videolstm.evaluation.calibration import reference_attention
@@ -294,9 +310,11 @@ def synthetic_truth(synthetic: SyntheticConfig, early_end: bool) -> dict[str, li
 def oracle_only(args: argparse.Namespace) -> None:
     """The oracle's video mAP per set and box-pipeline configuration, on each set's split-1 test videos (no training)."""
     columns = oracle_columns(args)
-    print(f"Oracle attention through the box pipeline, video mAP@{args.threshold:g} / @0.5 (given the class, tubes ranked "
-          f"by a model-free score; temporal extent {args.temporal_extent}; in brackets the whole-video tube), split-1 test "
-          f"videos of each set{' with every other tube ending a quarter early' if args.early_end else ''}\n")
+    print(
+        f"Oracle attention through the box pipeline, video mAP@{args.threshold:g} / @0.5 (given the class, tubes ranked "
+        f"by a model-free score; temporal extent {args.temporal_extent}; in brackets the whole-video tube), split-1 test "
+        f"videos of each set{' with every other tube ending a quarter early' if args.early_end else ''}\n"
+    )
     print("| set | " + " | ".join(label for label, _, _ in columns) + " |")
     print("|:---|" + "---:|" * len(columns))
     for name in args.sets:
@@ -309,16 +327,20 @@ def oracle_only(args: argparse.Namespace) -> None:
     if args.ucf101_24:
         truth, labels, numf = ucf101_24_truth(args)
         num_classes = max(labels.values()) + 1
-        print(f"| UCF101-24 ({len(truth)} test videos) | "
-              + " | ".join(_oracle_cell(truth, numf, (240, 320), num_classes, config, grid, args.threshold)
-                           for _, config, grid in columns) + " |")
+        print(
+            f"| UCF101-24 ({len(truth)} test videos) | "
+            + " | ".join(_oracle_cell(truth, numf, (240, 320), num_classes, config, grid, args.threshold) for _, config, grid in columns)
+            + " |"
+        )
         everything, _, all_numf = ucf101_24_truth(argparse.Namespace(**{**vars(args), "max_videos": None}))
         several = sum(len(tubes) > 1 for tubes in everything.values())
         total = sum(len(tubes) for tubes in everything.values())
         partial = sum(int(t.frames[0]) > 0 or int(t.frames[-1]) < all_numf[v] - 1 for v, tubes in everything.items() for t in tubes)
         print(f"\nUCF101-24 test list: {partial} of the {total} tubes start after the first or end before the last frame")
-        print(f"\nUCF101-24 test list: {len(everything)} videos, {total} tubes, {several} videos with several tubes: "
-              f"one tube per video can match at most {len(everything)} of the {total} tubes ({len(everything) / total:.0%})")
+        print(
+            f"\nUCF101-24 test list: {len(everything)} videos, {total} tubes, {several} videos with several tubes: "
+            f"one tube per video can match at most {len(everything)} of the {total} tubes ({len(everything) / total:.0%})"
+        )
 
 
 def ucf101_24_truth(args: argparse.Namespace) -> tuple[dict[str, list[Any]], dict[str, int], int]:
@@ -332,8 +354,7 @@ def ucf101_24_truth(args: argparse.Namespace) -> tuple[dict[str, list[Any]], dic
     videos = [v for v in dict.fromkeys(names) if v in annotations]
     if args.max_videos and len(videos) > args.max_videos:
         videos = videos[:: math.ceil(len(videos) / args.max_videos)]
-    return ({v: annotations[v].tubes for v in videos}, {v: annotations[v].label for v in videos},
-            {v: annotations[v].numf for v in videos})
+    return ({v: annotations[v].tubes for v in videos}, {v: annotations[v].label for v in videos}, {v: annotations[v].numf for v in videos})
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,20 +369,29 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="smoke run: 3 classes × 6 videos, ≤ 16 frames, small networks")
     parser.add_argument("--root", default="runs/localization_suite", help="storage root (stages are cached here)")
     parser.add_argument("--cpus", type=int, default=None, help="Ray CPUs (default: all)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key for every set (repeatable, dotted keys, YAML values), as videolstm --set")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key for every set (repeatable, dotted keys, YAML values), as videolstm --set",
+    )
     parser.add_argument("--threshold", type=float, default=0.2, help="IoU of the mAP in the tables")
     parser.add_argument("--oracle-only", action="store_true", help="the oracle through the box pipeline, no training")
     parser.add_argument("--grid", nargs="+", type=int, default=[7], help="--oracle-only: attention grid sizes")
     parser.add_argument("--sigma", nargs="+", type=float, default=[LocalizationConfig().sigma], help="--oracle-only: sigmas (cells, box method paper)")
-    parser.add_argument("--box-method", nargs="+", default=[LocalizationConfig().box_method], choices=["extent", "paper"],
-                        help="--oracle-only: box methods")
+    parser.add_argument("--box-method", nargs="+", default=[LocalizationConfig().box_method], choices=["extent", "paper"], help="--oracle-only: box methods")
     parser.add_argument("--max-tubes", nargs="+", type=int, default=[1], help="--oracle-only: tubes per video")
-    parser.add_argument("--temporal-extent", default=LocalizationConfig().temporal_extent, choices=["boxes", "evidence", "video"],
-                        help="--oracle-only: the tube's frames (the bracketed figures: always the whole video)")
+    parser.add_argument(
+        "--temporal-extent",
+        default=LocalizationConfig().temporal_extent,
+        choices=["boxes", "evidence", "video"],
+        help="--oracle-only: the tube's frames (the bracketed figures: always the whole video)",
+    )
     parser.add_argument("--early-end", action="store_true", help="--oracle-only: every other synthetic tube ends a quarter early")
-    parser.add_argument("--ucf101-24", nargs=2, metavar=("PICKLE", "TESTLIST"),
-                        help="--oracle-only: also the real UCF101-24 ground truth (pyannot.pkl and its test list)")
+    parser.add_argument(
+        "--ucf101-24", nargs=2, metavar=("PICKLE", "TESTLIST"), help="--oracle-only: also the real UCF101-24 ground truth (pyannot.pkl and its test list)"
+    )
     parser.add_argument("--max-videos", type=int, default=None, help="--ucf101-24: every k-th test video, about this many")
     args = parser.parse_args()
     if args.oracle_only:
@@ -383,20 +413,38 @@ def main() -> None:
             print(f"[{name}, seeds {config.train.seeds}] {len(rows)} models evaluated in {time.perf_counter() - t0:.0f} s", flush=True)
     elapsed = time.perf_counter() - started
     out = Path(args.root) / "localization_suite.json"
-    out.write_text(json.dumps({"sets": {n: set_config(n, args.tiny) for n in args.sets}, "seeds": args.seeds, "epochs": args.epochs,
-                               "tiny": args.tiny, "rows": results, "health": health}, indent=1, default=float))
+    out.write_text(
+        json.dumps(
+            {
+                "sets": {n: set_config(n, args.tiny) for n in args.sets},
+                "seeds": args.seeds,
+                "epochs": args.epochs,
+                "tiny": args.tiny,
+                "rows": results,
+                "health": health,
+            },
+            indent=1,
+            default=float,
+        )
+    )
     seeds = ", ".join(map(str, args.seeds))
-    print(f"\nLocalization suite{' (tiny smoke run)' if args.tiny else ''}: video mAP@{args.threshold:g}, mean ± sd over "
-          f"seeds {seeds}, {args.epochs} epoch(s); learned rows with the predicted class (the paper's protocol), "
-          f"oracle / uniform / centre / motion given the class (pooled over the models)\n")
+    print(
+        f"\nLocalization suite{' (tiny smoke run)' if args.tiny else ''}: video mAP@{args.threshold:g}, mean ± sd over "
+        f"seeds {seeds}, {args.epochs} epoch(s); learned rows with the predicted class (the paper's protocol), "
+        f"oracle / uniform / centre / motion given the class (pooled over the models)\n"
+    )
     print(suite_table(results, args.threshold))
     print("\nThe same, every row given the class (localization alone):\n")
     print(suite_table(results, args.threshold, given_class=True))
-    print("\nWhole-video accuracy of each model under its own (learned), the oracle's, the motion and uniform attention "
-          "(mean over seeds): a classifier that does not gain from the oracle has no reason to learn to localize\n")
+    print(
+        "\nWhole-video accuracy of each model under its own (learned), the oracle's, the motion and uniform attention "
+        "(mean over seeds): a classifier that does not gain from the oracle has no reason to learn to localize\n"
+    )
     print(accuracy_table(results))
-    print("\nAttention health of the exported checkpoints (validation centre snippets): normalised entropy H "
-          "(1 = uniform), attention mass in the ground-truth box (uniform attention's share in brackets)\n")
+    print(
+        "\nAttention health of the exported checkpoints (validation centre snippets): normalised entropy H "
+        "(1 = uniform), attention mass in the ground-truth box (uniform attention's share in brackets)\n"
+    )
     print(health_table(health))
     print(f"\n{elapsed / 60:.1f} min (noisy: shared machine); rows in {out}; MLflow experiment 'localization-suite' under {args.root}")
 

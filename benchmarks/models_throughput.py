@@ -152,8 +152,7 @@ def bench_variants(args: argparse.Namespace) -> None:
     print("|---|---|---:|---:|---:|---:|---:|")
     for name, kind, flops, med, lo, hi, ratio in rows:
         print(
-            f"| {name} | {kind} | {flops / 1e9:.1f} | {med:.3f} ({lo:.3f}–{hi:.3f}) | {args.batch / med:.2f} | "
-            f"{flops / med / 1e9:.1f} | {100 * ratio:.0f}% |"
+            f"| {name} | {kind} | {flops / 1e9:.1f} | {med:.3f} ({lo:.3f}–{hi:.3f}) | {args.batch / med:.2f} | {flops / med / 1e9:.1f} | {100 * ratio:.0f}% |"
         )
     sys.stdout.flush()
 

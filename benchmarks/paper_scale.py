@@ -96,8 +96,11 @@ def stage_decode(videos: list[str], height: int, width: int) -> dict:
         decoded = decode_video(path, size=(height, width))
         seconds.append(time.perf_counter() - started)
         frames.append(decoded.shape[0])
-    return {"s_per_video": statistics.median(seconds), "frames": statistics.median(frames),
-            "bytes_per_video": statistics.median(os.path.getsize(p) for p in videos)}
+    return {
+        "s_per_video": statistics.median(seconds),
+        "frames": statistics.median(frames),
+        "bytes_per_video": statistics.median(os.path.getsize(p) for p in videos),
+    }
 
 
 def stage_flow(video: str, config_dict: dict, max_frames: int | None) -> dict:
@@ -142,11 +145,15 @@ def jpeg_storage(video: str, config_dict: dict, height: int, width: int, frames:
     raw = shards.write_shard(raw_uri, {"frames": decoded, "flow": flow})
     n = decoded.shape[0]
     return {
-        "frames": n, "bytes_per_frame": size / n, "raw_bytes_per_frame": raw / n,
+        "frames": n,
+        "bytes_per_frame": size / n,
+        "raw_bytes_per_frame": raw / n,
         "rgb_per_frame": by_column.get("frames", 0) / n,
-        "flow_x_per_frame": by_column.get("flow_0", 0) / (n - 1), "flow_y_per_frame": by_column.get("flow_1", 0) / (n - 1),
-        "epe_mean": float(epe.mean()), "epe_p99": float(np.percentile(epe, 99)),
-        "flow_magnitude_mean": float(np.sqrt((a ** 2).sum(-1)).mean()),
+        "flow_x_per_frame": by_column.get("flow_0", 0) / (n - 1),
+        "flow_y_per_frame": by_column.get("flow_1", 0) / (n - 1),
+        "epe_mean": float(epe.mean()),
+        "epe_p99": float(np.percentile(epe, 99)),
+        "flow_magnitude_mean": float(np.sqrt((a**2).sum(-1)).mean()),
         "quality": config.jpeg_quality,
     }
 
@@ -231,8 +238,7 @@ def stage_loader(videos: int, frames: int, batch: int, batches: int, repeats: in
         rows, size = write_videos(tmp, videos, frames, None, 8)
         rate = loader_rate(rows, "rgb_pool5", None, 30, batch, batches, workers, 2 * max(workers, 1), None, repeats)
         whole = whole_read_rate(rows, "rgb_pool5", 30, None, repeats, clips=batch)
-    return {"clips_per_s": rate, "whole_read_clips_per_s": whole, "copy_limit": copy_limit(30, repeats),
-            "bytes_per_video": size / videos, "workers": workers}
+    return {"clips_per_s": rate, "whole_read_clips_per_s": whole, "copy_limit": copy_limit(30, repeats), "bytes_per_video": size / videos, "workers": workers}
 
 
 # ----------------------------------------------------------------------------------------
@@ -241,6 +247,7 @@ def stage_loader(videos: int, frames: int, batch: int, batches: int, repeats: in
 
 def split_counts() -> tuple[int, int]:
     """(train, test) videos of UCF101 split 1 from the real split files (9,537 / 3,783)."""
+
     def lines(name: str) -> int:
         return sum(1 for line in (SPLIT_FILES / name).read_text().splitlines() if line.strip())
 
@@ -271,9 +278,12 @@ def main() -> None:
     parser.add_argument("--storage-frames", type=int, default=40, help="frames per class for the 320×240 storage measurement")
     parser.add_argument("--feature-frames", type=int, default=8, help="frames per stream through VGG-16 (scaled to a video)")
     parser.add_argument("--train-batch", type=int, default=2, help="clips in the timed CPU training step (ConvALSTM)")
-    parser.add_argument("--gpu-tflops", type=float, default=15.0,
-                        help="sustained GPU throughput assumed for the projection (default 15: about half an A10G's 31 TFLOP/s FP32 peak; "
-                             "cluster.yaml names g5.xlarge)")
+    parser.add_argument(
+        "--gpu-tflops",
+        type=float,
+        default=15.0,
+        help="sustained GPU throughput assumed for the projection (default 15: about half an A10G's 31 TFLOP/s FP32 peak; cluster.yaml names g5.xlarge)",
+    )
     parser.add_argument("--loader-videos", type=int, default=8)
     parser.add_argument("--jpeg-quality", type=int, default=None, help="override flow.jpeg_quality of the config")
     args = parser.parse_args()
@@ -283,10 +293,13 @@ def main() -> None:
     f = config.flow
     source = Path(args.config).relative_to(REPO) if Path(args.config).is_relative_to(REPO) else args.config
     print(f"# paper scale on this CPU ({os.cpu_count()} cores), sizes from {source}")
-    print(f"flow {f.method} {f.height}×{f.width} ({f.threads_per_worker} thread/worker, {f.workers} workers); frame CNN {config.frame_cnn.arch} "
-          f"(random weights), flow stack {config.frame_cnn.flow_stack}; features {config.features.dtype}; model hidden "
-          f"{config.train.model.hidden_channels}/{config.train.model.lstm_hidden}, FC {config.train.model.fc_dim}; frames+flow as "
-          f"{f.image_format} q{f.jpeg_quality}; load average at start {os.getloadavg()[0]:.1f}\n", flush=True)
+    print(
+        f"flow {f.method} {f.height}×{f.width} ({f.threads_per_worker} thread/worker, {f.workers} workers); frame CNN {config.frame_cnn.arch} "
+        f"(random weights), flow stack {config.frame_cnn.flow_stack}; features {config.features.dtype}; model hidden "
+        f"{config.train.model.hidden_channels}/{config.train.model.lstm_hidden}, FC {config.train.model.fc_dim}; frames+flow as "
+        f"{f.image_format} q{f.jpeg_quality}; load average at start {os.getloadavg()[0]:.1f}\n",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory(prefix="paper-scale-") as tmp:
         if args.videos_dir is None:
@@ -304,27 +317,63 @@ def main() -> None:
         frames = dec["frames"]
         rows.append(("decode (+ resize)", dec["s_per_video"], dec["bytes_per_video"], dec["peak_mb"], f"{len(videos)} videos, median; bytes = the .avi"))
         flow = in_process("stage_flow", video=videos[0], config_dict=config_dict, max_frames=args.flow_frames, threads=1)
-        rows.append((f"flow {f.method} {f.height}×{f.width}", flow["s_per_pair"] * (frames - 1), None, flow["peak_mb"],
-                     f"{flow['s_per_pair']:.3f} s/pair × {frames - 1:.0f} pairs, {flow['pairs']} pairs timed, 1 thread"))
-        st224 = in_process("jpeg_storage", video=videos[0], config_dict=config_dict, height=f.height, width=f.width,
-                           frames=min(frames, args.storage_frames), out=tmp)
-        rows.append((f"frames+flow shard {f.height}×{f.width}", None, st224["bytes_per_frame"] * frames, st224["peak_mb"],
-                     f"{st224['bytes_per_frame'] / 1e3:.1f} KB/frame JPEG q{st224['quality']} (raw uint8 zstd: {st224['raw_bytes_per_frame'] / 1e3:.1f} KB)"))
+        rows.append(
+            (
+                f"flow {f.method} {f.height}×{f.width}",
+                flow["s_per_pair"] * (frames - 1),
+                None,
+                flow["peak_mb"],
+                f"{flow['s_per_pair']:.3f} s/pair × {frames - 1:.0f} pairs, {flow['pairs']} pairs timed, 1 thread",
+            )
+        )
+        st224 = in_process(
+            "jpeg_storage", video=videos[0], config_dict=config_dict, height=f.height, width=f.width, frames=min(frames, args.storage_frames), out=tmp
+        )
+        rows.append(
+            (
+                f"frames+flow shard {f.height}×{f.width}",
+                None,
+                st224["bytes_per_frame"] * frames,
+                st224["peak_mb"],
+                f"{st224['bytes_per_frame'] / 1e3:.1f} KB/frame JPEG q{st224['quality']} (raw uint8 zstd: {st224['raw_bytes_per_frame'] / 1e3:.1f} KB)",
+            )
+        )
         feat = in_process("stage_features", video=videos[0], config_dict=config_dict, frames=args.feature_frames, out=tmp, threads=2)
         s_feat = (feat["s_per_frame"]["rgb"] + feat["s_per_frame"]["flow"]) * frames
-        rows.append(("features VGG-16 (both streams)", s_feat, feat["bytes_per_frame"] * frames, feat["peak_mb"],
-                     f"{feat['frames']} frames/stream timed, ×{frames:.0f} frames; {feat['flops_per_frame']['rgb'] / 1e9:.1f} + "
-                     f"{feat['flops_per_frame']['flow'] / 1e9:.1f} GFLOP/frame"))
+        rows.append(
+            (
+                "features VGG-16 (both streams)",
+                s_feat,
+                feat["bytes_per_frame"] * frames,
+                feat["peak_mb"],
+                f"{feat['frames']} frames/stream timed, ×{frames:.0f} frames; {feat['flops_per_frame']['rgb'] / 1e9:.1f} + "
+                f"{feat['flops_per_frame']['flow'] / 1e9:.1f} GFLOP/frame",
+            )
+        )
         variants = list(config.train.variants)
-        train = in_process("stage_train", config_dict=config_dict, batch=args.train_batch, length=config.train.snippet_length,
-                           variants=variants, threads=2)
+        train = in_process("stage_train", config_dict=config_dict, batch=args.train_batch, length=config.train.snippet_length, variants=variants, threads=2)
         cpu_clip = train["cpu_s_per_clip"].get("convalstm")
-        rows.append(("train step ConvALSTM (fwd+bwd, 30 steps)", cpu_clip, None, train["peak_mb"],
-                     f"s per clip at batch {train['batch']}; {train['flops_per_clip']['convalstm'] / 1e9:.0f} GFLOP/clip"))
-        storage320 = [in_process("jpeg_storage", video=video, config_dict=config_dict, height=240, width=320,
-                                 frames=args.storage_frames, out=tmp) for video in videos]
-        loader = in_process("stage_loader", videos=args.loader_videos, frames=UCF101_MEAN_FRAMES - 6, batch=config.train.batch_size,
-                            batches=6, repeats=5, workers=config.train.loader_workers)
+        rows.append(
+            (
+                "train step ConvALSTM (fwd+bwd, 30 steps)",
+                cpu_clip,
+                None,
+                train["peak_mb"],
+                f"s per clip at batch {train['batch']}; {train['flops_per_clip']['convalstm'] / 1e9:.0f} GFLOP/clip",
+            )
+        )
+        storage320 = [
+            in_process("jpeg_storage", video=video, config_dict=config_dict, height=240, width=320, frames=args.storage_frames, out=tmp) for video in videos
+        ]
+        loader = in_process(
+            "stage_loader",
+            videos=args.loader_videos,
+            frames=UCF101_MEAN_FRAMES - 6,
+            batch=config.train.batch_size,
+            batches=6,
+            repeats=5,
+            workers=config.train.loader_workers,
+        )
 
     print(f"\n## Per stage, measured on this CPU (per video of the real-format set; load average now {os.getloadavg()[0]:.1f})\n")
     print("| stage | s / video | bytes / video | peak memory | how |")
@@ -333,9 +382,11 @@ def main() -> None:
         print(f"| {name} | {'' if secs is None else f'{secs:.1f}'} | {'' if size is None else fmt_bytes(size)} | {peak:.0f} MB | {how} |")
     print(f"\nVideos: {frames:.0f} frames each (7 s at 25 fps); the training row is per clip, not per video.")
     print(f"\n## Loader at paper size (30×512×7×7 float16, batch {config.train.batch_size}, {loader['workers']} threads, local disk)\n")
-    print(f"snippet_batch: {loader['clips_per_s']:.0f} clips/s; whole-video read + slice (the old access pattern): "
-          f"{loader['whole_read_clips_per_s']:.0f} clips/s; memory-copy limit in the same run: {loader['copy_limit']:,.0f} clips/s "
-          f"(medians of 5 passes; feature shard {fmt_bytes(loader['bytes_per_video'])} per {UCF101_MEAN_FRAMES - 6}-frame video)")
+    print(
+        f"snippet_batch: {loader['clips_per_s']:.0f} clips/s; whole-video read + slice (the old access pattern): "
+        f"{loader['whole_read_clips_per_s']:.0f} clips/s; memory-copy limit in the same run: {loader['copy_limit']:,.0f} clips/s "
+        f"(medians of 5 passes; feature shard {fmt_bytes(loader['bytes_per_video'])} per {UCF101_MEAN_FRAMES - 6}-frame video)"
+    )
 
     # storage at 320x240 on every sample
     print("\n## Frames + flow as JPEG at 320×240 on real footage (one video per class)\n")
@@ -345,11 +396,15 @@ def main() -> None:
     for video, s in zip(videos, storage320):
         totals.append(s["bytes_per_frame"])
         epes.append(s["epe_mean"])
-        print(f"| {Path(video).stem} | {s['frames']} | {s['rgb_per_frame'] / 1e3:.1f} KB | {s['flow_x_per_frame'] / 1e3:.1f} KB | "
-              f"{s['flow_y_per_frame'] / 1e3:.1f} KB | {s['bytes_per_frame'] / 1e3:.1f} KB | {s['raw_bytes_per_frame'] / 1e3:.1f} KB | "
-              f"{s['epe_mean']:.3f} / {s['epe_p99']:.3f} | {s['flow_magnitude_mean']:.2f} |")
-    print(f"\nmean over videos: {statistics.mean(totals) / 1e3:.1f} KB per frame, EPE {statistics.mean(epes):.3f} px "
-          f"(JPEG q{config.flow.jpeg_quality}; quantisation step {2 * config.flow.bound / 255:.3f} px)")
+        print(
+            f"| {Path(video).stem} | {s['frames']} | {s['rgb_per_frame'] / 1e3:.1f} KB | {s['flow_x_per_frame'] / 1e3:.1f} KB | "
+            f"{s['flow_y_per_frame'] / 1e3:.1f} KB | {s['bytes_per_frame'] / 1e3:.1f} KB | {s['raw_bytes_per_frame'] / 1e3:.1f} KB | "
+            f"{s['epe_mean']:.3f} / {s['epe_p99']:.3f} | {s['flow_magnitude_mean']:.2f} |"
+        )
+    print(
+        f"\nmean over videos: {statistics.mean(totals) / 1e3:.1f} KB per frame, EPE {statistics.mean(epes):.3f} px "
+        f"(JPEG q{config.flow.jpeg_quality}; quantisation step {2 * config.flow.bound / 255:.3f} px)"
+    )
 
     # projection
     n_train, n_test = split_counts()
@@ -368,32 +423,48 @@ def main() -> None:
     feature_flops = vgg_fwd * F * n * len(config.train.seeds)
     flow_cpu_h = flow["s_per_pair"] * (F - 1) * n / 3600
     decode_cpu_h = dec["s_per_video"] / frames * F * n / 3600
-    print(f"\n## PROJECTION (not measured) to UCF101 split 1: {n:,} videos ({n_train:,} train / {n_test:,} test, from the split files), "
-          f"{F} frames each (UCF101's mean), the configuration above, {len(config.train.seeds)} seeds\n")
+    print(
+        f"\n## PROJECTION (not measured) to UCF101 split 1: {n:,} videos ({n_train:,} train / {n_test:,} test, from the split files), "
+        f"{F} frames each (UCF101's mean), the configuration above, {len(config.train.seeds)} seeds\n"
+    )
     print("| quantity | projected | from |")
     print("|---|---|---|")
-    print(f"| storage: videos | "
-          f"{dec['bytes_per_video'] / frames * F * n / 1e9:.1f} GB | .avi bytes/frame of the real-format set (the official archive is 6.5 GB) |")
-    print(f"| storage: frames+flow ({f.height}×{f.width}, JPEG q{f.jpeg_quality}) | "
-          f"{st224['bytes_per_frame'] * F * n / 1e9:.1f} GB | {st224['bytes_per_frame'] / 1e3:.1f} KB/frame measured |")
-    print(f"| storage: features ({config.features.dtype}, per seed) | "
-          f"{feat['bytes_per_frame'] * F * n / 1e9:.1f} GB × {len(config.train.seeds)} seeds | "
-          f"{feat['bytes_per_frame'] / 1e3:.1f} KB/frame measured (random-weight VGG-16) |")
+    print(
+        f"| storage: videos | "
+        f"{dec['bytes_per_video'] / frames * F * n / 1e9:.1f} GB | .avi bytes/frame of the real-format set (the official archive is 6.5 GB) |"
+    )
+    print(
+        f"| storage: frames+flow ({f.height}×{f.width}, JPEG q{f.jpeg_quality}) | "
+        f"{st224['bytes_per_frame'] * F * n / 1e9:.1f} GB | {st224['bytes_per_frame'] / 1e3:.1f} KB/frame measured |"
+    )
+    print(
+        f"| storage: features ({config.features.dtype}, per seed) | "
+        f"{feat['bytes_per_frame'] * F * n / 1e9:.1f} GB × {len(config.train.seeds)} seeds | "
+        f"{feat['bytes_per_frame'] / 1e3:.1f} KB/frame measured (random-weight VGG-16) |"
+    )
     print(f"| decode CPU-hours | {decode_cpu_h:.1f} h | {dec['s_per_video'] / frames * 1e3:.1f} ms/frame measured |")
     print(f"| flow CPU-hours ({f.method} {f.height}×{f.width}, 1 thread) | {flow_cpu_h:.0f} h | {flow['s_per_pair']:.3f} s/pair measured |")
     print(f"| flow wall time on {f.workers} flow workers | {flow_cpu_h / f.workers:.1f} h | CPU-hours / workers, each a core as fast as this one |")
-    print(f"| frame-CNN training GPU-hours (VGG-16 ×2 streams) | "
-          f"{cnn_train_flops / gpu / 3600:.1f} h | 3 × fwd FLOPs × {fc.frames_per_video} frames × {n_train:,} × {fc.epochs} epochs × seeds |")
+    print(
+        f"| frame-CNN training GPU-hours (VGG-16 ×2 streams) | "
+        f"{cnn_train_flops / gpu / 3600:.1f} h | 3 × fwd FLOPs × {fc.frames_per_video} frames × {n_train:,} × {fc.epochs} epochs × seeds |"
+    )
     print(f"| feature extraction GPU-hours | {feature_flops / gpu / 3600:.1f} h | {vgg_fwd / 1e9:.1f} GFLOP/frame (both streams) × frames × seeds |")
-    print(f"| sequence-model training GPU-hours | "
-          f"{train_flops / gpu / 3600:.1f} h | fwd+bwd FLOPs/clip × {n_train:,} × {e} epochs, {sum(runs.values())} models (+ VideoLSTM fine-tuning) |")
+    print(
+        f"| sequence-model training GPU-hours | "
+        f"{train_flops / gpu / 3600:.1f} h | fwd+bwd FLOPs/clip × {n_train:,} × {e} epochs, {sum(runs.values())} models (+ VideoLSTM fine-tuning) |"
+    )
     print(f"| evaluation GPU-hours (25 segments × 30 frames) | {eval_flops / gpu / 3600:.1f} h | fwd FLOPs/clip × 25 × {n_test:,} per model |")
     need = gpu / train["flops_per_clip"]["convalstm"]
-    print(f"| ConvALSTM clips/s one GPU consumes | "
-          f"{need:.0f} clips/s | {args.gpu_tflops:g} TFLOP/s / {train['flops_per_clip']['convalstm'] / 1e9:.0f} GFLOP per clip; "
-          f"the loader above: {loader['clips_per_s']:.0f} |")
-    print(f"\nGPU figures assume {args.gpu_tflops:g} TFLOP/s sustained (--gpu-tflops); FLOPs per model (fwd+bwd, GFLOP/clip): "
-          + ", ".join(f"{v} {train['flops_per_clip'][v] / 1e9:.0f}" for v in variants))
+    print(
+        f"| ConvALSTM clips/s one GPU consumes | "
+        f"{need:.0f} clips/s | {args.gpu_tflops:g} TFLOP/s / {train['flops_per_clip']['convalstm'] / 1e9:.0f} GFLOP per clip; "
+        f"the loader above: {loader['clips_per_s']:.0f} |"
+    )
+    print(
+        f"\nGPU figures assume {args.gpu_tflops:g} TFLOP/s sustained (--gpu-tflops); FLOPs per model (fwd+bwd, GFLOP/clip): "
+        + ", ".join(f"{v} {train['flops_per_clip'][v] / 1e9:.0f}" for v in variants)
+    )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,14 @@ def random_model(config: BenchmarkConfig, variant: str, num_classes: int) -> Tra
         cnns[stream] = build_from_spec(ModelSpec(f.arch, num_classes, overrides, kind="frame_cnn")).eval()
     probe = cnns["rgb"](torch.zeros(1, 3, config.flow.height, config.flow.width))
     _, channels, h, w = probe.pool5.shape
-    sizes = {"input_channels": channels, "flow_channels": channels, "input_dim": probe.fc7.shape[1],
-             "flow_dim": probe.fc7.shape[1], "spatial_size": (h, w), **config.train.model.model_dump()}
+    sizes = {
+        "input_channels": channels,
+        "flow_channels": channels,
+        "input_dim": probe.fc7.shape[1],
+        "flow_dim": probe.fc7.shape[1],
+        "spatial_size": (h, w),
+        **config.train.model.model_dump(),
+    }
     model = build_model(variant, num_classes, **sizes).eval()
     return TrainedModel(variant, variant, "rgb", model, cnns, config, [f"class {i}" for i in range(num_classes)])
 
@@ -94,17 +100,27 @@ def main() -> None:
         cluster = yaml.safe_load((REPO / "infra" / "configs" / "cluster.yaml").read_text())
         presets = {
             "embedded": load_config(None),
-            "cluster": load_config({"flow": {**cluster["flow"], "max_frames": args.cluster_frames},
-                                    "frame_cnn": {"arch": "vgg16"}, "features": cluster["features"],
-                                    "train": {"model": cluster["train"]["model"]}}),
+            "cluster": load_config(
+                {
+                    "flow": {**cluster["flow"], "max_frames": args.cluster_frames},
+                    "frame_cnn": {"arch": "vgg16"},
+                    "features": cluster["features"],
+                    "train": {"model": cluster["train"]["model"]},
+                }
+            ),
         }
         for name, config in presets.items():
             started = time.perf_counter()
             trained = random_model(config, "videolstm", 101)
             seconds = stage_seconds(trained, videos)
-            results[name] = {"per_video_seconds": seconds, "total": sum(seconds.values()),
-                             "flow": f"{config.flow.method} {config.flow.height}²", "frame_cnn": config.frame_cnn.arch,
-                             "max_frames": config.flow.max_frames, "wall": time.perf_counter() - started}
+            results[name] = {
+                "per_video_seconds": seconds,
+                "total": sum(seconds.values()),
+                "flow": f"{config.flow.method} {config.flow.height}²",
+                "frame_cnn": config.frame_cnn.arch,
+                "max_frames": config.flow.max_frames,
+                "wall": time.perf_counter() - started,
+            }
             row = "  ".join(f"{s} {v:.3f}" for s, v in seconds.items())
             print(f"{name:9s} VideoLSTM, s/video: {row}  total {sum(seconds.values()):.2f}")
     if args.model:
@@ -118,8 +134,10 @@ def main() -> None:
             summary = run_batch(config, args.model, str(folder), str(work / f"scored-{workers}"), workers)
             wall = time.perf_counter() - started
             rates[workers] = summary["ok"] / wall
-            print(f"batch, {workers} worker(s): {summary['ok']} ok, {summary['failed']} failed in {wall:.1f} s "
-                  f"({rates[workers]:.2f} videos/s, Ray start-up and model loading included)")
+            print(
+                f"batch, {workers} worker(s): {summary['ok']} ok, {summary['failed']} failed in {wall:.1f} s "
+                f"({rates[workers]:.2f} videos/s, Ray start-up and model loading included)"
+            )
         results["batch"] = {"videos_per_second": rates, "ratio_2_vs_1": rates[2] / rates[1]}
         print(f"2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
     (work / "predict-benchmark.json").write_text(json.dumps(results, indent=2))

@@ -47,25 +47,39 @@ def write_features(root: str, videos: int, frames: int, channels: int, fc_dim: i
         shards.write_shard(uri, row)
         items.append(ItemResult(video_id=vid, status="ok", key="bench", label=i % classes, subset="train", shard=uri, counts={"num_frames": frames}))
     manifest = write_manifest(stage.manifest_uri, items)
-    return StageResult(stage="features", uri=stage.uri, manifest_uri=manifest, lineage="bench", content="bench", ok=videos,
-                       extra={"feature_sizes": {"channels": channels, "spatial_size": [7, 7], "fc7_dim": fc_dim}, "num_classes": classes,
-                              "manifests": {"0": manifest}, "contents": {"0": "bench"}})
+    return StageResult(
+        stage="features",
+        uri=stage.uri,
+        manifest_uri=manifest,
+        lineage="bench",
+        content="bench",
+        ok=videos,
+        extra={
+            "feature_sizes": {"channels": channels, "spatial_size": [7, 7], "fc7_dim": fc_dim},
+            "num_classes": classes,
+            "manifests": {"0": manifest},
+            "contents": {"0": "bench"},
+        },
+    )
 
 
 def bench_config(root: str, tag: str, **train):
     """A configuration writing under ``root/tag`` with the training options given."""
-    return load_config({
-        "storage": {"root": f"{root}/{tag}"},
-        "mlflow": {"experiment": "bench"},
-        "train": {"streams": ["rgb"], "seeds": [0], "keep_checkpoints": 1, "val_fraction": 0.0, **train},
-    })
+    return load_config(
+        {
+            "storage": {"root": f"{root}/{tag}"},
+            "mlflow": {"experiment": "bench"},
+            "train": {"streams": ["rgb"], "seeds": [0], "keep_checkpoints": 1, "val_fraction": 0.0, **train},
+        }
+    )
 
 
 def fit_seconds(features: StageResult, root: str, variant: str, workers: int, threads: int, epochs: int, tag: str) -> float:
     from tasks.train import run_jobs, sequence_job
 
-    config = bench_config(root, tag, variants=[variant], epochs=epochs, workers=workers, cpus_per_worker=threads,
-                          lr=1e-3 + sum(map(ord, tag)) * 1e-9)  # a distinct run key per fit
+    config = bench_config(
+        root, tag, variants=[variant], epochs=epochs, workers=workers, cpus_per_worker=threads, lr=1e-3 + sum(map(ord, tag)) * 1e-9
+    )  # a distinct run key per fit
     job = sequence_job(config, variant, "rgb", 0, features, None, register=False)
     started = time.perf_counter()
     outcomes, _ = run_jobs(config, [job], "train")
@@ -86,8 +100,14 @@ def main() -> None:
 
     defaults = load_config()
     with tempfile.TemporaryDirectory() as tmp:
-        features = write_features(tmp, args.videos, defaults.dataset.synthetic.frames, defaults.frame_cnn.channels[-1],
-                                  defaults.frame_cnn.fc_dim, defaults.dataset.synthetic.num_classes)
+        features = write_features(
+            tmp,
+            args.videos,
+            defaults.dataset.synthetic.frames,
+            defaults.frame_cnn.channels[-1],
+            defaults.frame_cnn.fc_dim,
+            defaults.dataset.synthetic.num_classes,
+        )
         ray.init(address="local", num_cpus=2, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", log_to_driver=False)
         rates: dict[str, list[float]] = {"1 worker × 2 threads": [], "2 workers × 1 thread (DDP, gloo)": []}
         for repeat in range(args.repeats):

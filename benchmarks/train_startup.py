@@ -32,8 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.train_scaling import bench_config, write_features
 from videolstm.config import load_config
 
-MATRIX = [("lstm", "rgb"), ("lstm", "flow"), ("alstm", "rgb"), ("alstm", "flow"), ("convlstm", "rgb"),
-          ("convlstm", "flow"), ("convalstm", "rgb"), ("convalstm", "flow"), ("motion_alstm", "rgb")]
+MATRIX = [
+    ("lstm", "rgb"),
+    ("lstm", "flow"),
+    ("alstm", "rgb"),
+    ("alstm", "flow"),
+    ("convlstm", "rgb"),
+    ("convlstm", "flow"),
+    ("convalstm", "rgb"),
+    ("convalstm", "flow"),
+    ("motion_alstm", "rgb"),
+]
 
 
 def jobs_for(features, root: str, tag: str, epochs: int):
@@ -79,18 +88,24 @@ def main() -> None:
     defaults = load_config()
     results: dict[str, list[dict[str, float]]] = {"one trainer per model (before)": [], "one queue, 2 trainers (now)": []}
     with tempfile.TemporaryDirectory() as tmp:
-        features = write_features(tmp, args.videos, defaults.dataset.synthetic.frames, defaults.frame_cnn.channels[-1],
-                                  defaults.frame_cnn.fc_dim, defaults.dataset.synthetic.num_classes)
+        features = write_features(
+            tmp,
+            args.videos,
+            defaults.dataset.synthetic.frames,
+            defaults.frame_cnn.channels[-1],
+            defaults.frame_cnn.fc_dim,
+            defaults.dataset.synthetic.num_classes,
+        )
         ray.init(address="local", num_cpus=2, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1", log_to_driver=False)
         for repeat in range(args.repeats):
             for (label, runs), fn in zip(results.items(), (one_trainer_per_model, one_queue)):
                 r = fn(features, tmp, f"{label[:8]}-{repeat}", args.epochs)
                 runs.append(r)
-                print(f"repeat {repeat + 1}, {label}: wall {r['wall']:.1f} s, models {r['jobs']:.1f} s, "
-                      f"start-up and shutdown {r['overhead']:.1f} s", flush=True)
+                print(
+                    f"repeat {repeat + 1}, {label}: wall {r['wall']:.1f} s, models {r['jobs']:.1f} s, start-up and shutdown {r['overhead']:.1f} s", flush=True
+                )
         ray.shutdown()
-    print(f"\n{len(MATRIX)} models × {args.epochs} epochs, {args.videos} videos, embedded sizes, 2 trainers at once, "
-          f"median of {args.repeats}\n")
+    print(f"\n{len(MATRIX)} models × {args.epochs} epochs, {args.videos} videos, embedded sizes, 2 trainers at once, median of {args.repeats}\n")
     print("| how | wall (s) | models training, Σ (s) | trainer start-up + shutdown, Σ (s) | share of trainer time |")
     print("|---|---:|---:|---:|---:|")
     for label, runs in results.items():

@@ -33,8 +33,7 @@ def main() -> None:
     started = time.perf_counter()
     written = make_ucf101_format(args.root, args.groups, args.clips, args.seconds, args.source_dir, args.samples)
     size = sum((Path(args.root) / rel).stat().st_size for rel in written)
-    print(f"{len(written)} videos, {size / len(written) / 1e3:.0f} KB each on average, under {args.root} "
-          f"in {time.perf_counter() - started:.1f} s")
+    print(f"{len(written)} videos, {size / len(written) / 1e3:.0f} KB each on average, under {args.root} in {time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":

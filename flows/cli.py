@@ -66,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--config", "-c", help="YAML config file (defaults: the embedded benchmark)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
-        p.add_argument("--verbose", "-v", action="store_true",
-                       help="show Ray's, Prefect's and MLflow's output live (it always goes to the run's log file)")
+        p.add_argument("--verbose", "-v", action="store_true", help="show Ray's, Prefect's and MLflow's output live (it always goes to the run's log file)")
         return p
 
     add("benchmark", "run the full-benchmark flow locally")
@@ -84,10 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("config", "print the resolved configuration")
     predict = add("predict", "apply a trained model (MLflow model URI or run id) to videos: top-5 and the localization tube")
     predict.add_argument("videos", nargs="*", metavar="VIDEO_OR_URI", help="video files or URIs")
-    predict.add_argument("--model", "-m", required=True,
-                         help="models:/name/version, models:/name@alias, runs:/<run id>/model, or a run id (a fused pair's too)")
-    predict.add_argument("--output", "-o", help="folder for predictions.jsonl and an overlay per video (GIF and MP4); "
-                         "with --input: where predictions.parquet goes (a path or URI)")
+    predict.add_argument(
+        "--model", "-m", required=True, help="models:/name/version, models:/name@alias, runs:/<run id>/model, or a run id (a fused pair's too)"
+    )
+    predict.add_argument(
+        "--output",
+        "-o",
+        help="folder for predictions.jsonl and an overlay per video (GIF and MP4); with --input: where predictions.parquet goes (a path or URI)",
+    )
     predict.add_argument("--input", "-i", help="score every file under this folder or s3:// prefix on Ray Data (resumable)")
     predict.add_argument("--workers", type=int, default=1, help="with --input: Ray Data actors scoring at once")
     return parser
@@ -196,8 +199,7 @@ def run_command(args: argparse.Namespace, config: BenchmarkConfig) -> int:
     if stage.collects:  # the report: its closing message
         say(result["message"])
         return 0 if result.get("ok", True) else 1
-    say(f"{result.stage}: {result.ok} ok, {result.failed} failed, {result.computed} computed this run, "
-        f"{result.seconds:.1f} s; output {result.uri}")
+    say(f"{result.stage}: {result.ok} ok, {result.failed} failed, {result.computed} computed this run, {result.seconds:.1f} s; output {result.uri}")
     for item, reason in result.failures:
         say(f"  failed {item}: {redact(reason)}")
     return 0
@@ -215,8 +217,10 @@ def _predict(args: argparse.Namespace, config: BenchmarkConfig) -> int:
             say_error("error: --input scores a folder into --output URI (required); give videos or --input, not both")
             return 2
         summary = run_batch(config, args.model, args.input, args.output, args.workers)
-        say(f"predict: {summary['ok']} ok, {summary['failed']} failed, {summary['computed']} computed this run, "
-            f"{summary['reused']} done before; output {summary['predictions']}")
+        say(
+            f"predict: {summary['ok']} ok, {summary['failed']} failed, {summary['computed']} computed this run, "
+            f"{summary['reused']} done before; output {summary['predictions']}"
+        )
         for video, reason in summary["failures"]:
             say(f"  failed {video}: {redact(reason)}")
         return 0

@@ -69,8 +69,7 @@ def stage_task(stage: str, fn, retries: int = 1):
 
 #: One Prefect task per stage of the graph (:data:`tasks.stages.PIPELINE`); the report is never cached.
 STAGE_TASKS = {
-    s.name: task(s.run, name=s.name, cache_policy=NO_CACHE, retries=s.retries) if s.collects else stage_task(s.name, s.run, s.retries)
-    for s in PIPELINE
+    s.name: task(s.run, name=s.name, cache_policy=NO_CACHE, retries=s.retries) if s.collects else stage_task(s.name, s.run, s.retries) for s in PIPELINE
 }
 parent_run_task = task(start_benchmark_run, name="mlflow-parent-run", cache_policy=NO_CACHE)
 

@@ -22,9 +22,7 @@ reevaluate_task = task(reevaluate_models, name="reevaluate-models", cache_policy
 
 def regression_message(checks) -> str:
     regressed = [c for c in checks if c.regression]
-    return "; ".join(
-        f"{c.name} v{c.version} accuracy dropped {c.drop:.3f} ({c.previous:.3f} -> {c.accuracy:.3f})" for c in regressed
-    )
+    return "; ".join(f"{c.name} v{c.version} accuracy dropped {c.drop:.3f} ({c.previous:.3f} -> {c.accuracy:.3f})" for c in regressed)
 
 
 @flow(name="reevaluate", log_prints=True)

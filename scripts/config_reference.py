@@ -133,13 +133,11 @@ def render() -> str:
         if isinstance(annotation, type) and issubclass(annotation, Section):
             top_level.append((name, annotation))
     scalars = [
-        name for name, field in BenchmarkConfig.model_fields.items()
-        if not (isinstance(field.annotation, type) and issubclass(field.annotation, Section))
+        name for name, field in BenchmarkConfig.model_fields.items() if not (isinstance(field.annotation, type) and issubclass(field.annotation, Section))
     ]
     table_head = "| key | type | default | meaning |\n|---|---|---|---|"
     if scalars:
-        parts.append("## Top level\n\n" + table_head + "\n" + "\n".join(
-            row for row in rows() if row.split("`", 2)[1] in scalars) + "\n")
+        parts.append("## Top level\n\n" + table_head + "\n" + "\n".join(row for row in rows() if row.split("`", 2)[1] in scalars) + "\n")
     for name, model in top_level:
         title = section_title(model)
         intro = f"{title}\n\n" if title else ""
@@ -155,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = PAGE.read_text() if PAGE.exists() else ""
         if current != page:
-            print(f"{PAGE.relative_to(REPO)} is out of date; run: .venv/bin/python scripts/config_reference.py",
-                  file=sys.stderr)
+            print(f"{PAGE.relative_to(REPO)} is out of date; run: .venv/bin/python scripts/config_reference.py", file=sys.stderr)
             return 1
         return 0
     PAGE.write_text(page)

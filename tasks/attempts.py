@@ -32,14 +32,22 @@ def new_attempts_uri(stage_uri: str) -> str:
     return st.join(stage_uri, "attempts", uuid.uuid4().hex[:12])
 
 
-def attempt(attempts_uri: str, item: str, work: Callable[[], dict], failed: Callable[[str], dict],
-            storage: StorageConfig | None = None, max_attempts: int = MAX_ATTEMPTS) -> dict:
+def attempt(
+    attempts_uri: str,
+    item: str,
+    work: Callable[[], dict],
+    failed: Callable[[str], dict],
+    storage: StorageConfig | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> dict:
     """``work()`` unless ``item`` already died ``max_attempts`` times in this execution, then ``failed(reason)``."""
     marker = st.join(attempts_uri, safe_name(item))
     tried = int(st.read_text(marker, storage)) if st.exists(marker, storage) else 0
     if tried >= max_attempts:
-        return failed(f"its worker process died on each of {tried} tries (killed, out of memory, or a crash in a "
-                      f"native library such as the video decoder); not tried again in this run. Re-run to retry it.")
+        return failed(
+            f"its worker process died on each of {tried} tries (killed, out of memory, or a crash in a "
+            f"native library such as the video decoder); not tried again in this run. Re-run to retry it."
+        )
     st.write_text(marker, str(tried + 1), storage)
     result = work()
     st.remove(marker, storage)

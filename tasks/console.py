@@ -49,8 +49,7 @@ if TYPE_CHECKING:  # annotations only
 #: Display name of each stage (the CLI command that runs it alone).
 STAGE_NAMES = {stage: command for stage, command in STAGE_COMMANDS.items() if stage != "dataset"}
 #: What a stage counts.
-STAGE_UNITS = {"dataset": "video", "flow": "video", "frame-cnn": "model", "features": "video", "train": "model",
-               "finetune": "model", "evaluate": "evaluation"}
+STAGE_UNITS = {"dataset": "video", "flow": "video", "frame-cnn": "model", "features": "video", "train": "model", "finetune": "model", "evaluate": "evaluation"}
 STATUSES = ("computed", "reused", "failed")
 LINE_PER_ITEM_UP_TO = 20
 NAME_WIDTH = 9
@@ -71,8 +70,7 @@ def format_duration(seconds: float) -> str:
 class Console:
     """Where the lines go: a terminal (bars redrawn in place) or a line-per-step stream."""
 
-    def __init__(self, stream: TextIO | None = None, interactive: bool = False, log_path: Path | None = None,
-                 log_stream: TextIO | None = None):
+    def __init__(self, stream: TextIO | None = None, interactive: bool = False, log_path: Path | None = None, log_stream: TextIO | None = None):
         self.stream = stream  # None: builtin print (captured by Prefect's log_prints inside a flow)
         self.interactive = interactive
         self.log_path = log_path
@@ -111,14 +109,16 @@ class Console:
         with self.lock:
             if not self.interactive or self.stream is None or self.live is not None:
                 return
-            rich = RichConsole(file=self.stream, force_terminal=True, width=self.width(), highlight=False,
-                               legacy_windows=False, no_color=not self.unicode)
+            rich = RichConsole(file=self.stream, force_terminal=True, width=self.width(), highlight=False, legacy_windows=False, no_color=not self.unicode)
             self.live = Progress(
                 TextColumn(f"  {progress.stage:<{NAME_WIDTH}}"),
                 BarColumn(bar_width=24),
                 _StatusColumn(progress),
-                console=rich, transient=True, refresh_per_second=1,
-                redirect_stdout=False, redirect_stderr=False,  # what Python prints belongs to the log file
+                console=rich,
+                transient=True,
+                refresh_per_second=1,
+                redirect_stdout=False,
+                redirect_stderr=False,  # what Python prints belongs to the log file
             )
             self.live.add_task(progress.stage, total=progress.total)
             self.live.start()
@@ -338,6 +338,8 @@ def reused_stage(result: Any) -> Any:
     if name not in _console.started:
         _console.started.add(name)
         unit = STAGE_UNITS.get(name, "item")
-        _console.line(f"{_console.symbol('ok')} {name:<{NAME_WIDTH}} {_plural(result.ok + result.failed, unit)}: "
-                      f"reused whole (finished by an earlier run with the same inputs)")
+        _console.line(
+            f"{_console.symbol('ok')} {name:<{NAME_WIDTH}} {_plural(result.ok + result.failed, unit)}: "
+            f"reused whole (finished by an earlier run with the same inputs)"
+        )
     return result

@@ -31,9 +31,7 @@ def dataset_root(config: BenchmarkConfig) -> tuple[str, str | None]:
     from videolstm.data.datasets.prepare import prepare_dataset
 
     root = stage_uri(config, "dataset")
-    prepared = prepare_dataset(
-        dataset.kind, root, dataset.download.urls, verify=dataset.download.verify, storage=config.storage, limits=dataset.limits
-    )
+    prepared = prepare_dataset(dataset.kind, root, dataset.download.urls, verify=dataset.download.verify, storage=config.storage, limits=dataset.limits)
     return prepared, dataset.annotations
 
 
@@ -85,10 +83,24 @@ def _run_dataset(config: BenchmarkConfig) -> StageResult:
             names[label] = name
     num_classes = max(names) + 1 if names else 0
     class_names = [names.get(i, f"class_{i}") for i in range(num_classes)]
-    log.info("index: %d videos (%d train, %d test), %d classes, %d failed",
-             ok.num_rows, sum(1 for s in ok.column("subset").to_pylist() if s == "train"),
-             sum(1 for s in ok.column("subset").to_pylist() if s == "test"), num_classes, table.num_rows - ok.num_rows)
+    log.info(
+        "index: %d videos (%d train, %d test), %d classes, %d failed",
+        ok.num_rows,
+        sum(1 for s in ok.column("subset").to_pylist() if s == "train"),
+        sum(1 for s in ok.column("subset").to_pylist() if s == "test"),
+        num_classes,
+        table.num_rows - ok.num_rows,
+    )
     return stage_result(
-        "index", uri, index_uri, lineages(config)["index"], results, time.perf_counter() - started,
-        computed=len(results), storage=config.storage, dataset_root=root, annotations=annotations, class_names=class_names,
+        "index",
+        uri,
+        index_uri,
+        lineages(config)["index"],
+        results,
+        time.perf_counter() - started,
+        computed=len(results),
+        storage=config.storage,
+        dataset_root=root,
+        annotations=annotations,
+        class_names=class_names,
     )

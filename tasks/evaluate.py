@@ -82,18 +82,35 @@ def evaluate_model(
     e = config.evaluate
     model, spec = load_model_checkpoint(model_uri, variant, config.storage)
     if variant == "convnet":
-        predictions = frame_cnn_predictions(model, test_rows, stream, config.frame_cnn.flow_stack, e.num_segments,
-                                            e.segment_length, config.storage, batch_frames=config.features.batch_frames,
-                                            placement=e.segment_placement)
+        predictions = frame_cnn_predictions(
+            model,
+            test_rows,
+            stream,
+            config.frame_cnn.flow_stack,
+            e.num_segments,
+            e.segment_length,
+            config.storage,
+            batch_frames=config.features.batch_frames,
+            placement=e.segment_placement,
+        )
         has_attention = False
     else:
         x_column, flow_column = feature_columns(model.input_kind, model.needs_flow, stream, model.flow_kind)
         has_attention = bool(model.has_attention)
         oracle = has_attention and config.train.attention_source == "oracle"  # issue 20: the ground truth replaces the attention
         maps = oracle_test_maps(config, model, test_rows, annotations_uri, video_paths) if oracle else None
-        predictions = predict_videos(model, test_rows, x_column, flow_column, e.num_segments, e.segment_length,
-                                     whole_video=has_attention, storage=config.storage, placement=e.segment_placement,
-                                     attention_maps=maps)
+        predictions = predict_videos(
+            model,
+            test_rows,
+            x_column,
+            flow_column,
+            e.num_segments,
+            e.segment_length,
+            whole_video=has_attention,
+            storage=config.storage,
+            placement=e.segment_placement,
+            attention_maps=maps,
+        )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         metrics = score_classification(predictions, class_names, out, name)
@@ -115,8 +132,7 @@ def evaluate_model(
     return {"name": name, "metrics": metrics, "predictions": predictions}
 
 
-def oracle_test_maps(config: BenchmarkConfig, model: Any, test_rows: list[dict], annotations_uri: str | None,
-                     video_paths: dict[str, str]) -> Any:
+def oracle_test_maps(config: BenchmarkConfig, model: Any, test_rows: list[dict], annotations_uri: str | None, video_paths: dict[str, str]) -> Any:
     """``maps(video_id, frames)``: the test videos' ground truth at the model's attention resolution
     (``train.attention_source: oracle``, issue 20) — every tube, uniform where a video or step has no box."""
     from videolstm.attention_guidance import box_targets, oracle_lookup
@@ -125,8 +141,7 @@ def oracle_test_maps(config: BenchmarkConfig, model: Any, test_rows: list[dict],
 
     targets: dict[str, Any] = {}
     if annotations_uri:
-        gt = ground_truth_for(load_ucf101_24(annotations_uri, storage=config.storage, limits=config.dataset.limits),
-                              [r["video_id"] for r in test_rows])
+        gt = ground_truth_for(load_ucf101_24(annotations_uri, storage=config.storage, limits=config.dataset.limits), [r["video_id"] for r in test_rows])
         sizes = {}
         for video in gt:
             info = probe_video(video_paths[video], storage=config.storage)
@@ -177,8 +192,7 @@ def trained_models(stages: list[StageResult], storage: StorageConfig) -> list[di
                 continue
             variant, stream, seed = parse_model_name(item.video_id)
             if variant in VARIANTS:
-                models.append({"name": item.video_id, "variant": variant, "stream": stream, "seed": seed,
-                               "model_uri": item.shard, "run_key": item.key})
+                models.append({"name": item.video_id, "variant": variant, "stream": stream, "seed": seed, "model_uri": item.shard, "run_key": item.key})
     return models
 
 
@@ -200,8 +214,7 @@ def fused_pairs(names: set[str]) -> list[tuple[str, int, str, str]]:
 
 def test_rows(manifest_uri: str, storage: StorageConfig) -> list[dict[str, Any]]:
     """{"video_id", "shard", "label"} of the test videos a manifest holds as ok; an error when there is none."""
-    rows = [{"video_id": r.video_id, "shard": r.shard, "label": r.label}
-            for r in read_manifest(manifest_uri, storage) if r.ok and r.subset == "test"]
+    rows = [{"video_id": r.video_id, "shard": r.shard, "label": r.label} for r in read_manifest(manifest_uri, storage) if r.ok and r.subset == "test"]
     if not rows:
         raise RuntimeError(f"no test video is ready in {manifest_uri}; run the benchmark's stages up to it first")
     return rows
@@ -238,14 +251,18 @@ def run_evaluate(
     upstream = [index, frames_flow, features, frame_cnn, trained, finetuned]
     input_key = stable_digest([lineages(config)["evaluate"], [s.content for s in upstream]], 16)
     output = st.join(stage_uri(config, "evaluate"), f"evaluation-{input_key}")
+
     def evaluate() -> StageResult:  # computes, or reuses the finished evaluation of these inputs
         return _evaluate_now(config, index, frames_flow, features, frame_cnn, trained, finetuned, parent_run_id)
 
     return compute_once(
-        output, lambda: _finished_result(config, input_key) is not None, evaluate, evaluate,
-        holder=run_holder(), storage=config.storage,
-        on_wait=lambda other: say(f"evaluate: {other.describe()} is evaluating the same models on this storage root; "
-                                  "waiting for it, then reusing its results"),
+        output,
+        lambda: _finished_result(config, input_key) is not None,
+        evaluate,
+        evaluate,
+        holder=run_holder(),
+        storage=config.storage,
+        on_wait=lambda other: say(f"evaluate: {other.describe()} is evaluating the same models on this storage root; waiting for it, then reusing its results"),
     )
 
 
@@ -282,8 +299,16 @@ def _evaluate_now(
     first_seed = config.train.seeds[0]
     futures = {
         m["name"]: _evaluate_remote.remote(
-            config_json, m["name"], m["variant"], m["stream"], m["model_uri"],
-            model_test_rows(m, frames_flow, features, config.storage), class_names, annotations, paths, st.join(uri, m["name"]),
+            config_json,
+            m["name"],
+            m["variant"],
+            m["stream"],
+            m["model_uri"],
+            model_test_rows(m, frames_flow, features, config.storage),
+            class_names,
+            annotations,
+            paths,
+            st.join(uri, m["name"]),
             overlays=m["seed"] == first_seed,  # overlays of one seed: what they show does not need three copies
         )
         for m in models
@@ -307,8 +332,18 @@ def _evaluate_now(
     summary = failure_summary(results, manifest_uri, "evaluation")
     if summary:
         log.warning(summary)
-    return stage_result("evaluate", uri, manifest_uri, lineages(config)["evaluate"], results, time.perf_counter() - started,
-                        computed=len(results), storage=config.storage, rows=rows, input_key=input_key)
+    return stage_result(
+        "evaluate",
+        uri,
+        manifest_uri,
+        lineages(config)["evaluate"],
+        results,
+        time.perf_counter() - started,
+        computed=len(results),
+        storage=config.storage,
+        rows=rows,
+        input_key=input_key,
+    )
 
 
 def wait_in_turn(futures: dict[str, Any], progress: StageProgress) -> list[tuple[str, Any]]:
@@ -374,9 +409,11 @@ def _log_models(config, models, outcomes, uri, parent_run_id) -> list[dict[str, 
         if outcome is None:
             continue
         run_id, _ = tracking.find_or_create_run(
-            experiment_id, m["run_key"], m["name"], parent_run_id=parent_run_id,
-            tags={"variant": m["variant"], "stream": m["stream"], "seed": str(m["seed"]), "dataset": config.dataset.kind,
-                  "split": str(config.dataset.split)},
+            experiment_id,
+            m["run_key"],
+            m["name"],
+            parent_run_id=parent_run_id,
+            tags={"variant": m["variant"], "stream": m["stream"], "seed": str(m["seed"]), "dataset": config.dataset.kind, "split": str(config.dataset.split)},
         )
         _log_metrics_and_artifacts(config, run_id, outcome["metrics"], st.join(uri, m["name"]))
         rows.append(result_row(m["name"], m["variant"], m["stream"], m["seed"], outcome["metrics"], run_id))
@@ -418,15 +455,33 @@ def _fuse(config, outcomes, class_names, uri, parent_run_id, results, run_ids=No
             _upload_dir(Path(tmp), st.join(uri, name), config.storage)
         run_key = stable_digest([lineages(config)["evaluate"], name, results_key(results, rgb_name, flow_name)], 16)
         run_id, _ = tracking.find_or_create_run(
-            experiment_id, run_key, name, parent_run_id=parent_run_id,
-            tags={"variant": variant, "stream": "fused", "seed": str(seed), "dataset": config.dataset.kind,
-                  "split": str(config.dataset.split), "fused_from": f"{rgb_name}+{flow_name}",
-                  **({"rgb_run_id": run_ids[rgb_name], "flow_run_id": run_ids[flow_name]}
-                     if rgb_name in run_ids and flow_name in run_ids else {})},
+            experiment_id,
+            run_key,
+            name,
+            parent_run_id=parent_run_id,
+            tags={
+                "variant": variant,
+                "stream": "fused",
+                "seed": str(seed),
+                "dataset": config.dataset.kind,
+                "split": str(config.dataset.split),
+                "fused_from": f"{rgb_name}+{flow_name}",
+                **({"rgb_run_id": run_ids[rgb_name], "flow_run_id": run_ids[flow_name]} if rgb_name in run_ids and flow_name in run_ids else {}),
+            },
         )
-        tracking.log_params(run_id, {"variant": variant, "stream": "fused", "seed": seed, "fusion": config.evaluate.fusion,
-                                     "rgb_model": rgb_name, "flow_model": flow_name, "dataset": config.dataset.kind,
-                                     "split": config.dataset.split})
+        tracking.log_params(
+            run_id,
+            {
+                "variant": variant,
+                "stream": "fused",
+                "seed": seed,
+                "fusion": config.evaluate.fusion,
+                "rgb_model": rgb_name,
+                "flow_model": flow_name,
+                "dataset": config.dataset.kind,
+                "split": config.dataset.split,
+            },
+        )
         _log_metrics_and_artifacts(config, run_id, metrics, st.join(uri, name))
         results.append(ItemResult(video_id=name, status="ok", key=run_key, shard=st.join(uri, name)))
         rows.append(result_row(name, variant, "fused", seed, metrics, run_id))
@@ -459,8 +514,7 @@ def evaluate_single(config: BenchmarkConfig, checkpoint: str | None = None, run_
     rows = model_test_rows(model, load_stage_result(config, "frames_flow"), load_stage_result(config, "features"), config.storage)
     paths = dict(zip(*[read_index(index.manifest_uri, storage=config.storage).column(c).to_pylist() for c in ("video_id", "path")]))
     out_uri = st.join(stage_uri(config, "evaluate"), "single", stable_digest([checkpoint], 12))
-    outcome = evaluate_model(config, name, variant, stream, checkpoint, rows, list(index.extra["class_names"]),
-                             index.extra.get("annotations"), paths, out_uri)
+    outcome = evaluate_model(config, name, variant, stream, checkpoint, rows, list(index.extra["class_names"]), index.extra.get("annotations"), paths, out_uri)
     if run_id:
         _log_metrics_and_artifacts(config, run_id, outcome["metrics"], out_uri)
     return {k: float(v) for k, v in outcome["metrics"].items() if k.count("/") == 1 or is_calibration_metric(k)}

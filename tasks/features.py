@@ -43,9 +43,18 @@ def _frame_cnns(model_uris: tuple[tuple[str, str], ...], model_keys: tuple[tuple
     return {s: restore_model(load_checkpoint(u, storage))[0] for s, u in model_uris}
 
 
-def features_batch(batch: dict[str, np.ndarray], stage_uris: dict[str, str], model_uris: dict[str, dict[str, str]],
-                   model_keys: dict[str, dict[str, str]], features: dict, flow_stack: int, storage: dict, threads: int,
-                   attempts_uri: str, holder: str) -> dict[str, list]:
+def features_batch(
+    batch: dict[str, np.ndarray],
+    stage_uris: dict[str, str],
+    model_uris: dict[str, dict[str, str]],
+    model_keys: dict[str, dict[str, str]],
+    features: dict,
+    flow_stack: int,
+    storage: dict,
+    threads: int,
+    attempts_uri: str,
+    holder: str,
+) -> dict[str, list]:
     """Ray Data task: a seed's frame CNNs of both streams over each video's frames and flow, one manifest row per video.
 
     Each (video, seed) is computed under a lease on its shard (:mod:`tasks.leases`): one another run
@@ -58,8 +67,7 @@ def features_batch(batch: dict[str, np.ndarray], stage_uris: dict[str, str], mod
     for row in rows:
         seed = str(row["seed"])
         stage = StageDir(stage_uris[seed], storage_config)
-        models = _frame_cnns(tuple(sorted(model_uris[seed].items())), tuple(sorted(model_keys[seed].items())),
-                             storage_config.model_dump_json())
+        models = _frame_cnns(tuple(sorted(model_uris[seed].items())), tuple(sorted(model_keys[seed].items())), storage_config.model_dump_json())
 
         def compute(row=row, stage=stage, models=models) -> dict[str, Any]:
             shard = stage.shard_uri(row["video_id"], row["key"])
@@ -77,8 +85,15 @@ def features_batch(batch: dict[str, np.ndarray], stage_uris: dict[str, str], mod
             return leased(shard, storage_config, holder, mine, theirs, lambda: st.exists(shard, storage_config))
 
         def failed(reason: str, row=row) -> dict[str, Any]:
-            return ItemResult(video_id=row["video_id"], status="failed", key=row["key"], label=int(row["label"]),
-                              subset=row["subset"], reason=reason, counts={"seed": int(row["seed"])}).to_row()
+            return ItemResult(
+                video_id=row["video_id"],
+                status="failed",
+                key=row["key"],
+                label=int(row["label"]),
+                subset=row["subset"],
+                reason=reason,
+                counts={"seed": int(row["seed"])},
+            ).to_row()
 
         results.append(attempt(attempts_uri, f"s{seed}/{row['video_id']}", compute, failed, storage_config))
     return {name: [r.get(name) for r in results] for name in sorted({k for r in results for k in r})}
@@ -110,22 +125,23 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
         items = {stream: cnn.get(model_name("convnet", stream, seed)) for stream in STREAMS}
         for stream, item in items.items():
             if item is None or not item.ok:
-                raise RuntimeError(f"the {stream} frame CNN of seed {seed} did not train "
-                                   f"({item.reason if item else 'missing'}); see {frame_cnn.manifest_uri}")
+                raise RuntimeError(f"the {stream} frame CNN of seed {seed} did not train ({item.reason if item else 'missing'}); see {frame_cnn.manifest_uri}")
         model_uris[str(seed)] = {stream: item.shard for stream, item in items.items()}
         model_keys[str(seed)] = {stream: item.key for stream, item in items.items()}
         keys = {r.video_id: features_key(r.key, model_keys[str(seed)], config.features, config.frame_cnn.flow_stack) for r in ok}
         todo_ids, kept = seed_dir(config, seed).plan(keys, FEATURE_COUNTS)
         reused[seed] = list(kept.values())
         wanted = set(todo_ids)
-        todo += [{"video_id": r.video_id, "label": r.label, "subset": r.subset, "shard": r.shard, "key": keys[r.video_id], "seed": seed}
-                 for r in ok if r.video_id in wanted]
+        todo += [
+            {"video_id": r.video_id, "label": r.label, "subset": r.subset, "shard": r.shard, "key": keys[r.video_id], "seed": seed}
+            for r in ok
+            if r.video_id in wanted
+        ]
     total_reused = sum(len(v) for v in reused.values())
     log.info("features: %d (video, seed) items to compute, %d reused", len(todo), total_reused)
     computed: list[ItemResult] = []
     notice = WaitNotice("features")
-    with stage_progress("features", total=len(todo) + total_reused, detail=f"{len(todo)} to compute, {total_reused} reused",
-                        unit="video") as progress:
+    with stage_progress("features", total=len(todo) + total_reused, detail=f"{len(todo)} to compute, {total_reused} reused", unit="video") as progress:
         progress.advance(total_reused, "reused")
         if todo:
             init_ray(config)
@@ -134,9 +150,14 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
             ds = ray.data.from_items(todo, override_num_blocks=max(1, len(todo))).map_batches(
                 features_batch,
                 fn_kwargs={
-                    "stage_uris": {str(s): seed_dir(config, s).uri for s in config.train.seeds}, "model_uris": model_uris,
-                    "model_keys": model_keys, "features": config.features.model_dump(), "flow_stack": config.frame_cnn.flow_stack,
-                    "storage": config.storage.model_dump(), "threads": threads, "attempts_uri": attempts_uri,
+                    "stage_uris": {str(s): seed_dir(config, s).uri for s in config.train.seeds},
+                    "model_uris": model_uris,
+                    "model_keys": model_keys,
+                    "features": config.features.model_dump(),
+                    "flow_stack": config.frame_cnn.flow_stack,
+                    "storage": config.storage.model_dump(),
+                    "threads": threads,
+                    "attempts_uri": attempts_uri,
                     "holder": run_holder(),
                 },
                 batch_size=1,
@@ -148,8 +169,7 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
                     row = dict(row)
                     theirs = notice.pop(row)
                     computed.append(ItemResult.from_row(row))
-                    progress.advance(status="reused" if theirs else "computed" if computed[-1].ok else "failed",
-                                     item=computed[-1].video_id)
+                    progress.advance(status="reused" if theirs else "computed" if computed[-1].ok else "failed", item=computed[-1].video_id)
             finally:
                 clear_attempts(attempts_uri, config.storage)
     carried = [r for r in upstream if not r.ok]  # failures of upstream stages stay visible here
@@ -168,9 +188,18 @@ def run_features(config: BenchmarkConfig, frames_flow: StageResult, frame_cnn: S
         log.warning(summary)
     sizes = feature_sizes([r for r in everything if r.ok], config.storage)
     return stage_result(
-        "features", uri, manifest_uri, lineages(config)["features"], everything, time.perf_counter() - started,
-        computed=len(computed) - notice.reused, storage=config.storage, feature_sizes=sizes, num_classes=frame_cnn.extra["num_classes"],
-        manifests=manifests, contents=contents,
+        "features",
+        uri,
+        manifest_uri,
+        lineages(config)["features"],
+        everything,
+        time.perf_counter() - started,
+        computed=len(computed) - notice.reused,
+        storage=config.storage,
+        feature_sizes=sizes,
+        num_classes=frame_cnn.extra["num_classes"],
+        manifests=manifests,
+        contents=contents,
     )
 
 

@@ -33,8 +33,9 @@ from videolstm.store.manifest import ItemResult, StageDir, failure_summary
 log = logging.getLogger(__name__)
 
 
-def frames_flow_batch(batch: dict[str, np.ndarray], stage_uri: str, flow: dict[str, Any], storage: dict[str, Any],
-                      attempts_uri: str, holder: str) -> dict[str, list]:
+def frames_flow_batch(
+    batch: dict[str, np.ndarray], stage_uri: str, flow: dict[str, Any], storage: dict[str, Any], attempts_uri: str, holder: str
+) -> dict[str, list]:
     """Ray Data task: decode videos and compute their flow, one manifest row per video.
 
     Each video is computed under a lease on its shard (:mod:`tasks.leases`): a video another run
@@ -52,10 +53,12 @@ def frames_flow_batch(batch: dict[str, np.ndarray], stage_uri: str, flow: dict[s
     rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
     results = [
         attempt(
-            attempts_uri, row["video_id"],
+            attempts_uri,
+            row["video_id"],
             lambda row=row: _leased_video(row, stage, flow_config, storage_config, holder),
-            lambda reason, row=row: ItemResult(video_id=row["video_id"], status="failed", key=row["key"], label=int(row["label"]),
-                                               subset=row["subset"], reason=f"{row['path']}: {reason}").to_row(),
+            lambda reason, row=row: ItemResult(
+                video_id=row["video_id"], status="failed", key=row["key"], label=int(row["label"]), subset=row["subset"], reason=f"{row['path']}: {reason}"
+            ).to_row(),
             storage_config,
         )
         for row in rows
@@ -65,9 +68,14 @@ def frames_flow_batch(batch: dict[str, np.ndarray], stage_uri: str, flow: dict[s
 
 def _leased_video(row: dict[str, Any], stage: StageDir, flow: FlowConfig, storage: StorageConfig, holder: str) -> dict[str, Any]:
     shard = stage.shard_uri(row["video_id"], row["key"])
-    return leased(shard, storage, holder, lambda: process_video(row, row["key"], stage, flow, storage).to_row(),
-                  lambda: stage._recover(row["video_id"], row["key"], shard, FRAMES_FLOW_COUNTS).to_row(),
-                  lambda: st.exists(shard, storage))
+    return leased(
+        shard,
+        storage,
+        holder,
+        lambda: process_video(row, row["key"], stage, flow, storage).to_row(),
+        lambda: stage._recover(row["video_id"], row["key"], shard, FRAMES_FLOW_COUNTS).to_row(),
+        lambda: st.exists(shard, storage),
+    )
 
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
@@ -76,8 +84,14 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list]:
 
 
 def compute_frames_flow(
-    todo: list[dict[str, Any]], stage: StageDir, flow: FlowConfig, storage: StorageConfig, workers: int,
-    progress: StageProgress | None = None, notice: WaitNotice | None = None, num_gpus: float = 0.0,
+    todo: list[dict[str, Any]],
+    stage: StageDir,
+    flow: FlowConfig,
+    storage: StorageConfig,
+    workers: int,
+    progress: StageProgress | None = None,
+    notice: WaitNotice | None = None,
+    num_gpus: float = 0.0,
 ) -> list[ItemResult]:
     """Run :func:`frames_flow_batch` over ``todo`` (index rows with a ``key``) on Ray Data, one video per task
     (``num_gpus`` per task: tvl1_torch on a cluster with GPUs, see :func:`flow_gpus_per_task`)."""
@@ -85,8 +99,7 @@ def compute_frames_flow(
     ds = ray.data.from_items(todo, override_num_blocks=max(1, len(todo)))
     ds = ds.map_batches(
         frames_flow_batch,
-        fn_kwargs={"stage_uri": stage.uri, "flow": flow.model_dump(), "storage": storage.model_dump(), "attempts_uri": attempts_uri,
-                   "holder": run_holder()},
+        fn_kwargs={"stage_uri": stage.uri, "flow": flow.model_dump(), "storage": storage.model_dump(), "attempts_uri": attempts_uri, "holder": run_holder()},
         batch_size=1,
         num_cpus=flow.threads_per_worker,
         **({"num_gpus": num_gpus} if num_gpus > 0 else {}),
@@ -132,8 +145,7 @@ def run_frames_flow(config: BenchmarkConfig, index: StageResult) -> StageResult:
             gpus = flow_gpus_per_task(config.flow, float(ray.cluster_resources().get("GPU", 0)), workers)
             computed = compute_frames_flow(todo, stage, config.flow, config.storage, workers, progress, notice, gpus)
     index_failures = [
-        ItemResult(video_id=r["video_id"], status="failed", key="", label=r["label"], subset=r["subset"], reason=r["reason"])
-        for r in failed_index
+        ItemResult(video_id=r["video_id"], status="failed", key="", label=r["label"], subset=r["subset"], reason=r["reason"]) for r in failed_index
     ]
     results = list(reused.values()) + computed + index_failures
     _check_complete(keys, results)
@@ -142,8 +154,14 @@ def run_frames_flow(config: BenchmarkConfig, index: StageResult) -> StageResult:
     if summary:
         log.warning(summary)
     return stage_result(
-        "frames_flow", stage.uri, stage.manifest_uri, lineages(config)["frames_flow"], results,
-        time.perf_counter() - started, computed=len(computed) - notice.reused, storage=config.storage,
+        "frames_flow",
+        stage.uri,
+        stage.manifest_uri,
+        lineages(config)["frames_flow"],
+        results,
+        time.perf_counter() - started,
+        computed=len(computed) - notice.reused,
+        storage=config.storage,
         pairs=int(sum(r.counts.get("num_flow", 0) for r in computed)),
     )
 

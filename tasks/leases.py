@@ -30,8 +30,14 @@ def run_holder() -> str:
     return str(flow_run.id or _PROCESS_RUN)
 
 
-def leased(output_uri: str, storage: StorageConfig | None, holder: str, compute: Callable[[], dict[str, Any]],
-           reuse: Callable[[], dict[str, Any]], done: Callable[[], bool]) -> dict[str, Any]:
+def leased(
+    output_uri: str,
+    storage: StorageConfig | None,
+    holder: str,
+    compute: Callable[[], dict[str, Any]],
+    reuse: Callable[[], dict[str, Any]],
+    done: Callable[[], bool],
+) -> dict[str, Any]:
     """``compute()`` the item at ``output_uri`` under a lease, or ``reuse()`` it when it is done or
     another run computes it (then the result carries :data:`REUSED_FROM`)."""
     waited: list[LeaseRecord] = []
@@ -64,7 +70,9 @@ class WaitNotice:
         if not self.told:
             from tasks.console import say
 
-            say(f"{self.stage}: another run writes this storage root too — {source} computed items this run "
-                f"needed; this run waited for them and reuses them instead of computing them again")
+            say(
+                f"{self.stage}: another run writes this storage root too — {source} computed items this run "
+                f"needed; this run waited for them and reuses them instead of computing them again"
+            )
             self.told = True
         return True

@@ -70,8 +70,7 @@ def signature_for(sample: dict[str, np.ndarray] | None, num_classes: int) -> Mod
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def log_model(job: TrainedModel, run_id: str, model_uri: str, config: BenchmarkConfig, sample: dict[str, Any] | None,
-              always_log: bool = False) -> str | None:
+def log_model(job: TrainedModel, run_id: str, model_uri: str, config: BenchmarkConfig, sample: dict[str, Any] | None, always_log: bool = False) -> str | None:
     """Log ``model_uri`` (a videolstm checkpoint) into run ``run_id`` and register it as
     ``job.register_as`` (one version per seed, tagged with it); returns the model URI.
 
@@ -124,8 +123,20 @@ VIDEO_PYFUNC_CODE = Path(__file__).with_name("mlflow_video_pyfunc.py")
 #: The project's library, shipped with the end-to-end model (``code_paths``): no index needs to hold it.
 LIBRARY_DIR = Path(__file__).resolve().parents[1] / "videolstm"
 #: What the library imports when it predicts, pinned to the versions installed here.
-VIDEO_MODEL_PACKAGES = ("torch", "numpy", "opencv-contrib-python-headless", "pyarrow", "fsspec", "pydantic", "pyyaml",
-                        "matplotlib", "scipy", "statsmodels", "pandas", "pillow")
+VIDEO_MODEL_PACKAGES = (
+    "torch",
+    "numpy",
+    "opencv-contrib-python-headless",
+    "pyarrow",
+    "fsspec",
+    "pydantic",
+    "pyyaml",
+    "matplotlib",
+    "scipy",
+    "statsmodels",
+    "pandas",
+    "pillow",
+)
 
 
 def library_code(folder: Path) -> str:
@@ -163,8 +174,7 @@ def video_model_settings(config: BenchmarkConfig, name: str, variant: str, strea
     return {"name": name, "variant": variant, "stream": stream, "class_names": class_names, "config": data}
 
 
-def log_video_model(run_id: str, name: str, variant: str, stream: str, seed: int, model_uri: str, config: BenchmarkConfig,
-                    registered: str | None) -> str:
+def log_video_model(run_id: str, name: str, variant: str, stream: str, seed: int, model_uri: str, config: BenchmarkConfig, registered: str | None) -> str:
     """Log the end-to-end model of a trained model into its run (artifact ``video_model``) and register
     it as ``registered``; returns its model URI."""
     import json

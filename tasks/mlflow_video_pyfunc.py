@@ -43,11 +43,9 @@ def video_bytes_or_uri(value: object) -> tuple[bytes | None, str | None]:
         try:
             data = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise MlflowException(f"video: neither a URI, an absolute path nor base64 content ({exc})",
-                                  error_code=INVALID_PARAMETER_VALUE) from exc
+            raise MlflowException(f"video: neither a URI, an absolute path nor base64 content ({exc})", error_code=INVALID_PARAMETER_VALUE) from exc
     else:
-        raise MlflowException(f"video: expected a URI, a path or the video's bytes, got {type(value).__name__}",
-                              error_code=INVALID_PARAMETER_VALUE)
+        raise MlflowException(f"video: expected a URI, a path or the video's bytes, got {type(value).__name__}", error_code=INVALID_PARAMETER_VALUE)
     if not data:
         raise MlflowException("video: empty content", error_code=INVALID_PARAMETER_VALUE)
     if len(data) > MAX_VIDEO_BYTES:
@@ -65,10 +63,10 @@ class VideoModelPyfunc(PythonModel):
         settings = json.loads(Path(context.artifacts["settings"]).read_text())
         config = BenchmarkConfig.model_validate(settings["config"])
         model, _ = restore_model(load_checkpoint(context.artifacts["checkpoint"]))
-        cnns = {k.removeprefix("frame_cnn_"): restore_model(load_checkpoint(v))[0]
-                for k, v in context.artifacts.items() if k.startswith("frame_cnn_")}
-        self.trained = TrainedModel(settings["name"], settings["variant"], settings["stream"], model, cnns, config,
-                                    settings["class_names"], uri=settings["name"])
+        cnns = {k.removeprefix("frame_cnn_"): restore_model(load_checkpoint(v))[0] for k, v in context.artifacts.items() if k.startswith("frame_cnn_")}
+        self.trained = TrainedModel(
+            settings["name"], settings["variant"], settings["stream"], model, cnns, config, settings["class_names"], uri=settings["name"]
+        )
 
     def predict(self, context, model_input, params=None):
         from videolstm.data.video import VideoDecodeError
@@ -87,8 +85,7 @@ class VideoModelPyfunc(PythonModel):
                 try:
                     prediction = predict_file(self.trained, uri)
                 except (VideoDecodeError, ValueError) as exc:
-                    raise MlflowException(f"video {position}: {exc}".replace(str(tmp), "<upload>"),
-                                          error_code=INVALID_PARAMETER_VALUE) from exc
+                    raise MlflowException(f"video {position}: {exc}".replace(str(tmp), "<upload>"), error_code=INVALID_PARAMETER_VALUE) from exc
             record = prediction.record(self.trained.class_names, self.trained.name)
             rows.append({"top5": record["top5"], "tube": record["tube"], "seconds": record["seconds"]})
         return pd.DataFrame(rows, columns=["top5", "tube", "seconds"])

@@ -84,9 +84,9 @@ def resolve_run_id(reference: str) -> str:
     client = MlflowClient()
     try:
         if reference.startswith("runs:/"):
-            return reference[len("runs:/"):].split("/", 1)[0]
+            return reference[len("runs:/") :].split("/", 1)[0]
         if reference.startswith("models:/"):
-            rest = reference[len("models:/"):]
+            rest = reference[len("models:/") :]
             if "@" in rest:
                 name, alias = rest.split("@", 1)
                 version = client.get_model_version_by_alias(name, alias)
@@ -182,8 +182,9 @@ def load_predictor(reference: str, caller: BenchmarkConfig) -> Predictor:
         trained = load_trained(run_id, caller)
         return Predictor([trained], name=reference)
     parent = run.data.tags.get("mlflow.parentRunId")
-    members = [run.data.tags.get(f"{stream}_run_id") or _member_run(run.info.experiment_id, params[f"{stream}_model"], parent)
-               for stream in ("rgb", "flow")]  # the members' ids as the evaluation tagged them, else by name
+    members = [
+        run.data.tags.get(f"{stream}_run_id") or _member_run(run.info.experiment_id, params[f"{stream}_model"], parent) for stream in ("rgb", "flow")
+    ]  # the members' ids as the evaluation tagged them, else by name
     return Predictor([load_trained(m, caller) for m in members], fusion=params.get("fusion", "product"), name=reference)
 
 
@@ -202,8 +203,9 @@ def _member_run(experiment_id: str, name: str, parent: str | None) -> str:
 # output
 
 
-def overlay_frames(uri: str, prediction: VideoPrediction, class_names: Sequence[str], config: BenchmarkConfig,
-                   storage: StorageConfig | None) -> list[np.ndarray]:
+def overlay_frames(
+    uri: str, prediction: VideoPrediction, class_names: Sequence[str], config: BenchmarkConfig, storage: StorageConfig | None
+) -> list[np.ndarray]:
     """The overlay images (BGR): the original frames with the attention heat map, the tube's box and the top-3 classes."""
     import cv2
 
@@ -243,8 +245,12 @@ def write_overlays(images: list[np.ndarray], stem: Path, fps: float = 8.0) -> li
     return [gif, mp4]
 
 
-def predict_videos(predictor: Predictor, videos: Sequence[str], output: str | None, storage: StorageConfig | None,
-                   ) -> Iterator[dict[str, Any]]:
+def predict_videos(
+    predictor: Predictor,
+    videos: Sequence[str],
+    output: str | None,
+    storage: StorageConfig | None,
+) -> Iterator[dict[str, Any]]:
     """One record per video (see the module docstring); a video that cannot be read gives a record
     with ``error`` (its reason) and the others go on. With ``output``: predictions.jsonl and overlays."""
     from videolstm.data.video import VideoDecodeError
@@ -296,7 +302,7 @@ def list_videos(input_uri: str, storage: StorageConfig | None) -> list[str]:
     files = st.with_retries(lambda: fs.find(path), f"listing {input_uri}")
     base = input_uri.rstrip("/")
     root = path.rstrip("/")
-    return sorted(st.join(base, *f[len(root):].lstrip("/").split("/")) for f in files if f.startswith(root))
+    return sorted(st.join(base, *f[len(root) :].lstrip("/").split("/")) for f in files if f.startswith(root))
 
 
 def batch_key(model: str, video: str, size: int | None) -> str:
@@ -336,8 +342,7 @@ class BatchPredictor:
             record.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
         else:
             result = prediction.record(self.predictor.class_names, self.model)
-            record.update(status="ok", reason="", top5=json.dumps(result["top5"]), tube=json.dumps(result["tube"]),
-                          seconds=json.dumps(result["seconds"]))
+            record.update(status="ok", reason="", top5=json.dumps(result["top5"]), tube=json.dumps(result["tube"]), seconds=json.dumps(result["seconds"]))
         st.write_text(st.join(self.output_uri, "parts", f"{key}.json"), json.dumps(record), self.config.storage)
         return record
 
@@ -382,11 +387,19 @@ def run_batch(config: BenchmarkConfig, model: str, input_uri: str, output_uri: s
         )
         computed = [dict(row) for row in ds.iter_rows()]
     records = sorted([*done.values(), *computed], key=lambda r: r["video"])
-    table = pa.Table.from_pylist([{name: r.get(name) for name in BATCH_COLUMNS} for r in records],
-                                 schema=pa.schema([(name, pa.string()) for name in BATCH_COLUMNS]))
+    table = pa.Table.from_pylist(
+        [{name: r.get(name) for name in BATCH_COLUMNS} for r in records], schema=pa.schema([(name, pa.string()) for name in BATCH_COLUMNS])
+    )
     parquet = st.join(output_uri, "predictions.parquet")
     with st.atomic_local_file(parquet, config.storage, suffix=".parquet") as tmp:
         pq.write_table(table, tmp)
     failed = [r for r in records if r["status"] != "ok"]
-    return {"predictions": parquet, "videos": len(records), "ok": len(records) - len(failed), "failed": len(failed),
-            "computed": len(computed), "reused": len(done), "failures": [(r["video"], r["reason"]) for r in failed]}
+    return {
+        "predictions": parquet,
+        "videos": len(records),
+        "ok": len(records) - len(failed),
+        "failed": len(failed),
+        "computed": len(computed),
+        "reused": len(done),
+        "failures": [(r["video"], r["reason"]) for r in failed],
+    }

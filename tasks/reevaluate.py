@@ -48,8 +48,10 @@ class ModelCheck:
     def describe(self) -> str:
         if self.previous is None:
             return f"{self.name} v{self.version}: accuracy {self.accuracy:.3f} (no previous evaluation)"
-        return (f"{self.name} v{self.version}: accuracy {self.accuracy:.3f}, previous {self.previous:.3f} "
-                f"({self.previous_source}), drop {self.drop:+.3f}{'  REGRESSION' if self.regression else ''}")
+        return (
+            f"{self.name} v{self.version}: accuracy {self.accuracy:.3f}, previous {self.previous:.3f} "
+            f"({self.previous_source}), drop {self.drop:+.3f}{'  REGRESSION' if self.regression else ''}"
+        )
 
 
 def registered_models(client: MlflowClient, dataset: str) -> list[str]:
@@ -128,11 +130,16 @@ def reevaluate_models(config: BenchmarkConfig) -> list[ModelCheck]:
 def _log_reevaluation_run(config: BenchmarkConfig, experiment_id: str, checks: list[ModelCheck]) -> None:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     run_id, _ = tracking.find_or_create_run(
-        experiment_id, stable_digest(["reevaluate", stamp, [c.name for c in checks]], 16), f"reevaluate {stamp}",
-        tags={tracking.KIND_TAG: "reevaluate", "dataset": config.dataset.kind, "split": str(config.dataset.split),
-              "videolstm.regressions": str(sum(c.regression for c in checks))},
+        experiment_id,
+        stable_digest(["reevaluate", stamp, [c.name for c in checks]], 16),
+        f"reevaluate {stamp}",
+        tags={
+            tracking.KIND_TAG: "reevaluate",
+            "dataset": config.dataset.kind,
+            "split": str(config.dataset.split),
+            "videolstm.regressions": str(sum(c.regression for c in checks)),
+        },
     )
-    tracking.log_metrics(run_id, {f"{c.name}/test/accuracy": c.accuracy for c in checks}
-                         | {f"{c.name}/drop": c.drop for c in checks})
+    tracking.log_metrics(run_id, {f"{c.name}/test/accuracy": c.accuracy for c in checks} | {f"{c.name}/drop": c.drop for c in checks})
     MlflowClient().log_dict(run_id, [asdict(c) for c in checks], "reevaluation.json")
     tracking.finish_run(run_id)

@@ -28,17 +28,22 @@ log = logging.getLogger(__name__)
 
 
 def benchmark_run_key(config: BenchmarkConfig) -> str:
-    return stable_digest(["benchmark", config.name, lineages(config)["report"], config.train.variants, config.train.streams,
-                          config.train.seeds], 16)
+    return stable_digest(["benchmark", config.name, lineages(config)["report"], config.train.variants, config.train.streams, config.train.seeds], 16)
 
 
 def start_benchmark_run(config: BenchmarkConfig) -> str:
     """The parent run of this benchmark (found again on a re-run, else created with the params)."""
     experiment_id = tracking.setup(config)
     run_id, created = tracking.find_or_create_run(
-        experiment_id, benchmark_run_key(config), config.name,
-        tags={tracking.KIND_TAG: "benchmark", "dataset": config.dataset.kind, "split": str(config.dataset.split),
-              "seeds": ",".join(str(s) for s in config.train.seeds)},
+        experiment_id,
+        benchmark_run_key(config),
+        config.name,
+        tags={
+            tracking.KIND_TAG: "benchmark",
+            "dataset": config.dataset.kind,
+            "split": str(config.dataset.split),
+            "seeds": ",".join(str(s) for s in config.train.seeds),
+        },
     )
     if created:
         tracking.log_params(run_id, tracking.config_params(config))
@@ -115,8 +120,12 @@ def _run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_i
         (out / "comparison.md").write_text(comparison_markdown(rows, expected_seeds=seeds, missing=missing) + "\n" + calibration_markdown(rows))
         (out / "comparison.html").write_text(comparison_html(rows, title=f"VideoLSTM benchmark: {config.name}", expected_seeds=seeds, missing=missing))
         if rows:
-            plot_variant_comparison(rows, out / "variant_comparison.png", metric="test/accuracy",
-                                    title=f"{config.dataset.kind}: video top-1 accuracy (split {config.dataset.split})")
+            plot_variant_comparison(
+                rows,
+                out / "variant_comparison.png",
+                metric="test/accuracy",
+                title=f"{config.dataset.kind}: video top-1 accuracy (split {config.dataset.split})",
+            )
         curves = _localization_curves(config, evaluated)
         if curves:
             plot_localization_curves(curves, out / "localization_comparison.png", title="Per-frame recall vs IoU (LOWESS-smoothed)")
@@ -129,8 +138,15 @@ def _run_report(config: BenchmarkConfig, stages: list[StageResult], parent_run_i
     client.set_tag(parent_run_id, "videolstm.failed_items", str(len(failures)))
     tracking.finish_run(parent_run_id)
     message = closing_message(config, uri, rows, failures, stages, missing)
-    return {"message": message, "ok": True, "rows": rows, "failures": len(failures), "report_uri": uri, "parent_run_id": parent_run_id,
-            "missing": [list(m) for m in missing]}
+    return {
+        "message": message,
+        "ok": True,
+        "rows": rows,
+        "failures": len(failures),
+        "report_uri": uri,
+        "parent_run_id": parent_run_id,
+        "missing": [list(m) for m in missing],
+    }
 
 
 def _localization_curves(config: BenchmarkConfig, evaluated: StageResult | None) -> dict[str, Any]:
@@ -159,8 +175,9 @@ def unique_failures(stages: list[StageResult]) -> list[tuple[str, str, str, str]
     return list(seen.values())
 
 
-def closing_message(config: BenchmarkConfig, report_uri: str, rows: list[dict], failures: list[tuple], stages: list[StageResult],
-                    missing: list[tuple[str, str]] = ()) -> str:
+def closing_message(
+    config: BenchmarkConfig, report_uri: str, rows: list[dict], failures: list[tuple], stages: list[StageResult], missing: list[tuple[str, str]] = ()
+) -> str:
     lines = ["", "VideoLSTM benchmark finished.", ""]
     if rows:
         lines += [comparison_markdown(rows, expected_seeds=len(config.train.seeds), missing=missing), calibration_markdown(rows), ""]

@@ -151,18 +151,21 @@ def init_ray(config: BenchmarkConfig) -> None:
     resources = ray.cluster_resources()
     log.info("Ray: %s CPUs, %s GPUs, %d node(s)", resources.get("CPU", 0), resources.get("GPU", 0), len(ray.nodes()))
     dashboard = f", dashboard http://{context.dashboard_url}" if getattr(context, "dashboard_url", None) else ""
-    say(f"Ray: {'a local instance' if not address else 'connected'}, {resources.get('CPU', 0):g} CPUs, "
-        f"{resources.get('GPU', 0):g} GPUs, {len(ray.nodes())} node(s){dashboard}")
+    say(
+        f"Ray: {'a local instance' if not address else 'connected'}, {resources.get('CPU', 0):g} CPUs, "
+        f"{resources.get('GPU', 0):g} GPUs, {len(ray.nodes())} node(s){dashboard}"
+    )
 
 
 def _auth_hint(environ: Mapping[str, str]) -> str:
     """What to check when joining a cluster failed, given how this process authenticates."""
     if environ.get("RAY_AUTH_MODE") == "token":
         given = next((name for name in RAY_TOKEN_SOURCES if environ.get(name)), "~/.ray/auth_token")
-        return (f"This driver used token authentication with the token from {given}: check that it is the "
-                "cluster's token (infra/README.md, 'Credentials')")
-    return ("This driver sent no Ray token: a cluster with token authentication (the default of every "
-            "configuration in infra/) refuses it. Set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token")
+        return f"This driver used token authentication with the token from {given}: check that it is the cluster's token (infra/README.md, 'Credentials')"
+    return (
+        "This driver sent no Ray token: a cluster with token authentication (the default of every "
+        "configuration in infra/) refuses it. Set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token"
+    )
 
 
 def ingest_options():
@@ -175,5 +178,4 @@ def ingest_options():
     from ray.data import DataContext, ExecutionOptions
 
     current = DataContext.get_current().execution_options
-    return ExecutionOptions(resource_limits=current.resource_limits, preserve_order=current.preserve_order,
-                            verbose_progress=current.verbose_progress)
+    return ExecutionOptions(resource_limits=current.resource_limits, preserve_order=current.preserve_order, verbose_progress=current.verbose_progress)

@@ -36,8 +36,10 @@ def frame_cnn_uris(config: BenchmarkConfig, seed: int, streams: Sequence[str]) -
         return {}
     manifest = st.join(stage_uri(config, "frame_cnn"), "manifest.parquet")
     if not st.exists(manifest, config.storage):
-        raise MissingStageError(f"the frame CNNs the model was trained on are not in storage ({manifest} is missing); "
-                                "predict needs the storage of the run that trained the model (--config/--set storage.root=...)")
+        raise MissingStageError(
+            f"the frame CNNs the model was trained on are not in storage ({manifest} is missing); "
+            "predict needs the storage of the run that trained the model (--config/--set storage.root=...)"
+        )
     items = {r.video_id: r for r in read_manifest(manifest, config.storage)}
     uris = {}
     for stream in streams:

@@ -59,12 +59,28 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("frame_cnn", "train the per-stream frame CNNs (Ray Train)", "tasks.train:run_frame_cnn", ("index", "frames_flow"), tracked=True),
     Stage("features", "extract per-frame features (Ray Data)", "tasks.features:run_features", ("frames_flow", "frame_cnn")),
     Stage("train", "train every (variant, stream) of every seed except VideoLSTM (Ray Train)", "tasks.train:run_train", ("features",), tracked=True),
-    Stage("finetune", "assemble VideoLSTM from the trained flow ConvLSTM and RGB ConvALSTM, then fine-tune it", "tasks.train:run_finetune",
-          ("features", "train"), tracked=True),
-    Stage("evaluate", "evaluate and localize the trained experiment, or one model", "tasks.evaluate:run_evaluate",
-          ("index", "frames_flow", "features", "frame_cnn", "train", "finetune"), tracked=True),
-    Stage("report", "write the comparison tables and charts to the parent MLflow run", "tasks.report:run_report",
-          ("index", "frames_flow", "frame_cnn", "features", "train", "finetune", "evaluate"), tracked=True, collects=True),
+    Stage(
+        "finetune",
+        "assemble VideoLSTM from the trained flow ConvLSTM and RGB ConvALSTM, then fine-tune it",
+        "tasks.train:run_finetune",
+        ("features", "train"),
+        tracked=True,
+    ),
+    Stage(
+        "evaluate",
+        "evaluate and localize the trained experiment, or one model",
+        "tasks.evaluate:run_evaluate",
+        ("index", "frames_flow", "features", "frame_cnn", "train", "finetune"),
+        tracked=True,
+    ),
+    Stage(
+        "report",
+        "write the comparison tables and charts to the parent MLflow run",
+        "tasks.report:run_report",
+        ("index", "frames_flow", "frame_cnn", "features", "train", "finetune", "evaluate"),
+        tracked=True,
+        collects=True,
+    ),
 )
 
 

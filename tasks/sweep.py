@@ -36,15 +36,18 @@ def start_sweep_run(config: BenchmarkConfig, sweep: SweepSpec) -> str:
     """The sweep's MLflow run (found again on a re-run of the same sweep on the same config)."""
     experiment_id = tracking.setup(config)
     key = stable_digest(["sweep", sweep.model_dump(mode="json"), config.model_dump(mode="json")], 16)
-    run_id, created = tracking.find_or_create_run(
-        experiment_id, key, f"sweep-{sweep.name}", tags={tracking.KIND_TAG: "sweep", SWEEP_TAG: sweep.name}
-    )
+    run_id, created = tracking.find_or_create_run(experiment_id, key, f"sweep-{sweep.name}", tags={tracking.KIND_TAG: "sweep", SWEEP_TAG: sweep.name})
     if created:
-        tracking.log_params(run_id, {
-            "sweep.name": sweep.name, "sweep.baseline": sweep.baseline, "sweep.seeds": json.dumps(sweep.seeds),
-            "sweep.arms": json.dumps(sweep.arm_names()),
-            **{f"arm.{arm}": redact(json.dumps({**sweep.base, **sweep.arms[arm]}, sort_keys=True))[:6000] for arm in sweep.arm_names()},
-        })
+        tracking.log_params(
+            run_id,
+            {
+                "sweep.name": sweep.name,
+                "sweep.baseline": sweep.baseline,
+                "sweep.seeds": json.dumps(sweep.seeds),
+                "sweep.arms": json.dumps(sweep.arm_names()),
+                **{f"arm.{arm}": redact(json.dumps({**sweep.base, **sweep.arms[arm]}, sort_keys=True))[:6000] for arm in sweep.arm_names()},
+            },
+        )
     return run_id
 
 
@@ -99,8 +102,9 @@ def finish_sweep(
             (Path(tmp) / name).write_text(text)
         MlflowClient().log_artifacts(sweep_run_id, tmp, artifact_path="sweep")
     tracking.log_metrics(sweep_run_id, sweep_metrics(results))
-    tracking.set_tags(sweep_run_id, {"videolstm.failed_arms": str(len({f["arm"] for f in failed if f.get("seed") is None})),
-                                     "videolstm.failed_items": str(len(failed))})
+    tracking.set_tags(
+        sweep_run_id, {"videolstm.failed_arms": str(len({f["arm"] for f in failed if f.get("seed") is None})), "videolstm.failed_items": str(len(failed))}
+    )
     tracking.finish_run(sweep_run_id, failed=not any(rows_by_arm.values()))
     return {"results": results, "uri": uri, "markdown": files["sweep.md"], "sweep_run_id": sweep_run_id}
 

@@ -49,8 +49,7 @@ def tracking_uri(config: BenchmarkConfig) -> str:
         return config.mlflow.tracking_uri
     if not st.is_local(config.storage.root):
         raise TrackingError(
-            f"storage.root is {config.storage.root}; set mlflow.tracking_uri to a tracking server "
-            "(the SQLite default only works with a local storage root)"
+            f"storage.root is {config.storage.root}; set mlflow.tracking_uri to a tracking server (the SQLite default only works with a local storage root)"
         )
     root = st.local_path(st.absolute(config.storage.root))
     root.mkdir(parents=True, exist_ok=True)
@@ -68,7 +67,7 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///<path>`` tracking URI; None for any other store."""
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
 
 
 @contextlib.contextmanager
@@ -108,9 +107,9 @@ def prepare_store(uri: str) -> None:
         try:
             tables = set(sqlalchemy.inspect(engine).get_table_names())
             leftovers = sorted(t for t in tables if t.startswith(ALEMBIC_TMP_PREFIX))
-            orphans = [t for t in leftovers if t[len(ALEMBIC_TMP_PREFIX):] not in tables]
+            orphans = [t for t in leftovers if t[len(ALEMBIC_TMP_PREFIX) :] not in tables]
             if orphans:
-                original = orphans[0][len(ALEMBIC_TMP_PREFIX):]
+                original = orphans[0][len(ALEMBIC_TMP_PREFIX) :]
                 raise TrackingError(
                     f"the MLflow database {db} was left half-migrated: table {original!r} is missing and its "
                     f"migrated copy {orphans[0]!r} holds its rows; back the file up, then put it back with "
@@ -143,8 +142,7 @@ def setup(config: BenchmarkConfig) -> str:
             client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return experiment.experiment_id
     try:
-        return client.create_experiment(config.mlflow.experiment, artifact_location=artifact_location(config),
-                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        return client.create_experiment(config.mlflow.experiment, artifact_location=artifact_location(config), tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except mlflow.exceptions.MlflowException:
         # another process created it in between
         experiment = client.get_experiment_by_name(config.mlflow.experiment)
@@ -238,10 +236,7 @@ def log_params(run_id: str, params: Mapping[str, Any]) -> None:
     items = [(k, str(v)) for k, v in params.items() if existing.get(k) != str(v)]
     conflicting = [k for k, v in items if k in existing]
     if conflicting:
-        raise TrackingError(
-            f"run {run_id} already has different values for params {conflicting[:5]}; "
-            "this run key should have identified a different run"
-        )
+        raise TrackingError(f"run {run_id} already has different values for params {conflicting[:5]}; this run key should have identified a different run")
     from mlflow.entities import Param
 
     for start in range(0, len(items), 100):

@@ -59,8 +59,14 @@ log = logging.getLogger(__name__)
 #: `make benchmark` of 2026-12-06 (run start to last epoch metric / epochs). The queue hands out
 #: the costliest jobs first so the stage's trainers finish together.
 RELATIVE_COST: dict[str, float] = {
-    "convnet": 10.0, "lstm": 1.0, "alstm": 3.0, "motion_alstm": 3.8, "convlstm_motion": 2.8, "convlstm": 7.0,
-    "convalstm": 8.4, "videolstm": 10.3,
+    "convnet": 10.0,
+    "lstm": 1.0,
+    "alstm": 3.0,
+    "motion_alstm": 3.8,
+    "convlstm_motion": 2.8,
+    "convlstm": 7.0,
+    "convalstm": 8.4,
+    "videolstm": 10.3,
 }
 
 #: Name of the extra flow ConvLSTM trained with the bottom layer's kernels (VideoLSTM's source).
@@ -124,14 +130,40 @@ def motion_source(config: BenchmarkConfig) -> tuple[str, dict[str, Any]]:
 def _train_params(config: BenchmarkConfig) -> dict[str, Any]:
     """Train settings that change what a model learns (execution-only settings left out; the recipe
     options of issue 20 only when set, so default runs keep their run keys)."""
-    return without_recipe_defaults("train", config.train.model_dump(mode="json", exclude={
-        "variants", "streams", "seeds", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent",
-        "max_failures", "videolstm_init", "finetune_epochs", "videolstm_attention", "loader_workers", "prefetch_batches",
-    }))
+    return without_recipe_defaults(
+        "train",
+        config.train.model_dump(
+            mode="json",
+            exclude={
+                "variants",
+                "streams",
+                "seeds",
+                "workers",
+                "use_gpu",
+                "cpus_per_worker",
+                "gpus_per_worker",
+                "max_concurrent",
+                "max_failures",
+                "videolstm_init",
+                "finetune_epochs",
+                "videolstm_attention",
+                "loader_workers",
+                "prefetch_batches",
+            },
+        ),
+    )
 
 
-def _mlflow_fields(config: BenchmarkConfig, kind: str, variant: str, stream: str, seed: int, parent_run_id: str | None,
-                   register: bool, extra_params: dict[str, str] | None = None) -> dict[str, Any]:
+def _mlflow_fields(
+    config: BenchmarkConfig,
+    kind: str,
+    variant: str,
+    stream: str,
+    seed: int,
+    parent_run_id: str | None,
+    register: bool,
+    extra_params: dict[str, str] | None = None,
+) -> dict[str, Any]:
     dataset = config.dataset.kind
     base = {"variant": variant, "stream": stream, "seed": str(seed), "dataset": dataset, "split": str(config.dataset.split)}
     return {
@@ -156,8 +188,7 @@ def motion_prior(train: Any, probe: Any) -> dict[str, Any]:
     return {"motion_prior_weight": train.motion_prior_weight, "prior_column": "flow_pool5"}
 
 
-def rows_for(manifest_uri: str, storage: StorageConfig, val_fraction: float, seed: int,
-             val_split: str = "groups") -> tuple[list[dict], list[dict], list[dict]]:
+def rows_for(manifest_uri: str, storage: StorageConfig, val_fraction: float, seed: int, val_split: str = "groups") -> tuple[list[dict], list[dict], list[dict]]:
     """(train, validation, test) rows {"video_id", "shard", "label"} of a manifest's ok items.
 
     Validation: ``val_fraction`` of each class's groups of the train split (group-disjoint), seeded;
@@ -165,8 +196,7 @@ def rows_for(manifest_uri: str, storage: StorageConfig, val_fraction: float, see
     """
     items = [r for r in read_manifest(manifest_uri, storage) if r.ok]
     as_rows = lambda rs: [{"video_id": r.video_id, "shard": r.shard, "label": r.label} for r in rs]  # noqa: E731
-    train, val = split_validation(as_rows([r for r in items if r.subset == "train"]), val_fraction, seed,
-                                  validation_grouping(val_split))
+    train, val = split_validation(as_rows([r for r in items if r.subset == "train"]), val_fraction, seed, validation_grouping(val_split))
     return list(train), list(val), as_rows([r for r in items if r.subset == "test"])
 
 
@@ -192,48 +222,96 @@ def sequence_job(
     x_column, flow_column = feature_columns(probe.input_kind, probe.needs_flow, stream, probe.flow_kind)
     spec = ModelSpec(variant if variant != MOTION_SOURCE else "convlstm", num_classes, sizes)
     sources = {k: v.shard for k, v in (init_from or {}).items()}
-    run_key = stable_digest(["sequence", variant, stream, seed, features.extra["contents"][str(seed)], spec.to_dict(),
-                             _train_params(config), {k: v.key for k, v in (init_from or {}).items()}], 16)
+    run_key = stable_digest(
+        [
+            "sequence",
+            variant,
+            stream,
+            seed,
+            features.extra["contents"][str(seed)],
+            spec.to_dict(),
+            _train_params(config),
+            {k: v.key for k, v in (init_from or {}).items()},
+        ],
+        16,
+    )
     train, val, _ = rows_for(features.extra["manifests"][str(seed)], config.storage, t.val_fraction, seed, t.val_split)
     name = model_name(variant, stream, seed)
     epochs = (t.finetune_epochs or t.epochs) if stage == "finetune" else t.epochs
     extra = {f"init_from.{k}": v.video_id for k, v in (init_from or {}).items()}
     return TrainJob(
-        kind="sequence", variant=variant, stream=stream, seed=seed, name=name, spec=spec.to_dict(),
-        output_uri=st.join(stage_uri(config, stage), name), run_key=run_key, train_rows=train, val_rows=val,
-        x_column=x_column, flow_column=flow_column, epochs=epochs, batch_size=t.batch_size, lr=t.lr,
-        optimizer=t.optimizer, weight_decay=t.weight_decay, rmsprop_decay=t.rmsprop_decay, rmsprop_eps=t.rmsprop_eps,
-        clip_grad_norm=t.clip_grad_norm, snippet_length=t.snippet_length, checkpoint_every=t.checkpoint_every,
-        keep_checkpoints=t.keep_checkpoints, threads=max(1, int(t.cpus_per_worker)), init_from=sources,
-        loader_workers=t.loader_workers, prefetch_batches=t.prefetch_batches,
+        kind="sequence",
+        variant=variant,
+        stream=stream,
+        seed=seed,
+        name=name,
+        spec=spec.to_dict(),
+        output_uri=st.join(stage_uri(config, stage), name),
+        run_key=run_key,
+        train_rows=train,
+        val_rows=val,
+        x_column=x_column,
+        flow_column=flow_column,
+        epochs=epochs,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        optimizer=t.optimizer,
+        weight_decay=t.weight_decay,
+        rmsprop_decay=t.rmsprop_decay,
+        rmsprop_eps=t.rmsprop_eps,
+        clip_grad_norm=t.clip_grad_norm,
+        snippet_length=t.snippet_length,
+        checkpoint_every=t.checkpoint_every,
+        keep_checkpoints=t.keep_checkpoints,
+        threads=max(1, int(t.cpus_per_worker)),
+        init_from=sources,
+        loader_workers=t.loader_workers,
+        prefetch_batches=t.prefetch_batches,
         attention_source="oracle" if t.attention_source == "oracle" and probe.has_attention else "learned",
         attention_grid=list(probe.spatial_size) if probe.has_attention else [],
         **motion_prior(t, probe),
-        cost=RELATIVE_COST.get(variant, 3.0) * epochs, precision=t.precision,
+        cost=RELATIVE_COST.get(variant, 3.0) * epochs,
+        precision=t.precision,
         **_mlflow_fields(config, "sequence", variant, stream, seed, parent_run_id, register, extra),
     )
 
 
-def frame_cnn_job(config: BenchmarkConfig, stream: str, seed: int, frames_flow: StageResult, num_classes: int,
-                  parent_run_id: str | None) -> TrainJob:
+def frame_cnn_job(config: BenchmarkConfig, stream: str, seed: int, frames_flow: StageResult, num_classes: int, parent_run_id: str | None) -> TrainJob:
     """The frame CNN (the paper's ConvNet) of one stream for one seed."""
     f, t = config.frame_cnn, config.train
     overrides = {"in_channels": stream_in_channels(stream, f.flow_stack), "dropout": f.dropout}
     if f.arch == "small":
         overrides.update({"channels": list(f.channels), "fc_dim": f.fc_dim})
     spec = ModelSpec(f.arch, num_classes, overrides, kind="frame_cnn")
-    run_key = stable_digest(["frame_cnn", stream, seed, frames_flow.content, spec.to_dict(), f.model_dump(mode="json"), t.val_fraction,
-                             *val_split_options(t)], 16)
+    run_key = stable_digest(
+        ["frame_cnn", stream, seed, frames_flow.content, spec.to_dict(), f.model_dump(mode="json"), t.val_fraction, *val_split_options(t)], 16
+    )
     train, val, _ = rows_for(frames_flow.manifest_uri, config.storage, t.val_fraction, seed, t.val_split)
     name = model_name("convnet", stream, seed)
     return TrainJob(
-        kind="frame_cnn", variant="convnet", stream=stream, seed=seed, name=name, spec=spec.to_dict(),
-        output_uri=st.join(stage_uri(config, "frame_cnn"), name), run_key=run_key, train_rows=train, val_rows=val,
-        epochs=f.epochs, batch_size=max(1, f.batch_size // f.frames_per_video), lr=f.lr, optimizer="adam",
-        weight_decay=1e-4, frames_per_video=f.frames_per_video, flow_stack=f.flow_stack,
-        threads=max(1, int(t.cpus_per_worker)), weights=f.weights if f.arch == "vgg16" else None,
-        loader_workers=t.loader_workers, prefetch_batches=t.prefetch_batches,
-        cost=RELATIVE_COST["convnet"] * f.epochs, precision=f.precision,
+        kind="frame_cnn",
+        variant="convnet",
+        stream=stream,
+        seed=seed,
+        name=name,
+        spec=spec.to_dict(),
+        output_uri=st.join(stage_uri(config, "frame_cnn"), name),
+        run_key=run_key,
+        train_rows=train,
+        val_rows=val,
+        epochs=f.epochs,
+        batch_size=max(1, f.batch_size // f.frames_per_video),
+        lr=f.lr,
+        optimizer="adam",
+        weight_decay=1e-4,
+        frames_per_video=f.frames_per_video,
+        flow_stack=f.flow_stack,
+        threads=max(1, int(t.cpus_per_worker)),
+        weights=f.weights if f.arch == "vgg16" else None,
+        loader_workers=t.loader_workers,
+        prefetch_batches=t.prefetch_batches,
+        cost=RELATIVE_COST["convnet"] * f.epochs,
+        precision=f.precision,
         **_mlflow_fields(config, "frame_cnn", "convnet", stream, seed, parent_run_id, register=True),
     )
 
@@ -280,8 +358,9 @@ def concurrency(config: BenchmarkConfig, jobs: int) -> int:
     return max(1, min(jobs, t.max_concurrent or fits, fits or 1))
 
 
-def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], stage: str,
-             progress: StageProgress | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def run_jobs(
+    config: BenchmarkConfig, jobs: list[TrainJob], stage: str, progress: StageProgress | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Train ``jobs`` on as many trainers as fit; returns ({job name: outcome}, timing).
 
     An outcome is the job's result ({"model_uri", "epoch", "metrics", "seconds", "run_id"}) or
@@ -313,11 +392,16 @@ def run_jobs(config: BenchmarkConfig, jobs: list[TrainJob], stage: str,
     if progress is not None and lost:
         progress.advance(len(lost), "failed")
     job_seconds = sum(o.get("seconds", 0.0) for o in outcomes.values())
-    timing = {"trainers": trainers, "fit_seconds": fit_seconds, "job_seconds": job_seconds,
-              "startup_seconds": max(0.0, sum(fit_seconds) - job_seconds)}
-    log.info("%s: %d trainer(s) ran %.1f s in all, %.1f s of it training jobs, %.1f s (%.0f %%) start-up and shutdown",
-             stage, trainers, sum(fit_seconds), job_seconds, timing["startup_seconds"],
-             100 * timing["startup_seconds"] / max(sum(fit_seconds), 1e-9))
+    timing = {"trainers": trainers, "fit_seconds": fit_seconds, "job_seconds": job_seconds, "startup_seconds": max(0.0, sum(fit_seconds) - job_seconds)}
+    log.info(
+        "%s: %d trainer(s) ran %.1f s in all, %.1f s of it training jobs, %.1f s (%.0f %%) start-up and shutdown",
+        stage,
+        trainers,
+        sum(fit_seconds),
+        job_seconds,
+        timing["startup_seconds"],
+        100 * timing["startup_seconds"] / max(sum(fit_seconds), 1e-9),
+    )
     ray.kill(queue)
     return outcomes, timing
 
@@ -333,8 +417,16 @@ def _results(jobs: list[TrainJob], outcomes: dict[str, dict[str, Any]], notice: 
             results.append(ItemResult(video_id=job.name, status="failed", key=job.run_key, reason=outcome["error"]))
             continue
         log.info("trained %s in %.0f s: %s", job.name, outcome["seconds"], _fmt(outcome["metrics"]))
-        results.append(ItemResult(video_id=job.name, status="ok", key=job.run_key, shard=outcome["model_uri"],
-                                  seconds=outcome["seconds"], counts={"epoch": int(outcome["epoch"]), "seed": job.seed}))
+        results.append(
+            ItemResult(
+                video_id=job.name,
+                status="ok",
+                key=job.run_key,
+                shard=outcome["model_uri"],
+                seconds=outcome["seconds"],
+                counts={"epoch": int(outcome["epoch"]), "seed": job.seed},
+            )
+        )
     return results
 
 
@@ -366,14 +458,12 @@ def _track_here(config: BenchmarkConfig, jobs: list[TrainJob], results: list[Ite
             track_reused(job, config, r.shard)
 
 
-def _train_stage(config: BenchmarkConfig, stage: str, jobs: list[TrainJob], started: float, skipped: list[ItemResult] = (),
-                 **extra: Any) -> StageResult:
+def _train_stage(config: BenchmarkConfig, stage: str, jobs: list[TrainJob], started: float, skipped: list[ItemResult] = (), **extra: Any) -> StageResult:
     uri = stage_uri(config, stage)
     results, todo = _reuse_finished(uri, jobs, config.storage)
     timing: dict[str, Any] = {}
     notice = WaitNotice(stage)
-    with stage_progress(stage, total=len(jobs) + len(skipped), unit="model",
-                        detail=f"{len(todo)} to train, {len(results)} reused") as progress:
+    with stage_progress(stage, total=len(jobs) + len(skipped), unit="model", detail=f"{len(todo)} to train, {len(results)} reused") as progress:
         progress.advance(len(results), "reused")
         progress.advance(len(skipped), "failed")
         if todo:
@@ -390,8 +480,18 @@ def _train_stage(config: BenchmarkConfig, stage: str, jobs: list[TrainJob], star
     summary = failure_summary(results, manifest_uri, stage)
     if summary:
         log.warning(summary)
-    return stage_result(stage, uri, manifest_uri, lineages(config)[stage], results, time.perf_counter() - started,
-                        computed=len(todo) - notice.reused, storage=config.storage, timing=timing, **extra)
+    return stage_result(
+        stage,
+        uri,
+        manifest_uri,
+        lineages(config)[stage],
+        results,
+        time.perf_counter() - started,
+        computed=len(todo) - notice.reused,
+        storage=config.storage,
+        timing=timing,
+        **extra,
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -402,8 +502,7 @@ def run_frame_cnn(config: BenchmarkConfig, index: StageResult, frames_flow: Stag
     """Train the RGB and the flow frame CNN (the paper's ConvNet) of every seed on frames+flow shards."""
     started = time.perf_counter()
     num_classes = len(index.extra["class_names"])
-    jobs = [frame_cnn_job(config, stream, seed, frames_flow, num_classes, parent_run_id)
-            for seed in config.train.seeds for stream in ("rgb", "flow")]
+    jobs = [frame_cnn_job(config, stream, seed, frames_flow, num_classes, parent_run_id) for seed in config.train.seeds for stream in ("rgb", "flow")]
     problem = _check_weights(config)
     if problem:
         failed = [ItemResult(video_id=j.name, status="failed", key=j.run_key, reason=problem) for j in jobs]
@@ -459,12 +558,24 @@ def run_finetune(config: BenchmarkConfig, features: StageResult, trained: StageR
             missing = [n for n in wanted.values() if n not in done or not done[n].ok]
             if missing:
                 name = model_name("videolstm", "rgb", seed)
-                blocked.append(ItemResult(video_id=name, status="failed", key="",
-                                          reason=f"its pretrained sources {missing} did not train (see {trained.manifest_uri})"))
+                blocked.append(
+                    ItemResult(video_id=name, status="failed", key="", reason=f"its pretrained sources {missing} did not train (see {trained.manifest_uri})")
+                )
                 continue
             init_from = {k: done[n] for k, n in wanted.items()}
-        jobs.append(sequence_job(config, "videolstm", "rgb", seed, features, parent_run_id, stage="finetune", init_from=init_from,
-                                 overrides=videolstm_model_options(config.train)))
+        jobs.append(
+            sequence_job(
+                config,
+                "videolstm",
+                "rgb",
+                seed,
+                features,
+                parent_run_id,
+                stage="finetune",
+                init_from=init_from,
+                overrides=videolstm_model_options(config.train),
+            )
+        )
     return _train_stage(config, "finetune", jobs, started, blocked)
 
 

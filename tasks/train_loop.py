@@ -178,6 +178,7 @@ def _batch_source(job: TrainJob, config: BenchmarkConfig) -> tuple[Callable, Cal
     """(batch builder(rows, rng), forward) for the job's kind."""
     storage = config.storage
     if job.kind == "frame_cnn":
+
         def build(rows, rng):
             rng = rng if rng is not None else np.random.default_rng(job.seed)
             return frame_batch(rows, job.stream, job.frames_per_video, job.flow_stack, rng, storage)
@@ -193,8 +194,17 @@ def _batch_source(job: TrainJob, config: BenchmarkConfig) -> tuple[Callable, Cal
 
     def build(rows, rng):
         # float16 as stored: sequence_forward converts in torch (numpy's conversion is ~10x slower)
-        return snippet_batch(rows, job.x_column, job.flow_column, job.snippet_length, rng, storage, dtype=None,
-                             attention_maps=maps, prior_column=job.prior_column if job.motion_prior_weight > 0 else None)
+        return snippet_batch(
+            rows,
+            job.x_column,
+            job.flow_column,
+            job.snippet_length,
+            rng,
+            storage,
+            dtype=None,
+            attention_maps=maps,
+            prior_column=job.prior_column if job.motion_prior_weight > 0 else None,
+        )
 
     return build, (motion_prior_forward(job.motion_prior_weight) if job.motion_prior_weight > 0 else sequence_forward)
 
@@ -257,12 +267,14 @@ def run_job(job: TrainJob, config: BenchmarkConfig, rank: int, world: int) -> di
     if tracker is not None and start_epoch > 0:
         tracker.log({"resumed_from_epoch": float(start_epoch)}, step=start_epoch)
     spec = ModelSpec.from_dict(job.spec)
+
     def epoch_batches(epoch: int) -> WaitClock:
         # issue 14: batches built on loader_workers threads, prefetch_batches ahead, starting now;
         # the epoch's time split into waiting for them vs the rest is logged as train/data_wait_*
         rng = np.random.default_rng([job.seed, epoch, rank])
-        return WaitClock(parallel_batches(lambda item: build(*item), seeded_items(batches_of(shard, job.batch_size, rng), rng),
-                                          job.loader_workers, job.prefetch_batches))
+        return WaitClock(
+            parallel_batches(lambda item: build(*item), seeded_items(batches_of(shard, job.batch_size, rng), rng), job.loader_workers, job.prefetch_batches)
+        )
 
     upcoming = epoch_batches(start_epoch) if start_epoch < job.epochs else None
     scaler = grad_scaler(device, job.precision)  # fp16: one loss scale carried across epochs
@@ -274,8 +286,9 @@ def run_job(job: TrainJob, config: BenchmarkConfig, rank: int, world: int) -> di
         # the next epoch's first batches build while this one validates and checkpoints
         upcoming = epoch_batches(epoch + 1) if epoch + 1 < job.epochs else None
         if job.has_validation and rank == 0:
-            val_batches = parallel_batches(lambda rows: build(rows, None), batches_of(job.val_rows, job.batch_size, None),
-                                           job.loader_workers, job.prefetch_batches)
+            val_batches = parallel_batches(
+                lambda rows: build(rows, None), batches_of(job.val_rows, job.batch_size, None), job.loader_workers, job.prefetch_batches
+            )
             val = evaluate_epoch(unwrap(model), val_batches, forward, device, job.precision)
             metrics.update(val.as_metrics("val"))
             metrics.update(validation_attention_health(unwrap(model), job.val_rows, job.x_column, job.flow_column, job.snippet_length, targets, config.storage))
@@ -283,8 +296,9 @@ def run_job(job: TrainJob, config: BenchmarkConfig, rank: int, world: int) -> di
         last = epoch + 1 == job.epochs
         if rank == 0 and ((epoch + 1) % job.checkpoint_every == 0 or last):
             extra = {"job": job.name, "run_key": job.run_key, "seed": str(job.seed), "stream": job.stream}
-            save_checkpoint(st.join(checkpoints, checkpoint_name(epoch + 1)),
-                            checkpoint_state(epoch + 1, model, spec, optimizer, metrics, extra, history), config.storage)
+            save_checkpoint(
+                st.join(checkpoints, checkpoint_name(epoch + 1)), checkpoint_state(epoch + 1, model, spec, optimizer, metrics, extra, history), config.storage
+            )
             best = best_epoch(history, VAL_METRIC if job.has_validation else None)
             prune_checkpoints(checkpoints, job.keep_checkpoints, {best}, config.storage)
         if tracker is not None:
@@ -406,9 +420,7 @@ class _RankZeroTracker:
             # trained and exported before (its outcome file lost): this run logs nothing into it again
             self.run_id, self.frozen = finished, True
             return
-        self.run_id, created = tracking.find_or_create_run(
-            job.experiment_id, job.run_key, job.name, tags=job.run_tags, parent_run_id=job.parent_run_id
-        )
+        self.run_id, created = tracking.find_or_create_run(job.experiment_id, job.run_key, job.name, tags=job.run_tags, parent_run_id=job.parent_run_id)
         if created:
             tracking.log_params(self.run_id, job.run_params)
 
@@ -466,10 +478,11 @@ def track_reused(job: TrainJob, config: BenchmarkConfig, model_uri: str) -> str 
     found = tracking.find_run(job.experiment_id, job.run_key)
     if found is not None and tracking.run_status(found) == "FINISHED":
         return found
-    note = ("trained by an earlier run on this storage root (its training run, with the system metrics, is in the "
-            "experiment that ran it); curves, params and model copied from the trained files")
-    run_id, _ = tracking.find_or_create_run(job.experiment_id, job.run_key, job.name, tags={**job.run_tags, REUSED_TAG: note},
-                                            parent_run_id=job.parent_run_id)
+    note = (
+        "trained by an earlier run on this storage root (its training run, with the system metrics, is in the "
+        "experiment that ran it); curves, params and model copied from the trained files"
+    )
+    run_id, _ = tracking.find_or_create_run(job.experiment_id, job.run_key, job.name, tags={**job.run_tags, REUSED_TAG: note}, parent_run_id=job.parent_run_id)
     tracking.log_params(run_id, job.run_params)
     logged = {m.step for m in mlflow.tracking.MlflowClient().get_metric_history(run_id, "train/loss")}
     for step, metrics in enumerate(trained_history(job, config, model_uri), start=1):

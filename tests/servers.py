@@ -208,13 +208,13 @@ class ServerProcess:
     Output goes to a log file whose tail is shown when the server fails to start.
     """
 
-    def __init__(self, args: list[str], health_url: str, env: dict[str, str] | None = None,
-                 cwd: str | None = None, timeout: float = 90.0, log_path: Path | None = None):
+    def __init__(
+        self, args: list[str], health_url: str, env: dict[str, str] | None = None, cwd: str | None = None, timeout: float = 90.0, log_path: Path | None = None
+    ):
         self.args, self.health_url, self.timeout = args, health_url, timeout
         self.log_path = log_path or Path(tempfile.mkstemp(suffix=".log")[1])
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
@@ -268,9 +268,24 @@ def start_mlflow_server(store: Path, log_path: Path | None = None) -> ServerProc
     exe = Path(sys.executable).parent / "mlflow"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     server = ServerProcess(
-        [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts")],
-        health_url=f"http://127.0.0.1:{port}/health", env=env, timeout=180, log_path=log_path,
+        [
+            str(exe),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{store / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(store / "artifacts"),
+        ],
+        health_url=f"http://127.0.0.1:{port}/health",
+        env=env,
+        timeout=180,
+        log_path=log_path,
     )
     server.url = f"http://127.0.0.1:{port}"
     return server

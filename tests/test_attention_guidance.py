@@ -46,8 +46,10 @@ def test_oracle_maps_of_two_actors_sum_their_coverage_and_a_video_without_target
 
 
 def test_box_targets_keep_every_tube_in_fractions_of_the_frame_and_round_trip():
-    tubes = [SimpleNamespace(frames=np.array([3, 4]), boxes=np.array([[10, 20, 30, 40], [12, 20, 32, 40]])),
-             SimpleNamespace(frames=np.array([0]), boxes=np.array([[0, 0, 160, 120]]))]
+    tubes = [
+        SimpleNamespace(frames=np.array([3, 4]), boxes=np.array([[10, 20, 30, 40], [12, 20, 32, 40]])),
+        SimpleNamespace(frames=np.array([0]), boxes=np.array([[0, 0, 160, 120]])),
+    ]
     targets = box_targets({"C/v": tubes, "C/no-size": tubes, "C/empty": []}, {"C/v": (120, 160), "C/empty": (120, 160)})
     assert set(targets) == {"C/v"}
     assert targets["C/v"][0]["frames"] == [3, 4]  # (x1, y1, x2, y2) / (W, H, W, H), W = 160, H = 120
@@ -106,8 +108,14 @@ def test_a_training_step_with_the_motion_prior_moves_the_attention_toward_it(var
 
     def kl_after(weight: float) -> float:
         torch.manual_seed(0)
-        overrides = {"input_channels": 4, "spatial_size": (5, 5), "hidden_channels": 4, "fc_dim": 8, "dropout": 0.0,
-                     **({"flow_channels": 2} if variant == "videolstm" else {})}
+        overrides = {
+            "input_channels": 4,
+            "spatial_size": (5, 5),
+            "hidden_channels": 4,
+            "fc_dim": 8,
+            "dropout": 0.0,
+            **({"flow_channels": 2} if variant == "videolstm" else {}),
+        }
         model = build_model(variant, 2, **overrides)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
         forward = motion_prior_forward(weight) if weight > 0 else sequence_forward

@@ -44,13 +44,22 @@ def test_error_messages_are_bounded_and_name_every_bad_key():
     assert all(key in message for key in ("name", "flow.bound", "train.epochs"))
 
 
-@pytest.mark.parametrize("uri", [
-    f"https://alice:{SECRET}@mlflow.example", f"https://{SECRET}@mlflow.example/api", f"https://:{SECRET}@host",
-    f"https://alice:pass {SECRET}@host", f"http://u:{SECRET}@127.0.0.1:9000",
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"https://alice:{SECRET}@mlflow.example",
+        f"https://{SECRET}@mlflow.example/api",
+        f"https://:{SECRET}@host",
+        f"https://alice:pass {SECRET}@host",
+        f"http://u:{SECRET}@127.0.0.1:9000",
+    ],
+)
 def test_any_credential_in_a_uri_is_refused_and_never_echoed(uri):
-    for config in ({"mlflow": {"tracking_uri": uri}}, {"dataset": {"kind": "ucf101", "download": {"urls": ["https://ok/x.rar", uri]}}},
-                   {"dataset": {"kind": "ucf101"}, "storage": {"endpoint_url": uri}}):
+    for config in (
+        {"mlflow": {"tracking_uri": uri}},
+        {"dataset": {"kind": "ucf101", "download": {"urls": ["https://ok/x.rar", uri]}}},
+        {"dataset": {"kind": "ucf101"}, "storage": {"endpoint_url": uri}},
+    ):
         with pytest.raises(ConfigError) as error:
             load_config(config)
         assert "holds credentials in a URI" in str(error.value) and SECRET not in str(error.value)

@@ -104,33 +104,40 @@ def _write_features(tmp_path, lengths=(9, 12, 4)) -> list[dict]:
     rows = []
     for i, t in enumerate(lengths):
         uri = str(tmp_path / f"v{i}.parquet")
-        shards.write_shard(uri, {
-            "video_id": f"Cls/v{i}", "label": i % K, "subset": "test", "num_frames": t,
-            "rgb_pool5": rng.standard_normal((t, C, H, W)).astype(np.float16),
-            "flow_pool5": rng.standard_normal((t, 2, H, W)).astype(np.float16),
-            "rgb_fc7": rng.standard_normal((t, 5)).astype(np.float16),
-        })
+        shards.write_shard(
+            uri,
+            {
+                "video_id": f"Cls/v{i}",
+                "label": i % K,
+                "subset": "test",
+                "num_frames": t,
+                "rgb_pool5": rng.standard_normal((t, C, H, W)).astype(np.float16),
+                "flow_pool5": rng.standard_normal((t, 2, H, W)).astype(np.float16),
+                "rgb_fc7": rng.standard_normal((t, 5)).astype(np.float16),
+            },
+        )
         rows.append({"video_id": f"Cls/v{i}", "shard": uri, "label": i % K})
     return rows
 
 
-@pytest.mark.parametrize(("variant", "x_column", "flow_column"), [
-    ("videolstm", "rgb_pool5", "flow_pool5"),
-    ("lstm", "rgb_fc7", None),
-])
+@pytest.mark.parametrize(
+    ("variant", "x_column", "flow_column"),
+    [
+        ("videolstm", "rgb_pool5", "flow_pool5"),
+        ("lstm", "rgb_fc7", None),
+    ],
+)
 def test_predict_videos_over_feature_shards_gives_a_distribution_per_video(tmp_path, variant, x_column, flow_column):
     rows = _write_features(tmp_path)
     model = _model(variant)
-    predictions = predict_videos(model, rows, x_column, flow_column, num_segments=3, segment_length=5,
-                                 whole_video=model.has_attention)
+    predictions = predict_videos(model, rows, x_column, flow_column, num_segments=3, segment_length=5, whole_video=model.has_attention)
     assert predictions.video_ids == ["Cls/v0", "Cls/v1", "Cls/v2"]
     np.testing.assert_array_equal(predictions.labels, [0, 1, 2])
     assert predictions.probabilities.shape == (3, K)
     np.testing.assert_allclose(predictions.probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert (predictions.probabilities >= 0).all()
     if model.has_attention:
-        assert {v: a.shape for v, a in predictions.attention.items()} == {
-            "Cls/v0": (9, H, W), "Cls/v1": (12, H, W), "Cls/v2": (4, H, W)}
+        assert {v: a.shape for v, a in predictions.attention.items()} == {"Cls/v0": (9, H, W), "Cls/v1": (12, H, W), "Cls/v2": (4, H, W)}
         assert set(predictions.step_probabilities) == set(predictions.video_ids)
     # the same video alone gives the same answer (no leakage between videos)
     alone = predict_videos(model, rows[1:2], x_column, flow_column, 3, 5)
@@ -151,9 +158,16 @@ def test_frame_cnn_predictions_run_the_checkpoints_model_over_every_frame(tmp_pa
     rows = []
     for i, t in enumerate((9, 4)):
         uri = str(tmp_path / f"ff{i}.parquet")
-        shards.write_shard(uri, {"video_id": f"Cls/v{i}", "label": i, "subset": "test",
-                                 "frames": rng.integers(0, 256, (t, 56, 56, 3), dtype=np.uint8),
-                                 "flow": rng.integers(0, 256, (t - 1, 56, 56, 2), dtype=np.uint8)})
+        shards.write_shard(
+            uri,
+            {
+                "video_id": f"Cls/v{i}",
+                "label": i,
+                "subset": "test",
+                "frames": rng.integers(0, 256, (t, 56, 56, 3), dtype=np.uint8),
+                "flow": rng.integers(0, 256, (t - 1, 56, 56, 2), dtype=np.uint8),
+            },
+        )
         rows.append({"video_id": f"Cls/v{i}", "shard": uri, "label": i})
     predictions = frame_cnn_predictions(model, rows, stream, stack, num_segments=3, segment_length=5)
     assert predictions.video_ids == ["Cls/v0", "Cls/v1"] and predictions.attention == {}
@@ -162,8 +176,7 @@ def test_frame_cnn_predictions_run_the_checkpoints_model_over_every_frame(tmp_pa
         arrays = shards.read_shard(row["shard"])
         t = arrays["frames"].shape[0]
         with torch.no_grad():
-            logits = np.stack([model(torch.from_numpy(stream_inputs(arrays, stream, np.array([f]), stack))).logits[0].numpy()
-                               for f in range(t)])
+            logits = np.stack([model(torch.from_numpy(stream_inputs(arrays, stream, np.array([f]), stack))).logits[0].numpy() for f in range(t)])
         sums = [_softmax(logits[np.minimum(np.arange(s, s + 5), t - 1)]).sum(axis=0) for s in hand_starts[t]]
         video = np.mean(sums, axis=0)
         np.testing.assert_allclose(probs, video / video.sum(), rtol=1e-4, atol=1e-6)

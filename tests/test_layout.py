@@ -34,8 +34,17 @@ LIBRARY_LAYERS: tuple[tuple[str, ...], ...] = (
 #: tasks/' layers, lowest first: the shared pieces (console, Ray runtime, MLflow, storage leases),
 #: then the stages, each stage above the stages whose results it reads.
 TASK_LAYERS: tuple[tuple[str, ...], ...] = (
-    ("tasks", "tasks.console", "tasks.console_log", "tasks.remote_progress", "tasks.attempts", "tasks.tracking",
-     "tasks.mlflow_pyfunc", "tasks.mlflow_video_pyfunc", "tasks.attention_targets"),
+    (
+        "tasks",
+        "tasks.console",
+        "tasks.console_log",
+        "tasks.remote_progress",
+        "tasks.attempts",
+        "tasks.tracking",
+        "tasks.mlflow_pyfunc",
+        "tasks.mlflow_video_pyfunc",
+        "tasks.attention_targets",
+    ),
     ("tasks.runtime", "tasks.leases", "tasks.stage_models"),
     ("tasks.dataset", "tasks.frames_flow"),
     ("tasks.train_loop", "tasks.mlflow_model", "tasks.train", "tasks.features"),
@@ -80,7 +89,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()

@@ -10,10 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_no_videolstm_module_imports_ray_or_prefect():
-    modules = sorted(
-        ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-        for p in (REPO / "videolstm").rglob("*.py")
-    )
+    modules = sorted(".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__") for p in (REPO / "videolstm").rglob("*.py"))
     assert len(modules) > 20
     code = (
         "import importlib, sys\n"

@@ -11,17 +11,22 @@ from videolstm.messages import MAX_REPR, redact, redact_uri, short_repr, shorten
 SECRET = "Sentinel-Xy7"
 
 
-@pytest.mark.parametrize("text, kept", [
-    (f"https://alice:{SECRET}@mlflow.example:5000/api", "https://***@mlflow.example:5000/api"),
-    (f"https://{SECRET}@github.com/org/repo.git", "https://***@github.com/org/repo.git"),  # token only
-    (f"https://:{SECRET}@host/x", "https://***@host/x"),
-    (f"https://alice:pass {SECRET}@host/x", "https://***@host/x"),  # a password with a space
-    (f"https://alice:p@ss{SECRET}@host/x", "https://***@host/x"),  # '@' inside the password
-    (f"s3://bucket/UCF101.rar?X-Amz-Credential=AKIA/{SECRET}&X-Amz-Signature={SECRET}&X-Amz-Expires=60",
-     "s3://bucket/UCF101.rar?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Expires=60"),
-    (f"https://h/f.zip?sig={SECRET}&sv=2020", "https://h/f.zip?sig=***&sv=2020"),  # Azure SAS
-    (f"https://h/f?x-amz-security-token={SECRET}", "https://h/f?x-amz-security-token=***"),
-])
+@pytest.mark.parametrize(
+    "text, kept",
+    [
+        (f"https://alice:{SECRET}@mlflow.example:5000/api", "https://***@mlflow.example:5000/api"),
+        (f"https://{SECRET}@github.com/org/repo.git", "https://***@github.com/org/repo.git"),  # token only
+        (f"https://:{SECRET}@host/x", "https://***@host/x"),
+        (f"https://alice:pass {SECRET}@host/x", "https://***@host/x"),  # a password with a space
+        (f"https://alice:p@ss{SECRET}@host/x", "https://***@host/x"),  # '@' inside the password
+        (
+            f"s3://bucket/UCF101.rar?X-Amz-Credential=AKIA/{SECRET}&X-Amz-Signature={SECRET}&X-Amz-Expires=60",
+            "s3://bucket/UCF101.rar?X-Amz-Credential=***&X-Amz-Signature=***&X-Amz-Expires=60",
+        ),
+        (f"https://h/f.zip?sig={SECRET}&sv=2020", "https://h/f.zip?sig=***&sv=2020"),  # Azure SAS
+        (f"https://h/f?x-amz-security-token={SECRET}", "https://h/f?x-amz-security-token=***"),
+    ],
+)
 def test_redact_removes_every_form_of_uri_credential(text, kept):
     line = f"downloading {text} failed"
     assert redact(line) == f"downloading {kept} failed"
@@ -39,10 +44,18 @@ def test_redact_uri_keeps_what_is_not_secret():
     assert redact_uri("not a uri") == "not a uri"
 
 
-@pytest.mark.parametrize("uri, expected", [
-    ("https://alice:pw@host/x", "alice:pw"), ("https://TOKEN@host", "TOKEN"), ("https://a:pass word@h/", "a:pass word"),
-    ("https://host/x@y", None), ("s3://bucket/key", None), ("runs/embedded", None), ("ray://10.0.0.1:10001", None),
-])
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("https://alice:pw@host/x", "alice:pw"),
+        ("https://TOKEN@host", "TOKEN"),
+        ("https://a:pass word@h/", "a:pass word"),
+        ("https://host/x@y", None),
+        ("s3://bucket/key", None),
+        ("runs/embedded", None),
+        ("ray://10.0.0.1:10001", None),
+    ],
+)
 def test_userinfo_is_found_in_any_form(uri, expected):
     assert userinfo(uri) == expected
 
@@ -84,11 +97,21 @@ def test_logging_filter_redacts_formatted_records(caplog):
 # Credentials given through the environment (issue 27: Ray token, MLflow and Prefect passwords)
 
 
-@pytest.mark.parametrize("name", [
-    "RAY_AUTH_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_AUTH_ADMIN_PASSWORD",
-    "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_KEY", "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN", "MINIO_ROOT_PASSWORD",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "RAY_AUTH_TOKEN",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "PREFECT_API_AUTH_STRING",
+        "PREFECT_SERVER_API_AUTH_STRING",
+        "PREFECT_API_KEY",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "MINIO_ROOT_PASSWORD",
+    ],
+)
 def test_a_credential_given_through_the_environment_is_redacted_anywhere_in_a_text(monkeypatch, name):
     value = f"user:{SECRET}-9f3a"
     monkeypatch.setenv(name, value)
@@ -114,12 +137,15 @@ def test_only_credential_variables_count_and_not_once_unset(monkeypatch):
     assert secret_env_values({"A_PASSWORD": "short", "B_TOKEN": "a-longer-one", "C": "x" * 40}) == ["a-longer-one", "short"]
 
 
-@pytest.mark.parametrize("text, kept", [
-    (f"Authorization: Bearer {SECRET}; retrying", "Authorization: Bearer ***; retrying"),
-    (f"{{'Authorization': 'Basic {SECRET}=='}}", "{'Authorization': 'Basic ***'}"),
-    (f'headers={{"x-ray-authorization": "Bearer {SECRET}"}}', 'headers={"x-ray-authorization": "Bearer ***"}'),
-    (f"authorization={SECRET}", "authorization=***"),
-])
+@pytest.mark.parametrize(
+    "text, kept",
+    [
+        (f"Authorization: Bearer {SECRET}; retrying", "Authorization: Bearer ***; retrying"),
+        (f"{{'Authorization': 'Basic {SECRET}=='}}", "{'Authorization': 'Basic ***'}"),
+        (f'headers={{"x-ray-authorization": "Bearer {SECRET}"}}', 'headers={"x-ray-authorization": "Bearer ***"}'),
+        (f"authorization={SECRET}", "authorization=***"),
+    ],
+)
 def test_authorization_headers_lose_their_credential(text, kept):
     assert redact(text) == kept
 

@@ -150,8 +150,7 @@ def test_promised_pages_are_still_missing():
 
 def test_every_make_command_in_the_pages_names_a_makefile_target():
     targets = set(re.findall(r"^([a-z][\w-]*):", (REPO / "Makefile").read_text(), re.M))
-    wrong = [(page, command) for page, command in page_commands()
-             if command.startswith("make ") and shlex.split(command)[1] not in targets]
+    wrong = [(page, command) for page, command in page_commands() if command.startswith("make ") and shlex.split(command)[1] not in targets]
     assert not wrong, f"make targets that do not exist: {wrong}"
 
 
@@ -189,8 +188,7 @@ def test_every_videolstm_command_in_the_pages_parses():
 
 def test_the_readme_config_command_runs_and_applies_its_override():
     command = next(c for c in block_commands(README) if videolstm_argv(c) and videolstm_argv(c)[0] == "config")
-    result = subprocess.run([str(REPO / ".venv/bin/videolstm"), *videolstm_argv(command)], cwd=REPO,
-                            capture_output=True, text=True, check=True, timeout=120)
+    result = subprocess.run([str(REPO / ".venv/bin/videolstm"), *videolstm_argv(command)], cwd=REPO, capture_output=True, text=True, check=True, timeout=120)
     assert re.search(r"^  epochs: 4$", result.stdout, re.M), result.stdout[-2000:]
 
 
@@ -243,26 +241,24 @@ def test_every_script_command_in_the_pages_exists_and_its_arguments_parse():
     assert not missing, missing
     assert scripts
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", PARSE_ONLY, json.dumps(scripts)], cwd=REPO, env=env,
-                            capture_output=True, text=True, check=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", PARSE_ONLY, json.dumps(scripts)], cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=300)
     failures = json.loads(result.stdout.strip().splitlines()[-1])
     assert not failures, failures
 
 
 def test_every_external_tool_a_page_runs_is_a_known_one():
     ours = ("make", "videolstm", ".venv/bin/", "python", "benchmarks/", "scripts/")
-    unknown = [(page, command) for page, command in page_commands()
-               if not command.startswith(ours) and shlex.split(command)[0] not in EXTERNAL_TOOLS]
+    unknown = [(page, command) for page, command in page_commands() if not command.startswith(ours) and shlex.split(command)[0] not in EXTERNAL_TOOLS]
     assert not unknown, f"commands of unknown tools: {unknown}"
 
 
 def test_configuration_reference_is_generated_from_the_schema_and_up_to_date():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, str(REPO / "scripts/config_reference.py"), "--check"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts/config_reference.py"), "--check"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, (
-        "docs/configuration.md is out of date with videolstm/config.py; run: "
-        f".venv/bin/python scripts/config_reference.py\n{result.stderr}"
+        f"docs/configuration.md is out of date with videolstm/config.py; run: .venv/bin/python scripts/config_reference.py\n{result.stderr}"
     )
 
 

@@ -79,12 +79,18 @@ def _feature_rows(tmp_path, lengths=(5, 8, 3)) -> list[dict]:
     rows = []
     for i, t in enumerate(lengths):
         uri = str(tmp_path / f"feat{i}.parquet")
-        shards.write_shard(uri, {
-            "video_id": f"v{i}", "label": i % 2, "subset": "train", "num_frames": t,
-            "rgb_pool5": rng.standard_normal((t, 4, 7, 7)).astype(np.float16),
-            "flow_pool5": rng.standard_normal((t, 6, 7, 7)).astype(np.float16),
-            "rgb_fc7": rng.standard_normal((t, 16)).astype(np.float16),
-        })
+        shards.write_shard(
+            uri,
+            {
+                "video_id": f"v{i}",
+                "label": i % 2,
+                "subset": "train",
+                "num_frames": t,
+                "rgb_pool5": rng.standard_normal((t, 4, 7, 7)).astype(np.float16),
+                "flow_pool5": rng.standard_normal((t, 6, 7, 7)).astype(np.float16),
+                "rgb_fc7": rng.standard_normal((t, 16)).astype(np.float16),
+            },
+        )
         rows.append({"video_id": f"v{i}", "shard": uri, "label": i % 2})
     return rows
 
@@ -341,8 +347,7 @@ def test_rmsprop_torch_is_the_previous_recipes_update_with_epsilon_outside_the_r
     assert isinstance(opt, torch.optim.RMSprop)
     p.grad = torch.tensor([1e-6, -2e-6], dtype=torch.float64)
     opt.step()  # √ms = √(0.01·1e-12) = 1e-7: p0 ← 1 − 0.01·1e-6/1.1e-7; p1: √ms = 2e-7, −1 + 0.01·2e-6/2.1e-7
-    torch.testing.assert_close(p.detach(), torch.tensor([1 - 0.01 / 0.11, -1 + 0.02 / 0.21], dtype=torch.float64),
-                               rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(p.detach(), torch.tensor([1 - 0.01 / 0.11, -1 + 0.02 / 0.21], dtype=torch.float64), rtol=1e-12, atol=1e-15)
     want, ms = p.detach().clone(), 0.01 * torch.tensor([1e-6, -2e-6], dtype=torch.float64) ** 2
     for grad in ([3.0, 0.5], [0.0, 1e-3]):
         g = torch.tensor(grad, dtype=torch.float64)
@@ -421,14 +426,17 @@ def test_split_validation_with_zero_fraction_keeps_everything_for_training():
     assert split_validation(rows, 0.0, seed=0) == (rows, [])
 
 
-@pytest.mark.parametrize(("video_id", "group"), [
-    ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01", "ApplyEyeMakeup/g08"),
-    ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c07", "ApplyEyeMakeup/g08"),
-    ("HandStandPushups/v_HandstandPushups_g25_c02", "HandStandPushups/g25"),  # the folder/file spelling quirk
-    ("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0", "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo"),
-    ("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_2", "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo"),
-    ("c0/v01", "c0/v01"),
-])
+@pytest.mark.parametrize(
+    ("video_id", "group"),
+    [
+        ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01", "ApplyEyeMakeup/g08"),
+        ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c07", "ApplyEyeMakeup/g08"),
+        ("HandStandPushups/v_HandstandPushups_g25_c02", "HandStandPushups/g25"),  # the folder/file spelling quirk
+        ("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0", "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo"),
+        ("brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_2", "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo"),
+        ("c0/v01", "c0/v01"),
+    ],
+)
 def test_video_group_is_the_long_video_a_clip_was_cut_from(video_id, group):
     assert video_group(video_id) == group
 

@@ -54,8 +54,13 @@ def box_targets(ground_truth: Mapping[str, Sequence[Any]], frame_sizes: Mapping[
             continue
         height, width = frame_sizes[video]
         scale = np.array([width, height, width, height], dtype=np.float64)
-        out[video] = [{"frames": [int(f) for f in np.asarray(t.frames).reshape(-1)],
-                       "boxes": (np.asarray(t.boxes, dtype=np.float64).reshape(-1, 4) / scale).round(6).tolist()} for t in tubes]
+        out[video] = [
+            {
+                "frames": [int(f) for f in np.asarray(t.frames).reshape(-1)],
+                "boxes": (np.asarray(t.boxes, dtype=np.float64).reshape(-1, 4) / scale).round(6).tolist(),
+            }
+            for t in tubes
+        ]
     return out
 
 

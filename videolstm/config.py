@@ -66,32 +66,43 @@ class SyntheticConfig(Section):
     actor_size: float = Field(0.2, gt=0.02, lt=0.6, description="actor side as a fraction of the frame")
     noise: float = Field(6.0, ge=0, description="std of per-frame pixel noise (0..255)")
     late_start_fraction: float = Field(
-        0.0, ge=0, le=1,
+        0.0,
+        ge=0,
+        le=1,
         description="fraction of each class's videos whose actor appears only after the first frames (annotation sf > 0)",
     )
     appearance_cue: float = Field(
-        1.0, ge=0, le=1,
+        1.0,
+        ge=0,
+        le=1,
         description="probability that the actor wears its class's colour style; distractors wear random classes' "
         "styles, so a frame shows several candidate styles and only motion tells which object is the actor "
         "(0: random colours for every object, a frame carries no class information)",
     )
     moving_distractors: int = Field(
-        0, ge=0,
+        0,
+        ge=0,
         description="how many of the distractors move, each along its own smooth random path (a wander, no class's "
         "pattern); the others stay static (0: every distractor is static)",
     )
     camera_jitter: float = Field(
-        0.0, ge=0, le=0.05,
+        0.0,
+        ge=0,
+        le=0.05,
         description="camera shake: std of a random per-frame shift of the whole view, as a fraction of the frame's "
         "short side (clipped at 3 std); the boxes follow the view",
     )
     background_clutter: float = Field(
-        0.0, ge=0, le=1,
+        0.0,
+        ge=0,
+        le=1,
         description="share of the background covered by static high-contrast textured patches of object size "
         "(stripes, checkerboards, blotches in random colours); 0: the plain two-colour blend",
     )
     actors: int = Field(
-        1, ge=1, le=2,
+        1,
+        ge=1,
+        le=2,
         description="actors per video, all of the video's class (each its own annotated tube; 2: a second actor with its "
         "own path of the same motion pattern, kept off the first actor's boxes when the frame has room)",
     )
@@ -101,8 +112,7 @@ class SyntheticConfig(Section):
     def _moving_among_distractors(self) -> SyntheticConfig:
         if self.moving_distractors > self.distractors:
             raise ValueError(
-                f"moving_distractors ({self.moving_distractors}) must not exceed distractors ({self.distractors}): "
-                "it says how many of the distractors move"
+                f"moving_distractors ({self.moving_distractors}) must not exceed distractors ({self.distractors}): it says how many of the distractors move"
             )
         return self
 
@@ -118,7 +128,10 @@ class SyntheticConfig(Section):
 
 #: SyntheticConfig knobs that a digest leaves out at these (default) values; see ``SyntheticConfig.digest``.
 _SYNTHETIC_KNOBS_AT_DEFAULT: dict[str, Any] = {
-    "moving_distractors": 0, "camera_jitter": 0.0, "background_clutter": 0.0, "actors": 1,
+    "moving_distractors": 0,
+    "camera_jitter": 0.0,
+    "background_clutter": 0.0,
+    "actors": 1,
 }
 
 
@@ -148,13 +161,9 @@ class InputLimits(Section):
         16 * GiB, ge=1, description="bytes one extraction may unpack in all, nested archives included (UCF101.rar unpacks to ~6.5 GB)"
     )
     archive_entry_bytes: int = Field(4 * GiB, ge=1, description="bytes one archive entry may unpack to")
-    archive_ratio: float = Field(
-        100.0, gt=1, description="unpacked bytes per archive byte (videos ~1, split text ~15; a zip bomb ~1000)"
-    )
+    archive_ratio: float = Field(100.0, gt=1, description="unpacked bytes per archive byte (videos ~1, split text ~15; a zip bomb ~1000)")
     archive_entries: int = Field(100_000, ge=1, description="entries (files and folders) one extraction may hold, nested archives included")
-    archive_depth: int = Field(
-        1, ge=0, le=4, description="archive-in-archive levels extracted (HMDB51's rar of rars needs 1; deeper is refused)"
-    )
+    archive_depth: int = Field(1, ge=0, le=4, description="archive-in-archive levels extracted (HMDB51's rar of rars needs 1; deeper is refused)")
     split_file_bytes: int = Field(8 * MiB, ge=1, description="largest split / class-index file read (UCF101's largest: 0.4 MB)")
     split_file_lines: int = Field(200_000, ge=1, description="most lines in one split file (UCF101's longest: 9,624)")
     annotation_bytes: int = Field(64 * MiB, ge=1, description="largest annotation pickle read (pyannot.pkl: 3.5 MB)")
@@ -164,13 +173,10 @@ class DatasetConfig(Section):
     kind: DatasetKind = Field("synthetic", description="synthetic | ucf101 | hmdb51")
     root: str | None = Field(
         None,
-        description="URI holding the class folders and the split folder side by side; "
-        "empty: generated (synthetic) or downloaded into <storage.root>/dataset",
+        description="URI holding the class folders and the split folder side by side; empty: generated (synthetic) or downloaded into <storage.root>/dataset",
     )
     split: int = Field(1, ge=1, le=3, description="official split 1, 2 or 3")
-    annotations: str | None = Field(
-        None, description="UCF101-24-format pickle (URI) for localization; synthetic writes its own"
-    )
+    annotations: str | None = Field(None, description="UCF101-24-format pickle (URI) for localization; synthetic writes its own")
     synthetic: SyntheticConfig = SyntheticConfig()
     download: DownloadConfig = DownloadConfig()
     max_videos_per_class: int | None = Field(None, ge=1, description="subsample for quick runs")
@@ -186,8 +192,9 @@ class StorageConfig(Section):
 class FlowConfig(Section):
     """Decoding and optical flow (denseflow convention: clip to +-bound, map to 0..255)."""
 
-    method: FlowMethod = Field("tvl1", description="tvl1 (the paper; OpenCV) | tvl1_torch (the same TV-L1 in PyTorch, on CUDA when the worker has a "
-            "GPU) | dis | farneback")
+    method: FlowMethod = Field(
+        "tvl1", description="tvl1 (the paper; OpenCV) | tvl1_torch (the same TV-L1 in PyTorch, on CUDA when the worker has a GPU) | dis | farneback"
+    )
     bound: float = Field(20.0, gt=0, description="flow clipped to +-bound pixels, then mapped to 0..255")
     height: int = Field(56, ge=16, description="frames are resized to height x width before flow")
     width: int = Field(56, ge=16, description="frames are resized to height x width before flow")
@@ -199,8 +206,11 @@ class FlowConfig(Section):
     tvl1_inner_iterations: int = Field(10, ge=1, description="TV-L1 inner iterations (OpenCV default 30)")
     tvl1_outer_iterations: int = Field(5, ge=1, description="TV-L1 outer iterations (OpenCV default 10)")
     dis_preset: Literal["ultrafast", "fast", "medium"] = Field("medium", description="DIS preset (method='dis')")
-    image_format: Literal["jpeg", "raw"] = Field("jpeg", description="how the frames+flow shards store RGB frames and each quantised flow component: "
-            "jpeg (the field's convention: denseflow, MMAction2 rawframes) | raw uint8")
+    image_format: Literal["jpeg", "raw"] = Field(
+        "jpeg",
+        description="how the frames+flow shards store RGB frames and each quantised flow component: "
+        "jpeg (the field's convention: denseflow, MMAction2 rawframes) | raw uint8",
+    )
     jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality of the stored frames and flow images (image_format jpeg)")
     workers: int = Field(2, ge=1, description="Ray Data tasks computing flow at once (one video each)")
     threads_per_worker: int = Field(1, ge=1, description="OpenCV threads inside each flow task")
@@ -212,8 +222,9 @@ class PrecisionSection(Section):
     had before the option existed; set to bf16 or fp16 it joins them all."""
 
     precision: Precision = Field(
-        "fp32", description="fp32 | bf16 | fp16: autocast arithmetic of this section's network passes (fp16 with gradient scaling; bf16 needs a CPU/GPU "
-                "with bf16 support to pay)"
+        "fp32",
+        description="fp32 | bf16 | fp16: autocast arithmetic of this section's network passes (fp16 with gradient scaling; bf16 needs a CPU/GPU "
+        "with bf16 support to pay)",
     )
 
     @model_serializer(mode="wrap")
@@ -260,9 +271,7 @@ class ModelConfig(Section):
     kernel_size: int = Field(3, ge=1, description="input- and state-to-state kernels (3)")
     attention_kernel_size: int = Field(1, ge=1, description="attention kernels (1)")
     motion_kernel_size: int = Field(1, ge=1, description="bottom (motion) ConvLSTM kernels (1)")
-    attention_channels: int | None = Field(
-        None, ge=1, description="convolutional attention width; empty: hidden_channels (the authors': hidden, = C at 512)"
-    )
+    attention_channels: int | None = Field(None, ge=1, description="convolutional attention width; empty: hidden_channels (the authors': hidden, = C at 512)")
     attention_inverse_temperature: float = Field(1.0, gt=0, description="beta in softmax(beta*e) of every attention (1)")
     fc_dim: int = Field(256, ge=1, description="readout FC width (1024)")
     dropout: float = Field(0.7, ge=0, lt=1, description="convolutional variants: dropout after the readout FC (0.7)")
@@ -274,12 +283,12 @@ class ModelConfig(Section):
     init: Literal["authors", "torch"] = Field(
         "authors", description="weights: authors = sparnn's schemes (see docs/fidelity.md), zero biases; torch = PyTorch defaults, forget bias 1"
     )
-    gate_execution: Literal["auto", "fused", "split_xh", "per_gate"] = Field("auto", description="how ConvLSTM gate convolutions execute (auto: "
-            "measured fastest per device)")
+    gate_execution: Literal["auto", "fused", "split_xh", "per_gate"] = Field(
+        "auto", description="how ConvLSTM gate convolutions execute (auto: measured fastest per device)"
+    )
     attention_scale: Literal["none", "positions"] = Field(
         "none",
-        description="ConvALSTM/VideoLSTM attended input: none = A*X (eq. 9 as written), positions = H*W*A*X "
-        "(uniform attention passes X unchanged)",
+        description="ConvALSTM/VideoLSTM attended input: none = A*X (eq. 9 as written), positions = H*W*A*X (uniform attention passes X unchanged)",
     )
     alstm_attention: Literal["authors", "hidden"] = Field(
         "authors",
@@ -304,7 +313,8 @@ class TrainConfig(PrecisionSection):
     )
     streams: list[Stream] = Field(default_factory=lambda: list[Stream](["rgb", "flow"]), description="streams of the non-motion variants")
     seeds: list[int] = Field(
-        default_factory=lambda: [0, 1, 2], min_length=1,
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
         description="every seed trains its own frame CNNs, features and every (variant, stream): independent replicates",
     )
     epochs: int = Field(10, ge=1, description="training epochs (one random snippet per video each)")
@@ -320,8 +330,12 @@ class TrainConfig(PrecisionSection):
     clip_grad_norm: float | None = Field(None, gt=0, description="clip gradients to this global norm; empty: no clipping (the authors')")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
     snippet_length: int = Field(30, ge=1, description="frames per training snippet (30)")
-    val_fraction: float = Field(0.2, ge=0, lt=1, description="groups of clips held out per class for validation (best checkpoint by val/accuracy); 0: "
-            "none, the latest checkpoint is used")
+    val_fraction: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="groups of clips held out per class for validation (best checkpoint by val/accuracy); 0: none, the latest checkpoint is used",
+    )
     val_split: Literal["groups", "videos"] = Field(
         "groups",
         description="what val_fraction holds out per class: groups = whole groups (clips of one source video never straddle "
@@ -335,7 +349,8 @@ class TrainConfig(PrecisionSection):
         "and evaluation (uniform maps where a video or step has no box)",
     )
     motion_prior_weight: float = Field(
-        0.0, ge=0,
+        0.0,
+        ge=0,
         description="an extension beyond the paper (0: off): ConvALSTM (both streams) and VideoLSTM add weight * sum_t "
         "KL(P_t || A_t) to the loss, P_t the normalised energy sum_c M^2 of the flow pool5 maps at step t (uniform where "
         "all zero), A_t the attention; weakly supervised, no boxes used (RGB models then also read the flow pool5)",
@@ -343,7 +358,7 @@ class TrainConfig(PrecisionSection):
     videolstm_init: Literal["pretrained", "scratch"] = Field(
         "pretrained",
         description="VideoLSTM: pretrained = bottom from a trained flow ConvLSTM, top/attention/readout from the trained RGB ConvALSTM, then fine-tuned "
-                "(the authors'); scratch = random weights",
+        "(the authors'); scratch = random weights",
     )
     finetune_epochs: int | None = Field(None, ge=1, description="VideoLSTM epochs in the fine-tuning stage; empty: epochs")
     videolstm_attention: Literal["rgb_and_motion", "motion"] = Field(
@@ -386,7 +401,6 @@ class TrainConfig(PrecisionSection):
         return value
 
 
-
 def videolstm_model_options(train: TrainConfig) -> dict[str, Any]:
     """VideoLSTM's model options set in the train section (the fine-tuning stage builds the model):
     ``videolstm_attention`` when it is not the authors'. They join the model's spec and the
@@ -395,12 +409,18 @@ def videolstm_model_options(train: TrainConfig) -> dict[str, Any]:
         return {}
     return {"videolstm_attention": train.videolstm_attention}
 
+
 #: Options added for the recipe ablation (issue 20), each at the value that is today's recipe: a
 #: lineage digest or a model's run key leaves such a key out while it has this value and includes it
 #: when set, so default runs keep their caches (dotted keys within the section, see without_recipe_defaults).
 RECIPE_OPTIONS_AT_DEFAULT: dict[str, dict[str, Any]] = {
-    "train": {"val_split": "groups", "attention_source": "learned", "motion_prior_weight": 0.0,
-              "model.alstm_attention": "authors", "model.motion_alstm_attention": "authors"},
+    "train": {
+        "val_split": "groups",
+        "attention_source": "learned",
+        "motion_prior_weight": 0.0,
+        "model.alstm_attention": "authors",
+        "model.motion_alstm_attention": "authors",
+    },
     "model": {"alstm_attention": "authors", "motion_alstm_attention": "authors"},
     "evaluate": {"segment_placement": "authors"},
 }
@@ -440,12 +460,16 @@ class LocalizationConfig(Section):
         "largest 8-connected component (the paper's procedure)",
     )
     extent_width: float = Field(
-        0.9, gt=0, le=4,
+        0.9,
+        gt=0,
+        le=4,
         description="box_method extent: the box's width in attention cells along an axis where the map does not fix it "
         "(its mass lies within one or two cells) at any step of the video; else the median width of the steps that fix it",
     )
     extent_tail: float = Field(
-        0.05, ge=0, lt=0.5,
+        0.05,
+        ge=0,
+        lt=0.5,
         description="box_method extent: cumulative mass left out at each end of the line fit (a soft map's tails)",
     )
     temporal_extent: Literal["boxes", "evidence", "video"] = Field(
@@ -455,16 +479,13 @@ class LocalizationConfig(Section):
         "reaches temporal_threshold of its maximum; video = every step",
     )
     temporal_sigma: float = Field(2.0, ge=0, description="temporal_extent evidence: Gaussian smoothing of the evidence, in steps")
-    temporal_threshold: float = Field(
-        0.5, gt=0, lt=1, description="temporal_extent evidence: fraction of the maximum smoothed evidence a tube's steps reach"
-    )
-    max_tubes: int = Field(
-        1, ge=1, le=8, description="tubes per video, one per separate attention peak (1: the paper's one tube per video)"
-    )
+    temporal_threshold: float = Field(0.5, gt=0, lt=1, description="temporal_extent evidence: fraction of the maximum smoothed evidence a tube's steps reach")
+    max_tubes: int = Field(1, ge=1, le=8, description="tubes per video, one per separate attention peak (1: the paper's one tube per video)")
     peak_dip: float = Field(
-        0.5, gt=0, lt=1,
-        description="two attention peaks are separate actors when the map between them falls below this fraction of the "
-        "lower peak",
+        0.5,
+        gt=0,
+        lt=1,
+        description="two attention peaks are separate actors when the map between them falls below this fraction of the lower peak",
     )
 
     def lineage_data(self) -> dict[str, Any]:
@@ -480,8 +501,14 @@ class LocalizationConfig(Section):
 
 #: LocalizationConfig knobs (issue 21) and the values that reproduce the pipeline before them; see ``lineage_data``.
 _LOCALIZATION_KNOBS_AT_LEGACY: dict[str, Any] = {
-    "box_method": "paper", "extent_width": 0.9, "extent_tail": 0.05, "temporal_extent": "boxes", "temporal_sigma": 2.0,
-    "temporal_threshold": 0.5, "max_tubes": 1, "peak_dip": 0.5,
+    "box_method": "paper",
+    "extent_width": 0.9,
+    "extent_tail": 0.05,
+    "temporal_extent": "boxes",
+    "temporal_sigma": 2.0,
+    "temporal_threshold": 0.5,
+    "max_tubes": 1,
+    "peak_dip": 0.5,
 }
 #: The knobs that decide whether the others matter at all.
 _LOCALIZATION_SWITCHES = ("box_method", "temporal_extent", "max_tubes")
@@ -540,8 +567,7 @@ class BenchmarkConfig(Section):
                 )
         if self.dataset.kind != "synthetic" and self.dataset.root is None and not self.dataset.download.urls:
             raise ValueError(
-                f"dataset.kind={self.dataset.kind!r} needs dataset.root (a folder in the official layout) "
-                "or dataset.download.urls (the archives to fetch)"
+                f"dataset.kind={self.dataset.kind!r} needs dataset.root (a folder in the official layout) or dataset.download.urls (the archives to fetch)"
             )
         return self
 
@@ -576,8 +602,10 @@ class _NoAliasLoader(yaml.SafeLoader):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(
-                None, None, f"uses the YAML alias *{shorten(str(event.anchor), 60)}; aliases are not allowed in a "
-                "configuration (write the value out)", event.start_mark
+                None,
+                None,
+                f"uses the YAML alias *{shorten(str(event.anchor), 60)}; aliases are not allowed in a configuration (write the value out)",
+                event.start_mark,
             )
         return super().compose_node(parent, index)
 
@@ -596,8 +624,7 @@ def read_config_file(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES) -> dic
         raw = fh.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise ConfigError(
-            f"config file {path} is larger than {max_bytes} bytes (the limit for a configuration file; a real one is "
-            "a few KB): check that it is the right file"
+            f"config file {path} is larger than {max_bytes} bytes (the limit for a configuration file; a real one is a few KB): check that it is the right file"
         )
     try:
         text = raw.decode("utf-8-sig")

@@ -41,9 +41,13 @@ class Predictions:
     def subset(self, ids: Sequence[str]) -> Predictions:
         pos = {v: i for i, v in enumerate(self.video_ids)}
         idx = [pos[v] for v in ids]
-        return Predictions(list(ids), self.labels[idx], self.probabilities[idx],
-                           {v: self.attention[v] for v in ids if v in self.attention},
-                           {v: self.step_probabilities[v] for v in ids if v in self.step_probabilities})
+        return Predictions(
+            list(ids),
+            self.labels[idx],
+            self.probabilities[idx],
+            {v: self.attention[v] for v in ids if v in self.attention},
+            {v: self.step_probabilities[v] for v in ids if v in self.step_probabilities},
+        )
 
 
 def segment_batch(x: np.ndarray, starts: Sequence[int], length: int) -> np.ndarray:
@@ -128,8 +132,9 @@ def predict_videos(
     for row in rows:
         arrays = shards.read_shard(row["shard"], columns=columns, storage=storage)
         given = None if attention_maps is None else attention_maps(str(row["video_id"]), np.arange(arrays[x_column].shape[0]))
-        p, a, s = predict_video(model, arrays[x_column], arrays.get(flow_column) if flow_column else None,
-                                num_segments, segment_length, whole_video, placement, given)
+        p, a, s = predict_video(
+            model, arrays[x_column], arrays.get(flow_column) if flow_column else None, num_segments, segment_length, whole_video, placement, given
+        )
         ids.append(row["video_id"])
         labels.append(int(row["label"]))
         probs.append(p)
@@ -144,8 +149,7 @@ def predict_videos(
 def frame_logits(model: nn.Module, inputs: np.ndarray, batch_frames: int = 64) -> torch.Tensor:
     """A frame CNN over one video's inputs (T, C, H, W) in batches → per-frame logits (T, K) float32."""
     model.eval()
-    chunks = [model(torch.from_numpy(np.ascontiguousarray(inputs[i : i + batch_frames])).float()).logits
-              for i in range(0, inputs.shape[0], batch_frames)]
+    chunks = [model(torch.from_numpy(np.ascontiguousarray(inputs[i : i + batch_frames])).float()).logits for i in range(0, inputs.shape[0], batch_frames)]
     return torch.cat(chunks).float()
 
 

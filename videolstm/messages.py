@@ -48,9 +48,7 @@ REDACTED = "***"
 #: ``MLFLOW_AUTH_ADMIN_PASSWORD``, ``PREFECT_API_AUTH_STRING``, ``PREFECT_SERVER_API_AUTH_STRING``,
 #: ``PREFECT_API_KEY``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``MINIO_ROOT_PASSWORD``.
 #: A ``..._PATH`` / ``..._FILE`` variable names where a secret is, not the secret.
-SECRET_ENV_NAME = re.compile(
-    r".*(PASSWORD|PASSWD|SECRET|SECRET_ACCESS_KEY|SECRET_KEY|TOKEN|AUTH_STRING|API_KEY|CREDENTIALS?)", re.IGNORECASE
-)
+SECRET_ENV_NAME = re.compile(r".*(PASSWORD|PASSWD|SECRET|SECRET_ACCESS_KEY|SECRET_KEY|TOKEN|AUTH_STRING|API_KEY|CREDENTIALS?)", re.IGNORECASE)
 #: Shorter values are not looked for in texts (they would match ordinary words and numbers).
 MIN_SECRET_LENGTH = 4
 
@@ -127,9 +125,7 @@ def redact(text: str) -> str:
     if "@" not in text and "=" not in text:
         return text
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
-    return _QUERY_PAIR.sub(
-        lambda m: f"{m['sep']}{m['key']}={REDACTED}" if _secret_key(m["key"]) else m.group(0), text
-    )
+    return _QUERY_PAIR.sub(lambda m: f"{m['sep']}{m['key']}={REDACTED}" if _secret_key(m["key"]) else m.group(0), text)
 
 
 def redact_uri(uri: str) -> str:
@@ -152,10 +148,7 @@ def redact_uri(uri: str) -> str:
     if query:
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
         if any(_secret_key(k) for k, _ in pairs):
-            query = "&".join(
-                f"{urllib.parse.quote(k, safe='')}={REDACTED if _secret_key(k) else urllib.parse.quote(v, safe='')}"
-                for k, v in pairs
-            )
+            query = "&".join(f"{urllib.parse.quote(k, safe='')}={REDACTED if _secret_key(k) else urllib.parse.quote(v, safe='')}" for k, v in pairs)
     # the path and fragment are kept; a credential-like pattern in them is still caught as text
     return redact(urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
 

@@ -84,8 +84,13 @@ class VideoPrediction:
 
     def record(self, class_names: Sequence[str], model: str) -> dict[str, Any]:
         """The JSON line of this video: ``video``, ``top5``, ``tube``, ``model``, ``seconds``."""
-        return {"video": self.video, "top5": self.top(class_names), "tube": self.tube, "model": model,
-                "seconds": {k: round(v, 4) for k, v in self.seconds.items()}}
+        return {
+            "video": self.video,
+            "top5": self.top(class_names),
+            "tube": self.tube,
+            "model": model,
+            "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
+        }
 
 
 def stored_frames_flow(frames: np.ndarray, flow: np.ndarray | None, config: BenchmarkConfig) -> dict[str, np.ndarray]:
@@ -108,8 +113,9 @@ def stored_frames_flow(frames: np.ndarray, flow: np.ndarray | None, config: Benc
     return arrays
 
 
-def video_features(arrays: Mapping[str, np.ndarray], frame_cnns: Mapping[str, nn.Module], streams: Sequence[str],
-                   config: BenchmarkConfig) -> dict[str, np.ndarray]:
+def video_features(
+    arrays: Mapping[str, np.ndarray], frame_cnns: Mapping[str, nn.Module], streams: Sequence[str], config: BenchmarkConfig
+) -> dict[str, np.ndarray]:
     """The feature shard's columns ``<stream>_pool5`` (T, C, h, w), ``<stream>_fc7`` (T, D), ``<stream>_logits`` (T, K)
     of the given streams, as the feature stage computes and stores them (``features.dtype``)."""
     from videolstm.features.extraction import extract_stream
@@ -155,8 +161,7 @@ def predict_frames(trained: TrainedModel, frames: np.ndarray, frame_size: tuple[
     if trained.variant == "convnet":
         started = time.perf_counter()
         inputs = stream_inputs(arrays, trained.stream, np.arange(arrays["frames"].shape[0]), config.frame_cnn.flow_stack)
-        result.probabilities = frame_cnn_video(trained.model, inputs, e.num_segments, e.segment_length, config.features.batch_frames,
-                                               e.segment_placement)
+        result.probabilities = frame_cnn_video(trained.model, inputs, e.num_segments, e.segment_length, config.features.batch_frames, e.segment_placement)
         seconds["model"] = time.perf_counter() - started
         return result
     started = time.perf_counter()
@@ -165,15 +170,20 @@ def predict_frames(trained: TrainedModel, frames: np.ndarray, frame_size: tuple[
     started = time.perf_counter()
     model = trained.model
     x_column, flow_column = feature_columns(str(model.input_kind), bool(model.needs_flow), trained.stream, str(model.flow_kind))
-    probabilities, attention, steps = predict_video(model, features[x_column], features[flow_column] if flow_column else None,
-                                                    e.num_segments, e.segment_length, whole_video=trained.has_attention,
-                                                    placement=e.segment_placement)
+    probabilities, attention, steps = predict_video(
+        model,
+        features[x_column],
+        features[flow_column] if flow_column else None,
+        e.num_segments,
+        e.segment_length,
+        whole_video=trained.has_attention,
+        placement=e.segment_placement,
+    )
     result.probabilities, result.attention, result.step_probabilities = probabilities, attention, steps
     seconds["model"] = time.perf_counter() - started
     if attention is not None:
         started = time.perf_counter()
-        tube = localize_video(attention, frame_size, steps if steps is not None else probabilities, e.localization,
-                              frames=np.arange(attention.shape[0]))
+        tube = localize_video(attention, frame_size, steps if steps is not None else probabilities, e.localization, frames=np.arange(attention.shape[0]))
         result.tube = tube_records(tube.frames, tube.boxes)
         seconds["localize"] = time.perf_counter() - started
     return result

@@ -278,7 +278,10 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate_epoch(
-    model: nn.Module, batches: Iterable[Batch], forward: Forward, device: torch.device = torch.device("cpu"),
+    model: nn.Module,
+    batches: Iterable[Batch],
+    forward: Forward,
+    device: torch.device = torch.device("cpu"),
     precision: str = "fp32",
 ) -> EpochStats:
     """Loss and accuracy without gradients (eval mode), the forward pass under ``precision``'s autocast."""

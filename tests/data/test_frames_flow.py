@@ -59,6 +59,7 @@ def test_a_synthetic_video_becomes_an_ok_row_with_frame_and_flow_counts(syntheti
 
 def _jpeg_round_trip(images: np.ndarray, quality: int, planes: bool) -> np.ndarray:
     """OpenCV's JPEG encode → decode of every image (RGB) or every channel (planes)."""
+
     def one(image):
         if planes:
             return cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
@@ -123,8 +124,9 @@ def _missing(tmp_path: Path) -> str:
     return str(tmp_path / "never_downloaded.avi")
 
 
-@pytest.mark.parametrize("make", [_truncated, _zero_byte, _garbage, _single_frame, _missing],
-                         ids=["truncated", "zero-byte", "not-a-video", "one-frame", "missing"])
+@pytest.mark.parametrize(
+    "make", [_truncated, _zero_byte, _garbage, _single_frame, _missing], ids=["truncated", "zero-byte", "not-a-video", "one-frame", "missing"]
+)
 def test_a_bad_video_becomes_a_failed_row_naming_the_file_and_no_shard(tmp_path, make):
     path = make(tmp_path)
     stage = StageDir(str(tmp_path / "stage"))

@@ -64,11 +64,12 @@ def bikes_224() -> np.ndarray:
 def test_defaults_are_opencvs():
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
     p = TVL1Params()
-    assert (p.tau, p.lambda_, p.theta, p.epsilon) == pytest.approx(
-        (tvl1.getTau(), tvl1.getLambda(), tvl1.getTheta(), tvl1.getEpsilon())
-    )
+    assert (p.tau, p.lambda_, p.theta, p.epsilon) == pytest.approx((tvl1.getTau(), tvl1.getLambda(), tvl1.getTheta(), tvl1.getEpsilon()))
     assert (p.scales, p.warps, p.inner_iterations, p.outer_iterations, p.median) == (
-        tvl1.getScalesNumber(), tvl1.getWarpingsNumber(), tvl1.getInnerIterations(), tvl1.getOuterIterations(),
+        tvl1.getScalesNumber(),
+        tvl1.getWarpingsNumber(),
+        tvl1.getInnerIterations(),
+        tvl1.getOuterIterations(),
         tvl1.getMedianFiltering(),
     )
     assert p.scale_step == pytest.approx(tvl1.getScaleStep())
@@ -83,8 +84,11 @@ def test_matches_opencv_on_real_footage_at_224(bikes_224):
     """
     config = FlowConfig()
     params = TVL1Params(
-        warps=config.tvl1_warps, scales=config.tvl1_scales, scale_step=config.tvl1_scale_step,
-        inner_iterations=config.tvl1_inner_iterations, outer_iterations=config.tvl1_outer_iterations,
+        warps=config.tvl1_warps,
+        scales=config.tvl1_scales,
+        scale_step=config.tvl1_scale_step,
+        inner_iterations=config.tvl1_inner_iterations,
+        outer_iterations=config.tvl1_outer_iterations,
     )
     ours = tvl1_flow(torch.from_numpy(bikes_224[:-1]), torch.from_numpy(bikes_224[1:]), params, device="cpu").numpy()
     reference = opencv_tvl1(params)

@@ -99,9 +99,13 @@ def test_health_averages_entropy_over_every_step_and_mass_over_steps_with_a_box(
 
 
 def test_targets_are_the_longest_tube_in_fractions_of_the_frame_and_round_trip_through_storage(tmp_path):
-    tubes = {"v": [GroundTruthTube(0, np.arange(3, 5), np.array([[16.0, 12.0, 48.0, 60.0], [20.0, 12.0, 52.0, 60.0]])),
-                   GroundTruthTube(0, np.arange(0, 1), np.array([[0.0, 0.0, 1.0, 1.0]]))],
-             "no_size": [GroundTruthTube(0, np.arange(1), np.ones((1, 4)))]}
+    tubes = {
+        "v": [
+            GroundTruthTube(0, np.arange(3, 5), np.array([[16.0, 12.0, 48.0, 60.0], [20.0, 12.0, 52.0, 60.0]])),
+            GroundTruthTube(0, np.arange(0, 1), np.array([[0.0, 0.0, 1.0, 1.0]])),
+        ],
+        "no_size": [GroundTruthTube(0, np.arange(1), np.ones((1, 4)))],
+    }
     targets = health_targets(tubes, {"v": (120, 160)})
     assert list(targets) == ["v"] and targets["v"]["frames"] == [3, 4]
     np.testing.assert_allclose(targets["v"]["boxes"][0], [0.1, 0.1, 0.3, 0.5])
@@ -138,5 +142,9 @@ def test_validation_health_runs_the_model_on_the_centre_snippet_of_each_video(tm
     expected = attention_health(maps, steps, targets)
     assert metrics == pytest.approx(expected)
     assert 0 < metrics["val/attention_entropy"] <= 1 and 0 <= metrics["val/attention_in_box"] <= 1
-    assert validation_attention_health(build_model("convlstm", 3, input_channels=4, spatial_size=(7, 7), hidden_channels=4, fc_dim=8),
-                                       rows, "rgb_pool5", None, 8, targets) == {}
+    assert (
+        validation_attention_health(
+            build_model("convlstm", 3, input_channels=4, spatial_size=(7, 7), hidden_channels=4, fc_dim=8), rows, "rgb_pool5", None, 8, targets
+        )
+        == {}
+    )

@@ -130,8 +130,16 @@ def test_the_motion_row_scores_the_flow_features_energy_and_is_absent_without_th
         return {name: probabilities for name in maps}
 
     def metrics_with(flow_maps):
-        return calibrate_localization(predict, {"v": uniform_attention(frames, grid)}, {"v": probabilities}, {"v": 0},
-                                      {"v": [tube]}, {"v": size}, LocalizationConfig(), motion_features=flow_maps)
+        return calibrate_localization(
+            predict,
+            {"v": uniform_attention(frames, grid)},
+            {"v": probabilities},
+            {"v": 0},
+            {"v": [tube]},
+            {"v": size},
+            LocalizationConfig(),
+            motion_features=flow_maps,
+        )
 
     np.testing.assert_allclose(motion_energy_attention(focused), oracle)
     with_focus = metrics_with(lambda video: focused)
@@ -176,14 +184,23 @@ def test_calibration_metric_names_and_the_report_table():
     assert is_calibration_metric("loc/oracle/mAP_0.2") and is_calibration_metric("loc/learned/frame_recall_0.5")
     assert not is_calibration_metric("loc/mAP_0.2") and not is_calibration_metric("test/accuracy/MoveLeft")
     rows = [
-        {"variant": "videolstm", "stream": "rgb", "seed": s, "loc/mAP_0.2": m, "loc/learned/mAP_0.2": m + 0.1,
-         "loc/oracle/mAP_0.2": 1.0, "loc/oracle_video/mAP_0.2": 0.5, "loc/uniform/mAP_0.2": 0.0, "loc/centre/mAP_0.2": 0.05, "loc/motion/mAP_0.2": 0.5 + m}
+        {
+            "variant": "videolstm",
+            "stream": "rgb",
+            "seed": s,
+            "loc/mAP_0.2": m,
+            "loc/learned/mAP_0.2": m + 0.1,
+            "loc/oracle/mAP_0.2": 1.0,
+            "loc/oracle_video/mAP_0.2": 0.5,
+            "loc/uniform/mAP_0.2": 0.0,
+            "loc/centre/mAP_0.2": 0.05,
+            "loc/motion/mAP_0.2": 0.5 + m,
+        }
         for s, m in enumerate((0.2, 0.4))
     ] + [{"variant": "lstm", "stream": "rgb", "seed": 0, "test/accuracy": 0.5}]
     table = calibration_markdown(rows)
     line = next(row for row in table.splitlines() if row.startswith("| videolstm"))
-    assert line == ("| videolstm | rgb | 2 | 0.300 ± 0.141 | 0.400 ± 0.141 | 1.000 ± 0.000 | 0.500 ± 0.000 | 0.000 ± 0.000 "
-                    "| 0.050 ± 0.000 | 0.800 ± 0.141 |")
+    assert line == ("| videolstm | rgb | 2 | 0.300 ± 0.141 | 0.400 ± 0.141 | 1.000 ± 0.000 | 0.500 ± 0.000 | 0.000 ± 0.000 | 0.050 ± 0.000 | 0.800 ± 0.141 |")
     assert "motion (given class)" in table.splitlines()[2]
     assert "lstm |" not in table.replace("videolstm", "")
     assert calibration_markdown(rows[-1:]) == ""
@@ -203,8 +220,10 @@ def _features_of_synthetic_set(tmp_path, synthetic: SyntheticConfig, flow_size: 
     frames_stage, feature_stage = StageDir(str(tmp_path / "ff")), StageDir(str(tmp_path / "features"))
     torch.manual_seed(0)
     stack = 2
-    cnns = {"rgb": build_frame_cnn("small", synthetic.num_classes, 3, (4, 8, 8), 16).eval(),
-            "flow": build_frame_cnn("small", synthetic.num_classes, 2 * stack, (4, 8, 8), 16).eval()}
+    cnns = {
+        "rgb": build_frame_cnn("small", synthetic.num_classes, 3, (4, 8, 8), 16).eval(),
+        "flow": build_frame_cnn("small", synthetic.num_classes, 2 * stack, (4, 8, 8), 16).eval(),
+    }
     rows, sizes = [], {}
     for label, name in enumerate(CLASS_NAMES[: synthetic.num_classes]):
         for index in range(synthetic.videos_per_class):
@@ -228,15 +247,23 @@ def _features_of_synthetic_set(tmp_path, synthetic: SyntheticConfig, flow_size: 
 )
 def test_oracle_attention_localizes_at_map_02_of_at_least_0_9_through_the_real_pipeline(tmp_path, frame_size, flow_size):
     # non-square frames, ≤ 30 frames, no appearance cue, late starts (annotation sf > 0)
-    synthetic = SyntheticConfig(num_classes=3, videos_per_class=3, frames=24, height=frame_size[0], width=frame_size[1],
-                                distractors=2, appearance_cue=0.0, late_start_fraction=0.5, seed=3)
+    synthetic = SyntheticConfig(
+        num_classes=3,
+        videos_per_class=3,
+        frames=24,
+        height=frame_size[0],
+        width=frame_size[1],
+        distractors=2,
+        appearance_cue=0.0,
+        late_start_fraction=0.5,
+        seed=3,
+    )
     rows, annotations, sizes = _features_of_synthetic_set(tmp_path, synthetic, flow_size)
     assert all(size == frame_size for size in sizes.values())
     oracle_rows = []
     for variant in ("alstm", "convalstm", "motion_alstm", "videolstm"):  # every attention variant's hook
         torch.manual_seed(1)
-        model = build_model(variant, synthetic.num_classes, input_channels=8, input_dim=16, spatial_size=(7, 7), hidden_channels=4,
-                            lstm_hidden=8, fc_dim=8)
+        model = build_model(variant, synthetic.num_classes, input_channels=8, input_dim=16, spatial_size=(7, 7), hidden_channels=4, lstm_hidden=8, fc_dim=8)
         x_column, flow_column = feature_columns(model.input_kind, model.needs_flow, "flow", getattr(model, "flow_kind", "maps"))
         predictions = predict_videos(model, rows, x_column, flow_column, 2, 8, whole_video=True)
         ids = predictions.video_ids
@@ -244,8 +271,14 @@ def test_oracle_attention_localizes_at_map_02_of_at_least_0_9_through_the_real_p
         config = LocalizationConfig()
         out = tmp_path / variant
         metrics = calibrate_localization(
-            attention_predictor(model, rows, x_column), predictions.attention, video_scores(predictions, ids),
-            video_labels(predictions, ids), annotations, sizes, config, out_dir=out,
+            attention_predictor(model, rows, x_column),
+            predictions.attention,
+            video_scores(predictions, ids),
+            video_labels(predictions, ids),
+            annotations,
+            sizes,
+            config,
+            out_dir=out,
             motion_features=shard_motion_features(rows),
         )
         assert metrics["loc/oracle/videos"] == len(rows)
@@ -263,8 +296,7 @@ def test_oracle_attention_localizes_at_map_02_of_at_least_0_9_through_the_real_p
 def test_the_oracle_tube_spans_exactly_the_annotated_frames(tmp_path):
     from videolstm.evaluation.localization import localize_video
 
-    synthetic = SyntheticConfig(num_classes=2, videos_per_class=3, frames=16, height=96, width=128, distractors=0,
-                                late_start_fraction=1.0, noise=0.0)
+    synthetic = SyntheticConfig(num_classes=2, videos_per_class=3, frames=16, height=96, width=128, distractors=0, late_start_fraction=1.0, noise=0.0)
     root = str(tmp_path / "set")
     generate_synthetic(root, synthetic)
     annotations = load_ucf101_24(f"{root}/annotations.pkl")

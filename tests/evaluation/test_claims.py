@@ -30,13 +30,16 @@ def test_interval_of_three_differences_equals_the_hand_computation():
     assert iv.verdict == UNRESOLVED  # [-0.48, 4.48] contains 0
 
 
-@pytest.mark.parametrize(("diffs", "verdict"), [
-    ([2.0, 2.1, 1.9], REPRODUCED),  # 2 ± 0.25
-    ([-2.0, -2.1, -1.9], NOT_REPRODUCED),
-    ([0.5, -0.5, 0.1], UNRESOLVED),
-    ([5.0], UNRESOLVED),  # one seed: no interval
-    ([], UNRESOLVED),
-])
+@pytest.mark.parametrize(
+    ("diffs", "verdict"),
+    [
+        ([2.0, 2.1, 1.9], REPRODUCED),  # 2 ± 0.25
+        ([-2.0, -2.1, -1.9], NOT_REPRODUCED),
+        ([0.5, -0.5, 0.1], UNRESOLVED),
+        ([5.0], UNRESOLVED),  # one seed: no interval
+        ([], UNRESOLVED),
+    ],
+)
 def test_verdict_follows_the_interval(diffs, verdict):
     assert confidence_interval(diffs).verdict == verdict
 
@@ -46,8 +49,13 @@ def _row(variant, stream, seed, acc, **extra):
 
 
 def test_paired_differences_use_only_seeds_where_both_models_finished():
-    rows = [_row("convlstm", "rgb", 0, 0.6), _row("convlstm", "rgb", 1, 0.7), _row("convlstm", "rgb", 2, 0.8),
-            _row("lstm", "rgb", 0, 0.5), _row("lstm", "rgb", 2, 0.4)]  # lstm seed 1 failed
+    rows = [
+        _row("convlstm", "rgb", 0, 0.6),
+        _row("convlstm", "rgb", 1, 0.7),
+        _row("convlstm", "rgb", 2, 0.8),
+        _row("lstm", "rgb", 0, 0.5),
+        _row("lstm", "rgb", 2, 0.4),
+    ]  # lstm seed 1 failed
     diffs = paired_differences(rows, Comparison(("convlstm", "rgb"), ("lstm", "rgb")))
     assert diffs == pytest.approx({0: 0.1, 2: 0.4})
 
@@ -56,8 +64,7 @@ def test_a_claim_averages_its_comparisons_within_each_seed_before_the_interval()
     claim = Claim("c", "A beats B", (Comparison(("a", "rgb"), ("b", "rgb")), Comparison(("a", "flow"), ("b", "flow"))))
     rows = []
     for seed, (rgb, flow) in enumerate([(0.10, 0.30), (0.20, 0.20), (0.05, 0.35)]):  # per-seed means: 0.2, 0.2, 0.2
-        rows += [_row("a", "rgb", seed, 0.5 + rgb), _row("b", "rgb", seed, 0.5),
-                 _row("a", "flow", seed, 0.5 + flow), _row("b", "flow", seed, 0.5)]
+        rows += [_row("a", "rgb", seed, 0.5 + rgb), _row("b", "rgb", seed, 0.5), _row("a", "flow", seed, 0.5 + flow), _row("b", "flow", seed, 0.5)]
     result = evaluate_claim(rows, claim)
     assert result.overall.n == 3 and result.overall.mean == pytest.approx(0.2)
     assert result.overall.low == pytest.approx(0.2) and result.overall.verdict == REPRODUCED  # no spread across seeds

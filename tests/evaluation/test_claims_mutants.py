@@ -44,14 +44,17 @@ def test_identical_results_on_every_seed_are_unresolved_not_reproduced():
     assert result.parts[0][1].verdict == UNRESOLVED
 
 
-@pytest.mark.parametrize(("low", "high", "verdict"), [
-    (0.0, 0.0, UNRESOLVED),  # touches 0 on both sides
-    (0.0, 1.0, UNRESOLVED),  # [0, 1] contains 0: not strictly above
-    (-1.0, 0.0, UNRESOLVED),  # [-1, 0] contains 0: not strictly below
-    (1e-12, 1.0, REPRODUCED),  # strictly above 0, however little
-    (-1.0, -1e-12, NOT_REPRODUCED),  # strictly below 0
-    (-1.0, 1.0, UNRESOLVED),
-])
+@pytest.mark.parametrize(
+    ("low", "high", "verdict"),
+    [
+        (0.0, 0.0, UNRESOLVED),  # touches 0 on both sides
+        (0.0, 1.0, UNRESOLVED),  # [0, 1] contains 0: not strictly above
+        (-1.0, 0.0, UNRESOLVED),  # [-1, 0] contains 0: not strictly below
+        (1e-12, 1.0, REPRODUCED),  # strictly above 0, however little
+        (-1.0, -1e-12, NOT_REPRODUCED),  # strictly below 0
+        (-1.0, 1.0, UNRESOLVED),
+    ],
+)
 def test_verdict_needs_the_interval_strictly_on_one_side_of_zero(low, high, verdict):
     assert Interval((low + high) / 2, low, high, 3, (0, 1, 2)).verdict == verdict
 
@@ -115,12 +118,8 @@ def test_paper_claims_compare_each_pair_on_both_streams():
         return {(c.better, c.worse, c.metric) for c in claims[key].comparisons}
 
     acc = "test/accuracy"
-    assert pairs("convolution") == {
-        ((b, s), (w, s), acc) for b, w in (("convlstm", "lstm"), ("convalstm", "alstm")) for s in ("rgb", "flow")
-    }
-    assert pairs("attention") == {
-        ((b, s), (w, s), acc) for b, w in (("convalstm", "convlstm"), ("alstm", "lstm")) for s in ("rgb", "flow")
-    }
+    assert pairs("convolution") == {((b, s), (w, s), acc) for b, w in (("convlstm", "lstm"), ("convalstm", "alstm")) for s in ("rgb", "flow")}
+    assert pairs("attention") == {((b, s), (w, s), acc) for b, w in (("convalstm", "convlstm"), ("alstm", "lstm")) for s in ("rgb", "flow")}
     assert len(claims["convolution"].comparisons) == len(claims["attention"].comparisons) == 4
 
 
@@ -137,10 +136,14 @@ def test_rows_without_the_metric_or_a_seed_or_with_nan_are_skipped_and_the_rest_
 
 
 def test_a_claim_skips_an_untrained_comparison_and_keeps_the_later_ones():
-    claim = Claim("c", "two comparisons, the first never trained", (
-        Comparison(("videolstm", "rgb"), ("convalstm", "rgb")),
-        Comparison(("alstm", "rgb"), ("lstm", "rgb")),
-    ))
+    claim = Claim(
+        "c",
+        "two comparisons, the first never trained",
+        (
+            Comparison(("videolstm", "rgb"), ("convalstm", "rgb")),
+            Comparison(("alstm", "rgb"), ("lstm", "rgb")),
+        ),
+    )
     result = evaluate_claim(_rows([0.9, 0.8, 0.85], [0.5, 0.55, 0.45]), claim)
     assert result is not None and len(result.parts) == 1
     assert result.parts[0][0].better == ("alstm", "rgb")

@@ -254,9 +254,7 @@ def test_two_blobs_previous_box_wins_over_the_larger_component():
     steps = 6
     size_a = np.linspace(1.3, 0.8, steps)
     size_b = np.linspace(0.8, 1.6, steps)
-    attention = np.stack(
-        [_blob(14, 14, 7, 3, a) + _blob(14, 14, 7, 10, b) for a, b in zip(size_a, size_b, strict=True)]
-    )
+    attention = np.stack([_blob(14, 14, 7, 3, a) + _blob(14, 14, 7, 10, b) for a, b in zip(size_a, size_b, strict=True)])
     boxes = attention_to_boxes(attention, (112, 112), sigma=0.0, threshold=0.5)
     centre_x = (boxes[:, 0] + boxes[:, 2]) / 2
     np.testing.assert_allclose(centre_x, 3.5 * 8, atol=1.0)  # stays on A in every frame

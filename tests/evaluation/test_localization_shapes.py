@@ -53,7 +53,7 @@ def test_where_the_map_does_not_fix_the_width_the_split_is_kept_and_the_width_is
     # along x: [2.6, 3.3] lies in two cells (0.4 and 0.3 of a cell): the map fixes the split at
     # the boundary 3 (4/7 of the mass left of it), not the width; along y [4.2, 4.5] lies in one cell
     maps = _coverage_map((2.6, 4.2, 3.3, 4.5), (7, 7))[None]
-    (x0, y0, x1, y1), = extent_boxes(maps, (7, 7), width=0.9, tail=0.0)  # 1 px per cell
+    ((x0, y0, x1, y1),) = extent_boxes(maps, (7, 7), width=0.9, tail=0.0)  # 1 px per cell
     assert x1 - x0 == pytest.approx(0.9) and (3 - x0) / (x1 - x0) == pytest.approx(0.4 / 0.7)
     assert (y0, y1) == pytest.approx((4.05, 4.95))  # centred on its cell
     assert x0 <= 2.6 and x1 >= 3.3 and y0 <= 4.2 and y1 >= 4.5  # it contains the box
@@ -69,7 +69,7 @@ def test_a_width_fixed_at_some_steps_is_used_at_the_steps_that_do_not_fix_it():
 def test_extent_boxes_follow_a_soft_blob_and_refuse_bad_input():
     yy, xx = np.mgrid[0:7, 0:7]
     blob = np.exp(-((xx - 4.5) ** 2 + (yy - 2.0) ** 2) / 2.0) + 1e-3  # a softmax-like map: a peak and a floor
-    (x0, y0, x1, y1), = extent_boxes(blob[None], (70, 70), width=0.9, tail=0.05)
+    ((x0, y0, x1, y1),) = extent_boxes(blob[None], (70, 70), width=0.9, tail=0.05)
     assert x0 < 45 < x1 and y0 < 20 < y1 and (x1 - x0) < 50 and (y1 - y0) < 50
     assert np.isnan(extent_boxes(np.zeros((1, 7, 7)), (70, 70))).all()
     with pytest.raises(ValueError, match="tail"):
@@ -90,10 +90,11 @@ def test_the_paper_procedure_stays_available_and_the_extent_is_the_default():
 def test_the_paper_procedure_keeps_the_evaluation_folder_it_had_before_the_options():
     # the evaluate lineage before issue 21: the finetune lineage and the evaluate section (without the
     # regression threshold); the new default box method changes the results, so it moves that folder
-    new_keys = {"box_method", "extent_width", "extent_tail", "temporal_extent", "temporal_sigma", "temporal_threshold",
-                "max_tubes", "peak_dip"}
-    for config in (load_config(**{"evaluate.localization.box_method": "paper"}),
-                   load_config(**{"evaluate.localization.box_method": "paper", "evaluate.localization.extent_width": 0.5})):
+    new_keys = {"box_method", "extent_width", "extent_tail", "temporal_extent", "temporal_sigma", "temporal_threshold", "max_tubes", "peak_dip"}
+    for config in (
+        load_config(**{"evaluate.localization.box_method": "paper"}),
+        load_config(**{"evaluate.localization.box_method": "paper", "evaluate.localization.extent_width": 0.5}),
+    ):
         section = config.evaluate.model_dump(mode="json")
         section.pop("regression_threshold")
         section["localization"] = {k: v for k, v in section["localization"].items() if k not in new_keys}
@@ -191,8 +192,9 @@ def _truth(synthetic: SyntheticConfig, early_end: bool) -> dict[str, list[Ground
 def _calibrate(truth, synthetic: SyntheticConfig, config: LocalizationConfig, model_seed: int) -> dict[str, float]:
     """The calibration rows through a real ConvALSTM's attention= hook on random features."""
     torch.manual_seed(model_seed)
-    model = build_model("convalstm", synthetic.num_classes, input_channels=8, input_dim=16, spatial_size=(7, 7),
-                        hidden_channels=4, lstm_hidden=8, fc_dim=8).eval()
+    model = build_model(
+        "convalstm", synthetic.num_classes, input_channels=8, input_dim=16, spatial_size=(7, 7), hidden_channels=4, lstm_hidden=8, fc_dim=8
+    ).eval()
     rng = np.random.default_rng(0)
     features = {v: rng.random((synthetic.frames, 8, 7, 7), dtype=np.float32) for v in truth}
     learned, scores = {}, {}
@@ -206,31 +208,46 @@ def _calibrate(truth, synthetic: SyntheticConfig, config: LocalizationConfig, mo
     return calibrate_localization(predict, learned, scores, labels, truth, sizes, config)
 
 
-SHAPES = [((h, w), actor, frames) for (h, w) in ((120, 160), (240, 320), (112, 112)) for actor in (0.12, 0.15, 0.2)
-          for frames in (24, 48) if frames == 24 or (h, w) == (120, 160)]
+SHAPES = [
+    ((h, w), actor, frames)
+    for (h, w) in ((120, 160), (240, 320), (112, 112))
+    for actor in (0.12, 0.15, 0.2)
+    for frames in (24, 48)
+    if frames == 24 or (h, w) == (120, 160)
+]
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("frame_size, actor, frames", SHAPES, ids=[f"{w}x{h}-a{a}-T{t}" for (h, w), a, t in SHAPES])
 def test_the_oracle_meets_the_bar_on_small_actors_partial_tubes_and_every_frame_shape(frame_size, actor, frames):
     # 24 frames: shorter than a test segment (30); 48: longer. Late starts on half the videos, early ends on half
-    synthetic = SyntheticConfig(num_classes=4, videos_per_class=4, frames=frames, height=frame_size[0], width=frame_size[1],
-                                actor_size=actor, late_start_fraction=0.5, distractors=2, appearance_cue=0.0, noise=0.0)
+    synthetic = SyntheticConfig(
+        num_classes=4,
+        videos_per_class=4,
+        frames=frames,
+        height=frame_size[0],
+        width=frame_size[1],
+        actor_size=actor,
+        late_start_fraction=0.5,
+        distractors=2,
+        appearance_cue=0.0,
+        noise=0.0,
+    )
     truth = _truth(synthetic, early_end=True)
     assert any(t[0].frames[0] > 0 for t in truth.values()) and any(t[0].frames[-1] < frames - 1 for t in truth.values())
     first, second = (_calibrate(truth, synthetic, LocalizationConfig(), seed) for seed in (0, 1))
     assert first["loc/oracle/mAP_0.2"] >= 0.9 and first["loc/oracle/mAP_0.5"] >= 0.5, first
     oracle = {k: v for k, v in first.items() if k.startswith(("loc/oracle/", "loc/oracle_video/")) and "video_accuracy" not in k}
     assert oracle == {k: second[k] for k in oracle}  # the same for every model of a run
-    assert first["loc/learned/mAP_0.2"] != second["loc/learned/mAP_0.2"] or first["loc/learned/frame_recall_0.5"] != \
-        second["loc/learned/frame_recall_0.5"] or True  # (the learned rows are the models' own)
+    assert (
+        first["loc/learned/mAP_0.2"] != second["loc/learned/mAP_0.2"] or first["loc/learned/frame_recall_0.5"] != second["loc/learned/frame_recall_0.5"] or True
+    )  # (the learned rows are the models' own)
     # the whole-video tube caps a partial tube's IoU at its share of the video: the temporal extent wins
     assert first["loc/oracle/mAP_0.5"] > first["loc/oracle_video/mAP_0.5"]
 
 
 def test_the_oracle_with_the_paper_procedure_loses_small_actors_where_the_extent_does_not():
-    synthetic = SyntheticConfig(num_classes=3, videos_per_class=3, frames=24, height=120, width=160, actor_size=0.15,
-                                distractors=0, noise=0.0)
+    synthetic = SyntheticConfig(num_classes=3, videos_per_class=3, frames=24, height=120, width=160, actor_size=0.15, distractors=0, noise=0.0)
     truth = _truth(synthetic, early_end=False)
     paper = _calibrate(truth, synthetic, LocalizationConfig(box_method="paper"), 0)
     extent = _calibrate(truth, synthetic, LocalizationConfig(), 0)
@@ -239,8 +256,7 @@ def test_the_oracle_with_the_paper_procedure_loses_small_actors_where_the_extent
 
 
 def test_two_actors_one_tube_each_recovers_the_second_actor():
-    synthetic = SyntheticConfig(num_classes=3, videos_per_class=3, frames=24, height=120, width=160, actors=2,
-                                distractors=0, noise=0.0)
+    synthetic = SyntheticConfig(num_classes=3, videos_per_class=3, frames=24, height=120, width=160, actors=2, distractors=0, noise=0.0)
     truth = _truth(synthetic, early_end=False)
     assert all(len(t) == 2 for t in truth.values())
     one = _calibrate(truth, synthetic, LocalizationConfig(), 0)
@@ -251,8 +267,10 @@ def test_two_actors_one_tube_each_recovers_the_second_actor():
 
 
 def test_the_oracle_renders_every_actor_of_the_video():
-    tubes = [GroundTruthTube(0, np.arange(0, 4), np.tile([0.0, 0.0, 10.0, 10.0], (4, 1))),
-             GroundTruthTube(0, np.arange(2, 6), np.tile([40.0, 40.0, 50.0, 50.0], (4, 1)))]
+    tubes = [
+        GroundTruthTube(0, np.arange(0, 4), np.tile([0.0, 0.0, 10.0, 10.0], (4, 1))),
+        GroundTruthTube(0, np.arange(2, 6), np.tile([40.0, 40.0, 50.0, 50.0], (4, 1))),
+    ]
     maps = reference_attention("oracle", 6, (7, 7), LocalizationConfig(), tubes, (70, 70))
     np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0)
     assert maps[0, 0, 0] == 1.0 and maps[5, 4, 4] == 1.0 and maps[3, 0, 0] == maps[3, 4, 4] == 0.5

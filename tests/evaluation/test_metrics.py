@@ -82,10 +82,20 @@ def test_bad_inputs_are_rejected_with_a_clear_message(probs, labels, message):
         classification_report(probs, labels, NAMES)
 
 
-@pytest.mark.parametrize("name, cell", [
-    ("=1+1", "'=1+1"), ("+cmd", "'+cmd"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "'\rx"),
-    ("Basketball", "Basketball"), ("a=b", "a=b"), ("", ""),
-])
+@pytest.mark.parametrize(
+    "name, cell",
+    [
+        ("=1+1", "'=1+1"),
+        ("+cmd", "'+cmd"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("Basketball", "Basketball"),
+        ("a=b", "a=b"),
+        ("", ""),
+    ],
+)
 def test_names_that_start_a_formula_become_text_cells(name, cell):
     from videolstm.evaluation.metrics import csv_text
 

@@ -74,8 +74,13 @@ def test_the_csv_writers_create_missing_folders(tmp_path):
 def test_a_confusion_matrix_that_does_not_match_its_class_names_is_not_written(tmp_path):
     """One line per true class: a result whose matrix has fewer rows than names is refused, not truncated."""
     result = ClassificationResult(
-        accuracy=1.0, mean_class_accuracy=1.0, per_class_accuracy={}, confusion=np.eye(2, dtype=np.int64),
-        support=np.ones(2, dtype=np.int64), predictions=np.arange(2), class_names=tuple(NAMES),
+        accuracy=1.0,
+        mean_class_accuracy=1.0,
+        per_class_accuracy={},
+        confusion=np.eye(2, dtype=np.int64),
+        support=np.ones(2, dtype=np.int64),
+        predictions=np.arange(2),
+        class_names=tuple(NAMES),
     )
     with pytest.raises(ValueError):
         result.confusion_to_csv(tmp_path / "confusion.csv")

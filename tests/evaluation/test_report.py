@@ -143,11 +143,13 @@ def test_claims_table_states_the_smallest_difference_each_claim_could_resolve():
 
     rows = []
     for seed, (conv, lstm) in enumerate([(0.60, 0.50), (0.70, 0.50), (0.50, 0.50)]):
-        rows += [{"variant": "convlstm", "stream": "rgb", "seed": seed, "test/accuracy": conv},
-                 {"variant": "lstm", "stream": "rgb", "seed": seed, "test/accuracy": lstm}]
+        rows += [
+            {"variant": "convlstm", "stream": "rgb", "seed": seed, "test/accuracy": conv},
+            {"variant": "lstm", "stream": "rgb", "seed": seed, "test/accuracy": lstm},
+        ]
     table = claims_table(rows)
     column = table.header.index("Resolvable")
-    half = 4.302653 * 0.10 / 3 ** 0.5 * 100  # points
+    half = 4.302653 * 0.10 / 3**0.5 * 100  # points
     overall = next(r for r in table.body if r[0].startswith("Convolution helps"))
     assert overall[column] == f"±{half:.1f} points"
     one_seed = claims_table(rows[:2])

@@ -103,10 +103,19 @@ def _localization_predictions(shift: int) -> Predictions:
 def test_attention_exactly_on_the_ground_truth_localizes_with_map_one(tmp_path):
     config = LocalizationConfig()
     metrics, tubes, curves = score_localization(
-        _localization_predictions(shift=0), _ground_truth(), {"a": FRAME, "b": FRAME}, config, tmp_path, "videolstm-flow")
+        _localization_predictions(shift=0), _ground_truth(), {"a": FRAME, "b": FRAME}, config, tmp_path, "videolstm-flow"
+    )
     assert metrics["loc/mAP_0.5"] == 1.0 and metrics["loc/mAP_0.1"] == 1.0
-    assert set(metrics) == {"loc/mAP_0.1", "loc/mAP_0.2", "loc/mAP_0.3", "loc/mAP_0.4", "loc/mAP_0.5", "loc/videos",
-                            "loc/frame_recall_0.5", "loc/frame_recall_0.5_smoothed"}
+    assert set(metrics) == {
+        "loc/mAP_0.1",
+        "loc/mAP_0.2",
+        "loc/mAP_0.3",
+        "loc/mAP_0.4",
+        "loc/mAP_0.5",
+        "loc/videos",
+        "loc/frame_recall_0.5",
+        "loc/frame_recall_0.5_smoothed",
+    }
     assert metrics["loc/videos"] == 2.0
     assert metrics["loc/frame_recall_0.5"] == 1.0 and metrics["loc/frame_recall_0.5_smoothed"] == 1.0
     assert tubes["a"].label == 0 and tubes["b"].label == 1
@@ -148,22 +157,17 @@ def test_tubes_are_ranked_by_their_mean_class_score(tmp_path, confidence_good, c
     gt = _ground_truth()["a"]
     good = _attention_on_cells(slice(1, 4), slice(2, 5))
     bad = _attention_on_cells(slice(4, 7), slice(4, 7))
-    steps = {"good": np.tile([confidence_good, 1 - confidence_good, 0], (T, 1)),
-             "bad": np.tile([confidence_bad, 1 - confidence_bad, 0], (T, 1))}
-    predictions = Predictions(["bad", "good"], np.array([0, 0]), np.array([[1.0, 0, 0], [1.0, 0, 0]]),
-                              {"good": good, "bad": bad}, steps)
-    metrics, tubes, _ = score_localization(predictions, {"good": gt, "bad": gt}, {"good": FRAME, "bad": FRAME},
-                                           LocalizationConfig(), tmp_path, "x")
+    steps = {"good": np.tile([confidence_good, 1 - confidence_good, 0], (T, 1)), "bad": np.tile([confidence_bad, 1 - confidence_bad, 0], (T, 1))}
+    predictions = Predictions(["bad", "good"], np.array([0, 0]), np.array([[1.0, 0, 0], [1.0, 0, 0]]), {"good": good, "bad": bad}, steps)
+    metrics, tubes, _ = score_localization(predictions, {"good": gt, "bad": gt}, {"good": FRAME, "bad": FRAME}, LocalizationConfig(), tmp_path, "x")
     assert tubes["good"].score == pytest.approx(confidence_good)
     assert metrics["loc/mAP_0.5"] == pytest.approx(expected)
 
 
 def test_tubes_numbered_in_the_annotation_class_list_match_the_model_classes(tmp_path):
     """UCF101-24 numbers its 24 classes 0..23; the model numbers UCF101's 101 classes."""
-    renumbered = {v: [GroundTruthTube(label, t.frames, t.boxes) for t in tubes]
-                  for (v, tubes), label in zip(_ground_truth().items(), (17, 4))}
-    metrics, _, _ = score_localization(_localization_predictions(0), renumbered, {"a": FRAME, "b": FRAME},
-                                       LocalizationConfig(), tmp_path, "x")
+    renumbered = {v: [GroundTruthTube(label, t.frames, t.boxes) for t in tubes] for (v, tubes), label in zip(_ground_truth().items(), (17, 4))}
+    metrics, _, _ = score_localization(_localization_predictions(0), renumbered, {"a": FRAME, "b": FRAME}, LocalizationConfig(), tmp_path, "x")
     assert metrics["loc/mAP_0.5"] == 1.0
 
 
@@ -195,8 +199,7 @@ def test_render_overlays_writes_a_strip_and_a_playable_video_per_attended_video(
     frames = np.random.default_rng(0).integers(0, 256, (T, *FRAME, 3), dtype=np.uint8)
     video_frames = {"Cls/a": frames, "missing-attention": frames}
     renamed = Predictions(["Cls/a"], predictions.labels[:1], predictions.probabilities[:1], {"Cls/a": predictions.attention["a"]})
-    written = render_overlays(video_frames, renamed, {"Cls/a": tubes["a"]}, {"Cls/a": _ground_truth()["a"]}, CLASSES,
-                              tmp_path / "overlays")
+    written = render_overlays(video_frames, renamed, {"Cls/a": tubes["a"]}, {"Cls/a": _ground_truth()["a"]}, CLASSES, tmp_path / "overlays")
     assert [p.name for p in written] == ["Cls__a.png", "Cls__a.gif", "Cls__a.avi"]
     assert written[0].read_bytes()[:4] == b"\x89PNG"
     assert written[1].read_bytes()[:6] == b"GIF89a"  # plays in a browser (MLflow's artifact viewer)

@@ -111,12 +111,14 @@ def test_summary_is_mean_and_sample_sd_over_seeds():
 
 
 def test_metric_values_key_models_by_variant_stream_and_skip_missing_values():
-    got = metric_values([
-        {"variant": "videolstm", "stream": "rgb", "seed": 0, "test/accuracy": 0.5, "loc/mAP_0.2": float("nan"), "name": "x"},
-        {"variant": "videolstm", "stream": "rgb", "seed": 0, "test/accuracy": 0.75},  # a re-run replaces
-        {"variant": "convalstm", "stream": "fused", "seed": 1, "test/accuracy": None},
-        {"variant": "lstm", "stream": "rgb", "test/accuracy": 0.1},  # no seed: not a replicate
-    ])
+    got = metric_values(
+        [
+            {"variant": "videolstm", "stream": "rgb", "seed": 0, "test/accuracy": 0.5, "loc/mAP_0.2": float("nan"), "name": "x"},
+            {"variant": "videolstm", "stream": "rgb", "seed": 0, "test/accuracy": 0.75},  # a re-run replaces
+            {"variant": "convalstm", "stream": "fused", "seed": 1, "test/accuracy": None},
+            {"variant": "lstm", "stream": "rgb", "test/accuracy": 0.1},  # no seed: not a replicate
+        ]
+    )
     assert got == {"videolstm.rgb/test/accuracy": {0: 0.75}}
 
 
@@ -133,8 +135,12 @@ def test_results_compare_every_arm_with_the_baseline_and_keep_a_failed_arm_liste
     c = results["arms"]["torch-init"]["differences"]["convalstm.rgb/test/accuracy"]
     assert c["n"] == 2 and c["mean"] == pytest.approx(-0.1) and c["verdict"] == "not reproduced"
     assert results["arms"]["fast"]["differences"]["videolstm.rgb/test/accuracy"]["mean"] == 0
-    assert results["arms"]["broken"] == {"overrides": {"train.variants": ["convalstm", "videolstm"], "train.lr": 1.0},
-                                         "metrics": {}, "differences": {}, "finished": False}
+    assert results["arms"]["broken"] == {
+        "overrides": {"train.variants": ["convalstm", "videolstm"], "train.lr": 1.0},
+        "metrics": {},
+        "differences": {},
+        "finished": False,
+    }
     assert results["failed"] == failed
     text = sweep_markdown(results)
     assert "arm `broken`, every seed: ValueError: boom" in text and "arm `torch-init`, seed 2: NaN loss" in text

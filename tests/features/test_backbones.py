@@ -21,8 +21,21 @@ from videolstm.features.backbones import (
 from videolstm.store import storage as st
 
 #: torchvision.models.vgg16's state dict (written out by hand: torchvision is not a dependency).
-_CONVS = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256),
-          (17, 256, 512), (19, 512, 512), (21, 512, 512), (24, 512, 512), (26, 512, 512), (28, 512, 512)]
+_CONVS = [
+    (0, 3, 64),
+    (2, 64, 64),
+    (5, 64, 128),
+    (7, 128, 128),
+    (10, 128, 256),
+    (12, 256, 256),
+    (14, 256, 256),
+    (17, 256, 512),
+    (19, 512, 512),
+    (21, 512, 512),
+    (24, 512, 512),
+    (26, 512, 512),
+    (28, 512, 512),
+]
 
 
 def torchvision_vgg16_shapes(num_classes: int = 1000, in_channels: int = 3) -> dict[str, tuple[int, ...]]:
@@ -49,8 +62,7 @@ def _random_weights(keys: list[str], num_classes: int = 1000) -> dict[str, torch
     return {k: torch.randn(shapes[k], generator=generator) for k in keys}
 
 
-FIRST_CONVS = ["features.0.weight", "features.0.bias", "features.2.weight", "features.2.bias",
-               "features.5.weight", "features.5.bias"]
+FIRST_CONVS = ["features.0.weight", "features.0.bias", "features.2.weight", "features.2.bias", "features.5.weight", "features.5.bias"]
 
 
 def test_vgg16_state_dict_has_torchvision_keys_and_shapes():

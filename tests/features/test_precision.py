@@ -28,9 +28,7 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_fp32_leaves_every_lineage_and_key_as_before():
     default = BenchmarkConfig()
-    spelled = BenchmarkConfig(
-        frame_cnn=FrameCNNConfig(precision="fp32"), features=FeatureConfig(precision="fp32"), train=TrainConfig(precision="fp32")
-    )
+    spelled = BenchmarkConfig(frame_cnn=FrameCNNConfig(precision="fp32"), features=FeatureConfig(precision="fp32"), train=TrainConfig(precision="fp32"))
     assert lineages(spelled) == lineages(default)
     assert "precision" not in default.model_dump()["train"] and "precision" not in default.frame_cnn.model_dump()
     # the features item key: the formula from before the option

@@ -166,7 +166,7 @@ def container_path_to_repo(path: str) -> Path | None:
         for source in sources:
             if (REPO / source).is_dir():  # a folder's contents go into dest
                 prefix = dest.rstrip("/") + "/"
-                candidate = REPO / source / path[len(prefix):] if path.startswith(prefix) else None
+                candidate = REPO / source / path[len(prefix) :] if path.startswith(prefix) else None
             elif dest.endswith("/"):  # a file into a folder
                 candidate = REPO / source if path == dest + Path(source).name else None
             else:
@@ -189,7 +189,7 @@ def compose_port_host_ips(ports: list) -> list[str]:
             continue
         text = str(port).split("/")[0]
         if text.startswith("["):  # [IPv6]:host:container
-            out.append(text[1:text.index("]")])
+            out.append(text[1 : text.index("]")])
             continue
         parts = text.split(":")
         out.append(parts[0] if len(parts) == 3 else "")
@@ -227,7 +227,7 @@ def shell_word_after(command: str, prefix: str) -> str | None:
     start = command.find(prefix)
     if start < 0:
         return None
-    rest = command[start + len(prefix):]
+    rest = command[start + len(prefix) :]
     if not rest.startswith("$("):
         return rest.split()[0] if rest.split() else ""
     depth = 0
@@ -465,11 +465,11 @@ def ray_start_args(command: str) -> list[str]:
     """The arguments of the ``ray start`` in a shell command, substitutions replaced by a value."""
     while (start := command.find("$(")) >= 0:  # a $(...) substitution, nested parentheses included
         depth = 0
-        for end, char in enumerate(command[start + 1:], start + 1):  # noqa: B007 (end is read after the loop)
+        for end, char in enumerate(command[start + 1 :], start + 1):  # noqa: B007 (end is read after the loop)
             depth += {"(": 1, ")": -1}.get(char, 0)
             if depth == 0:
                 break
-        command = command[:start] + "10.0.0.1" + command[end + 1:]
+        command = command[:start] + "10.0.0.1" + command[end + 1 :]
     command = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", command).replace("$RAY_HEAD_IP", "10.0.0.1")
     words = shlex.split(command.split("ray start", 1)[1])
     return [w for w in words if w != ";"]
@@ -584,7 +584,7 @@ def test_infra_configs_validate_and_name_the_compose_services(name):
     services = compose()["services"]
     assert config.ray.address == "auto"
     assert config.storage.root.startswith("s3://")
-    bucket = config.storage.root[len("s3://"):].split("/")[0]
+    bucket = config.storage.root[len("s3://") :].split("/")[0]
     assert bucket in services["bucket-init"]["command"], f"bucket {bucket} is not created by bucket-init"
     for url, service, port_flag in ((config.mlflow.tracking_uri, "mlflow", "--port"), (config.storage.endpoint_url, "minio", "--address")):
         match = re.fullmatch(r"http://([\w-]+):(\d+)/?", url or "")
@@ -640,9 +640,7 @@ def test_compose_publishes_ports_on_loopback_only():
 
 def test_compose_credentials_come_only_from_the_env_file():
     services = compose()["services"]
-    env_example = dict(
-        line.split("=", 1) for line in (INFRA / ".env.example").read_text().splitlines() if line.strip() and not line.startswith("#")
-    )
+    env_example = dict(line.split("=", 1) for line in (INFRA / ".env.example").read_text().splitlines() if line.strip() and not line.startswith("#"))
     for name, service in services.items():
         environment = service.get("environment", {})
         if isinstance(environment, list):
@@ -793,9 +791,13 @@ def test_compose_mlflow_server_runs_the_basic_auth_app_with_credentials_from_the
     assert database.startswith("sqlite:////data/"), "the users database must be on the server's volume"
     assert any(v.endswith(":/data") for v in service["volumes"])
     # the names the pinned MLflow reads, all in the env file the server and its clients get
-    for variable in (mlflow_env.MLFLOW_AUTH_ADMIN_USERNAME, mlflow_env.MLFLOW_AUTH_ADMIN_PASSWORD,
-                     mlflow_env.MLFLOW_FLASK_SERVER_SECRET_KEY, mlflow_env.MLFLOW_TRACKING_USERNAME,
-                     mlflow_env.MLFLOW_TRACKING_PASSWORD):
+    for variable in (
+        mlflow_env.MLFLOW_AUTH_ADMIN_USERNAME,
+        mlflow_env.MLFLOW_AUTH_ADMIN_PASSWORD,
+        mlflow_env.MLFLOW_FLASK_SERVER_SECRET_KEY,
+        mlflow_env.MLFLOW_TRACKING_USERNAME,
+        mlflow_env.MLFLOW_TRACKING_PASSWORD,
+    ):
         assert variable.name in env_example(), variable.name
     services = compose()["services"]
     for name in ("mlflow", "ray-head", "prefect-worker"):  # the server, and the clients that log runs

@@ -36,8 +36,7 @@ def chromium_path() -> str | None:
 def mlflow_server(backend_uri: str, port: int, log_path: Path, timeout: float = 180) -> Iterator[str]:
     """``mlflow server`` (one worker, no job runner: 0.5 GB instead of 3 GB) on 127.0.0.1:port; yields its URL."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", backend_uri]
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--backend-store-uri", backend_uri]
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -51,13 +51,17 @@ def test_dataset_and_flow_stages_run_from_the_cli_on_a_ucf101_layout_folder(tmp_
     classes = ("ApplyEyeMakeup", "HandStandPushups")
     videos = build_ucf101_folder(tmp_path / "UCF101", classes, per_class=2)
     config = tmp_path / "ucf.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "ucf-layout",
-        "dataset": {"kind": "ucf101", "root": str(tmp_path / "UCF101"), "split": 1},
-        "storage": {"root": str(tmp_path / "run")},
-        "flow": {"method": "dis", "dis_preset": "ultrafast", "height": 28, "width": 28, "workers": 1},
-        "ray": {"num_cpus": 2},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "ucf-layout",
+                "dataset": {"kind": "ucf101", "root": str(tmp_path / "UCF101"), "split": 1},
+                "storage": {"root": str(tmp_path / "run")},
+                "flow": {"method": "dis", "dis_preset": "ultrafast", "height": 28, "width": 28, "workers": 1},
+                "ray": {"num_cpus": 2},
+            }
+        )
+    )
     env_cmd = [sys.executable, "-m", "flows.cli"]
     for command in ("dataset", "flow"):
         run = subprocess.run([*env_cmd, command, "--config", str(config)], cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -57,11 +57,27 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """This environment without any credential or service address of the caller, plus ``extra``."""
-    drop = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "RAY_ADDRESS", "MLFLOW_TRACKING_USERNAME",
-            "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI")
+    drop = (
+        "RAY_AUTH_TOKEN",
+        "RAY_AUTH_TOKEN_PATH",
+        "RAY_AUTH_MODE",
+        "RAY_ADDRESS",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_TRACKING_URI",
+    )
     env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("PREFECT_")}
-    env.update({"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "NO_PROXY": "127.0.0.1,localhost",
-                "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", **extra})
+    env.update(
+        {
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "1",
+            **extra,
+        }
+    )
     return env
 
 
@@ -84,33 +100,61 @@ def test_ray_head_with_token_auth_refuses_a_job_without_the_token_and_runs_it_wi
     gcs_port, dashboard_port = free_port(), free_port()
     dashboard = f"http://127.0.0.1:{dashboard_port}"
     ray_temp = tempfile.mkdtemp(prefix="rayauth-", dir="/tmp")  # AF_UNIX paths must stay short
-    head_env = _clean_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, HOME=str(tmp_path / "home"),
-                          RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # keep the head on 127.0.0.1 (tasks/runtime.py)
+    head_env = _clean_env(
+        RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, HOME=str(tmp_path / "home"), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0"
+    )  # keep the head on 127.0.0.1 (tasks/runtime.py)
     head = ServerProcess(
-        [str(BIN / "ray"), "start", "--head", "--block", "--port", str(gcs_port), "--node-ip-address", "127.0.0.1",
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", "1",
-         "--temp-dir", ray_temp, "--include-dashboard", "true",
-         "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
-         "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port())],
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            "--port",
+            str(gcs_port),
+            "--node-ip-address",
+            "127.0.0.1",
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(dashboard_port),
+            "--num-cpus",
+            "1",
+            "--temp-dir",
+            ray_temp,
+            "--include-dashboard",
+            "true",
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--dashboard-agent-grpc-port",
+            str(free_port()),
+            "--metrics-export-port",
+            str(free_port()),
+            "--runtime-env-agent-port",
+            str(free_port()),
+        ],
         f"{dashboard}/api/gcs_healthz",  # public: the healthchecks of infra/ need no token
-        env=head_env, log_path=tmp_path / "head.log", timeout=120,
+        env=head_env,
+        log_path=tmp_path / "head.log",
+        timeout=120,
     )
 
     def submit(env: dict[str, str]) -> subprocess.CompletedProcess:
         deadline = time.monotonic() + 90  # the job agent registers seconds after the dashboard answers
         while True:
             result = subprocess.run(
-                [str(BIN / "ray"), "job", "submit", "--address", dashboard, "--",
-                 "python", "-c", _DRIVER, "auto"],
-                cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                [str(BIN / "ray"), "job", "submit", "--address", dashboard, "--", "python", "-c", _DRIVER, "auto"],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
             if "No available agent to submit job" not in result.stdout + result.stderr or time.monotonic() > deadline:
                 return result
             time.sleep(2)
 
     def driver(env: dict[str, str]) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", _DRIVER, f"127.0.0.1:{gcs_port}"], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=180)
+        return subprocess.run([sys.executable, "-c", _DRIVER, f"127.0.0.1:{gcs_port}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
 
     client_home = tmp_path / "client-home"  # no ~/.ray/auth_token of the machine's user is read
     try:
@@ -162,8 +206,7 @@ def _auth_ini(tmp_path: Path) -> Path:
     return path
 
 
-def test_mlflow_server_with_basic_auth_refuses_anonymous_runs_and_the_pipeline_logs_with_env_credentials(
-        tmp_path, monkeypatch, caplog):
+def test_mlflow_server_with_basic_auth_refuses_anonymous_runs_and_the_pipeline_logs_with_env_credentials(tmp_path, monkeypatch, caplog):
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -176,15 +219,35 @@ def test_mlflow_server_with_basic_auth_refuses_anonymous_runs_and_the_pipeline_l
     user, password = "videolstm-admin", secrets.token_urlsafe(24)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = _clean_env(MLFLOW_AUTH_CONFIG_PATH=str(_auth_ini(tmp_path)), MLFLOW_AUTH_ADMIN_USERNAME=user,
-                     MLFLOW_AUTH_ADMIN_PASSWORD=password, MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
-                     MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    env = _clean_env(
+        MLFLOW_AUTH_CONFIG_PATH=str(_auth_ini(tmp_path)),
+        MLFLOW_AUTH_ADMIN_USERNAME=user,
+        MLFLOW_AUTH_ADMIN_PASSWORD=password,
+        MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+    )
     server = ServerProcess(
-        [str(BIN / "mlflow"), "server", "--app-name", "basic-auth", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--artifacts-destination", str(tmp_path / "artifacts")],
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--app-name",
+            "basic-auth",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ],
         f"{url}/health",  # unprotected: compose's healthcheck needs no credential
-        env=env, cwd=str(tmp_path), log_path=tmp_path / "server.log", timeout=180,
+        env=env,
+        cwd=str(tmp_path),
+        log_path=tmp_path / "server.log",
+        timeout=180,
     )
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
@@ -195,8 +258,7 @@ def test_mlflow_server_with_basic_auth_refuses_anonymous_runs_and_the_pipeline_l
             assert _http("POST", f"{url}/api/2.0/mlflow/experiments/create", {"name": "x"})[0] == 401
             assert _http("POST", f"{url}/api/2.0/mlflow/runs/create", {"experiment_id": "0"})[0] == 401
             assert _http("POST", f"{url}/api/2.0/mlflow/runs/search", {"experiment_ids": ["0"]})[0] == 401
-            assert _http("POST", f"{url}/api/2.0/mlflow/runs/create", {"experiment_id": "0"},
-                         _basic(user, "not-" + password))[0] == 401
+            assert _http("POST", f"{url}/api/2.0/mlflow/runs/create", {"experiment_id": "0"}, _basic(user, "not-" + password))[0] == 401
             with pytest.raises(MlflowException) as refused:  # the pipeline's client without credentials
                 start_benchmark_run(config)
             assert "401" in str(refused.value) or "Unauthorized" in str(refused.value)
@@ -238,9 +300,14 @@ def test_mlflow_server_with_basic_auth_refuses_anonymous_runs_and_the_pipeline_l
 
 
 def _prefect_env(home: Path, api_url: str | None = None, **extra: str) -> dict[str, str]:
-    env = _clean_env(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
-                     PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-                     RAY_AUTH_MODE="disabled", **extra)
+    env = _clean_env(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_UI_ENABLED="false",
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        RAY_AUTH_MODE="disabled",
+        **extra,
+    )
     if api_url:
         env["PREFECT_API_URL"] = api_url
     return env
@@ -262,7 +329,9 @@ def test_prefect_server_with_api_auth_refuses_an_anonymous_deployment_run(tmp_pa
     server = ServerProcess(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         f"{api}/health",  # unprotected: compose's healthcheck needs no credential
-        env=_prefect_env(home, PREFECT_SERVER_API_AUTH_STRING=auth), cwd=str(tmp_path), log_path=tmp_path / "server.log",
+        env=_prefect_env(home, PREFECT_SERVER_API_AUTH_STRING=auth),
+        cwd=str(tmp_path),
+        log_path=tmp_path / "server.log",
         timeout=240,
     )
     anonymous = _prefect_env(home, api)

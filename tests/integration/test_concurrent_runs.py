@@ -71,12 +71,38 @@ def start_pair(tmp_path: Path, delay: float = 3.0) -> list[subprocess.CompletedP
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     env.pop("RAY_ADDRESS", None)
     head = ServerProcess(
-        [str(BIN / "ray"), "start", "--head", "--block", "--port", str(gcs_port), "--node-ip-address", "127.0.0.1",
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", "2", "--temp-dir", ray_temp,
-         "--include-dashboard", "true", "--dashboard-agent-listen-port", str(free_port()),
-         "--dashboard-agent-grpc-port", str(free_port()), "--metrics-export-port", str(free_port()),
-         "--runtime-env-agent-port", str(free_port())],
-        f"http://127.0.0.1:{dashboard_port}/api/version", env=env, log_path=tmp_path / "head.log", timeout=600,
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            "--port",
+            str(gcs_port),
+            "--node-ip-address",
+            "127.0.0.1",
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(dashboard_port),
+            "--num-cpus",
+            "2",
+            "--temp-dir",
+            ray_temp,
+            "--include-dashboard",
+            "true",
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--dashboard-agent-grpc-port",
+            str(free_port()),
+            "--metrics-export-port",
+            str(free_port()),
+            "--runtime-env-agent-port",
+            str(free_port()),
+        ],
+        f"http://127.0.0.1:{dashboard_port}/api/version",
+        env=env,
+        log_path=tmp_path / "head.log",
+        timeout=600,
     )
     config = tmp_path / "tiny.yaml"
     settings = concurrent_config(tmp_path / "root")
@@ -96,10 +122,24 @@ def _run_pair(tmp_path: Path, config: Path, base_env: dict, delay: float) -> lis
         # Each run its own Prefect home (as two users, or two machines, have): Prefect's temporary
         # server migrates a fresh home's database at start, and two starts on one fresh home race
         # there (Prefect's database, not the storage root this test is about).
-        env = {**base_env, "PREFECT_HOME": str(tmp_path / f"prefect{i}"),
-               "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "900"}  # two servers start at once on a busy machine
-        procs.append((subprocess.Popen([sys.executable, "-m", "flows.cli", "benchmark", "--config", str(config)], cwd=REPO,
-                                       stdout=log, stderr=subprocess.STDOUT, text=True, env=env), log))
+        env = {
+            **base_env,
+            "PREFECT_HOME": str(tmp_path / f"prefect{i}"),
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "900",
+        }  # two servers start at once on a busy machine
+        procs.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-m", "flows.cli", "benchmark", "--config", str(config)],
+                    cwd=REPO,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env=env,
+                ),
+                log,
+            )
+        )
         if i == 0:
             time.sleep(delay)
     done = []
@@ -126,14 +166,17 @@ def test_two_benchmarks_on_one_fresh_root_compute_every_item_once(tmp_path):
         assert sum(counts[1][stage]) == items and all(c[stage][2] == 0 for c in counts), (stage, counts)
         assert computed >= items, (stage, counts)  # nothing lost: every item computed by one run or the other
         twice[stage] = computed - items
-    record("two benchmarks started 3 s apart on one fresh root (items computed twice count as duplicated)", runs=2,
-           lost=sum(twice.values()))
+    record("two benchmarks started 3 s apart on one fresh root (items computed twice count as duplicated)", runs=2, lost=sum(twice.values()))
     assert sum(twice.values()) == 0, f"items computed twice per stage: {twice}; {counts}"
 
     db = tmp_path / "root" / "mlflow.db"
     with sqlite3.connect(db) as con:
-        runs_by_key = Counter(k for (k,) in con.execute(
-            "select t.value from tags t join runs r on r.run_uuid = t.run_uuid where t.key = 'videolstm.run_key' and r.lifecycle_stage = 'active'"))
+        runs_by_key = Counter(
+            k
+            for (k,) in con.execute(
+                "select t.value from tags t join runs r on r.run_uuid = t.run_uuid where t.key = 'videolstm.run_key' and r.lifecycle_stage = 'active'"
+            )
+        )
         assert runs_by_key and max(runs_by_key.values()) == 1, runs_by_key  # one MLflow run per (lineage, seed)
         doubled = con.execute("select run_uuid, key, step, count(*) from metrics group by run_uuid, key, step having count(*) > 1").fetchall()
         assert doubled == [], doubled[:10]  # one point per step in every history

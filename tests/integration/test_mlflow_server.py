@@ -45,8 +45,9 @@ def served(tiny_pipeline, tmp_path_factory):
         parent = start_benchmark_run(config)
         trained = run_train(config, tiny_pipeline.features, parent)
         finetuned = run_finetune(config, tiny_pipeline.features, trained, parent)
-        evaluated = run_evaluate(config, tiny_pipeline.index, tiny_pipeline.frames_flow, tiny_pipeline.features,
-                                 tiny_pipeline.frame_cnn, trained, finetuned, parent)
+        evaluated = run_evaluate(
+            config, tiny_pipeline.index, tiny_pipeline.frames_flow, tiny_pipeline.features, tiny_pipeline.frame_cnn, trained, finetuned, parent
+        )
         report = run_report(config, [tiny_pipeline.index, trained, finetuned, evaluated], parent)
         mlflow.set_tracking_uri(server.url)
         yield config, server, evaluated, report, store
@@ -63,8 +64,17 @@ def test_runs_metrics_artifacts_and_models_are_read_back_through_the_server(serv
     config, server, evaluated, report, store = served
     assert MlflowClient().tracking_uri == server.url
     runs = _runs(config)
-    expected = {"lstm-rgb-s0", "lstm-flow-s0", "convalstm-rgb-s0", "convalstm-flow-s0", "videolstm-rgb-s0",
-                "lstm-fused-s0", "convalstm-fused-s0", "videolstm-fused-s0", "tiny"}
+    expected = {
+        "lstm-rgb-s0",
+        "lstm-flow-s0",
+        "convalstm-rgb-s0",
+        "convalstm-flow-s0",
+        "videolstm-rgb-s0",
+        "lstm-fused-s0",
+        "convalstm-fused-s0",
+        "videolstm-fused-s0",
+        "tiny",
+    }
     assert expected <= set(runs), sorted(runs)
     parent = runs["tiny"].info.run_id
     for name in expected - {"tiny"}:
@@ -119,14 +129,19 @@ def config_class_names(served) -> list[str]:
 def test_each_fused_run_is_the_product_of_its_papers_partners_predictions(served):
     config, *_ = served
     runs = _runs(config)
-    partners = {"lstm-fused-s0": ("lstm-rgb-s0", "lstm-flow-s0"), "convalstm-fused-s0": ("convalstm-rgb-s0", "convalstm-flow-s0"),
-                "videolstm-fused-s0": ("videolstm-rgb-s0", "convalstm-flow-s0"), "convnet-fused-s0": ("convnet-rgb-s0", "convnet-flow-s0")}
+    partners = {
+        "lstm-fused-s0": ("lstm-rgb-s0", "lstm-flow-s0"),
+        "convalstm-fused-s0": ("convalstm-rgb-s0", "convalstm-flow-s0"),
+        "videolstm-fused-s0": ("videolstm-rgb-s0", "convalstm-flow-s0"),
+        "convnet-fused-s0": ("convnet-rgb-s0", "convnet-flow-s0"),
+    }
     for fused, (rgb, flow) in partners.items():
         run = runs[fused]
         assert run.data.tags["fused_from"] == f"{rgb}+{flow}" and run.data.params["flow_model"] == flow
-        files = {n: _predictions(Path(mlflow.artifacts.download_artifacts(run_id=runs[n].info.run_id,
-                                                                          artifact_path="evaluation/predictions.csv")))
-                 for n in (fused, rgb, flow)}
+        files = {
+            n: _predictions(Path(mlflow.artifacts.download_artifacts(run_id=runs[n].info.run_id, artifact_path="evaluation/predictions.csv")))
+            for n in (fused, rgb, flow)
+        }
         assert set(files[fused]) == set(files[rgb]) == set(files[flow])
         for video, (label, _, probs) in files[fused].items():
             product = files[rgb][video][2] * files[flow][video][2]  # matched by video id

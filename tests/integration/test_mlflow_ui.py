@@ -54,8 +54,12 @@ def benchmark_store(tiny_pipeline):
     report = run_report(config, [p.index, p.frames_flow, p.frame_cnn, p.features, trained, finetuned, evaluated], parent)
     experiment_id = tracking.setup(config)
     return {
-        "root": Path(p.root), "backend": tracking.tracking_uri(config), "experiment_id": experiment_id, "parent": parent,
-        "rows": {r["name"]: r for r in report["rows"]}, "printed_url": mlflow_ui_url(config),
+        "root": Path(p.root),
+        "backend": tracking.tracking_uri(config),
+        "experiment_id": experiment_id,
+        "parent": parent,
+        "rows": {r["name"]: r for r in report["rows"]},
+        "printed_url": mlflow_ui_url(config),
     }
 
 
@@ -102,8 +106,7 @@ def test_the_compare_view_of_the_variant_runs_shows_their_metrics(ui):
     page = ui["page"]
     run_ids = [ui["rows"][name]["run_id"] for name in NESTED if name in ui["rows"]]
     assert len(run_ids) == len(NESTED)
-    query = urllib.parse.urlencode({"runs": json.dumps(run_ids), "experiments": json.dumps([ui["experiment_id"]]),
-                                    "workflowType": "machine_learning"})
+    query = urllib.parse.urlencode({"runs": json.dumps(run_ids), "experiments": json.dumps([ui["experiment_id"]]), "workflowType": "machine_learning"})
     page.goto(f"{ui['url']}/#/compare-runs?{query}")
     page.get_by_role("heading", name=re.compile(f"Comparing {len(run_ids)} Runs")).wait_for()
     close_assistant(page)
@@ -129,12 +132,15 @@ def test_the_compare_view_of_the_variant_runs_shows_their_metrics(ui):
 
 def test_the_parent_run_shows_the_comparison_html_with_the_three_tables_and_the_claims(ui):
     page = ui["page"]
-    page.goto(f"{ui['url']}/#/experiments/{ui['experiment_id']}/runs/{ui['parent']}/artifacts/report/comparison.html"
-              "?workflowType=machine_learning")
+    page.goto(f"{ui['url']}/#/experiments/{ui['experiment_id']}/runs/{ui['parent']}/artifacts/report/comparison.html?workflowType=machine_learning")
     close_assistant(page)
     frame = page.frame_locator("iframe").first
-    captions = ("Table 1. LSTM architectures", "Table 2. Appearance vs motion-based attention", "Table 5. Localization",
-                "Claims of the paper, paired over seeds")
+    captions = (
+        "Table 1. LSTM architectures",
+        "Table 2. Appearance vs motion-based attention",
+        "Table 5. Localization",
+        "Claims of the paper, paired over seeds",
+    )
     for caption in captions:
         frame.get_by_text(caption).wait_for()
     shown = frame.locator("table caption").all_inner_texts()
@@ -145,8 +151,7 @@ def test_the_parent_run_shows_the_comparison_html_with_the_three_tables_and_the_
 def test_an_attention_overlay_plays_inline_as_an_animated_gif(ui):
     page = ui["page"]
     run_id = ui["rows"]["convalstm-rgb-s0"]["run_id"]
-    page.goto(f"{ui['url']}/#/experiments/{ui['experiment_id']}/runs/{run_id}/artifacts/evaluation/overlays"
-              "?workflowType=machine_learning")
+    page.goto(f"{ui['url']}/#/experiments/{ui['experiment_id']}/runs/{run_id}/artifacts/evaluation/overlays?workflowType=machine_learning")
     close_assistant(page)
     gif = page.get_by_text(re.compile(r"\.gif$")).first
     gif.click()

@@ -55,8 +55,7 @@ def _logged_tubes(uri: str) -> dict[str, list[dict]]:
     data = json.loads(Path(st.local_path(uri)).read_text())
     tubes = {}
     for d in data["detections"]:
-        tubes[d["video"]] = [{"frame": f, "x": b[0], "y": b[1], "w": b[2] - b[0], "h": b[3] - b[1]}
-                             for f, b in zip(d["frames"], d["boxes"]) if None not in b]
+        tubes[d["video"]] = [{"frame": f, "x": b[0], "y": b[1], "w": b[2] - b[0], "h": b[3] - b[1]} for f, b in zip(d["frames"], d["boxes"]) if None not in b]
     return tubes
 
 
@@ -66,8 +65,9 @@ def _run_ids(result) -> dict[str, str]:
     return {row["name"]: row["run_id"] for row in result.extra["rows"]}
 
 
-@pytest.mark.parametrize("name", ["convnet-rgb-s0", "convnet-flow-s0", "lstm-rgb-s0", "lstm-flow-s0", "convalstm-rgb-s0",
-                                  "convalstm-flow-s0", "convalstm-fused-s0", "lstm-fused-s0"])
+@pytest.mark.parametrize(
+    "name", ["convnet-rgb-s0", "convnet-flow-s0", "lstm-rgb-s0", "lstm-flow-s0", "convalstm-rgb-s0", "convalstm-flow-s0", "convalstm-fused-s0", "lstm-fused-s0"]
+)
 def test_predict_on_the_raw_test_videos_equals_what_evaluation_logged(evaluated, name):
     from tasks.predict import load_predictor
 
@@ -111,8 +111,13 @@ def test_cli_predict_writes_json_lines_and_overlays_and_names_a_bad_video(evalua
     bad.write_bytes(b"this is text, not a video")
     out = tmp_path / "out"
     sets = ["--set", f"storage.root={config.storage.root}", "--set", f"mlflow.experiment={config.mlflow.experiment}"]
-    run = subprocess.run([sys.executable, "-m", "flows.cli", "predict", paths[video], str(bad), "--model", run_id,
-                          "--output", str(out), *sets], cwd=REPO, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "predict", paths[video], str(bad), "--model", run_id, "--output", str(out), *sets],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     lines = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [r["video"] for r in lines] == [paths[video], str(bad)]
@@ -155,18 +160,26 @@ def test_the_end_to_end_model_is_served_answers_a_real_video_and_refuses_a_corru
     assert "storage" not in json.loads((local / "artifacts" / "settings.json").read_text())["config"]
 
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(config), "MLFLOW_DISABLE_TELEMETRY": "true",
-           "PYTHONPATH": "",  # the served model imports videolstm from its own code folder
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow execs this env's uvicorn
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking.tracking_uri(config),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PYTHONPATH": "",  # the served model imports videolstm from its own code folder
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }  # mlflow execs this env's uvicorn
     exe = Path(sys.executable).parent / "mlflow"
-    server = ServerProcess([str(exe), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", "127.0.0.1",
-                            "--port", str(port), "--workers", "1"], health_url=f"http://127.0.0.1:{port}/ping", env=env,
-                           cwd=str(tmp_path), timeout=180, log_path=tmp_path / "serve.log")
+    server = ServerProcess(
+        [str(exe), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        health_url=f"http://127.0.0.1:{port}/ping",
+        env=env,
+        cwd=str(tmp_path),
+        timeout=180,
+        log_path=tmp_path / "serve.log",
+    )
 
     def post(videos: list[str]) -> tuple[int, dict]:
         body = json.dumps({"dataframe_split": {"columns": ["video"], "data": [[v] for v in videos]}}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=120) as response:
                 return response.status, json.loads(response.read())

@@ -23,17 +23,19 @@ pytestmark = pytest.mark.integration
 
 def _prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update({
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        "DO_NOT_TRACK": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "DO_NOT_TRACK": "1",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "RAY_AUTH_MODE": "disabled",
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+    )
     if api_url:
         env["PREFECT_API_URL"] = api_url
     return env
@@ -64,7 +66,10 @@ def test_full_benchmark_deployment_runs_on_a_real_server_and_worker(tmp_path):
     api = f"http://127.0.0.1:{port}/api"
     server = ServerProcess(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        f"{api}/health", env=_prefect_env(home), cwd=str(tmp_path), log_path=tmp_path / "server.log",
+        f"{api}/health",
+        env=_prefect_env(home),
+        cwd=str(tmp_path),
+        log_path=tmp_path / "server.log",
     )
     with server:
         env = _prefect_env(home, api)
@@ -77,16 +82,20 @@ def test_full_benchmark_deployment_runs_on_a_real_server_and_worker(tmp_path):
             [str(BIN / "prefect"), "worker", "start", "--pool", "videolstm-process", "--with-healthcheck"],
             f"http://127.0.0.1:{worker_port}/health",
             env={**env, "PREFECT_WORKER_WEBSERVER_PORT": str(worker_port), "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1"},
-            cwd=str(tmp_path), log_path=tmp_path / "worker.log",
+            cwd=str(tmp_path),
+            log_path=tmp_path / "worker.log",
         )
         try:
             worker.wait_ready()
             root = tmp_path / "run"
             params = json.dumps({"config": tiny_config(str(root))})
             run = subprocess.run(
-                [str(BIN / "prefect"), "deployment", "run", "full-benchmark/embedded", "--params", params, "--watch",
-                 "--watch-timeout", "600"],
-                env=env, cwd=REPO, capture_output=True, text=True, timeout=660,
+                [str(BIN / "prefect"), "deployment", "run", "full-benchmark/embedded", "--params", params, "--watch", "--watch-timeout", "600"],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=660,
             )
             output = run.stdout + run.stderr
             assert run.returncode == 0 and "Completed" in output, f"{output[-3000:]}\nworker log:\n{worker.log_tail()}"
@@ -100,4 +109,3 @@ def test_full_benchmark_deployment_runs_on_a_real_server_and_worker(tmp_path):
     assert {"tiny", "convnet-rgb-s0", "convnet-flow-s0", "lstm-rgb-s0", "convalstm-rgb-s0", "convnet-fused-s0"} <= set(runs), runs
     assert all(status == "FINISHED" for status in runs.values()), runs
     assert len(parents) == 1  # every nested run hangs under the benchmark's parent run
-

@@ -27,19 +27,50 @@ def test_benchmark_submitted_as_a_ray_job_completes_on_a_head_node(tmp_path):
     gcs_port, dashboard_port = free_port(), free_port()
     # Ray's session folder holds AF_UNIX sockets (paths ≤ 107 bytes): keep it short, not under tmp_path
     ray_temp = tempfile.mkdtemp(prefix="rayjob-", dir="/tmp")
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "PREFECT_HOME": str(tmp_path / "prefect"),
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keep the head on 127.0.0.1 (see tasks/runtime.py)
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }  # keep the head on 127.0.0.1 (see tasks/runtime.py)
     env.pop("RAY_ADDRESS", None)
     head = ServerProcess(
-        [str(BIN / "ray"), "start", "--head", "--block", "--port", str(gcs_port), "--node-ip-address", "127.0.0.1",
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", "2",
-         "--temp-dir", ray_temp, "--include-dashboard", "true",
-         # The job agent's ports default to fixed numbers (HTTP 52365): a Ray instance of an earlier
-         # test still holding one left this head without an agent ("No available agent to submit job").
-         "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
-         "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port())],
-        f"http://127.0.0.1:{dashboard_port}/api/version", env=env, log_path=tmp_path / "head.log", timeout=120,
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            "--port",
+            str(gcs_port),
+            "--node-ip-address",
+            "127.0.0.1",
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(dashboard_port),
+            "--num-cpus",
+            "2",
+            "--temp-dir",
+            ray_temp,
+            "--include-dashboard",
+            "true",
+            # The job agent's ports default to fixed numbers (HTTP 52365): a Ray instance of an earlier
+            # test still holding one left this head without an agent ("No available agent to submit job").
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--dashboard-agent-grpc-port",
+            str(free_port()),
+            "--metrics-export-port",
+            str(free_port()),
+            "--runtime-env-agent-port",
+            str(free_port()),
+        ],
+        f"http://127.0.0.1:{dashboard_port}/api/version",
+        env=env,
+        log_path=tmp_path / "head.log",
+        timeout=120,
     )
     config_path = tmp_path / "tiny.yaml"
     root = tmp_path / "run"
@@ -49,9 +80,27 @@ def test_benchmark_submitted_as_a_ray_job_completes_on_a_head_node(tmp_path):
             deadline = time.monotonic() + 120  # the dashboard answers before its job agent has registered
             while True:  # (it registers seconds later)
                 submit = subprocess.run(
-                    [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dashboard_port}", "--working-dir", ".",
-                     "--", "python", "-m", "flows.cli", "benchmark", "--config", str(config_path)],
-                    cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+                    [
+                        str(BIN / "ray"),
+                        "job",
+                        "submit",
+                        "--address",
+                        f"http://127.0.0.1:{dashboard_port}",
+                        "--working-dir",
+                        ".",
+                        "--",
+                        "python",
+                        "-m",
+                        "flows.cli",
+                        "benchmark",
+                        "--config",
+                        str(config_path),
+                    ],
+                    cwd=REPO,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
                 )
                 if "No available agent to submit job" not in submit.stderr + submit.stdout or time.monotonic() > deadline:
                     break

@@ -29,6 +29,7 @@ def prefect_server():
     with prefect_test_harness(server_startup_timeout=120):
         yield
 
+
 NAME = "videolstm-synthetic-convlstm-rgb"
 CONVNET = "videolstm-synthetic-convnet-rgb"
 
@@ -39,8 +40,9 @@ def _register(model: torch.nn.Module, spec: ModelSpec, experiment_id: str, name:
         path = str(Path(tmp) / "checkpoint.pt")
         save_checkpoint(path, checkpoint_state(1, model, spec, extra={"job": job, "seed": "0", "stream": "rgb"}))
         with mlflow.start_run(experiment_id=experiment_id, run_name="reevaluate-test-model"):
-            info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_CODE), artifacts={"checkpoint": path},
-                                           registered_model_name=name, pip_requirements=["videolstm"])
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(PYFUNC_CODE), artifacts={"checkpoint": path}, registered_model_name=name, pip_requirements=["videolstm"]
+            )
     MlflowClient().set_model_version_tag(name, info.registered_model_version, "seed", "0")
     return info.registered_model_version
 
@@ -69,14 +71,18 @@ def test_reevaluate_passes_stable_models_and_fails_naming_regressed_ones(tiny_pi
 
     config = tiny_pipeline.config(evaluate={"regression_threshold": 0.1})
     experiment_id = tracking.setup(config)
-    test_rows = [{"video_id": r.video_id, "shard": r.shard, "label": r.label}
-                 for r in read_manifest(tiny_pipeline.features.extra["manifests"]["0"]) if r.ok and r.subset == "test"]
+    test_rows = [
+        {"video_id": r.video_id, "shard": r.shard, "label": r.label}
+        for r in read_manifest(tiny_pipeline.features.extra["manifests"]["0"])
+        if r.ok and r.subset == "test"
+    ]
     assert len({r["label"] for r in test_rows}) == 2
     # A ConvLSTM on the pool5 maps that fits the test videos (trained on them): 100 %. (The tiny
     # frame CNN's fc7 vectors of the two videos differ by ~0.1 %, too little for a small LSTM.)
     sizes = tiny_pipeline.features.extra["feature_sizes"]
-    spec = ModelSpec("convlstm", 2, {"input_channels": sizes["channels"], "spatial_size": tuple(sizes["spatial_size"]),
-                                     "hidden_channels": 4, "fc_dim": 8, "dropout": 0.0})
+    spec = ModelSpec(
+        "convlstm", 2, {"input_channels": sizes["channels"], "spatial_size": tuple(sizes["spatial_size"]), "hidden_channels": 4, "fc_dim": 8, "dropout": 0.0}
+    )
     torch.manual_seed(0)
     model = build_from_spec(spec)
     length = config.evaluate.segment_length
@@ -84,8 +90,11 @@ def test_reevaluate_passes_stable_models_and_fails_naming_regressed_ones(tiny_pi
     assert loss < 0.1, f"the reference model did not fit the two test videos (loss {loss:.3f})"
     _register(model, spec, experiment_id, NAME, "convlstm-rgb-s0")
     # The RGB frame CNN of the pipeline, fitted to the test videos' frames the same way.
-    frame_rows = [{"video_id": r.video_id, "shard": r.shard, "label": r.label}
-                  for r in read_manifest(tiny_pipeline.frames_flow.manifest_uri) if r.ok and r.subset == "test"]
+    frame_rows = [
+        {"video_id": r.video_id, "shard": r.shard, "label": r.label}
+        for r in read_manifest(tiny_pipeline.frames_flow.manifest_uri)
+        if r.ok and r.subset == "test"
+    ]
     cnn_item = next(r for r in read_manifest(tiny_pipeline.frame_cnn.manifest_uri) if r.video_id == "convnet-rgb-s0")
     cnn, cnn_spec = restore_model(load_checkpoint(cnn_item.shard))
     cnn.train()

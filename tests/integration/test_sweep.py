@@ -26,16 +26,20 @@ def swept(tmp_path_factory: pytest.TempPathFactory):
     config_path = base / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     sweep_path = base / "sweep.yaml"
-    sweep_path.write_text(yaml.safe_dump({
-        "name": "tiny-sweep",
-        "seeds": [0, 1],
-        "baseline": "base",
-        "arms": {
-            "base": {},
-            "lower-lr": {"train.lr": 0.0005},           # a train-only change: no upstream stage recomputed
-            "broken": {"train.snippet_length": 0},     # does not validate: listed as failed, the others finish
-        },
-    }))
+    sweep_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny-sweep",
+                "seeds": [0, 1],
+                "baseline": "base",
+                "arms": {
+                    "base": {},
+                    "lower-lr": {"train.lr": 0.0005},  # a train-only change: no upstream stage recomputed
+                    "broken": {"train.snippet_length": 0},  # does not validate: listed as failed, the others finish
+                },
+            }
+        )
+    )
     command = [sys.executable, "-m", "flows.cli", "sweep", "--config", str(config_path), "--sweep", str(sweep_path)]
     proc = subprocess.run(command, cwd=REPO, env=cli_env(base / "prefect"), capture_output=True, text=True, timeout=1200)
     return root, proc

@@ -41,8 +41,7 @@ def test_the_matrix_then_videolstm_assembled_from_the_trained_sources(tiny_pipel
     from tasks.train import run_finetune, run_train, sequence_job
     from tasks.train_loop import build_model
 
-    config = tiny_pipeline.config(train={"variants": ["lstm", "videolstm"], "streams": ["rgb", "flow"], "epochs": 2,
-                                         "val_fraction": 0.5})
+    config = tiny_pipeline.config(train={"variants": ["lstm", "videolstm"], "streams": ["rgb", "flow"], "epochs": 2, "val_fraction": 0.5})
     trained = run_train(config, tiny_pipeline.features, tiny_pipeline.parent_run_id)
     done = {r.video_id: r for r in read_manifest(trained.manifest_uri)}
     # the matrix (motion variants excluded: VideoLSTM is the next stage) plus VideoLSTM's two sources:
@@ -56,8 +55,16 @@ def test_the_matrix_then_videolstm_assembled_from_the_trained_sources(tiny_pipel
     assert item.video_id == "videolstm-rgb-s0" and item.ok, item.reason
 
     # The fine-tuning job starts from the trained weights (the authors' model_assemble.py)
-    job = sequence_job(config, "videolstm", "rgb", 0, tiny_pipeline.features, None, stage="finetune",
-                       init_from={"flow_convlstm": done["convlstm_motion-flow-s0"], "rgb_convalstm": done["convalstm-rgb-s0"]})
+    job = sequence_job(
+        config,
+        "videolstm",
+        "rgb",
+        0,
+        tiny_pipeline.features,
+        None,
+        stage="finetune",
+        init_from={"flow_convlstm": done["convlstm_motion-flow-s0"], "rgb_convalstm": done["convalstm-rgb-s0"]},
+    )
     start = build_model(job, config, resuming=False)
     flow_state = load_checkpoint(done["convlstm_motion-flow-s0"].shard)["model"]
     rgb_state = load_checkpoint(done["convalstm-rgb-s0"].shard)["model"]
@@ -79,8 +86,10 @@ def test_the_matrix_then_videolstm_assembled_from_the_trained_sources(tiny_pipel
         variant = name.split("-")[0]
         assert run.data.params["variant"] == variant and run.data.params["seed"] == "0"
         assert run.data.params["train.epochs"] == "2" and run.data.params["train.optimizer"] == "rmsprop"
-        history = {k: [m.step for m in client.get_metric_history(run.info.run_id, k)]
-                   for k in ("train/loss", "train/accuracy", "val/accuracy", "train/data_wait_fraction", "train/epoch_seconds")}
+        history = {
+            k: [m.step for m in client.get_metric_history(run.info.run_id, k)]
+            for k in ("train/loss", "train/accuracy", "val/accuracy", "train/data_wait_fraction", "train/epoch_seconds")
+        }
         assert all(steps == [1, 2] for steps in history.values()), history
         waits = [m.value for m in client.get_metric_history(run.info.run_id, "train/data_wait_fraction")]
         assert all(0 <= w < 1 for w in waits), waits  # issue 14: time waiting for batches / the epoch's time
@@ -122,7 +131,12 @@ def test_a_model_another_experiment_trained_on_this_root_gets_a_complete_run_her
     assert run.info.run_id != trained_run.info.run_id and run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["variant"] == "lstm"
     assert {k: run.data.params[k] for k in ("variant", "stream", "seed", "train.epochs", "train.batch_size")} == {
-        "variant": "lstm", "stream": "flow", "seed": "0", "train.epochs": "2", "train.batch_size": "2"}
+        "variant": "lstm",
+        "stream": "flow",
+        "seed": "0",
+        "train.epochs": "2",
+        "train.batch_size": "2",
+    }
     client = MlflowClient()
     for metric in ("train/loss", "val/accuracy"):
         here = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, metric)]
@@ -215,8 +229,7 @@ def test_training_spreads_workers_over_two_nodes(tiny_pipeline, tmp_path):
         cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
     try:
         cluster.wait_for_nodes()
-        config = tiny_pipeline.config(train={"variants": ["lstm"], "streams": ["rgb"], "epochs": 3, "workers": 2},
-                                      ray={"address": cluster.address})
+        config = tiny_pipeline.config(train={"variants": ["lstm"], "streams": ["rgb"], "epochs": 3, "workers": 2}, ray={"address": cluster.address})
         init_ray(config)  # the pipeline's own way of joining a cluster at a loopback address
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
         result = run_train(config, tiny_pipeline.features, tiny_pipeline.parent_run_id)

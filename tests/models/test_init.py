@@ -15,8 +15,9 @@ import torch
 
 from videolstm.models import build_model
 
-SIZES = dict(input_channels=24, flow_channels=20, input_dim=40, flow_dim=36, spatial_size=(3, 3),
-             hidden_channels=16, lstm_hidden=28, fc_dim=50, attention_channels=12)
+SIZES = dict(
+    input_channels=24, flow_channels=20, input_dim=40, flow_dim=36, spatial_size=(3, 3), hidden_channels=16, lstm_hidden=28, fc_dim=50, attention_channels=12
+)
 K = 11
 
 

@@ -19,8 +19,9 @@ from videolstm.models.attention import ConvAttention
 from videolstm.models.cells import ConvLSTMCell
 from videolstm.models.init import cell_blocks, initialize, uniform_bound
 
-SIZES = dict(input_channels=24, flow_channels=20, input_dim=40, flow_dim=36, spatial_size=(3, 3),
-             hidden_channels=16, lstm_hidden=28, fc_dim=50, attention_channels=12)
+SIZES = dict(
+    input_channels=24, flow_channels=20, input_dim=40, flow_dim=36, spatial_size=(3, 3), hidden_channels=16, lstm_hidden=28, fc_dim=50, attention_channels=12
+)
 K = 11
 
 
@@ -80,7 +81,7 @@ def test_uniform_bound_draws_on_both_sides_of_zero():
     uniform_bound(t, 16)  # U(-1/4, 1/4)
     assert t.min().item() < -0.24 and t.max().item() > 0.24
     assert abs(t.mean().item()) < 0.01
-    assert abs(t.var().item() - (0.5 ** 2) / 12) < 0.002  # variance of U(a, b) is (b - a)² / 12
+    assert abs(t.var().item() - (0.5**2) / 12) < 0.002  # variance of U(a, b) is (b - a)² / 12
 
 
 def test_every_input_channel_of_a_cell_gets_its_blocks_bound():

@@ -21,14 +21,33 @@ C, CF, H, W, K = 4, 3, 3, 2, 3
 
 def _alstm(beta: float = 1.0):
     torch.manual_seed(0)
-    return build_model("alstm", K, input_channels=C, spatial_size=(H, W), lstm_hidden=5, fc_dim=6, init_state="zeros",
-                       alstm_attention="hidden", attention_inverse_temperature=beta).eval()
+    return build_model(
+        "alstm",
+        K,
+        input_channels=C,
+        spatial_size=(H, W),
+        lstm_hidden=5,
+        fc_dim=6,
+        init_state="zeros",
+        alstm_attention="hidden",
+        attention_inverse_temperature=beta,
+    ).eval()
 
 
 def _motion_alstm():
     torch.manual_seed(0)
-    return build_model("motion_alstm", K, input_channels=C, flow_channels=CF, spatial_size=(H, W), lstm_hidden=5, fc_dim=6,
-                       input_dim=7, init_state="zeros", motion_alstm_attention="flow").eval()
+    return build_model(
+        "motion_alstm",
+        K,
+        input_channels=C,
+        flow_channels=CF,
+        spatial_size=(H, W),
+        lstm_hidden=5,
+        fc_dim=6,
+        input_dim=7,
+        init_state="zeros",
+        motion_alstm_attention="flow",
+    ).eval()
 
 
 def test_alstm_hidden_attention_starts_at_softmax_of_beta_b_and_reads_no_current_input():

@@ -121,9 +121,7 @@ def test_init_state_mean_starts_from_tanh_of_the_clip_mean() -> None:
     zeros = small_model("convlstm", init_state="zeros")
     assert not any("init" in n for n, _ in zeros.named_parameters())
     mean = small_model("convlstm", init_state="mean")
-    assert {n for n, _ in mean.named_parameters() if "init" in n} == {
-        "init.conv_h.weight", "init.conv_h.bias", "init.conv_c.weight", "init.conv_c.bias"
-    }
+    assert {n for n, _ in mean.named_parameters() if "init" in n} == {"init.conv_h.weight", "init.conv_h.bias", "init.conv_c.weight", "init.conv_c.bias"}
     video = small_model("videolstm", init_state="mean")
     assert video.motion_init.conv_h.weight.shape[1] == SMALL["flow_channels"]  # from the mean of M
     assert video.init.conv_h.weight.shape[1] == SMALL["input_channels"]
@@ -452,9 +450,7 @@ def test_model_config_sizes_are_accepted_by_every_variant() -> None:
 def test_sequence_loss_sums_over_steps_and_averages_over_the_batch() -> None:
     logits = torch.randn(3, 4, 5)
     labels = torch.tensor([0, 4, 2])
-    want = sum(
-        -torch.log_softmax(logits[b, t], dim=0)[labels[b]] for b in range(3) for t in range(4)
-    ) / 3
+    want = sum(-torch.log_softmax(logits[b, t], dim=0)[labels[b]] for b in range(3) for t in range(4)) / 3
     assert torch.allclose(sequence_loss(logits, labels), want)
     per_step = labels[:, None].expand(3, 4)
     assert torch.allclose(sequence_loss(logits, per_step), want)

@@ -62,9 +62,7 @@ class ImportTime:
 def load_modules() -> dict[str, list[str]]:
     """``{module path: [test files]}`` from modules.toml."""
     data = tomllib.loads((HERE / "modules.toml").read_text("utf-8"))
-    return {
-        module: [t for t in entry["tests"] if (ROOT / t).exists()] for module, entry in data["modules"].items()
-    }
+    return {module: [t for t in entry["tests"] if (ROOT / t).exists()] for module, entry in data["modules"].items()}
 
 
 def load_equivalents() -> list[Equivalent]:
@@ -80,7 +78,10 @@ def load_import_time() -> list[ImportTime]:
 def _pytest(cwd: Path, target: str) -> int:
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "addopts=", target],
-        cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=cwd,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         check=False,  # a failing test is the expected outcome here
     )
     return run.returncode
@@ -114,11 +115,7 @@ def scratch_copy(module: str, tests: list[str], dest: Path) -> None:
     text = pyproject.read_text("utf-8")
     if "[tool.mutmut]" not in text:
         raise SystemExit("pyproject.toml has no [tool.mutmut] section")
-    scoped = (
-        "[tool.mutmut]\n"
-        f"only_mutate = [{module!r}]\n"
-        f"pytest_add_cli_args_test_selection = {[*tests]!r}\n"
-    )
+    scoped = f"[tool.mutmut]\nonly_mutate = [{module!r}]\npytest_add_cli_args_test_selection = {[*tests]!r}\n"
     pyproject.write_text(text.replace("[tool.mutmut]\n", scoped, 1), "utf-8")
 
 
@@ -154,9 +151,7 @@ print(json.dumps(out))
 def results(cwd: Path, module: str) -> dict[str, dict[str, str]]:
     """``{mutant name: {"status": ..., "diff": ...}}`` of ``module``, read in one process."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(
-        [sys.executable, "-c", _REPORT, module], cwd=cwd, env=env, check=True, text=True, stdout=subprocess.PIPE
-    )
+    done = subprocess.run([sys.executable, "-c", _REPORT, module], cwd=cwd, env=env, check=True, text=True, stdout=subprocess.PIPE)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -210,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         total = len(counted)
         score = 100.0 * len(killed) / total if total else 100.0
         print(
-            f"SCORE {args.module}: {len(killed)} killed / {total} non-equivalent = {score:.1f} % "
-            f"({len(accepted)} accepted equivalent, {len(status)} generated)"
+            f"SCORE {args.module}: {len(killed)} killed / {total} non-equivalent = {score:.1f} % ({len(accepted)} accepted equivalent, {len(status)} generated)"
         )
         return 0 if score >= args.fail_under else 1
     finally:

@@ -79,23 +79,28 @@ class ChildResult:
         return name in self.classes
 
 
-def run_child(setup: str, call: str, *, headroom: int = 1024 * MiB, timeout: float = 120.0,
-              env: dict[str, str] | None = None) -> ChildResult:
+def run_child(setup: str, call: str, *, headroom: int = 1024 * MiB, timeout: float = 120.0, env: dict[str, str] | None = None) -> ChildResult:
     """Run ``call`` (statements that set ``result``) after ``setup`` (imports) in a fresh interpreter."""
-    code = _TEMPLATE.format(setup=textwrap.dedent(setup), call=textwrap.indent(textwrap.dedent(call), "    "),
-                            headroom=int(headroom), mark=MARK)
+    code = _TEMPLATE.format(setup=textwrap.dedent(setup), call=textwrap.indent(textwrap.dedent(call), "    "), headroom=int(headroom), mark=MARK)
     child_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=child_env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=child_env, capture_output=True, text=True, timeout=timeout)
     output = proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
     if not lines:
         return ChildResult(returncode=proc.returncode, ok=False, error="no result", output=output[-4000:])
-    data = json.loads(lines[-1][len(MARK):])
+    data = json.loads(lines[-1][len(MARK) :])
     return ChildResult(
-        returncode=proc.returncode, ok=data["ok"], error=data.get("type", ""), classes=data.get("classes", []),
-        message=data.get("message", ""), message_length=data.get("message_length", 0), result=data.get("result", ""),
-        seconds=data["seconds"], cpu_seconds=data["cpu_seconds"], extra_rss=data["extra_rss"], output=output[-4000:],
+        returncode=proc.returncode,
+        ok=data["ok"],
+        error=data.get("type", ""),
+        classes=data.get("classes", []),
+        message=data.get("message", ""),
+        message_length=data.get("message_length", 0),
+        result=data.get("result", ""),
+        seconds=data["seconds"],
+        cpu_seconds=data["cpu_seconds"],
+        extra_rss=data["extra_rss"],
+        output=output[-4000:],
     )
 
 

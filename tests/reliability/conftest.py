@@ -112,10 +112,20 @@ def bad_benchmark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BadBench
     base = tmp_path_factory.mktemp("bad-benchmark")
     dataset = make_bad_dataset(base)
     store = base / "store"
-    config_path = write_config(base / "config.yaml", store, dataset, train={
-        "variants": ["lstm"], "streams": ["rgb"], "seeds": [0], "epochs": 1, "batch_size": 4, "snippet_length": 6,
-        "model": {"hidden_channels": 4, "lstm_hidden": 8, "fc_dim": 8},
-    })
+    config_path = write_config(
+        base / "config.yaml",
+        store,
+        dataset,
+        train={
+            "variants": ["lstm"],
+            "streams": ["rgb"],
+            "seeds": [0],
+            "epochs": 1,
+            "batch_size": 4,
+            "snippet_length": 6,
+            "model": {"hidden_channels": 4, "lstm_hidden": 8, "fc_dim": 8},
+        },
+    )
     prefect_home = base / "prefect"
     env = cli_env(prefect_home, **SENTINELS)
     command = [sys.executable, "-m", "flows.cli", "benchmark", "--config", str(config_path)]
@@ -128,8 +138,9 @@ def bad_benchmark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BadBench
         try:
             while not (store / "frame_cnn").exists():
                 if proc.poll() is not None:
-                    raise RuntimeError(f"the benchmark ended ({proc.returncode}) before the frame-CNN stage began:\n"
-                                       f"{first_log.read_text(errors='replace')[-3000:]}")
+                    raise RuntimeError(
+                        f"the benchmark ended ({proc.returncode}) before the frame-CNN stage began:\n{first_log.read_text(errors='replace')[-3000:]}"
+                    )
                 if time.monotonic() > deadline:
                     raise RuntimeError("the frame-CNN stage did not begin within 300 s")
                 time.sleep(0.1)
@@ -153,10 +164,19 @@ def bad_benchmark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BadBench
     (base / "rerun.log").write_text(output)
     try:
         yield BadBenchmark(
-            base=base, dataset=dataset, config_path=config_path, store=store, prefect_home=prefect_home,
-            killed_returncode=proc.returncode, killed_output=first_log.read_text(errors="replace"),
-            orphans_after_kill=len(orphans), runs_before_rerun=runs_before, flow_shards_before=shards_before,
-            rerun_returncode=code, rerun_output=output, rerun_seconds=seconds,
+            base=base,
+            dataset=dataset,
+            config_path=config_path,
+            store=store,
+            prefect_home=prefect_home,
+            killed_returncode=proc.returncode,
+            killed_output=first_log.read_text(errors="replace"),
+            orphans_after_kill=len(orphans),
+            runs_before_rerun=runs_before,
+            flow_shards_before=shards_before,
+            rerun_returncode=code,
+            rerun_output=output,
+            rerun_seconds=seconds,
         )
     finally:
         kill_pids(spawned_with(prefect_home))  # re-checked now: a pid seen earlier may have been reused
@@ -168,8 +188,12 @@ def moto_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[RestartableMoto]:
     import s3fs
 
     for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true", "NO_PROXY": "127.0.0.1,localhost",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "NO_PROXY": "127.0.0.1,localhost",
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)

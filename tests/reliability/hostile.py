@@ -62,9 +62,7 @@ def zip_bomb(unpacked: int = GiB, chunk: int = MiB) -> bytes:
         crc = zlib.crc32(zeros, crc)
     name = b"zeros.bin"
     local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(stream), unpacked, len(name), 0) + name
-    central = struct.pack(
-        "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(stream), unpacked, len(name), 0, 0, 0, 0, 0, 0
-    ) + name
+    central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(stream), unpacked, len(name), 0, 0, 0, 0, 0, 0) + name
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(local) + len(stream), 0)
     return local + stream + central + end
 
@@ -179,8 +177,16 @@ def deep_numf_pickle(depth: int = 100_000) -> bytes:
     """``numf`` = a list nested ``depth`` deep, written opcode by opcode (``pickle.dumps`` itself
     would hit the recursion limit): ``depth`` EMPTY_LISTs then ``depth - 1`` APPENDs."""
     return (
-        b"\x80\x02}" + _unicode("C/v_C_g01_c01") + b"}(" + _unicode("numf") + b"]" * depth + b"a" * (depth - 1)
-        + _unicode("label") + b"K\x00" + _unicode("annotations") + b"]us."
+        b"\x80\x02}"
+        + _unicode("C/v_C_g01_c01")
+        + b"}("
+        + _unicode("numf")
+        + b"]" * depth
+        + b"a" * (depth - 1)
+        + _unicode("label")
+        + b"K\x00"
+        + _unicode("annotations")
+        + b"]us."
     )
 
 

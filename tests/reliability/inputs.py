@@ -81,8 +81,11 @@ def make_bad_dataset(base: Path) -> BadDataset:
     annotations = root / "annotations.pkl"
     annotations.write_bytes(malicious_pickle(marker))
     good = [
-        "MoveRight/v_MoveRight_g01_c01", "MoveRight/v_MoveRight_g04_c01",
-        "MoveLeft/v_MoveLeft_g01_c01", "MoveLeft/v_MoveLeft_g03_c01", "MoveLeft/v_MoveLeft_g04_c01",
+        "MoveRight/v_MoveRight_g01_c01",
+        "MoveRight/v_MoveRight_g04_c01",
+        "MoveLeft/v_MoveLeft_g01_c01",
+        "MoveLeft/v_MoveLeft_g03_c01",
+        "MoveLeft/v_MoveLeft_g04_c01",
     ]
     bad = {
         TRUNCATED: "truncated",

@@ -37,6 +37,4 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.section("reliability figures")
     for line in LEDGER.lines:
         terminalreporter.write_line(f"  {line}")
-    terminalreporter.write_line(
-        "TOTAL: " + ", ".join(f"{name} {LEDGER.totals[name]}" for name in FIGURES)
-    )
+    terminalreporter.write_line("TOTAL: " + ", ".join(f"{name} {LEDGER.totals[name]}" for name in FIGURES))

@@ -37,7 +37,10 @@ class RestartableMoto:
     def start(self, timeout: float = 30) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.reliability.moto_store", str(self.port), *self.buckets],
-            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.starts += 1
         deadline = time.monotonic() + timeout

@@ -138,8 +138,14 @@ def test_weights_file_that_is_not_a_state_dict_fails_the_frame_cnn_stage_naming_
 def test_config_with_an_unknown_key_or_a_wrong_type_is_refused_naming_the_file_and_key(tmp_path, change, words, request):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"name": "bad", **change}))
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "flow", "--config", str(path)], cwd=REPO,
-                          env=cli_env(tmp_path / "prefect"), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "flow", "--config", str(path)],
+        cwd=REPO,
+        env=cli_env(tmp_path / "prefect"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"invalid configuration in {path}" in done.stderr
     assert all(w in done.stderr for w in words), done.stderr

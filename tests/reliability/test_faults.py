@@ -52,14 +52,25 @@ def test_killed_flow_worker_loses_and_duplicates_no_video(local_ray, tmp_path):
     from videolstm.store.manifest import read_manifest
 
     # TV-L1 with OpenCV's default settings at 80x80: slow enough (~1 s a video) to kill mid-stage.
-    config = load_config({
-        "name": "flow-kill", "storage": {"root": str(tmp_path / "store")},
-        "dataset": {"kind": "synthetic", "synthetic": {"num_classes": 2, "videos_per_class": 3, "frames": 8,
-                                                       "height": 80, "width": 80, "distractors": 1}},
-        "flow": {"method": "tvl1", "height": 80, "width": 80, "workers": 1, "tvl1_warps": 5, "tvl1_scales": 5,
-                 "tvl1_scale_step": 0.8, "tvl1_inner_iterations": 30, "tvl1_outer_iterations": 10},
-        "ray": {"num_cpus": 2},
-    })
+    config = load_config(
+        {
+            "name": "flow-kill",
+            "storage": {"root": str(tmp_path / "store")},
+            "dataset": {"kind": "synthetic", "synthetic": {"num_classes": 2, "videos_per_class": 3, "frames": 8, "height": 80, "width": 80, "distractors": 1}},
+            "flow": {
+                "method": "tvl1",
+                "height": 80,
+                "width": 80,
+                "workers": 1,
+                "tvl1_warps": 5,
+                "tvl1_scales": 5,
+                "tvl1_scale_step": 0.8,
+                "tvl1_inner_iterations": 30,
+                "tvl1_outer_iterations": 10,
+            },
+            "ray": {"num_cpus": 2},
+        }
+    )
     index = run_dataset(config)
     expected = set(read_index(index.manifest_uri).column("video_id").to_pylist())
     assert len(expected) == 6
@@ -98,8 +109,7 @@ def test_killed_benchmark_reruns_to_completion_without_recomputing_finished_work
     assert int(reused[1]) == 2  # only the two undecodable videos are tried again (their input may be fixed)
     features = {r.video_id: r for r in _manifest(b, "features")}
     lost = len(set(b.dataset.good) - {v.removeprefix("s0/") for v, r in features.items() if r.ok})  # items are "s<seed>/<video>"
-    ledger.record(f"benchmark process group SIGKILLed ({b.orphans_after_kill} orphan processes left), re-run",
-                  faults=1, runs=1, lost=lost)
+    ledger.record(f"benchmark process group SIGKILLed ({b.orphans_after_kill} orphan processes left), re-run", faults=1, runs=1, lost=lost)
     assert lost == 0
 
 

@@ -77,10 +77,13 @@ EXTRACT_SETUP = (
 # 1. escapes through an archive's file name
 
 
-@pytest.mark.parametrize("name, words", [
-    ("..%2F..%2F..%2FESCAPED.zip", ["..%2F..%2F..%2FESCAPED.zip", "'../../../ESCAPED.zip'", "path separator"]),
-    ("one%2Fslash.zip", ["one%2Fslash.zip", "path separator"]),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("..%2F..%2F..%2FESCAPED.zip", ["..%2F..%2F..%2FESCAPED.zip", "'../../../ESCAPED.zip'", "path separator"]),
+        ("one%2Fslash.zip", ["one%2Fslash.zip", "path separator"]),
+    ],
+)
 def test_archive_name_that_decodes_to_a_path_is_refused_and_writes_no_marker(area, name, words):
     archive = area["in"] / name
     archive.write_bytes(hostile.zip_bytes({"fine.txt": b"ok", "../evil": b"refused entry"}))
@@ -97,8 +100,7 @@ def test_mirror_url_whose_name_decodes_twice_to_a_path_is_refused_by_prepare_dat
     (area["in"] / name).write_bytes(hostile.zip_bytes({"ucfTrainTestlist/classInd.txt": b"1 A\n"}))
     url = f"file://{area['in']}/{name}"
     before = snapshot(area["base"])
-    result = run_child(EXTRACT_SETUP, f"result = prepare_dataset('ucf101', {str(area['root'])!r}, [{url!r}], verify=False)",
-                       env=child_env(area))
+    result = run_child(EXTRACT_SETUP, f"result = prepare_dataset('ucf101', {str(area['root'])!r}, [{url!r}], verify=False)", env=child_env(area))
     refused(result, "DownloadError", "..%2F..%2F..%2FX.zip", "'../../../X.zip'", "path separator")
     nothing_outside(area, before)
     ledger.record("mirror URL ..%252F..%252F..%252FX.zip (prepare_dataset)", inputs=1)
@@ -112,10 +114,12 @@ INDEX_SETUP = "from videolstm.data.datasets import load_index"
 
 
 def _index_call(kind: str, root: Path) -> str:
-    return (f"table = load_index({kind!r}, {str(root)!r}, 1, check_files=False)\n"
-            f"import os\nbase = os.path.realpath({str(root)!r})\n"
-            "result = sorted((r['video_id'], r['status'], r['reason'][:300]) for r in table.to_pylist()\n"
-            "                if r['status'] == 'ok' and not os.path.realpath(r['path']).startswith(base + '/'))")
+    return (
+        f"table = load_index({kind!r}, {str(root)!r}, 1, check_files=False)\n"
+        f"import os\nbase = os.path.realpath({str(root)!r})\n"
+        "result = sorted((r['video_id'], r['status'], r['reason'][:300]) for r in table.to_pylist()\n"
+        "                if r['status'] == 'ok' and not os.path.realpath(r['path']).startswith(base + '/'))"
+    )
 
 
 @pytest.mark.parametrize("case", ["classInd", "video"])
@@ -161,12 +165,15 @@ def test_hmdb51_split_file_naming_class_dotdot_is_refused(area):
 ANNOTATION_SETUP = "from videolstm.data.datasets.ucf101_24 import read_ucf101_24\nfrom videolstm.config import InputLimits"
 
 
-@pytest.mark.parametrize("builder, error, words", [
-    ("object_dtype_pickle", "UnsafePickleError", ["dtype object", "uint8", "uint16"]),
-    ("shared_list_bomb", "ValueError", ["numf must be an integer"]),
-    ("deep_numf_pickle", "ValueError", ["numf must be an integer"]),
-    ("long_message_pickle", "ValueError", ["label must be an integer"]),
-])
+@pytest.mark.parametrize(
+    "builder, error, words",
+    [
+        ("object_dtype_pickle", "UnsafePickleError", ["dtype object", "uint8", "uint16"]),
+        ("shared_list_bomb", "ValueError", ["numf must be an integer"]),
+        ("deep_numf_pickle", "ValueError", ["numf must be an integer"]),
+        ("long_message_pickle", "ValueError", ["label must be an integer"]),
+    ],
+)
 def test_annotation_pickle_that_crashed_or_exhausted_is_refused_in_bounded_time_and_memory(area, builder, error, words):
     path = area["root"] / "pyannot.pkl"
     path.write_bytes(getattr(hostile, builder)())
@@ -179,8 +186,7 @@ def test_annotation_pickle_that_crashed_or_exhausted_is_refused_in_bounded_time_
 def test_genuine_protocol5_numpy_pickle_is_read(area):
     path = area["root"] / "pyannot.pkl"
     path.write_bytes(hostile.protocol5_pickle())
-    result = run_child(ANNOTATION_SETUP, f"video = read_ucf101_24({str(path)!r})['C/v_C_g01_c01']\n"
-                                         "result = (video.numf, video.tubes[0].boxes[0].tolist())")
+    result = run_child(ANNOTATION_SETUP, f"video = read_ucf101_24({str(path)!r})['C/v_C_g01_c01']\nresult = (video.numf, video.tubes[0].boxes[0].tolist())")
     assert result.returncode == 0 and result.ok, result.output
     assert result.result == "(10, [10.0, 20.0, 40.0, 60.0])"
     bounded(result)
@@ -219,8 +225,7 @@ def test_config_file_over_the_size_limit_is_refused(area):
 
 
 def test_config_error_message_is_bounded_whatever_the_value(area):
-    result = run_child(CONFIG_SETUP, "result = load_config({'name': ['x' * 32_000_000], 'flow': {'bound': 'y' * 10_000_000}})",
-                       headroom=2048 * MiB)
+    result = run_child(CONFIG_SETUP, "result = load_config({'name': ['x' * 32_000_000], 'flow': {'bound': 'y' * 10_000_000}})", headroom=2048 * MiB)
     assert result.returncode == 0 and result.raised("ConfigError"), result.output
     assert "name" in result.message and "flow.bound" in result.message and result.message_length <= MAX_MESSAGE
     ledger.record("config values of 32 million characters (message bounded)", inputs=1)
@@ -237,14 +242,17 @@ def _extract(area, name: str, data: bytes, **kwargs) -> ChildResult:
     return run_child(EXTRACT_SETUP, f"result = extract({str(archive)!r}, {str(area['root'])!r}{args})", env=child_env(area))
 
 
-@pytest.mark.parametrize("name, builder, kwargs, words", [
-    ("bomb.zip", "zip_bomb", {}, ["zeros.bin", "dataset.limits.archive_ratio", "100"]),
-    ("holes.tar", "sparse_tar", {}, ["holes.bin", "sparse"]),
-    ("holes.rar", "sparse_tar", {}, ["holes.rar", "not a RAR archive"]),
-    ("tar-as.zip", "sparse_tar", {}, ["tar-as.zip", "not a valid zip"]),
-    ("nested.zip", "nested_zips", {"recursive": True}, ["level1.zip", "dataset.limits.archive_depth", "1"]),
-    ("dup.zip", "duplicate_zip", {}, ["'a/v.avi'", "twice"]),
-])
+@pytest.mark.parametrize(
+    "name, builder, kwargs, words",
+    [
+        ("bomb.zip", "zip_bomb", {}, ["zeros.bin", "dataset.limits.archive_ratio", "100"]),
+        ("holes.tar", "sparse_tar", {}, ["holes.bin", "sparse"]),
+        ("holes.rar", "sparse_tar", {}, ["holes.rar", "not a RAR archive"]),
+        ("tar-as.zip", "sparse_tar", {}, ["tar-as.zip", "not a valid zip"]),
+        ("nested.zip", "nested_zips", {"recursive": True}, ["level1.zip", "dataset.limits.archive_depth", "1"]),
+        ("dup.zip", "duplicate_zip", {}, ["'a/v.avi'", "twice"]),
+    ],
+)
 def test_archive_bomb_or_trick_is_refused_before_writing_it(area, name, builder, kwargs, words):
     data = getattr(hostile, builder)()
     before = snapshot(area["base"])
@@ -257,8 +265,10 @@ def test_archive_bomb_or_trick_is_refused_before_writing_it(area, name, builder,
 
 
 def test_duplicate_names_in_tar_and_rar_are_refused(area):
-    for name, data in (("dup.tar", hostile.tar_bytes([("a/v.avi", b"one"), ("a/v.avi", b"two")])),
-                       ("dup.rar", rar4_bytes({"a/v.avi": b"one", "a/./v.avi": b"two"}))):
+    for name, data in (
+        ("dup.tar", hostile.tar_bytes([("a/v.avi", b"one"), ("a/v.avi", b"two")])),
+        ("dup.rar", rar4_bytes({"a/v.avi": b"one", "a/./v.avi": b"two"})),
+    ):
         result = _extract(area, name, data)
         refused(result, "ExtractError", name, "'a/v.avi'", "twice")
     assert not any(p.is_file() for p in area["root"].rglob("*"))
@@ -343,8 +353,14 @@ def test_class_named_dotdot_does_not_drop_the_models_metric_batch(tmp_path):
     client = MlflowClient()
     experiment = client.create_experiment("hostile", artifact_location=(tmp_path / "art").as_uri())
     run = client.create_run(experiment).info.run_id
-    metrics = {"test/accuracy": 0.5, "test/accuracy/..": 1.0, "test/accuracy/.": 0.25, "test/accuracy/a@b": 0.0,
-               "test/accuracy/__": 0.75, "test/accuracy/" + "x" * 400: 0.1}
+    metrics = {
+        "test/accuracy": 0.5,
+        "test/accuracy/..": 1.0,
+        "test/accuracy/.": 0.25,
+        "test/accuracy/a@b": 0.0,
+        "test/accuracy/__": 0.75,
+        "test/accuracy/" + "x" * 400: 0.1,
+    }
     tracking.log_metrics(run, metrics)
     logged = client.get_run(run).data.metrics
     assert len(logged) == len(metrics) and logged["test/accuracy"] == 0.5 and logged["test/accuracy/__"] == 0.75
@@ -371,7 +387,7 @@ def test_names_starting_a_formula_are_written_as_text_in_every_csv(tmp_path):
             cells += [cell for row in csv.reader(fh) for cell in row]
     dangerous = [c for c in cells if c[:1] in ("=", "+", "@") or (c[:1] == "-" and not _is_number(c))]
     assert not dangerous, dangerous
-    assert "'=HYPERLINK(\"http://x.example\",\"y\")" in cells and "'=cmd|' /C calc'!A0" in cells
+    assert '\'=HYPERLINK("http://x.example","y")' in cells and "'=cmd|' /C calc'!A0" in cells
     ledger.record("class and video names starting =, +, -, @ (CSV files)", inputs=8)
 
 
@@ -396,8 +412,7 @@ def test_presigned_url_and_any_userinfo_never_reach_params_records_warnings_or_m
     from videolstm.data.datasets.download import UnverifiedDownloadWarning
     from videolstm.data.datasets.prepare import prepare_dataset
 
-    presigned = ("/splits.zip?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA-SENTINEL%2F20260101&"
-                 f"X-Amz-Signature={SECRET}&X-Amz-Security-Token={SECRET}")
+    presigned = f"/splits.zip?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA-SENTINEL%2F20260101&X-Amz-Signature={SECRET}&X-Amz-Security-Token={SECRET}"
     # params: a presigned mirror URL is accepted in the configuration but logged redacted
     config = load_config({"dataset": {"kind": "ucf101", "download": {"urls": [http_server.url(presigned)]}}})
     params = json.dumps(config_params(config))
@@ -415,8 +430,12 @@ def test_presigned_url_and_any_userinfo_never_reach_params_records_warnings_or_m
     assert not [t for t in texts if SECRET in t or "AKIA-SENTINEL" in t], texts
     assert "X-Amz-Signature=***" in " ".join(texts)
     # userinfo in any form: refused in the configuration, never echoed
-    for uri in (f"https://{SECRET}@mlflow.example/api", f"https://alice:pass {SECRET}@mlflow.example",
-                f"https://:{SECRET}@host", f"https://alice:{SECRET}@h@host/x"):
+    for uri in (
+        f"https://{SECRET}@mlflow.example/api",
+        f"https://alice:pass {SECRET}@mlflow.example",
+        f"https://:{SECRET}@host",
+        f"https://alice:{SECRET}@h@host/x",
+    ):
         with pytest.raises(ConfigError) as error:
             load_config({"dataset": {"kind": "ucf101"}, "mlflow": {"tracking_uri": uri}})
         assert SECRET not in str(error.value) and "mlflow.tracking_uri" in str(error.value)

@@ -36,8 +36,11 @@ def test_local_ray_started_by_init_ray_listens_on_loopback_only(local_ray):
         try:
             ours = proc.pid == os.getpid() or session in " ".join(proc.info["cmdline"] or [])
             if ours:
-                listening += [(proc.pid, " ".join(proc.info["cmdline"] or [])[:60], c.laddr.ip, c.laddr.port)
-                              for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+                listening += [
+                    (proc.pid, " ".join(proc.info["cmdline"] or [])[:60], c.laddr.ip, c.laddr.port)
+                    for c in proc.net_connections(kind="inet")
+                    if c.status == psutil.CONN_LISTEN
+                ]
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     ray_processes = {pid for pid, *_ in listening if pid != os.getpid()}
@@ -51,8 +54,10 @@ def test_config_refuses_a_password_in_a_uri_and_never_echoes_it():
     from tasks.tracking import redact
     from videolstm.config import ConfigError, load_config
 
-    for key, uri in (("mlflow.tracking_uri", "https://alice:pw-Sentinel-42@mlflow.example:5000"),
-                     ("storage.endpoint_url", "http://alice:pw-Sentinel-42@127.0.0.1:9000")):
+    for key, uri in (
+        ("mlflow.tracking_uri", "https://alice:pw-Sentinel-42@mlflow.example:5000"),
+        ("storage.endpoint_url", "http://alice:pw-Sentinel-42@127.0.0.1:9000"),
+    ):
         section, field = key.split(".")
         with pytest.raises(ConfigError) as refused:
             load_config({section: {field: uri}})
@@ -72,8 +77,7 @@ def test_no_secret_reaches_mlflow_prefect_logs_or_the_run_folder(bad_benchmark):
     for secret in SENTINELS.values():
         needle = secret.encode()
         leaks += [str(p) for p in places if needle in p.read_bytes()]
-        leaks += [name for name, text in (("killed run output", b.killed_output), ("re-run output", b.rerun_output))
-                  if secret in text]
+        leaks += [name for name, text in (("killed run output", b.killed_output), ("re-run output", b.rerun_output)) if secret in text]
     assert not leaks, leaks
 
 
@@ -114,14 +118,26 @@ def _unrestricted_loads(relative: Path, source: str) -> tuple[list[str], int]:
     return problems, torch_loads
 
 
-UNPICKLING_CALLS = ("pickle.load", "pickle.loads", "pickle.Unpickler", "cloudpickle.load", "cloudpickle.loads",
-                    "dill.load", "dill.loads", "joblib.load", "pd.read_pickle", "pandas.read_pickle")
+UNPICKLING_CALLS = (
+    "pickle.load",
+    "pickle.loads",
+    "pickle.Unpickler",
+    "cloudpickle.load",
+    "cloudpickle.loads",
+    "dill.load",
+    "dill.loads",
+    "joblib.load",
+    "pd.read_pickle",
+    "pandas.read_pickle",
+)
 
 
 def test_every_pickle_and_checkpoint_load_in_the_source_is_restricted():
     # the check itself catches each kind of unrestricted load
-    bad = ("import pickle, torch, numpy as np\ntorch.load(f)\ntorch.load(f, weights_only=False)\npickle.loads(b)\n"
-           "np.load(f, allow_pickle=True)\nclass U(pickle.Unpickler): pass\n")
+    bad = (
+        "import pickle, torch, numpy as np\ntorch.load(f)\ntorch.load(f, weights_only=False)\npickle.loads(b)\n"
+        "np.load(f, allow_pickle=True)\nclass U(pickle.Unpickler): pass\n"
+    )
     assert len(_unrestricted_loads(Path("videolstm/x.py"), bad)[0]) == 5
     files = sorted(p for d in SOURCE_DIRS for p in (REPO / d).rglob("*.py"))
     assert len(files) > 30

@@ -64,8 +64,7 @@ def test_write_survives_a_store_restart_in_the_middle_of_an_upload(moto_store):
     writer.join(timeout=120)
     assert outcome.get("ok"), outcome.get("error")
     assert hashlib.sha256(st.read_bytes(uri, storage)).digest() == hashlib.sha256(data).digest()
-    ledger.record("S3 store restarted during a multipart upload", faults=1, runs=1,
-                  lost=0 if st.exists(uri, storage) else 1)
+    ledger.record("S3 store restarted during a multipart upload", faults=1, runs=1, lost=0 if st.exists(uri, storage) else 1)
 
 
 def test_unreachable_store_fails_after_retries_with_a_message_naming_the_uri(moto_store):

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.reliability
 def test_cli_run_with_failed_items_ends_with_each_item_its_reason_and_its_manifest(bad_benchmark):
     b = bad_benchmark
     assert b.rerun_returncode == 0, b.rerun_output[-4000:]
-    summary = b.rerun_output[b.rerun_output.rindex("VideoLSTM benchmark finished."):]
+    summary = b.rerun_output[b.rerun_output.rindex("VideoLSTM benchmark finished.") :]
     head = re.search(r"(\d+) item\(s\) failed and were left out", summary)
     assert head, summary
     listed = dict(re.findall(r"^  - \[\w+\] (\S+): (.+)$", summary, flags=re.M))

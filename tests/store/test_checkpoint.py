@@ -25,7 +25,8 @@ from videolstm.store.checkpoint import (
 )
 
 SEQUENCE_SPEC = ModelSpec(
-    "videolstm", 3,
+    "videolstm",
+    3,
     {"input_channels": 4, "flow_channels": 2, "spatial_size": (3, 3), "hidden_channels": 4, "fc_dim": 8},
 )
 FRAME_SPEC = ModelSpec("small", 3, {"in_channels": 4, "channels": [4, 4, 8], "fc_dim": 16}, kind="frame_cnn")
@@ -191,13 +192,16 @@ def test_checkpoints_on_s3_save_list_and_restore(moto_s3):
 # sizes bound by the weights the file holds, not by what its spec claims (issue 15)
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"num_classes": 4_000_000}, "num_classes 4000000"),
-    ({"num_classes": 10**12}, "num_classes 1000000000000"),
-    ({"overrides": {**SEQUENCE_SPEC.overrides, "hidden_channels": 100_000}}, "shape"),
-    ({"variant": "convlstm"}, "does not match the weights"),
-    ({"overrides": {"no_such_size": 1}}, "does not build a model"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"num_classes": 4_000_000}, "num_classes 4000000"),
+        ({"num_classes": 10**12}, "num_classes 1000000000000"),
+        ({"overrides": {**SEQUENCE_SPEC.overrides, "hidden_channels": 100_000}}, "shape"),
+        ({"variant": "convlstm"}, "does not match the weights"),
+        ({"overrides": {"no_such_size": 1}}, "does not build a model"),
+    ],
+)
 def test_a_spec_that_disagrees_with_the_weights_is_refused_without_allocating(change, words):
     import resource
 

@@ -103,14 +103,23 @@ def test_a_renewed_lease_outlives_its_ttl_and_the_waiter_reuses_the_output(root)
         st.write_bytes(out, b"from a", storage)
         return "computed by a"
 
-    first = threading.Thread(target=lambda: compute_once(out, lambda: st.exists(out, storage), slow, lambda: "reused",
-                                                         holder="run-a", storage=storage, ttl=6, poll=0.1))
+    first = threading.Thread(
+        target=lambda: compute_once(out, lambda: st.exists(out, storage), slow, lambda: "reused", holder="run-a", storage=storage, ttl=6, poll=0.1)
+    )
     first.start()
     while current(out, storage) is None:
         time.sleep(0.02)
-    result = compute_once(out, lambda: st.exists(out, storage), lambda: computed.append("b") or "computed by b",
-                          lambda: st.read_bytes(out, storage).decode(), holder="run-b", storage=storage, ttl=6,
-                          poll=0.1, on_wait=waits.append)
+    result = compute_once(
+        out,
+        lambda: st.exists(out, storage),
+        lambda: computed.append("b") or "computed by b",
+        lambda: st.read_bytes(out, storage).decode(),
+        holder="run-b",
+        storage=storage,
+        ttl=6,
+        poll=0.1,
+        on_wait=waits.append,
+    )
     first.join()
     assert computed == ["a"] and result == "from a"
     assert [w.holder for w in waits] == ["run-a"]  # told once, naming the other run
@@ -126,14 +135,25 @@ def test_two_runs_over_the_same_items_compute_each_once(root):
     def run(holder: str) -> None:
         out = []
         for uri in items:
+
             def compute(uri=uri) -> str:
                 calls[uri] += 1
                 time.sleep(0.05)
                 st.write_bytes(uri, holder.encode(), storage)
                 return holder
-            out.append(compute_once(uri, lambda uri=uri: st.exists(uri, storage), compute,
-                                    lambda uri=uri: st.read_bytes(uri, storage).decode(), holder=holder,
-                                    storage=storage, ttl=5, poll=0.05))
+
+            out.append(
+                compute_once(
+                    uri,
+                    lambda uri=uri: st.exists(uri, storage),
+                    compute,
+                    lambda uri=uri: st.read_bytes(uri, storage).decode(),
+                    holder=holder,
+                    storage=storage,
+                    ttl=5,
+                    poll=0.05,
+                )
+            )
         results[holder] = out
 
     threads = [threading.Thread(target=run, args=(h,)) for h in ("run-a", "run-b")]
@@ -188,8 +208,7 @@ def test_a_holder_killed_mid_item_is_taken_over_after_its_lease_expires(tmp_path
     killed_at = time.time()
     expires = current(out).expires
     waited: list[LeaseRecord] = []
-    result = compute_once(out, lambda: os.path.exists(out), lambda: "taken over", lambda: "reused", holder="run-next",
-                          ttl=ttl, poll=0.1, on_wait=waited.append)
+    result = compute_once(out, lambda: os.path.exists(out), lambda: "taken over", lambda: "reused", holder="run-next", ttl=ttl, poll=0.1, on_wait=waited.append)
     assert result == "taken over"
     assert [w.holder for w in waited] == ["run-killed"]
     assert time.time() >= expires and expires - killed_at <= ttl + 0.5  # waited for the expiry, no longer than one ttl
@@ -222,8 +241,12 @@ def test_two_processes_over_the_same_items_compute_each_once(root):
     base, storage = root
     endpoint = storage.endpoint_url if storage else ""
     n = 10
-    procs = [subprocess.Popen([sys.executable, "-c", RUN_OVER_ITEMS, base, endpoint or "", f"run-{i}", str(n)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RUN_OVER_ITEMS, base, endpoint or "", f"run-{i}", str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     computed = Counter(line.split(" ", 1)[1] for out, _ in outs for line in out.splitlines() if line.startswith("computed "))

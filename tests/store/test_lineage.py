@@ -117,8 +117,16 @@ def test_stage_json_round_trip_through_load_stage_result(tmp_path):
     config = load_config(**{"storage.root": str(tmp_path)})
     uri = stage_uri(config, "frames_flow")
     written = stage_result(
-        "frames_flow", uri, f"{uri}/manifest.parquet", lineages(config)["frames_flow"], _results(),
-        seconds=2.5, computed=1, storage=config.storage, pairs=12, sizes={"channels": 64, "spatial": [7, 7]},
+        "frames_flow",
+        uri,
+        f"{uri}/manifest.parquet",
+        lineages(config)["frames_flow"],
+        _results(),
+        seconds=2.5,
+        computed=1,
+        storage=config.storage,
+        pairs=12,
+        sizes={"channels": 64, "spatial": [7, 7]},
     )
     assert (written.ok, written.failed, written.computed) == (1, 2, 1)
     assert written.failures == [("C/b", "C/b.avi: zero-byte file"), ("C/c", "C/c.avi: truncated")]
@@ -178,8 +186,14 @@ def test_the_authors_videolstm_attention_leaves_the_lineage_it_had_before_the_op
 #: lineages() of the default configuration, computed before the recipe-ablation options (issue 20)
 #: existed: an option at its default must keep every stage's folder (and cache) where it was.
 DEFAULT_LINEAGES = {
-    "dataset": "ff6adbe94d1d", "index": "ff6adbe94d1d", "frames_flow": "262627f09c79", "frame_cnn": "d83eaafb8db1",
-    "features": "80797f760b55", "train": "44896c040c10", "finetune": "3df8c7077d9d", "evaluate": "7deb323d2e3f",
+    "dataset": "ff6adbe94d1d",
+    "index": "ff6adbe94d1d",
+    "frames_flow": "262627f09c79",
+    "frame_cnn": "d83eaafb8db1",
+    "features": "80797f760b55",
+    "train": "44896c040c10",
+    "finetune": "3df8c7077d9d",
+    "evaluate": "7deb323d2e3f",
     "report": "19c2e9bccbe3",
 }
 

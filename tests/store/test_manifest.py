@@ -29,8 +29,7 @@ def _write_item_shard(stage: StageDir, video_id: str, key: str, label: int, fram
         },
         stage.storage,
     )
-    return ItemResult(video_id, "ok", key, label=label, subset="train", shard=uri, seconds=0.5,
-                      counts={"num_frames": frames, "num_flow": frames - 1})
+    return ItemResult(video_id, "ok", key, label=label, subset="train", shard=uri, seconds=0.5, counts={"num_frames": frames, "num_flow": frames - 1})
 
 
 def test_item_key_is_stable_and_changes_with_every_part():

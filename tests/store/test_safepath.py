@@ -18,35 +18,50 @@ from videolstm.store.safepath import (
 )
 
 
-@pytest.mark.parametrize("name", [
-    "v_ApplyEyeMakeup_g08_c01.avi", "HandstandPushups", "brush_hair", "100%.txt", "a%zz.zip", "...", "a..b",
-    ".hidden", "naïve café.avi", "日本語.avi", "x" * MAX_NAME_BYTES,
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "v_ApplyEyeMakeup_g08_c01.avi",
+        "HandstandPushups",
+        "brush_hair",
+        "100%.txt",
+        "a%zz.zip",
+        "...",
+        "a..b",
+        ".hidden",
+        "naïve café.avi",
+        "日本語.avi",
+        "x" * MAX_NAME_BYTES,
+    ],
+)
 def test_ordinary_names_pass_unchanged(name):
     assert check_name(name, "test") == name
 
 
-@pytest.mark.parametrize("name, rule", [
-    ("", "is empty"),
-    (".", "is '.'"),
-    ("..", "is '..'"),
-    ("a/b", "path separator '/'"),
-    ("a\\b", "path separator '\\\\'"),
-    ("a\x00b", "NUL"),
-    ("a\nb", "U+000A"),
-    ("a\x1bb", "U+001B"),
-    ("a\u202eb", "U+202E"),  # right-to-left override: a listing would show another name
-    ("a\u2028b", "U+2028"),
-    ("..%2F..%2Fx.zip", "decoded: '../../x.zip'"),
-    ("..%252F..%252Fx.zip", "decoded: '../../x.zip'"),  # two decoding steps
-    ("%2E%2E", "decoded: '..'"),
-    ("a%5Cb", "decoded: 'a\\\\b'"),
-    ("a%00b", "decoded: 'a\\x00b'"),
-    ("\uff0e\uff0e", "decoded: '..'"),  # fullwidth dots: NFKC gives '..'
-    ("a\uff0fb", "decoded: 'a/b'"),  # fullwidth solidus
-    ("x" * (MAX_NAME_BYTES + 1), f"at most {MAX_NAME_BYTES}"),
-    ("é" * 128, "256 bytes long"),
-])
+@pytest.mark.parametrize(
+    "name, rule",
+    [
+        ("", "is empty"),
+        (".", "is '.'"),
+        ("..", "is '..'"),
+        ("a/b", "path separator '/'"),
+        ("a\\b", "path separator '\\\\'"),
+        ("a\x00b", "NUL"),
+        ("a\nb", "U+000A"),
+        ("a\x1bb", "U+001B"),
+        ("a\u202eb", "U+202E"),  # right-to-left override: a listing would show another name
+        ("a\u2028b", "U+2028"),
+        ("..%2F..%2Fx.zip", "decoded: '../../x.zip'"),
+        ("..%252F..%252Fx.zip", "decoded: '../../x.zip'"),  # two decoding steps
+        ("%2E%2E", "decoded: '..'"),
+        ("a%5Cb", "decoded: 'a\\\\b'"),
+        ("a%00b", "decoded: 'a\\x00b'"),
+        ("\uff0e\uff0e", "decoded: '..'"),  # fullwidth dots: NFKC gives '..'
+        ("a\uff0fb", "decoded: 'a/b'"),  # fullwidth solidus
+        ("x" * (MAX_NAME_BYTES + 1), f"at most {MAX_NAME_BYTES}"),
+        ("é" * 128, "256 bytes long"),
+    ],
+)
 def test_unsafe_names_are_refused_naming_the_input_and_the_rule(name, rule):
     with pytest.raises(UnsafeNameError) as refused:
         check_name(name, "trainlist01.txt line 3: video name")
@@ -73,20 +88,33 @@ def test_messages_are_bounded_and_redacted():
     assert len(str(refused.value)) < 1000 and "Secret-77" not in str(refused.value)
 
 
-@pytest.mark.parametrize("path, parts", [
-    ("UCF-101/Alpha/v.avi", ["UCF-101", "Alpha", "v.avi"]),
-    ("a//b/./c", ["a", "b", "c"]),
-    ("win\\style\\file.txt", ["win", "style", "file.txt"]),
-    ("dir/", ["dir"]),
-])
+@pytest.mark.parametrize(
+    "path, parts",
+    [
+        ("UCF-101/Alpha/v.avi", ["UCF-101", "Alpha", "v.avi"]),
+        ("a//b/./c", ["a", "b", "c"]),
+        ("win\\style\\file.txt", ["win", "style", "file.txt"]),
+        ("dir/", ["dir"]),
+    ],
+)
 def test_relative_paths_split_into_checked_components(path, parts):
     assert check_relative(path, "entry") == parts
 
 
-@pytest.mark.parametrize("path, escapes", [
-    ("../evil", True), ("/abs/evil", True), ("ok/../../evil", True), ("C:\\evil", True), ("..\\evil", True),
-    ("a/%2e%2e/b", True), ("a/b\x00c", False), ("", False), ("./", False),
-])
+@pytest.mark.parametrize(
+    "path, escapes",
+    [
+        ("../evil", True),
+        ("/abs/evil", True),
+        ("ok/../../evil", True),
+        ("C:\\evil", True),
+        ("..\\evil", True),
+        ("a/%2e%2e/b", True),
+        ("a/b\x00c", False),
+        ("", False),
+        ("./", False),
+    ],
+)
 def test_relative_paths_that_escape_or_hold_bad_names_are_refused(path, escapes):
     with pytest.raises(UnsafeNameError) as refused:
         check_relative(path, "entry")

@@ -26,17 +26,20 @@ def _refusal(call, *args) -> UnsafeNameError:
     return info.value
 
 
-@pytest.mark.parametrize(("name", "problem", "escapes"), [
-    ("", "'' is empty", False),
-    (".", "'.' is '.'", True),
-    ("..", "'..' is '..'", True),
-    ("a/b", "'a/b' holds a path separator '/'", False),
-    ("a\\b", "'a\\\\b' holds a path separator '\\\\'", False),
-    ("a\x00b", "'a\\x00b' holds a NUL byte", False),
-    ("a\u2028b", "'a\\u2028b' holds the control character U+2028", False),  # line separator (Zl)
-    ("a\u2029b", "'a\\u2029b' holds the control character U+2029", False),  # paragraph separator (Zp)
-    ("..%2F", "'..%2F' (decoded: '../') holds a path separator '/'", False),
-])
+@pytest.mark.parametrize(
+    ("name", "problem", "escapes"),
+    [
+        ("", "'' is empty", False),
+        (".", "'.' is '.'", True),
+        ("..", "'..' is '..'", True),
+        ("a/b", "'a/b' holds a path separator '/'", False),
+        ("a\\b", "'a\\\\b' holds a path separator '\\\\'", False),
+        ("a\x00b", "'a\\x00b' holds a NUL byte", False),
+        ("a\u2028b", "'a\\u2028b' holds the control character U+2028", False),  # line separator (Zl)
+        ("a\u2029b", "'a\\u2029b' holds the control character U+2029", False),  # paragraph separator (Zp)
+        ("..%2F", "'..%2F' (decoded: '../') holds a path separator '/'", False),
+    ],
+)
 def test_a_refused_name_names_the_input_the_name_and_the_rule(name, problem, escapes):
     error = _refusal(check_name, name, "split file 'x' line 3: video name")
     assert str(error) == f"split file 'x' line 3: video name: {problem}{TAIL}"
@@ -80,13 +83,16 @@ def test_an_error_without_a_separate_problem_uses_its_message():
     assert UnsafeNameError("the message").escapes is False
 
 
-@pytest.mark.parametrize(("path", "message", "problem"), [
-    ("/a", f"w: '/a' is absolute (or has a drive letter){OUTSIDE}", "absolute path or drive letter"),
-    ("C:", f"w: 'C:' is absolute (or has a drive letter){OUTSIDE}", "absolute path or drive letter"),
-    ("c:x", f"w: 'c:x' is absolute (or has a drive letter){OUTSIDE}", "absolute path or drive letter"),
-    ("a/../b", f"w: 'a/../b' has a '..' component{OUTSIDE}", "a '..' component"),
-    ("..", f"w: '..' has a '..' component{OUTSIDE}", "a '..' component"),
-])
+@pytest.mark.parametrize(
+    ("path", "message", "problem"),
+    [
+        ("/a", f"w: '/a' is absolute (or has a drive letter){OUTSIDE}", "absolute path or drive letter"),
+        ("C:", f"w: 'C:' is absolute (or has a drive letter){OUTSIDE}", "absolute path or drive letter"),
+        ("c:x", f"w: 'c:x' is absolute (or has a drive letter){OUTSIDE}", "absolute path or drive letter"),
+        ("a/../b", f"w: 'a/../b' has a '..' component{OUTSIDE}", "a '..' component"),
+        ("..", f"w: '..' has a '..' component{OUTSIDE}", "a '..' component"),
+    ],
+)
 def test_a_relative_path_that_leads_out_is_refused_as_escaping(path, message, problem):
     error = _refusal(check_relative, path, "w")
     assert (str(error), error.problem, error.escapes) == (message, problem, True)

@@ -77,8 +77,11 @@ def test_plain_pyarrow_reads_one_row_per_step_and_the_metadata(tmp_path):
 
 def test_a_snippet_read_equals_the_full_read_sliced(tmp_path):
     rng = np.random.default_rng(5)
-    row = {"rgb_pool5": np.maximum(rng.standard_normal((47, 16, 7, 7)), 0).astype(np.float16),
-           "flow_pool5": rng.standard_normal((47, 16, 7, 7)).astype(np.float16), "label": 2}
+    row = {
+        "rgb_pool5": np.maximum(rng.standard_normal((47, 16, 7, 7)), 0).astype(np.float16),
+        "flow_pool5": rng.standard_normal((47, 16, 7, 7)).astype(np.float16),
+        "label": 2,
+    }
     uri = str(tmp_path / "f.parquet")
     shards.write_shard(uri, row, chunk_steps=6)
     full = shards.read_shard(uri)

@@ -36,17 +36,20 @@ def remote():
     fs.rm(path)
 
 
-@pytest.mark.parametrize(("pos", "n"), [
-    (12_000, 500),  # inside the span
-    (10_000, 10_000),  # exactly the span
-    (19_000, 5_000),  # starts inside, ends past the span
-    (19_999, 2),  # last prefetched byte and the next one
-    (9_000, 2_000),  # starts before, ends inside
-    (5_000, 30_000),  # covers the span and more on both sides
-    (40_000, 1_000),  # outside
-    (SIZE - 100, 1_000),  # runs past the end of the file: only what exists
-    (SIZE, 10),  # at the end: nothing
-])
+@pytest.mark.parametrize(
+    ("pos", "n"),
+    [
+        (12_000, 500),  # inside the span
+        (10_000, 10_000),  # exactly the span
+        (19_000, 5_000),  # starts inside, ends past the span
+        (19_999, 2),  # last prefetched byte and the next one
+        (9_000, 2_000),  # starts before, ends inside
+        (5_000, 30_000),  # covers the span and more on both sides
+        (40_000, 1_000),  # outside
+        (SIZE - 100, 1_000),  # runs past the end of the file: only what exists
+        (SIZE, 10),  # at the end: nothing
+    ],
+)
 def test_a_read_returns_the_files_bytes_wherever_it_lies(remote, pos, n):
     span, content = remote
     assert span.seek(pos) == pos

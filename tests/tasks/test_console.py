@@ -91,7 +91,7 @@ def screen(output: str) -> list[str]:
             elif token[-1] == "A":
                 row = max(0, row - int(token[2:-1] or 1))
         else:
-            rows[row] = rows[row][:col] + token + rows[row][col + len(token):]
+            rows[row] = rows[row][:col] + token + rows[row][col + len(token) :]
             col += len(token)
     return [r for r in rows if r]
 
@@ -175,8 +175,14 @@ NOISY = textwrap.dedent("""
 
 @pytest.mark.parametrize("mode", ["quiet", "verbose"])
 def test_everything_the_process_and_its_children_print_goes_to_the_log_and_verbose_shows_it(tmp_path, mode):
-    run = subprocess.run([sys.executable, "-W", "always", "-c", NOISY, str(tmp_path), mode], cwd=REPO, capture_output=True,
-                         text=True, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    run = subprocess.run(
+        [sys.executable, "-W", "always", "-c", NOISY, str(tmp_path), mode],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert run.returncode == 0, run.stderr
     log = next(tmp_path.glob("demo-*.log")).read_text()
     noise = ["python print", "a deprecation", "native stderr", "child stdout", "child stderr"]

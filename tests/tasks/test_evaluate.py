@@ -10,9 +10,20 @@ from videolstm.inference import Predictions
 
 
 def test_each_rgb_model_is_fused_with_the_flow_model_the_paper_pairs_it_with_of_the_same_seed():
-    names = {"lstm-rgb-s0", "lstm-flow-s0", "lstm-rgb-s1", "lstm-flow-s2",  # lstm seed 1 lacks its flow partner
-             "convalstm-rgb-s0", "convalstm-flow-s0", "videolstm-rgb-s0", "videolstm-rgb-s1",
-             "motion_alstm-rgb-s0", "alstm-flow-s0", "convnet-rgb-s0", "convnet-flow-s0"}
+    names = {
+        "lstm-rgb-s0",
+        "lstm-flow-s0",
+        "lstm-rgb-s1",
+        "lstm-flow-s2",  # lstm seed 1 lacks its flow partner
+        "convalstm-rgb-s0",
+        "convalstm-flow-s0",
+        "videolstm-rgb-s0",
+        "videolstm-rgb-s1",
+        "motion_alstm-rgb-s0",
+        "alstm-flow-s0",
+        "convnet-rgb-s0",
+        "convnet-flow-s0",
+    }
     assert FUSION_PARTNER == {"videolstm": "convalstm", "motion_alstm": "alstm"}
     assert fused_pairs(names) == [
         ("convalstm", 0, "convalstm-rgb-s0", "convalstm-flow-s0"),
@@ -24,10 +35,12 @@ def test_each_rgb_model_is_fused_with_the_flow_model_the_paper_pairs_it_with_of_
 
 
 def test_fusion_is_the_renormalised_product_aligned_by_video_id_not_by_row():
-    rgb = Predictions(["a", "b", "c"], np.array([0, 1, 1]),
-                      np.array([[0.6, 0.4], [0.3, 0.7], [0.5, 0.5]]))
-    flow = Predictions(["c", "a", "b"], np.array([1, 0, 1]),  # another order
-                       np.array([[0.1, 0.9], [0.8, 0.2], [0.4, 0.6]]))
+    rgb = Predictions(["a", "b", "c"], np.array([0, 1, 1]), np.array([[0.6, 0.4], [0.3, 0.7], [0.5, 0.5]]))
+    flow = Predictions(
+        ["c", "a", "b"],
+        np.array([1, 0, 1]),  # another order
+        np.array([[0.1, 0.9], [0.8, 0.2], [0.4, 0.6]]),
+    )
     fused = fuse_predictions(rgb, flow, "product")
     assert fused.video_ids == ["a", "b", "c"]
     hand = {"a": np.array([0.6 * 0.8, 0.4 * 0.2]), "b": np.array([0.3 * 0.4, 0.7 * 0.6]), "c": np.array([0.5 * 0.1, 0.5 * 0.9])}

@@ -17,8 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_an_item_computed_here_carries_no_mark_and_one_from_another_run_names_it(tmp_path):
     out = str(tmp_path / "shards" / "v.parquet")
-    mine = leased(out, None, "run-a", lambda: {"video_id": "v", "by": "a"}, lambda: {"video_id": "v", "by": "shard"},
-                  lambda: Path(out).exists())
+    mine = leased(out, None, "run-a", lambda: {"video_id": "v", "by": "a"}, lambda: {"video_id": "v", "by": "shard"}, lambda: Path(out).exists())
     assert mine == {"video_id": "v", "by": "a"}
     held = try_acquire(out, "run-other", ttl=30)
 
@@ -28,8 +27,7 @@ def test_an_item_computed_here_carries_no_mark_and_one_from_another_run_names_it
         held.release()
 
     threading.Thread(target=finish).start()
-    theirs = leased(out, None, "run-b", lambda: {"video_id": "v", "by": "b"}, lambda: {"video_id": "v", "by": "shard"},
-                    lambda: Path(out).exists())
+    theirs = leased(out, None, "run-b", lambda: {"video_id": "v", "by": "b"}, lambda: {"video_id": "v", "by": "shard"}, lambda: Path(out).exists())
     assert theirs["by"] == "shard" and theirs[REUSED_FROM].startswith("run run-other on ")
 
 
@@ -42,8 +40,12 @@ def test_an_item_done_before_this_run_looked_is_reused_and_marked(tmp_path):
 
 def test_the_wait_notice_is_said_once_per_stage_and_counts_every_reused_item(capsys):
     notice = WaitNotice("flow")
-    rows = [{"video_id": "a", REUSED_FROM: "run r1 on host-x"}, {"video_id": "b", REUSED_FROM: None},
-            {"video_id": "c", REUSED_FROM: "run r1 on host-x"}, {"video_id": "d"}]
+    rows = [
+        {"video_id": "a", REUSED_FROM: "run r1 on host-x"},
+        {"video_id": "b", REUSED_FROM: None},
+        {"video_id": "c", REUSED_FROM: "run r1 on host-x"},
+        {"video_id": "d"},
+    ]
     flags = [notice.pop(row) for row in rows]
     assert flags == [True, False, True, False]
     assert all(REUSED_FROM not in row for row in rows)  # never reaches a manifest row

@@ -24,9 +24,15 @@ def _run_params(config: BenchmarkConfig) -> dict[str, str]:
 
 
 def test_the_config_read_back_from_a_runs_params_has_the_runs_lineages():
-    trained = load_config({"storage": {"root": "/elsewhere/run"}, "flow": {"method": "dis", "height": 28, "width": 28},
-                           "train": {"variants": ["lstm", "convalstm"], "epochs": 3, "lr": 0.0005, "val_fraction": 0.0},
-                           "evaluate": {"num_segments": 2, "segment_length": 6}, "features": {"dtype": "float32"}})
+    trained = load_config(
+        {
+            "storage": {"root": "/elsewhere/run"},
+            "flow": {"method": "dis", "height": 28, "width": 28},
+            "train": {"variants": ["lstm", "convalstm"], "epochs": 3, "lr": 0.0005, "val_fraction": 0.0},
+            "evaluate": {"num_segments": 2, "segment_length": 6},
+            "features": {"dtype": "float32"},
+        }
+    )
     caller = load_config({"storage": {"root": "/mine"}, "mlflow": {"experiment": "mine"}})
     recovered = run_config(_run_params(trained), caller)
     # every result-determining section is the run's, so every stage folder is the run's ...
@@ -38,8 +44,16 @@ def test_the_config_read_back_from_a_runs_params_has_the_runs_lineages():
 
 
 def test_params_lists_none_and_booleans_are_parsed_and_run_identity_params_are_skipped():
-    nested = unflatten_params({"train.variants": '["lstm", "alstm"]', "flow.max_frames": "None", "train.use_gpu": "True",
-                               "train.epochs": "7", "variant": "lstm", "dataset": "synthetic"})
+    nested = unflatten_params(
+        {
+            "train.variants": '["lstm", "alstm"]',
+            "flow.max_frames": "None",
+            "train.use_gpu": "True",
+            "train.epochs": "7",
+            "variant": "lstm",
+            "dataset": "synthetic",
+        }
+    )
     assert nested == {"train": {"variants": ["lstm", "alstm"], "use_gpu": True, "epochs": "7"}, "flow": {"max_frames": None}}
 
 
@@ -79,8 +93,10 @@ def test_records_give_the_top_classes_in_order_and_tube_boxes_as_x_y_w_h():
     assert record["top5"][0]["probability"] == pytest.approx(0.6)
     assert record["tube"] is None and record["seconds"] == {"decode": 0.1235} and record["model"] == "m"
     boxes = np.array([[1.0, 2.0, 11.0, 22.0], [np.nan] * 4, [3.0, 4.0, 5.0, 8.0]])
-    assert tube_records(np.array([0, 1, 2]), boxes) == [{"frame": 0, "x": 1.0, "y": 2.0, "w": 10.0, "h": 20.0},
-                                                          {"frame": 2, "x": 3.0, "y": 4.0, "w": 2.0, "h": 4.0}]
+    assert tube_records(np.array([0, 1, 2]), boxes) == [
+        {"frame": 0, "x": 1.0, "y": 2.0, "w": 10.0, "h": 20.0},
+        {"frame": 2, "x": 3.0, "y": 4.0, "w": 2.0, "h": 4.0},
+    ]
 
 
 def test_batch_input_lists_every_file_under_a_folder_recursively_and_keys_change_with_model_video_and_size(tmp_path):

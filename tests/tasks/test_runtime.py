@@ -58,9 +58,16 @@ def test_the_runtime_environment_never_carries_a_credential():
     from tasks.runtime import runtime_env_vars
     from videolstm.messages import SECRET_ENV_NAME
 
-    environ = {**RAY_ENV_DEFAULTS, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "t" * 32, "MLFLOW_TRACKING_USERNAME": "u",
-               "MLFLOW_TRACKING_PASSWORD": "p" * 12, "MLFLOW_TRACKING_URI": "http://mlflow:5000",
-               "AWS_SECRET_ACCESS_KEY": "s" * 40, "PREFECT_API_AUTH_STRING": "a:b" * 5}
+    environ = {
+        **RAY_ENV_DEFAULTS,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": "t" * 32,
+        "MLFLOW_TRACKING_USERNAME": "u",
+        "MLFLOW_TRACKING_PASSWORD": "p" * 12,
+        "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        "AWS_SECRET_ACCESS_KEY": "s" * 40,
+        "PREFECT_API_AUTH_STRING": "a:b" * 5,
+    }
     env_vars = runtime_env_vars(environ)
     assert env_vars["RAY_AUTH_MODE"] == "token" and env_vars["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert not [k for k in env_vars if SECRET_ENV_NAME.fullmatch(k)]

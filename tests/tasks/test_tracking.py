@@ -14,8 +14,7 @@ def test_valid_names_are_kept_as_they_are(name):
     assert _metric_name(name) == name
 
 
-REFUSED_BY_MLFLOW = ["test/accuracy/..", "test/accuracy/.", "test/accuracy/", "test//accuracy", "/test", "test/accuracy/a@b",
-                     "test/accuracy/../../x", ".."]
+REFUSED_BY_MLFLOW = ["test/accuracy/..", "test/accuracy/.", "test/accuracy/", "test//accuracy", "/test", "test/accuracy/a@b", "test/accuracy/../../x", ".."]
 
 
 @pytest.mark.parametrize("name", REFUSED_BY_MLFLOW + ["test/accuracy/ .. ", "test/accuracy/" + "x" * 400, "test/accuracy/名前"])

@@ -37,8 +37,15 @@ OPEN_STORE = textwrap.dedent("""
 
 def _race(db: Path, prepare: bool) -> list[subprocess.CompletedProcess]:
     start = time.time() + 6.0  # both interpreters have imported MLflow by then
-    procs = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, f"sqlite:///{db}", str(start), "1" if prepare else "0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_STORE, f"sqlite:///{db}", str(start), "1" if prepare else "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     return [subprocess.CompletedProcess(p.args, p.wait(timeout=300), *p.communicate()) for p in procs]
 
 

@@ -14,8 +14,7 @@ def test_the_parent_run_gets_each_models_accuracy_and_map_at_0_2_and_nothing_els
         {"variant": "videolstm", "stream": "rgb", "test/accuracy": 0.6875, "loc/mAP_0.2": 0.33, "loc/mAP_0.1": 0.4},
         {"variant": "lstm", "stream": "fused", "test/accuracy": 0.58},  # no localization for this one
     ]
-    assert parent_metrics(rows) == {"videolstm.rgb/test/accuracy": 0.6875, "videolstm.rgb/loc/mAP_0.2": 0.33,
-                                    "lstm.fused/test/accuracy": 0.58}
+    assert parent_metrics(rows) == {"videolstm.rgb/test/accuracy": 0.6875, "videolstm.rgb/loc/mAP_0.2": 0.33, "lstm.fused/test/accuracy": 0.58}
 
 
 def test_experiments_are_tagged_as_model_training_including_ones_made_before(tmp_path):
@@ -30,5 +29,4 @@ def test_experiments_are_tagged_as_model_training_including_ones_made_before(tmp
 
 
 def test_the_printed_link_selects_model_training_and_the_runs_page():
-    assert tracking.experiment_url("http://127.0.0.1:5000/", "3") == (
-        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning")
+    assert tracking.experiment_url("http://127.0.0.1:5000/", "3") == ("http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning")

@@ -19,18 +19,18 @@ from videolstm.store.manifest import ItemResult, write_manifest
 
 
 def _stage(tmp_path, name: str, **extra) -> StageResult:
-    items = [ItemResult(video_id=f"C{c}/v_C{c}_g{g:02d}_c01", status="ok", key=f"k{c}{g}", label=c, subset=s,
-                        shard=str(tmp_path / f"{c}{g}.parquet"))
-             for c in range(2) for g, s in ((1, "train"), (2, "train"), (3, "train"), (4, "test"))]
+    items = [
+        ItemResult(video_id=f"C{c}/v_C{c}_g{g:02d}_c01", status="ok", key=f"k{c}{g}", label=c, subset=s, shard=str(tmp_path / f"{c}{g}.parquet"))
+        for c in range(2)
+        for g, s in ((1, "train"), (2, "train"), (3, "train"), (4, "test"))
+    ]
     manifest = write_manifest(str(tmp_path / f"{name}.parquet"), items)
-    return StageResult(stage=name, uri=str(tmp_path), manifest_uri=manifest, lineage="l", content=f"{name}-content", ok=len(items),
-                       extra=extra)
+    return StageResult(stage=name, uri=str(tmp_path), manifest_uri=manifest, lineage="l", content=f"{name}-content", ok=len(items), extra=extra)
 
 
 @pytest.fixture
 def config(tmp_path):
-    return load_config({"storage": {"root": str(tmp_path / "root")}, "mlflow": {"register_models": False},
-                        "train": {"val_fraction": 0.34}})
+    return load_config({"storage": {"root": str(tmp_path / "root")}, "mlflow": {"register_models": False}, "train": {"val_fraction": 0.34}})
 
 
 def test_model_names_carry_the_seed_and_parse_back():
@@ -52,9 +52,14 @@ def test_every_seed_trains_its_own_frame_cnn(config, tmp_path):
 
 def test_sequence_jobs_read_their_own_seeds_features_and_split_validation_by_group(config, tmp_path):
     sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
-    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
-                      manifests={"0": str(tmp_path / "features.parquet"), "1": str(tmp_path / "features.parquet")},
-                      contents={"0": "c0", "1": "c1"})
+    features = _stage(
+        tmp_path,
+        "features",
+        feature_sizes=sizes,
+        num_classes=2,
+        manifests={"0": str(tmp_path / "features.parquet"), "1": str(tmp_path / "features.parquet")},
+        contents={"0": "c0", "1": "c1"},
+    )
     a, b = (sequence_job(config, "motion_alstm", "rgb", s, features, None) for s in (0, 1))
     assert a.run_key != b.run_key and a.name == "motion_alstm-rgb-s0"
     assert (a.x_column, a.flow_column) == ("rgb_pool5", "flow_fc7")  # Motion ALSTM: flow fc7 vectors
@@ -64,8 +69,16 @@ def test_sequence_jobs_read_their_own_seeds_features_and_split_validation_by_gro
 
 def test_videolstm_is_trained_after_its_sources_and_the_matrix_lists_motion_variants_once(config):
     assert variant_streams(config) == [
-        ("lstm", "rgb"), ("lstm", "flow"), ("alstm", "rgb"), ("alstm", "flow"), ("convlstm", "rgb"), ("convlstm", "flow"),
-        ("convalstm", "rgb"), ("convalstm", "flow"), ("motion_alstm", "rgb"), ("videolstm", "rgb"),
+        ("lstm", "rgb"),
+        ("lstm", "flow"),
+        ("alstm", "rgb"),
+        ("alstm", "flow"),
+        ("convlstm", "rgb"),
+        ("convlstm", "flow"),
+        ("convalstm", "rgb"),
+        ("convalstm", "flow"),
+        ("motion_alstm", "rgb"),
+        ("videolstm", "rgb"),
     ]
     # the bottom layer's source has the bottom layer's 1×1 kernels: a ConvLSTM of its own unless kernel_size is 1
     assert motion_source(config) == (MOTION_SOURCE, {"kernel_size": 1})
@@ -79,13 +92,13 @@ def test_videolstm_attention_reaches_the_fine_tuned_models_spec_only_when_set(co
     from videolstm.store.checkpoint import ModelSpec
 
     sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
-    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
-                      manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
+    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2, manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
     motion = config.model_copy(update={"train": config.train.model_copy(update={"videolstm_attention": "motion"})})
     assert videolstm_model_options(config.train) == {}
     assert videolstm_model_options(motion.train) == {"videolstm_attention": "motion"}
-    default_job, motion_job = (sequence_job(c, "videolstm", "rgb", 0, features, None, stage="finetune",
-                                            overrides=videolstm_model_options(c.train)) for c in (config, motion))
+    default_job, motion_job = (
+        sequence_job(c, "videolstm", "rgb", 0, features, None, stage="finetune", overrides=videolstm_model_options(c.train)) for c in (config, motion)
+    )
     assert "videolstm_attention" not in default_job.spec["overrides"]
     assert default_job.run_key != motion_job.run_key
     model = build_from_spec(ModelSpec.from_dict(motion_job.spec))
@@ -114,14 +127,12 @@ DEFAULT_RUN_KEYS = {
 
 def _default_run_keys(config, tmp_path) -> dict[str, str]:
     sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
-    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
-                      manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
+    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2, manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
     frames_flow = _stage(tmp_path, "frames_flow")
     keys = {}
     for variant, stream in variant_streams(config):
         if variant == "videolstm":
-            job = sequence_job(config, variant, stream, 0, features, None, stage="finetune",
-                               overrides=videolstm_model_options(config.train))
+            job = sequence_job(config, variant, stream, 0, features, None, stage="finetune", overrides=videolstm_model_options(config.train))
         else:
             job = sequence_job(config, variant, stream, 0, features, None)
         keys[job.name] = job.run_key
@@ -154,8 +165,7 @@ def test_the_train_time_oracle_reaches_only_the_attention_variants_jobs(tmp_path
     base = load_config({"storage": {"root": str(tmp_path / "root")}, "mlflow": {"register_models": False}})
     oracle = base.model_copy(update={"train": base.train.model_copy(update={"attention_source": "oracle"})})
     sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
-    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
-                      manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
+    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2, manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
     for variant, stream in (("alstm", "flow"), ("convalstm", "rgb"), ("motion_alstm", "rgb"), ("lstm", "rgb"), ("convlstm", "flow")):
         job, default = (sequence_job(c, variant, stream, 0, features, None) for c in (oracle, base))
         attends = variant in ("alstm", "convalstm", "motion_alstm")
@@ -171,10 +181,15 @@ def test_the_motion_prior_reaches_the_convolutional_attention_models_with_the_fl
     base = load_config({"storage": {"root": str(tmp_path / "root")}, "mlflow": {"register_models": False}})
     prior = base.model_copy(update={"train": base.train.model_copy(update={"motion_prior_weight": 0.3})})
     sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
-    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
-                      manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
-    for variant, stream, applies in (("convalstm", "rgb", True), ("convalstm", "flow", True), ("videolstm", "rgb", True),
-                                     ("alstm", "rgb", False), ("motion_alstm", "rgb", False), ("convlstm", "rgb", False)):
+    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2, manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
+    for variant, stream, applies in (
+        ("convalstm", "rgb", True),
+        ("convalstm", "flow", True),
+        ("videolstm", "rgb", True),
+        ("alstm", "rgb", False),
+        ("motion_alstm", "rgb", False),
+        ("convlstm", "rgb", False),
+    ):
         job = sequence_job(prior, variant, stream, 0, features, None, stage="finetune" if variant == "videolstm" else "train")
         default = sequence_job(base, variant, stream, 0, features, None, stage="finetune" if variant == "videolstm" else "train")
         assert (job.motion_prior_weight, job.prior_column) == ((0.3, "flow_pool5") if applies else (0.0, None))
@@ -189,8 +204,7 @@ def test_the_previous_attention_forms_reach_the_models_spec_only_when_set(tmp_pa
     model = base.train.model.model_copy(update={"alstm_attention": "hidden", "motion_alstm_attention": "flow"})
     previous = base.model_copy(update={"train": base.train.model_copy(update={"model": model})})
     sizes = {"channels": 8, "spatial_size": [7, 7], "fc7_dim": 16}
-    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2,
-                      manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
+    features = _stage(tmp_path, "features", feature_sizes=sizes, num_classes=2, manifests={"0": str(tmp_path / "features.parquet")}, contents={"0": "c0"})
     for variant in ("alstm", "motion_alstm"):
         job, default = (sequence_job(c, variant, "rgb", 0, features, None) for c in (previous, base))
         assert job.spec["overrides"]["alstm_attention"] == "hidden" and "alstm_attention" not in default.spec["overrides"]

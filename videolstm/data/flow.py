@@ -124,9 +124,7 @@ class FlowEstimator:
         _check_method(method)
         unknown = sorted(set(params) - set(METHODS[method]))
         if unknown:
-            raise ValueError(
-                f"unknown parameter(s) {unknown} for flow method {method!r}; valid: {list(METHODS[method])}"
-            )
+            raise ValueError(f"unknown parameter(s) {unknown} for flow method {method!r}; valid: {list(METHODS[method])}")
         self.method = method
         self.params = {**_defaults(method), **params}
         if method == "dis" and self.params["preset"] not in DIS_PRESETS:
@@ -188,9 +186,16 @@ class FlowEstimator:
         if self.method == "farneback":
             p = self.params
             flow = cv2.calcOpticalFlowFarneback(  # type: ignore[call-overload]  # the stub wants an array for flow=None
-                prev_gray, next_gray, None,
-                float(p["pyr_scale"]), int(p["levels"]), int(p["winsize"]),
-                int(p["iterations"]), int(p["poly_n"]), float(p["poly_sigma"]), 0,
+                prev_gray,
+                next_gray,
+                None,
+                float(p["pyr_scale"]),
+                int(p["levels"]),
+                int(p["winsize"]),
+                int(p["iterations"]),
+                int(p["poly_n"]),
+                float(p["poly_sigma"]),
+                0,
             )
         else:
             flow = self.opencv_object(prev_gray.shape).calc(prev_gray, next_gray, None)
@@ -398,9 +403,7 @@ def warp_backward(next_frame: np.ndarray, flow: np.ndarray) -> np.ndarray:
         raise ValueError(f"flow must be (H, W, 2) matching the frame {next_frame.shape[:2]}, got {flow.shape}")
     height, width = flow.shape[:2]
     grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    return cv2.remap(
-        next_frame, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    return cv2.remap(next_frame, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def photometric_error(prev: np.ndarray, next_frame: np.ndarray, flow: np.ndarray) -> float:

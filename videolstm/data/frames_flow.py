@@ -49,9 +49,7 @@ def stored_images(frames: np.ndarray, flow: np.ndarray, config: FlowConfig) -> d
     return {"frames": shards.Jpeg(frames, config.jpeg_quality), "flow": shards.Jpeg(flow, config.jpeg_quality, planes=True)}
 
 
-def process_video(
-    index_row: Mapping[str, Any], key: str, stage: StageDir, config: FlowConfig, storage: StorageConfig | None = None
-) -> ItemResult:
+def process_video(index_row: Mapping[str, Any], key: str, stage: StageDir, config: FlowConfig, storage: StorageConfig | None = None) -> ItemResult:
     """Decode one video, compute its flow and write its shard; never raises for bad input."""
     from videolstm.data.flow import video_flow
     from videolstm.data.video import VideoDecodeError, content_sha256, decode_video
@@ -60,13 +58,9 @@ def process_video(
     video_id = index_row["video_id"]
     base = {"video_id": video_id, "key": key, "label": int(index_row["label"]), "subset": index_row["subset"]}
     try:
-        frames = decode_video(
-            index_row["path"], size=(config.height, config.width), max_frames=config.max_frames, storage=storage
-        )
+        frames = decode_video(index_row["path"], size=(config.height, config.width), max_frames=config.max_frames, storage=storage)
         if frames.shape[0] < 2:
-            raise VideoDecodeError(
-                f"{index_row['path']}: only {frames.shape[0]} frame decoded; optical flow needs at least 2 frames"
-            )
+            raise VideoDecodeError(f"{index_row['path']}: only {frames.shape[0]} frame decoded; optical flow needs at least 2 frames")
         flow = video_flow(frames, config)
         digest = content_sha256(index_row["path"], storage=storage)
     except StorageError:

@@ -67,9 +67,15 @@ class TVL1Params:
 
     def __post_init__(self) -> None:
         checks = {
-            "tau": self.tau > 0, "lambda_": self.lambda_ > 0, "theta": self.theta > 0, "epsilon": self.epsilon > 0,
-            "scales": self.scales >= 1, "warps": self.warps >= 1, "inner_iterations": self.inner_iterations >= 1,
-            "outer_iterations": self.outer_iterations >= 1, "scale_step": 0 < self.scale_step < 1,
+            "tau": self.tau > 0,
+            "lambda_": self.lambda_ > 0,
+            "theta": self.theta > 0,
+            "epsilon": self.epsilon > 0,
+            "scales": self.scales >= 1,
+            "warps": self.warps >= 1,
+            "inner_iterations": self.inner_iterations >= 1,
+            "outer_iterations": self.outer_iterations >= 1,
+            "scale_step": 0 < self.scale_step < 1,
             "median": self.median in (0, 1, 3, 5),
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -185,7 +191,7 @@ def _median(u: torch.Tensor, size: int) -> torch.Tensor:
     r = size // 2
     height, width = u.shape[-2:]
     padded = F.pad(u, (r, r, r, r), mode="replicate")
-    wires = [padded[..., dy:dy + height, dx:dx + width] for dy in range(size) for dx in range(size)]
+    wires = [padded[..., dy : dy + height, dx : dx + width] for dy in range(size) for dx in range(size)]
     for i, j in network:
         a, b = wires[i], wires[j]
         wires[i], wires[j] = torch.minimum(a, b), torch.maximum(a, b)
@@ -199,9 +205,7 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u1: torch.Tensor, u2: torch.T
     l_t = p.lambda_ * p.theta
     taut = p.tau / p.theta
     i1x, i1y = _centred_gradient(i1)
-    ys, xs = torch.meshgrid(
-        torch.arange(height, device=i0.device, dtype=i0.dtype), torch.arange(width, device=i0.device, dtype=i0.dtype), indexing="ij"
-    )
+    ys, xs = torch.meshgrid(torch.arange(height, device=i0.device, dtype=i0.dtype), torch.arange(width, device=i0.device, dtype=i0.dtype), indexing="ij")
     zeros = torch.zeros_like(u1)
     p11, p12, p21, p22 = zeros, zeros.clone(), zeros.clone(), zeros.clone()
     stacked = torch.cat((i1, i1x, i1y), dim=1)  # (B, 3, H, W): warped together
@@ -223,7 +227,8 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u1: torch.Tensor, u2: torch.T
                 # (a) thresholding step
                 rho = rho_c + i1wx * u1 + i1wy * u2
                 fi = torch.where(
-                    rho < -l_t * grad, torch.full_like(rho, l_t),
+                    rho < -l_t * grad,
+                    torch.full_like(rho, l_t),
                     torch.where(rho > l_t * grad, torch.full_like(rho, -l_t), torch.where(has_grad, -rho / safe_grad, zeros)),
                 )
                 v1 = u1 + fi * i1wx
@@ -252,9 +257,7 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u1: torch.Tensor, u2: torch.T
 
 
 @torch.no_grad()
-def tvl1_flow(
-    prev: torch.Tensor, next_: torch.Tensor, params: TVL1Params | None = None, device: torch.device | str | None = None
-) -> torch.Tensor:
+def tvl1_flow(prev: torch.Tensor, next_: torch.Tensor, params: TVL1Params | None = None, device: torch.device | str | None = None) -> torch.Tensor:
     """TV-L1 flow of a batch of frame pairs.
 
     Args:

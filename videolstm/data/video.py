@@ -78,15 +78,11 @@ def _fourcc_text(value: float) -> str:
 def _open_capture(uri: str, storage: StorageConfig | None):
     """Yield ``(local_path, cv2.VideoCapture)`` after the missing / empty / unopenable checks."""
     if not exists(uri, storage):
-        raise VideoDecodeError(
-            f"{uri}: file not found; check the dataset root/path, or download the dataset again"
-        )
+        raise VideoDecodeError(f"{uri}: file not found; check the dataset root/path, or download the dataset again")
     with as_local_file(uri, storage) as local:
         size = os.path.getsize(local)
         if size == 0:
-            raise VideoDecodeError(
-                f"{uri}: zero-byte file (an interrupted download or copy); delete it and re-download it"
-            )
+            raise VideoDecodeError(f"{uri}: zero-byte file (an interrupted download or copy); delete it and re-download it")
         cap = cv2.VideoCapture(local, cv2.CAP_FFMPEG)
         try:
             if not cap.isOpened():
@@ -172,9 +168,7 @@ def decode_video(
                     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 frames.append(_resize(rgb, size))
         except cv2.error as exc:
-            raise VideoDecodeError(
-                f"{uri}: decoding failed after {len(frames)} frames ({exc}); re-download or re-encode {uri}"
-            ) from exc
+            raise VideoDecodeError(f"{uri}: decoding failed after {len(frames)} frames ({exc}); re-download or re-encode {uri}") from exc
     if not frames:
         raise VideoDecodeError(
             f"{uri}: zero frames could be decoded (the container declares {declared}); the file holds no "
@@ -208,9 +202,7 @@ def write_video(
     """
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise VideoWriteError(
-            f"{uri}: frames must be uint8 (T, H, W, 3) RGB, got {frames.dtype} {frames.shape}"
-        )
+        raise VideoWriteError(f"{uri}: frames must be uint8 (T, H, W, 3) RGB, got {frames.dtype} {frames.shape}")
     if frames.shape[0] == 0:
         raise VideoWriteError(f"{uri}: refusing to write a video with zero frames")
     if len(codec) != 4:

@@ -98,9 +98,7 @@ def box_mass_chance(boxes: np.ndarray, frame_size: tuple[float, float]) -> np.nd
 # Targets: the ground truth of the validation videos, in fractions of the frame
 
 
-def health_targets(
-    ground_truth: Mapping[str, Sequence[Any]], frame_sizes: Mapping[str, tuple[int, int]]
-) -> dict[str, dict[str, list]]:
+def health_targets(ground_truth: Mapping[str, Sequence[Any]], frame_sizes: Mapping[str, tuple[int, int]]) -> dict[str, dict[str, list]]:
     """``{video: {"frames": [...], "boxes": [[x1, y1, x2, y2], ...]}}`` with boxes in fractions
     of the frame (so that no frame size is needed later), from each video's longest tube.
 
@@ -133,8 +131,10 @@ def read_health_targets(uri: str, storage: Any = None) -> dict[str, dict[str, np
 
     try:
         raw = json.loads(read_text(uri, storage))
-        return {str(v): {"frames": np.asarray(t["frames"], dtype=np.int64).reshape(-1),
-                         "boxes": np.asarray(t["boxes"], dtype=np.float64).reshape(-1, 4)} for v, t in raw.items()}
+        return {
+            str(v): {"frames": np.asarray(t["frames"], dtype=np.int64).reshape(-1), "boxes": np.asarray(t["boxes"], dtype=np.float64).reshape(-1, 4)}
+            for v, t in raw.items()
+        }
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"{uri} is not an attention-health target file ({type(exc).__name__}: {exc}); delete it and re-run the training stage") from exc
 

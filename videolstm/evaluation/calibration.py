@@ -228,8 +228,7 @@ def reference_attention(
             raise ValueError("the motion baseline needs the video's flow-stream maps (motion_features)")
         maps = motion_energy_attention(motion_features)
         if maps.shape != (num_steps, *grid):
-            raise ValueError(f"the flow maps give {maps.shape[1:]} maps over {maps.shape[0]} steps; the attention is "
-                             f"{tuple(grid)} over {num_steps}")
+            raise ValueError(f"the flow maps give {maps.shape[1:]} maps over {maps.shape[0]} steps; the attention is {tuple(grid)} over {num_steps}")
         return maps
     if name == "uniform":
         return uniform_attention(num_steps, grid)
@@ -291,8 +290,7 @@ def calibrate_localization(
         steps, h, w = np.asarray(learned_attention[video]).shape
         flow_maps = motion_features(video) if motion_features is not None else None
         names = [n for n in BASELINES if n != "motion" or flow_maps is not None]
-        maps = {name: reference_attention(name, steps, (h, w), config, ground_truth[video], frame_sizes[video], flow_maps)
-                for name in names}
+        maps = {name: reference_attention(name, steps, (h, w), config, ground_truth[video], frame_sizes[video], flow_maps) for name in names}
         probabilities = predict(video, maps)
         for name in names:
             attention[name][video] = maps[name]
@@ -308,8 +306,7 @@ def calibrate_localization(
         # the oracle rows rank their tubes by a score that does not depend on the model (they measure the boxes):
         # the true class at every step, so every oracle tube scores 1 and ties keep the videos' order
         ranking = scores[row] if row not in ("oracle", WHOLE_VIDEO_ORACLE) else model_free_scores(scores[row], labels)
-        row_metrics, _, _ = localization_metrics(attention[row], ranking, labels, ground_truth, frame_sizes, row_config,
-                                                 prefix=f"loc/{row}/", given_class=True)
+        row_metrics, _, _ = localization_metrics(attention[row], ranking, labels, ground_truth, frame_sizes, row_config, prefix=f"loc/{row}/", given_class=True)
         metrics.update(row_metrics)
         metrics[f"loc/{row}/video_accuracy"] = video_accuracy(scores[row], labels)
     if out_dir is not None:
@@ -332,8 +329,7 @@ def video_accuracy(scores: Mapping[str, np.ndarray], labels: Mapping[str, int]) 
     """Share of videos whose argmax of the probabilities summed over steps ((T, K) or (K,)) is their label."""
     if not scores:
         return math.nan
-    right = [int(np.argmax(np.asarray(p, dtype=np.float64).reshape(-1, np.shape(p)[-1]).sum(axis=0)) == labels[v])
-             for v, p in scores.items()]
+    right = [int(np.argmax(np.asarray(p, dtype=np.float64).reshape(-1, np.shape(p)[-1]).sum(axis=0)) == labels[v]) for v, p in scores.items()]
     return float(np.mean(right))
 
 
@@ -359,15 +355,19 @@ def calibrate_predictions(
     videos = [v for v in predictions.video_ids if v in predictions.attention and ground_truth.get(v)]
     read = shard_columns(rows, [x_column, MOTION_FEATURES_COLUMN], storage)  # each shard opened once
     return calibrate_localization(
-        attention_predictor(model, rows, x_column, storage, read), {v: predictions.attention[v] for v in videos},
-        video_scores(predictions, videos), video_labels(predictions, videos), ground_truth, frame_sizes, config, out_dir,
+        attention_predictor(model, rows, x_column, storage, read),
+        {v: predictions.attention[v] for v in videos},
+        video_scores(predictions, videos),
+        video_labels(predictions, videos),
+        ground_truth,
+        frame_sizes,
+        config,
+        out_dir,
         motion_features=shard_motion_features(rows, storage, read),
     )
 
 
-def shard_columns(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], storage: Any = None
-) -> Callable[[str], dict[str, np.ndarray]]:
+def shard_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], storage: Any = None) -> Callable[[str], dict[str, np.ndarray]]:
     """video → ``{column: (T, ...) array}`` of the ``columns`` its feature shard holds (``rows``:
     ``video_id``, ``shard``), read in one pass. The last video's columns are kept, so the
     calibration's two readers of a video (its motion maps, then the model's input) open its shard once."""
@@ -400,7 +400,10 @@ def shard_motion_features(
 
 
 def attention_predictor(
-    model: Any, rows: Sequence[Mapping[str, Any]], x_column: str, storage: Any = None,
+    model: Any,
+    rows: Sequence[Mapping[str, Any]],
+    x_column: str,
+    storage: Any = None,
     read: Callable[[str], Mapping[str, np.ndarray]] | None = None,
 ) -> AttentionPredictor:
     """An :data:`AttentionPredictor` running ``model`` on the feature shards of ``rows``.

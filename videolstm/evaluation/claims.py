@@ -74,14 +74,24 @@ def _both_streams(better: str, worse: str) -> tuple[Comparison, ...]:
 
 #: The paper's claims (Li et al., CVIU 2018), as paired comparisons.
 PAPER_CLAIMS: tuple[Claim, ...] = (
-    Claim("convolution", "Convolution helps (Table 1): ConvLSTM > LSTM, ConvALSTM > ALSTM",
-          _both_streams("convlstm", "lstm") + _both_streams("convalstm", "alstm")),
-    Claim("attention", "Attention helps (Table 1): ConvALSTM > ConvLSTM, ALSTM > LSTM",
-          _both_streams("convalstm", "convlstm") + _both_streams("alstm", "lstm")),
-    Claim("motion_attention", "Motion-based attention beats appearance attention (Table 2, RGB): VideoLSTM > ConvALSTM, Motion ALSTM > ALSTM",
-          (Comparison(("videolstm", "rgb"), ("convalstm", "rgb")), Comparison(("motion_alstm", "rgb"), ("alstm", "rgb")))),
-    Claim("localization", "Localization from attention (Table 5, mAP@0.2): VideoLSTM ≫ ALSTM",
-          (Comparison(("videolstm", "rgb"), ("alstm", "rgb"), "loc/mAP_0.2"),)),
+    Claim(
+        "convolution",
+        "Convolution helps (Table 1): ConvLSTM > LSTM, ConvALSTM > ALSTM",
+        _both_streams("convlstm", "lstm") + _both_streams("convalstm", "alstm"),
+    ),
+    Claim(
+        "attention", "Attention helps (Table 1): ConvALSTM > ConvLSTM, ALSTM > LSTM", _both_streams("convalstm", "convlstm") + _both_streams("alstm", "lstm")
+    ),
+    Claim(
+        "motion_attention",
+        "Motion-based attention beats appearance attention (Table 2, RGB): VideoLSTM > ConvALSTM, Motion ALSTM > ALSTM",
+        (Comparison(("videolstm", "rgb"), ("convalstm", "rgb")), Comparison(("motion_alstm", "rgb"), ("alstm", "rgb"))),
+    ),
+    Claim(
+        "localization",
+        "Localization from attention (Table 5, mAP@0.2): VideoLSTM ≫ ALSTM",
+        (Comparison(("videolstm", "rgb"), ("alstm", "rgb"), "loc/mAP_0.2"),),
+    ),
 )
 
 

@@ -97,9 +97,7 @@ def map_key(threshold: float) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def attention_to_boxes(
-    attention: np.ndarray, frame_size: tuple[int, int], sigma: float, threshold: float
-) -> np.ndarray:
+def attention_to_boxes(attention: np.ndarray, frame_size: tuple[int, int], sigma: float, threshold: float) -> np.ndarray:
     """One box per step from attention maps (the paper's procedure).
 
     For every step: bilinear upsampling of the map to the frame (``cv2.resize``, pixel-centre
@@ -465,9 +463,7 @@ def localize_video_tubes(
     return [_tube(tracks[int(k)], frame_size, config, frame_idx, step_scores, label, score * shares[int(k)]) for k in top]
 
 
-def _tube_inputs(
-    attention: np.ndarray, class_scores: np.ndarray, frames: np.ndarray | None, label: int | None
-) -> tuple[np.ndarray, np.ndarray, int, float]:
+def _tube_inputs(attention: np.ndarray, class_scores: np.ndarray, frames: np.ndarray | None, label: int | None) -> tuple[np.ndarray, np.ndarray, int, float]:
     """(frame indices (T,), per-step scores of the label (T,), label, the tube's score) after checking the shapes."""
     if attention.ndim != 3:
         raise ValueError(f"attention must be (T, h, w), got shape {attention.shape}")
@@ -493,8 +489,13 @@ def _tube_inputs(
 
 
 def _tube(
-    attention: np.ndarray, frame_size: tuple[int, int], config: LocalizationConfig, frame_idx: np.ndarray,
-    step_scores: np.ndarray, label: int, score: float,
+    attention: np.ndarray,
+    frame_size: tuple[int, int],
+    config: LocalizationConfig,
+    frame_idx: np.ndarray,
+    step_scores: np.ndarray,
+    label: int,
+    score: float,
 ) -> Tube:
     raw = step_boxes(attention, frame_size, config)
     mass = np.nan_to_num(attention).clip(min=0).sum(axis=(1, 2))
@@ -547,8 +548,7 @@ def attention_peaks(amap: np.ndarray, max_peaks: int, dip: float) -> list[tuple[
         return []
     padded = np.pad(a, 1, constant_values=-np.inf)
     h, w = a.shape
-    neighbours = np.stack([padded[1 + di : 1 + di + h, 1 + dj : 1 + dj + w]
-                           for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj])
+    neighbours = np.stack([padded[1 + di : 1 + di + h, 1 + dj : 1 + dj + w] for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj])
     candidates = np.argwhere((a > 0) & (a >= neighbours.max(axis=0)))
     candidates = candidates[np.argsort(-a[candidates[:, 0], candidates[:, 1]], kind="stable")]
     kept: list[tuple[int, int]] = []
@@ -667,9 +667,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.nan_to_num(iou, nan=0.0)
 
 
-def tube_iou(
-    frames_a: np.ndarray, boxes_a: np.ndarray, frames_b: np.ndarray, boxes_b: np.ndarray
-) -> float:
+def tube_iou(frames_a: np.ndarray, boxes_a: np.ndarray, frames_b: np.ndarray, boxes_b: np.ndarray) -> float:
     """Spatio-temporal IoU: temporal IoU x mean spatial IoU over the frames both tubes cover.
 
     temporal IoU = ``|A & B| / |A | B|`` of the two frame sets; the spatial term averages
@@ -686,9 +684,7 @@ def tube_iou(
     ba = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
     bb = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
     if ba.shape[0] != fa.shape[0] or bb.shape[0] != fb.shape[0]:
-        raise ValueError(
-            f"frames and boxes disagree in length: {fa.shape[0]} vs {ba.shape[0]}, {fb.shape[0]} vs {bb.shape[0]}"
-        )
+        raise ValueError(f"frames and boxes disagree in length: {fa.shape[0]} vs {ba.shape[0]}, {fb.shape[0]} vs {bb.shape[0]}")
     if np.unique(fa).size != fa.size or np.unique(fb).size != fb.size:
         raise ValueError("a tube lists the same frame twice")
     common, ia, ib = np.intersect1d(fa, fb, assume_unique=True, return_indices=True)
@@ -773,9 +769,7 @@ class _ClassCandidates:
     num_positives: int
 
 
-def _candidates(
-    detections: Iterable[Any], ground_truth: Mapping[Hashable, Sequence[Any]]
-) -> dict[Hashable, _ClassCandidates]:
+def _candidates(detections: Iterable[Any], ground_truth: Mapping[Hashable, Sequence[Any]]) -> dict[Hashable, _ClassCandidates]:
     """Spatio-temporal IoUs of every detection with the same-class GT tubes of its video."""
     gt = {vid: [_as_gt(t) for t in tubes] for vid, tubes in ground_truth.items()}
     dets = [_as_detection(d) for d in detections]

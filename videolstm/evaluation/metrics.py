@@ -97,9 +97,7 @@ class ClassificationResult:
         return path
 
 
-def classification_report(
-    probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
-) -> ClassificationResult:
+def classification_report(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> ClassificationResult:
     """Top-1 accuracy, mean class accuracy, per-class accuracy and confusion matrix.
 
     Args:

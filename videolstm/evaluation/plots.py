@@ -57,9 +57,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_confusion_matrix(
-    cm: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = "Confusion matrix"
-) -> Path:
+def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = "Confusion matrix") -> Path:
     """Confusion matrix as a heat map.
 
     Args:
@@ -168,9 +166,7 @@ def plot_attention_strip(
             if boxes is not None and np.all(np.isfinite(boxes[t])):
                 x1, y1, x2, y2 = boxes[t]
                 # Pixel i spans [i - 0.5, i + 0.5] in imshow coordinates.
-                ax.add_patch(
-                    Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2)
-                )
+                ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour, linewidth=2))
         ax.set_title(f"frame {labels[t]}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -179,8 +175,7 @@ def plot_attention_strip(
     if uniform <= vmax:  # where a collapse to uniform attention would sit: the whole map at this level
         bar.ax.axhline(uniform, color="white", linewidth=2)
         bar.ax.axhline(uniform, color="black", linewidth=1, linestyle="--")
-        bar.ax.text(1.0, uniform, " uniform", transform=bar.ax.get_yaxis_transform(), va="center", ha="left",
-                    fontsize=7, clip_on=False)
+        bar.ax.text(1.0, uniform, " uniform", transform=bar.ax.get_yaxis_transform(), va="center", ha="left", fontsize=7, clip_on=False)
     handles = []
     if gt is not None:
         handles.append(Line2D([], [], color=GT_COLOUR, linewidth=2, label="ground truth"))
@@ -316,9 +311,7 @@ def _colour_bar(height: int, vmax: float, uniform: float, font: float, text_widt
     return panel
 
 
-def plot_localization_curves(
-    curves: Mapping[str, Any], path: str | Path, title: str = "Per-frame localization recall"
-) -> Path:
+def plot_localization_curves(curves: Mapping[str, Any], path: str | Path, title: str = "Per-frame localization recall") -> Path:
     """Recall vs IoU threshold, one line per entry (e.g. with / without temporal smoothing).
 
     Args:
@@ -389,8 +382,13 @@ def plot_variant_comparison(
         keep = np.isfinite(err)
         if keep.any():
             ax.errorbar(
-                np.asarray(xs)[keep], np.asarray(means)[keep], yerr=err[keep],
-                fmt="none", ecolor="black", capsize=3, linewidth=1,
+                np.asarray(xs)[keep],
+                np.asarray(means)[keep],
+                yerr=err[keep],
+                fmt="none",
+                ecolor="black",
+                capsize=3,
+                linewidth=1,
             )
         for x, m, s in zip(xs, means, stds, strict=True):
             top = m + (s if np.isfinite(s) else 0.0)

@@ -69,7 +69,10 @@ ATTENTION_VARIANTS: tuple[str, ...] = ("alstm", "motion_alstm", "convalstm", "vi
 MISSING = "—"
 _TABLE1_CORE = ("lstm", "alstm", "convlstm", "convalstm")
 _TABLE2_PAIRS = (
-    ("alstm", "appearance"), ("motion_alstm", "motion"), ("convalstm", "appearance"), ("videolstm", "motion"),
+    ("alstm", "appearance"),
+    ("motion_alstm", "motion"),
+    ("convalstm", "appearance"),
+    ("videolstm", "motion"),
 )
 _MAP_KEY = re.compile(r"^loc/mAP_([0-9.]+)$")
 _DEFAULT_MAP_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -167,7 +170,9 @@ def _map_thresholds(rows: Sequence[Mapping[str, Any]]) -> list[float]:
 
 
 def comparison_tables(
-    rows: Iterable[Mapping[str, Any]], metric: str = "test/accuracy", expected_seeds: int | None = None,
+    rows: Iterable[Mapping[str, Any]],
+    metric: str = "test/accuracy",
+    expected_seeds: int | None = None,
     missing: Sequence[tuple[str, str]] = (),
 ) -> list[Table]:
     """Tables 1, 2, 5 and the claims as :class:`Table` objects (the renderers below print them).
@@ -184,12 +189,9 @@ def comparison_tables(
     stream_titles = tuple(title for _, title in STREAMS)
 
     # Table 1
-    order = ([v for v in ("convnet",) if v in present] + list(_TABLE1_CORE)
-             + [v for v in ("videolstm",) if v in present])
+    order = [v for v in ("convnet",) if v in present] + list(_TABLE1_CORE) + [v for v in ("videolstm",) if v in present]
     order += sorted(v for v in present if v not in VARIANT_NAMES)
-    body1 = tuple(
-        (display_name(v), *(format_cell(cells.get((v, s)), percent, n) for s, _ in STREAMS)) for v in order
-    )
+    body1 = tuple((display_name(v), *(format_cell(cells.get((v, s)), percent, n) for s, _ in STREAMS)) for v in order)
     table1 = Table(
         title=f"Table 1. LSTM architectures, {what}",
         header=("Model", *stream_titles),
@@ -198,10 +200,7 @@ def comparison_tables(
     )
 
     # Table 2
-    body2 = tuple(
-        (display_name(v), kind, *(format_cell(cells.get((v, s)), percent, n) for s, _ in STREAMS))
-        for v, kind in _TABLE2_PAIRS
-    )
+    body2 = tuple((display_name(v), kind, *(format_cell(cells.get((v, s)), percent, n) for s, _ in STREAMS)) for v, kind in _TABLE2_PAIRS)
     table2 = Table(
         title=f"Table 2. Appearance vs motion-based attention, {what}",
         header=("Model", "Attention", *stream_titles),
@@ -235,10 +234,15 @@ def comparison_tables(
     )
     tables = [table1, table2, table5, claims_table(rows)]
     if missing:
-        tables.append(Table(
-            title="Missing results (failed or absent models; the cells above count only the models that finished)",
-            header=("Model", "Reason"), body=tuple((m, r) for m, r in missing), note="", text_columns=2,
-        ))
+        tables.append(
+            Table(
+                title="Missing results (failed or absent models; the cells above count only the models that finished)",
+                header=("Model", "Reason"),
+                body=tuple((m, r) for m, r in missing),
+                note="",
+                text_columns=2,
+            )
+        )
     return tables
 
 
@@ -264,12 +268,19 @@ def claims_table(rows: Sequence[Mapping[str, Any]]) -> Table:
             half = resolvable_difference(interval)
             return "—" if math.isnan(half) else f"±{_difference(half, percent)[1:]}{unit}"
 
-        body.append((result.claim.statement, "all comparisons, averaged per seed", ci(result.overall),
-                     resolvable(result.overall), str(result.overall.n), result.overall.verdict.upper()))
+        body.append(
+            (
+                result.claim.statement,
+                "all comparisons, averaged per seed",
+                ci(result.overall),
+                resolvable(result.overall),
+                str(result.overall.n),
+                result.overall.verdict.upper(),
+            )
+        )
         for comparison, interval in result.parts:
             (bv, bs), (wv, ws) = comparison.better, comparison.worse
-            body.append(("", f"{display_name(bv)} {bs} − {display_name(wv)} {ws}", ci(interval), resolvable(interval),
-                         str(interval.n), interval.verdict))
+            body.append(("", f"{display_name(bv)} {bs} − {display_name(wv)} {ws}", ci(interval), resolvable(interval), str(interval.n), interval.verdict))
     return Table(
         title="Claims of the paper, paired over seeds (difference of the better-claimed model minus the other)",
         header=("Claim", "Comparison", "Mean difference [95 % CI]", "Resolvable", "n", "Verdict"),
@@ -294,7 +305,9 @@ def _md_escape(text: str) -> str:
 
 
 def comparison_markdown(
-    rows: Iterable[Mapping[str, Any]], metric: str = "test/accuracy", expected_seeds: int | None = None,
+    rows: Iterable[Mapping[str, Any]],
+    metric: str = "test/accuracy",
+    expected_seeds: int | None = None,
     missing: Sequence[tuple[str, str]] = (),
 ) -> str:
     """Tables 1, 2, 5 and the claims as GitHub-flavoured Markdown (one ``###`` heading per table)."""
@@ -319,8 +332,11 @@ th,td{text-align:right}.label{text-align:left}td.missing{color:#999}p.note{color
 
 
 def comparison_html(
-    rows: Iterable[Mapping[str, Any]], metric: str = "test/accuracy", title: str = "VideoLSTM benchmark",
-    expected_seeds: int | None = None, missing: Sequence[tuple[str, str]] = (),
+    rows: Iterable[Mapping[str, Any]],
+    metric: str = "test/accuracy",
+    title: str = "VideoLSTM benchmark",
+    expected_seeds: int | None = None,
+    missing: Sequence[tuple[str, str]] = (),
 ) -> str:
     """Tables 1, 2, 5 and the claims as a standalone HTML page (inline CSS, no scripts)."""
     esc = html.escape
@@ -332,14 +348,12 @@ def comparison_html(
     ]
     for table in comparison_tables(rows, metric, expected_seeds, missing):
         parts.append(f"<table><caption>{esc(table.title)}</caption>")
+
         def klass(i: int, text: str) -> str:
             names = (["label"] if i < table.text_columns else []) + (["missing"] if text == MISSING else [])
             return f' class="{" ".join(names)}"' if names else ""
 
-        parts.append(
-            "<thead><tr>" + "".join(f"<th{klass(i, h)}>{esc(h)}</th>" for i, h in enumerate(table.header))
-            + "</tr></thead><tbody>"
-        )
+        parts.append("<thead><tr>" + "".join(f"<th{klass(i, h)}>{esc(h)}</th>" for i, h in enumerate(table.header)) + "</tr></thead><tbody>")
         for row in table.body:
             parts.append("<tr>" + "".join(f"<td{klass(i, c)}>{esc(c)}</td>" for i, c in enumerate(row)) + "</tr>")
         parts.append(f'</tbody></table><p class="note">{esc(table.note)}</p>')

@@ -81,7 +81,12 @@ def score_localization(
         return {}, {}, {}
     labels = video_labels(predictions, videos)
     metrics, tubes, curves = localization_metrics(
-        {v: predictions.attention[v] for v in videos}, video_scores(predictions, videos), labels, ground_truth, frame_sizes, config,
+        {v: predictions.attention[v] for v in videos},
+        video_scores(predictions, videos),
+        labels,
+        ground_truth,
+        frame_sizes,
+        config,
     )
     in_model_labels = {v: [GroundTruthTube(labels[v], t.frames, t.boxes) for t in ground_truth[v]] for v in videos}
     write_tubes(out_dir / "tubes.json", [tubes[v].detection(v, smoothed=True) for v in videos], in_model_labels, tubes)
@@ -90,10 +95,15 @@ def score_localization(
         out_dir / "localization_curves.png",
         title=f"{title}: per-frame recall vs IoU",
     )
-    (out_dir / "localization.json").write_text(json.dumps({
-        "metrics": metrics,
-        "recall_curves": {k: {"iou": c.thresholds.tolist(), "recall": c.recall.tolist()} for k, c in curves.items()},
-    }, indent=2))
+    (out_dir / "localization.json").write_text(
+        json.dumps(
+            {
+                "metrics": metrics,
+                "recall_curves": {k: {"iou": c.thresholds.tolist(), "recall": c.recall.tolist()} for k, c in curves.items()},
+            },
+            indent=2,
+        )
+    )
     return metrics, tubes, curves
 
 
@@ -145,8 +155,7 @@ def localization_metrics(
     for video in videos:
         maps = attention[video]
         frames = np.arange(maps.shape[0])
-        video_tubes = localize_video_tubes(maps, frame_sizes[video], class_scores[video], config, frames=frames,
-                                           label=labels[video] if given_class else None)
+        video_tubes = localize_video_tubes(maps, frame_sizes[video], class_scores[video], config, frames=frames, label=labels[video] if given_class else None)
         tube = tubes[video] = video_tubes[0]  # the recall curves and overlays follow the top tube
         detections.extend(t.detection(video, smoothed=True) for t in video_tubes)
         gt_tube = max(ground_truth[video], key=lambda t: len(t.frames))
@@ -158,9 +167,7 @@ def localization_metrics(
     # A tube's own label counts the annotation's classes (UCF101-24: 0..23), the detections' the
     # model's (UCF101: 0..100). Every tube of a video is that video's action, so match in the
     # model's label space: the video's label in ``labels``.
-    in_model_labels: dict[Hashable, Sequence[Any]] = {
-        v: [GroundTruthTube(int(labels[v]), t.frames, t.boxes) for t in ground_truth[v]] for v in videos
-    }
+    in_model_labels: dict[Hashable, Sequence[Any]] = {v: [GroundTruthTube(int(labels[v]), t.frames, t.boxes) for t in ground_truth[v]] for v in videos}
     map_at = video_map_at(detections, in_model_labels, tuple(config.iou_thresholds))
     metrics = {f"{prefix}mAP_{t:g}": float(m) for t, m in map_at.items()}
     metrics[f"{prefix}videos"] = float(len(videos))
@@ -170,24 +177,32 @@ def localization_metrics(
         at = int(np.argmin(np.abs(curve.thresholds - 0.5)))
         metrics[f"{prefix}frame_recall_0.5{'' if name == 'raw' else '_smoothed'}"] = float(curve.recall[at])
     return metrics, tubes, curves
+
+
 def write_tubes(path: Path, detections: Sequence[Any], ground_truth: Mapping[str, list[Any]], tubes: Mapping[str, Any]) -> None:
     """The tubes mAP was computed on (smoothed boxes), their raw boxes and the ground truth, as JSON.
 
     ``{"detections": [{"video", "label", "score", "frames", "boxes", "raw_boxes"}],
     "ground_truth": {video: [{"label", "frames", "boxes"}]}}``; boxes (x1, y1, x2, y2), NaN → null.
     """
+
     def boxes(array: np.ndarray) -> list[list[float | None]]:
         return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(array, dtype=np.float64)]
 
     data = {
         "detections": [
-            {"video": d.video_id, "label": int(d.label), "score": float(d.score), "frames": [int(f) for f in d.frames],
-             "boxes": boxes(d.boxes), "raw_boxes": boxes(tubes[d.video_id].raw_boxes)}
+            {
+                "video": d.video_id,
+                "label": int(d.label),
+                "score": float(d.score),
+                "frames": [int(f) for f in d.frames],
+                "boxes": boxes(d.boxes),
+                "raw_boxes": boxes(tubes[d.video_id].raw_boxes),
+            }
             for d in detections
         ],
         "ground_truth": {
-            v: [{"label": int(t.label), "frames": [int(f) for f in t.frames], "boxes": boxes(t.boxes)} for t in gts]
-            for v, gts in ground_truth.items()
+            v: [{"label": int(t.label), "frames": [int(f) for f in t.frames], "boxes": boxes(t.boxes)} for t in gts] for v, gts in ground_truth.items()
         },
     }
     path.write_text(json.dumps(data))

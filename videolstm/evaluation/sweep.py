@@ -68,9 +68,7 @@ class SweepSpec(BaseModel):
     baseline: str = Field(description="the arm every other arm is compared with")
     arms: dict[str, dict[str, Any]] = Field(min_length=1, description="arm name → config overrides (dotted keys)")
     base: dict[str, Any] = Field(default_factory=dict, description="overrides applied to every arm before its own")
-    metrics: list[str] | None = Field(
-        None, description="metrics to compare (<variant>.<stream>/<metric>); empty: every test/accuracy and loc/mAP_0.2"
-    )
+    metrics: list[str] | None = Field(None, description="metrics to compare (<variant>.<stream>/<metric>); empty: every test/accuracy and loc/mAP_0.2")
     description: str = Field("", description="what the sweep asks (shown at the top of sweep.md)")
 
     @field_validator("name")
@@ -171,9 +169,7 @@ def arm_config(config: BenchmarkConfig, sweep: SweepSpec, arm: str) -> Benchmark
     try:
         return BenchmarkConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {shorten(redact(e['msg']), 300)}" for e in exc.errors(include_url=False)
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {shorten(redact(e['msg']), 300)}" for e in exc.errors(include_url=False))
         raise ConfigError(shorten(f"sweep {sweep.name!r}, arm {arm!r}: invalid overrides: {problems}", 4000)) from None
 
 
@@ -261,12 +257,18 @@ def sweep_results(
                 if values.get(m) and base_values.get(m):
                     interval = paired_difference(values[m], base_values[m])
                     if interval.n:
-                        diffs[m] = {"mean": interval.mean, "low": interval.low, "high": interval.high, "n": interval.n,
-                                    "verdict": interval.verdict}
+                        diffs[m] = {"mean": interval.mean, "low": interval.low, "high": interval.high, "n": interval.n, "verdict": interval.verdict}
             entry["differences"] = diffs
         arms[arm] = entry
-    return {"name": sweep.name, "baseline": sweep.baseline, "seeds": list(sweep.seeds), "metrics": metrics,
-            "description": sweep.description, "arms": arms, "failed": [dict(f) for f in failed]}
+    return {
+        "name": sweep.name,
+        "baseline": sweep.baseline,
+        "seeds": list(sweep.seeds),
+        "metrics": metrics,
+        "description": sweep.description,
+        "arms": arms,
+        "failed": [dict(f) for f in failed],
+    }
 
 
 def sweep_metrics(results: Mapping[str, Any]) -> dict[str, float]:
@@ -335,11 +337,14 @@ def _tables(results: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[
             cells.append("—" if d is None else f"{format_difference(d, m)} {VERDICT_WORDS.get(d['verdict'], d['verdict'])}")
         diffs.append([arm, *cells])
     return [
-        ("Per arm: mean ± sd (n seeds)", header, absolute,
-         "Accuracy in percent, mAP@0.2 with three decimals; sd is the sample standard deviation over seeds."),
-        (f"Paired difference against the baseline arm '{baseline}': mean [95 % CI] (n)", header, diffs,
-         "arm − baseline per seed, Student-t interval over the seeds both ran; higher / lower: the interval lies "
-         "above / below 0 (claims.py: reproduced / not reproduced for 'the arm is higher'); unresolved: it contains 0."),
+        ("Per arm: mean ± sd (n seeds)", header, absolute, "Accuracy in percent, mAP@0.2 with three decimals; sd is the sample standard deviation over seeds."),
+        (
+            f"Paired difference against the baseline arm '{baseline}': mean [95 % CI] (n)",
+            header,
+            diffs,
+            "arm − baseline per seed, Student-t interval over the seeds both ran; higher / lower: the interval lies "
+            "above / below 0 (claims.py: reproduced / not reproduced for 'the arm is higher'); unresolved: it contains 0.",
+        ),
     ]
 
 
@@ -356,8 +361,7 @@ def sweep_markdown(results: Mapping[str, Any]) -> str:
     for arm, entry in results["arms"].items():
         lines.append(f"| {arm} | {_overrides_text(entry['overrides']).replace('|', '/')} |")
     for title, header, body, note in _tables(results):
-        lines += ["", f"### {title}", "", "| " + " | ".join(header) + " |",
-                  "|:---|" + "|".join(["---:"] * (len(header) - 1)) + "|"]
+        lines += ["", f"### {title}", "", "| " + " | ".join(header) + " |", "|:---|" + "|".join(["---:"] * (len(header) - 1)) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in body]
         lines += ["", note]
     if results["failed"]:
@@ -371,12 +375,16 @@ def sweep_markdown(results: Mapping[str, Any]) -> str:
 def sweep_html(results: Mapping[str, Any]) -> str:
     """``sweep.html``: the same content as :func:`sweep_markdown` as a standalone page (no scripts)."""
     esc = html.escape
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>Sweep {esc(results['name'])}</title>",
-             "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0}"
-             "th,td{padding:.3em .8em;border-bottom:1px solid #ccc;text-align:right}th{border-bottom:2px solid #444}"
-             ".l{text-align:left}caption{font-weight:600;text-align:left}p.note{color:#555;font-size:90%}</style>",
-             "</head><body>", f"<h1>Sweep {esc(results['name'])}</h1>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Sweep {esc(results['name'])}</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0}"
+        "th,td{padding:.3em .8em;border-bottom:1px solid #ccc;text-align:right}th{border-bottom:2px solid #444}"
+        ".l{text-align:left}caption{font-weight:600;text-align:left}p.note{color:#555;font-size:90%}</style>",
+        "</head><body>",
+        f"<h1>Sweep {esc(results['name'])}</h1>",
+    ]
     if results.get("description"):
         parts.append(f"<p>{esc(results['description'])}</p>")
     parts.append(f"<p>Seeds {esc(str(results['seeds']))}; baseline arm <b>{esc(results['baseline'])}</b>.</p>")
@@ -385,10 +393,11 @@ def sweep_html(results: Mapping[str, Any]) -> str:
         parts.append(f'<tr><td class="l">{esc(arm)}</td><td class="l">{esc(_overrides_text(entry["overrides"]))}</td></tr>')
     parts.append("</table>")
     for title, header, body, note in _tables(results):
-        parts.append(f"<table><caption>{esc(title)}</caption><tr>"
-                     + "".join(f'<th{" class=l" if i == 0 else ""}>{esc(h)}</th>' for i, h in enumerate(header)) + "</tr>")
+        parts.append(
+            f"<table><caption>{esc(title)}</caption><tr>" + "".join(f"<th{' class=l' if i == 0 else ''}>{esc(h)}</th>" for i, h in enumerate(header)) + "</tr>"
+        )
         for row in body:
-            parts.append("<tr>" + "".join(f'<td{" class=l" if i == 0 else ""}>{esc(c)}</td>' for i, c in enumerate(row)) + "</tr>")
+            parts.append("<tr>" + "".join(f"<td{' class=l' if i == 0 else ''}>{esc(c)}</td>" for i, c in enumerate(row)) + "</tr>")
         parts.append(f'</table><p class="note">{esc(note)}</p>')
     if results["failed"]:
         parts.append("<h2>Failed</h2><ul>")

@@ -171,8 +171,7 @@ def load_state_dict_uri(uri: str, storage: StorageConfig | None = None) -> dict[
         raise
     except Exception as exc:  # unpickling refused or not a torch file
         raise WeightsError(
-            f"{uri} is not a loadable torch state dict ({type(exc).__name__}: {exc}); "
-            "expected a file saved with torch.save(model.state_dict(), path)"
+            f"{uri} is not a loadable torch state dict ({type(exc).__name__}: {exc}); expected a file saved with torch.save(model.state_dict(), path)"
         ) from exc
     if isinstance(loaded, Mapping) and not _is_state_dict(loaded):
         for wrapper in ("state_dict", "model"):
@@ -201,8 +200,7 @@ def load_vgg16_weights(model: VGG16, uri: str, storage: StorageConfig | None = N
     state = load_state_dict_uri(uri, storage)
     own = model.state_dict()
     first = "features.0.weight"
-    if first in state and (state[first].ndim != 4 or state[first].shape[0] != own[first].shape[0]
-                           or state[first].shape[2:] != own[first].shape[2:]):
+    if first in state and (state[first].ndim != 4 or state[first].shape[0] != own[first].shape[0] or state[first].shape[2:] != own[first].shape[2:]):
         raise WeightsError(f"{uri}: {first} has shape {tuple(state[first].shape)}, expected {tuple(own[first].shape)}")
     if first in state and state[first].shape[1] != model.in_channels:
         mean = state[first].mean(dim=1, keepdim=True)

@@ -72,7 +72,9 @@ def process_video_features(
         arrays = shards.read_shard(frames_row["shard"], columns=["frames", "flow"], storage=storage)
     except (OSError, ValueError) as exc:
         return ItemResult(
-            **base, status="failed", reason=f"cannot read frames+flow shard {frames_row['shard']}: {exc}; re-run the flow stage",
+            **base,
+            status="failed",
+            reason=f"cannot read frames+flow shard {frames_row['shard']}: {exc}; re-run the flow stage",
             seconds=time.perf_counter() - started,
         )
     num_frames = arrays["frames"].shape[0]
@@ -85,6 +87,4 @@ def process_video_features(
             row[f"{stream}_{name}"] = value
     shard = stage.shard_uri(video_id, key)
     shards.write_shard(shard, row, storage)
-    return ItemResult(
-        **base, status="ok", shard=shard, counts={"num_frames": num_frames}, seconds=time.perf_counter() - started
-    )
+    return ItemResult(**base, status="ok", shard=shard, counts={"num_frames": num_frames}, seconds=time.perf_counter() - started)

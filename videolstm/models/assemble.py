@@ -53,9 +53,7 @@ def _copy_module(dst: nn.Module, src: nn.Module, prefix_dst: str, prefix_src: st
 
 
 @torch.no_grad()
-def assemble_videolstm(
-    videolstm: VideoLSTMClassifier, flow_convlstm: ConvLSTMClassifier, rgb_convalstm: ConvALSTMClassifier
-) -> list[Copied]:
+def assemble_videolstm(videolstm: VideoLSTMClassifier, flow_convlstm: ConvLSTMClassifier, rgb_convalstm: ConvALSTMClassifier) -> list[Copied]:
     """Copy the trained weights into ``videolstm`` in place; returns what was copied.
 
     Raises :class:`AssemblyError` when a source is of the wrong variant or a shape differs
@@ -78,8 +76,7 @@ def assemble_videolstm(
         )
     if src.input_channels != c_flow or src.hidden_channels != hidden:
         raise AssemblyError(
-            f"the flow ConvLSTM maps {src.input_channels} → {src.hidden_channels} channels, VideoLSTM's bottom layer "
-            f"{c_flow} (flow) → {hidden}"
+            f"the flow ConvLSTM maps {src.input_channels} → {src.hidden_channels} channels, VideoLSTM's bottom layer {c_flow} (flow) → {hidden}"
         )
     _copy(bottom.weight[:, :c_flow], src.weight[:, :c_flow], "motion_cell.weight (W^m_x)")
     _copy(bottom.weight[:, c_flow + hidden :], src.weight[:, c_flow:], "motion_cell.weight (W^m_h)")
@@ -96,8 +93,9 @@ def assemble_videolstm(
         _copy_module(videolstm.attention, rgb_convalstm.attention, "attention.", "attention.", "convalstm-rgb", copied)
     else:  # attention from the motion state alone: W_ha, W_z and the bias b_a; the ConvALSTM's W_xa has no place
         for name in ("w_ha", "w_z"):
-            _copy_module(getattr(videolstm.attention, name), getattr(rgb_convalstm.attention, name),
-                         f"attention.{name}.", f"attention.{name}.", "convalstm-rgb", copied)
+            _copy_module(
+                getattr(videolstm.attention, name), getattr(rgb_convalstm.attention, name), f"attention.{name}.", f"attention.{name}.", "convalstm-rgb", copied
+            )
         source_bias = rgb_convalstm.attention.w_xa.bias if rgb_convalstm.attention.w_xa is not None else None
         if source_bias is None:
             raise AssemblyError("the RGB ConvALSTM's attention has no input term (W_xa) whose bias becomes VideoLSTM's b_a")

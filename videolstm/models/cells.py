@@ -300,6 +300,7 @@ class _GatedCell(nn.Module):
             biases = (self.bias,)
 
         if backend == "conv2d":  # F.conv2d wants contiguous 4-d pieces
+
             def piece(block) -> Operand | None:
                 if block is None:
                     return None
@@ -334,15 +335,10 @@ class _GatedCell(nn.Module):
         cx = x.shape[1]
         if kernels is not None:
             if kernels.pre_weight is None or cx != self.input_channels - kernels.x_channels:
-                raise ValueError(
-                    f"input_gates: kernels cover {self.input_channels - kernels.x_channels} leading input channels, "
-                    f"x has {cx}"
-                )
+                raise ValueError(f"input_gates: kernels cover {self.input_channels - kernels.x_channels} leading input channels, x has {cx}")
             return self._product(x, kernels.pre_weight, self.bias, kernels.backend)
         if start < 0 or start + cx > self.input_channels:
-            raise ValueError(
-                f"input_gates: channels {start}..{start + cx} exceed the cell's {self.input_channels} input channels"
-            )
+            raise ValueError(f"input_gates: channels {start}..{start + cx} exceed the cell's {self.input_channels} input channels")
         backend = self._backend(x.device)
         piece = self.weight.narrow(1, start, cx)
         if backend == "conv2d":
@@ -531,10 +527,7 @@ class ConvLSTMCell(_GatedCell):
         return F.conv2d(inp, weight, bias, padding=self.kernel_size // 2)
 
     def extra_repr(self) -> str:
-        return (
-            f"{self.input_channels}, {self.hidden_channels}, kernel_size={self.kernel_size}, "
-            f"execution={self.execution!r}, backend={self.backend!r}"
-        )
+        return f"{self.input_channels}, {self.hidden_channels}, kernel_size={self.kernel_size}, execution={self.execution!r}, backend={self.backend!r}"
 
 
 def _odd_kernel(kernel_size: int | tuple[int, int]) -> int:

@@ -38,10 +38,7 @@ def segment_starts(num_frames: int, num_segments: int = 25, segment_length: int 
     Examples: (300, 25, 30) → [5, 15, …, 245]; (100, 3, 30) → [11, 34, 57]; (20, 25, 30) → [0] * 25.
     """
     if num_frames < 1 or num_segments < 1 or segment_length < 1:
-        raise ValueError(
-            "segment_starts needs num_frames, num_segments and segment_length >= 1, "
-            f"got {num_frames}, {num_segments}, {segment_length}"
-        )
+        raise ValueError(f"segment_starts needs num_frames, num_segments and segment_length >= 1, got {num_frames}, {num_segments}, {segment_length}")
     if placement == "even":
         return even_segment_starts(num_frames, num_segments, segment_length)
     if placement != "authors":
@@ -100,9 +97,7 @@ def random_snippet_start(num_frames: int, length: int, generator: Any = None) ->
         return generator.randint(0, high)
     if generator is None or isinstance(generator, torch.Generator):
         return int(torch.randint(high + 1, (1,), generator=generator).item())
-    raise ValueError(
-        f"generator must be a torch.Generator, numpy.random.Generator, random.Random or None, got {type(generator).__name__}"
-    )
+    raise ValueError(f"generator must be a torch.Generator, numpy.random.Generator, random.Random or None, got {type(generator).__name__}")
 
 
 def aggregate_video_probabilities(logits_per_segment: Tensor | Sequence[Tensor]) -> Tensor:
@@ -117,10 +112,7 @@ def aggregate_video_probabilities(logits_per_segment: Tensor | Sequence[Tensor])
     if isinstance(logits_per_segment, Tensor):
         logits = logits_per_segment
         if logits.dim() not in (3, 4):
-            raise ValueError(
-                "aggregate_video_probabilities expects logits of shape (S, T, K) or (V, S, T, K), "
-                f"got {tuple(logits.shape)}"
-            )
+            raise ValueError(f"aggregate_video_probabilities expects logits of shape (S, T, K) or (V, S, T, K), got {tuple(logits.shape)}")
         summed = torch.softmax(logits.float(), dim=-1).sum(dim=-2)  # (..., S, K)
         video = summed.mean(dim=-2)
     else:

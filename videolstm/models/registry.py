@@ -159,20 +159,36 @@ def build_convnet(num_classes: int, sizes: ModelSizes) -> SequenceModel:
 
 def _vector_kwargs(sizes: ModelSizes) -> dict[str, Any]:
     """Options every vector recurrent variant takes (hidden units, readout, dropout 0.5)."""
-    return {"hidden_size": sizes.lstm_hidden, "fc_dim": sizes.fc_dim, "dropout": sizes.vector_dropout,
-            "init_state": sizes.init_state, "gate_execution": sizes.gate_execution, "init": sizes.init}
+    return {
+        "hidden_size": sizes.lstm_hidden,
+        "fc_dim": sizes.fc_dim,
+        "dropout": sizes.vector_dropout,
+        "init_state": sizes.init_state,
+        "gate_execution": sizes.gate_execution,
+        "init": sizes.init,
+    }
 
 
 def _conv_kwargs(sizes: ModelSizes) -> dict[str, Any]:
     """Options every convolutional recurrent variant takes (hidden channels, kernels, readout)."""
-    return {"hidden_channels": sizes.hidden_channels, "kernel_size": sizes.kernel_size, "fc_dim": sizes.fc_dim,
-            "dropout": sizes.dropout, "init_state": sizes.init_state, "gate_execution": sizes.gate_execution,
-            "init": sizes.init}
+    return {
+        "hidden_channels": sizes.hidden_channels,
+        "kernel_size": sizes.kernel_size,
+        "fc_dim": sizes.fc_dim,
+        "dropout": sizes.dropout,
+        "init_state": sizes.init_state,
+        "gate_execution": sizes.gate_execution,
+        "init": sizes.init,
+    }
 
 
 def _conv_attention_kwargs(sizes: ModelSizes) -> dict[str, Any]:
-    return {"attention_kernel_size": sizes.attention_kernel_size, "attention_scale": sizes.attention_scale,
-            "attention_channels": sizes.attention_channels, "inverse_temperature": sizes.attention_inverse_temperature}
+    return {
+        "attention_kernel_size": sizes.attention_kernel_size,
+        "attention_scale": sizes.attention_scale,
+        "attention_channels": sizes.attention_channels,
+        "inverse_temperature": sizes.attention_inverse_temperature,
+    }
 
 
 def build_lstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
@@ -182,18 +198,29 @@ def build_lstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
 
 def build_alstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """ALSTM over pool5 maps (B, T, C, H, W), ``lstm_hidden`` units."""
-    return ALSTMClassifier(sizes.input_channels, sizes.spatial_size, num_classes,
-                           inverse_temperature=sizes.attention_inverse_temperature, attention_input=sizes.alstm_attention,
-                           **_vector_kwargs(sizes))
+    return ALSTMClassifier(
+        sizes.input_channels,
+        sizes.spatial_size,
+        num_classes,
+        inverse_temperature=sizes.attention_inverse_temperature,
+        attention_input=sizes.alstm_attention,
+        **_vector_kwargs(sizes),
+    )
 
 
 def build_motion_alstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """Motion ALSTM: RGB maps (B, T, C, H, W) attended by a motion LSTM over flow fc7 vectors (B, T, D')."""
     assert sizes.flow_dim is not None
-    return MotionALSTMClassifier(sizes.input_channels, sizes.flow_dim, sizes.spatial_size, num_classes,
-                                 inverse_temperature=sizes.attention_inverse_temperature,
-                                 attention_input=sizes.motion_alstm_attention, flow_channels=sizes.flow_channels,
-                                 **_vector_kwargs(sizes))
+    return MotionALSTMClassifier(
+        sizes.input_channels,
+        sizes.flow_dim,
+        sizes.spatial_size,
+        num_classes,
+        inverse_temperature=sizes.attention_inverse_temperature,
+        attention_input=sizes.motion_alstm_attention,
+        flow_channels=sizes.flow_channels,
+        **_vector_kwargs(sizes),
+    )
 
 
 def build_convlstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
@@ -203,16 +230,22 @@ def build_convlstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
 
 def build_convalstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """ConvALSTM: convolutional attention from X_t and H_{t-1} over pool5 maps (B, T, C, H, W)."""
-    return ConvALSTMClassifier(sizes.input_channels, sizes.spatial_size, num_classes,
-                               **_conv_kwargs(sizes), **_conv_attention_kwargs(sizes))
+    return ConvALSTMClassifier(sizes.input_channels, sizes.spatial_size, num_classes, **_conv_kwargs(sizes), **_conv_attention_kwargs(sizes))
 
 
 def build_videolstm(num_classes: int, sizes: ModelSizes) -> SequenceModel:
     """VideoLSTM: attention from X_t and a motion ConvLSTM over flow maps (B, T, C', H, W)."""
     assert sizes.flow_channels is not None
-    return VideoLSTMClassifier(sizes.input_channels, sizes.flow_channels, sizes.spatial_size, num_classes,
-                               motion_kernel_size=sizes.motion_kernel_size, attention_input=sizes.videolstm_attention,
-                               **_conv_kwargs(sizes), **_conv_attention_kwargs(sizes))
+    return VideoLSTMClassifier(
+        sizes.input_channels,
+        sizes.flow_channels,
+        sizes.spatial_size,
+        num_classes,
+        motion_kernel_size=sizes.motion_kernel_size,
+        attention_input=sizes.videolstm_attention,
+        **_conv_kwargs(sizes),
+        **_conv_attention_kwargs(sizes),
+    )
 
 
 #: The registry: the paper's variant names → builder(num_classes, sizes). A plain dict.

@@ -61,15 +61,15 @@ def restore_model(state: Mapping[str, Any], *, num_classes: int | None = None) -
             skeleton = build_from_spec(spec)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
-            f"the checkpoint's model_spec {short_repr(spec.to_dict())} does not build a model "
-            f"({type(exc).__name__}: {shorten(str(exc), 300)})"
+            f"the checkpoint's model_spec {short_repr(spec.to_dict())} does not build a model ({type(exc).__name__}: {shorten(str(exc), 300)})"
         ) from None
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     problems = [f"missing {k}" for k in expected if k not in weights]
     problems += [f"unexpected {short_repr(k)}" for k in weights if k not in expected]
     problems += [
         f"{k}: shape {tuple(weights[k].shape)} in the file, {expected[k]} for the spec"
-        for k in expected if k in weights and tuple(weights[k].shape) != expected[k]
+        for k in expected
+        if k in weights and tuple(weights[k].shape) != expected[k]
     ]
     if problems:
         raise CheckpointError(

@@ -70,7 +70,7 @@ class ModelOutput:
 
 
 def resolve_init_state(init_state: str, has_attention: bool) -> str:
-    """"mean" or "zeros": "authors" is "mean" for the attention variants, "zeros" otherwise."""
+    """ "mean" or "zeros": "authors" is "mean" for the attention variants, "zeros" otherwise."""
     if init_state not in INIT_STATES:
         raise ValueError(f"init_state must be one of {INIT_STATES}, got {init_state!r}")
     if init_state == "authors":
@@ -147,16 +147,11 @@ class SequenceModel(nn.Module):
             raise ValueError(f"{name} expects x to be a torch.Tensor, got {type(x).__name__}")
         if self.input_kind == "vectors":
             if x.dim() != 3 or x.shape[2] != self.input_dim:
-                raise ValueError(
-                    f"{name} expects x of shape (B, T, D) with D={self.input_dim} (fc7-like vectors), got {tuple(x.shape)}"
-                )
+                raise ValueError(f"{name} expects x of shape (B, T, D) with D={self.input_dim} (fc7-like vectors), got {tuple(x.shape)}")
         else:
             c, (hh, ww) = self.input_channels, self.spatial_size
             if x.dim() != 5 or tuple(x.shape[2:]) != (c, hh, ww):
-                raise ValueError(
-                    f"{name} expects x of shape (B, T, C, H, W) with C={c}, H={hh}, W={ww} (pool5-like maps), "
-                    f"got {tuple(x.shape)}"
-                )
+                raise ValueError(f"{name} expects x of shape (B, T, C, H, W) with C={c}, H={hh}, W={ww} (pool5-like maps), got {tuple(x.shape)}")
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise ValueError(f"{name} expects at least one clip and one time step, got x of shape {tuple(x.shape)}")
         if not x.is_floating_point():
@@ -194,7 +189,7 @@ class SequenceModel(nn.Module):
 
 
 class FrameClassifier(SequenceModel):
-    """"ConvNet" on stored fc7 vectors, per frame: x (B, T, D) → dropout → Linear(K) → (B, T, K).
+    """ "ConvNet" on stored fc7 vectors, per frame: x (B, T, D) → dropout → Linear(K) → (B, T, K).
 
     The pipeline's ConvNet results come from the frame CNN itself (:mod:`videolstm.features`);
     this module is the same classifier on pre-extracted vectors, for completeness of the zoo.
@@ -296,7 +291,8 @@ class ALSTMClassifier(SequenceModel):
         self.cell = LSTMCell(input_channels, hidden_size, gate_execution)
         self.attention: nn.Module = (
             HiddenRegionAttention(hidden_size, self.spatial_size[0] * self.spatial_size[1], inverse_temperature)
-            if attention_input == "hidden" else RegionAttention(input_channels, hidden_size, input_channels, inverse_temperature)
+            if attention_input == "hidden"
+            else RegionAttention(input_channels, hidden_size, input_channels, inverse_temperature)
         )
         mean = resolve_init_state(init_state, self.has_attention) == "mean"
         self.init = VectorInitialState(input_channels, hidden_size) if mean else None
@@ -317,8 +313,9 @@ class ALSTMClassifier(SequenceModel):
             assert isinstance(self.attention, RegionAttention)
             terms = self.attention.input_term(regions.transpose(2, 3)).unbind(1)  # T × (B, N, A)
             attention_at = lambda step, h, hm: self.attention(h, terms[step])  # noqa: E731  from x_t and h_{t-1}
-        hs, alphas = attention_recurrence(self.cell, self.cell.kernels(device=x.device), state, t, attention_at,
-                                          lambda alpha, step: attention_pool(alpha, regions[:, step]))
+        hs, alphas = attention_recurrence(
+            self.cell, self.cell.kernels(device=x.device), state, t, attention_at, lambda alpha, step: attention_pool(alpha, regions[:, step])
+        )
         return ModelOutput(self.readout(torch.stack(hs, dim=1)), torch.stack(alphas, dim=1).view(b, t, hh, ww))
 
 
@@ -365,8 +362,7 @@ class MotionALSTMClassifier(ALSTMClassifier):
         attention_input: str = "authors",
         flow_channels: int | None = None,
     ):
-        super().__init__(input_channels, spatial_size, num_classes, hidden_size, fc_dim, dropout, init_state,
-                         gate_execution, init, inverse_temperature)
+        super().__init__(input_channels, spatial_size, num_classes, hidden_size, fc_dim, dropout, init_state, gate_execution, init, inverse_temperature)
         if attention_input not in MOTION_ALSTM_ATTENTION_INPUTS:
             raise ValueError(f"Motion ALSTM attention_input must be one of {MOTION_ALSTM_ATTENTION_INPUTS}, got {attention_input!r}")
         self.attention_input = attention_input
@@ -407,8 +403,9 @@ class MotionALSTMClassifier(ALSTMClassifier):
             start = self.motion_init(flow) if self.motion_init is not None else motion_cell.init_state(b, like=x)
             motion = MotionLayer(motion_cell, kernels_m, pre, start)
             attention_at = lambda step, h, hm: self.attention(hm, terms[step])  # noqa: E731  from x_t and h^m_t
-        hs, alphas = attention_recurrence(self.cell, self.cell.kernels(device=x.device), state, t, attention_at,
-                                          lambda alpha, step: attention_pool(alpha, regions[:, step]), motion)
+        hs, alphas = attention_recurrence(
+            self.cell, self.cell.kernels(device=x.device), state, t, attention_at, lambda alpha, step: attention_pool(alpha, regions[:, step]), motion
+        )
         return ModelOutput(self.readout(torch.stack(hs, dim=1)), torch.stack(alphas, dim=1).view(b, t, hh, ww))
 
 
@@ -516,9 +513,7 @@ class ConvALSTMClassifier(_ConvRecurrentModel):
         super().__init__(input_channels, spatial_size)
         self.attended_scale = attention_scale_factor(attention_scale, self.spatial_size)
         self._build_cell(hidden_channels, kernel_size, gate_execution)
-        self.attention = ConvAttention(
-            hidden_channels, attention_channels or hidden_channels, attention_kernel_size, input_channels, inverse_temperature
-        )
+        self.attention = ConvAttention(hidden_channels, attention_channels or hidden_channels, attention_kernel_size, input_channels, inverse_temperature)
         self._build_init_and_readout(init_state, fc_dim, num_classes, dropout)
         initialize(self, init)
 
@@ -532,8 +527,14 @@ class ConvALSTMClassifier(_ConvRecurrentModel):
         else:
             terms = self.attention.input_term(x.flatten(0, 1)).unflatten(0, (b, t)).unbind(1)
             attention_at = lambda step, h, hm: self.attention(h, terms[step])  # noqa: E731  from X_t and H_{t-1}
-        hs, maps = attention_recurrence(self.cell, self.cell.kernels(device=x.device), self._initial_state(x), t, attention_at,
-                                        lambda a, step: apply_attention(a, frames[step], self.attended_scale))
+        hs, maps = attention_recurrence(
+            self.cell,
+            self.cell.kernels(device=x.device),
+            self._initial_state(x),
+            t,
+            attention_at,
+            lambda a, step: apply_attention(a, frames[step], self.attended_scale),
+        )
         return ModelOutput(self._logits(hs), torch.stack(maps, dim=1))
 
 
@@ -599,7 +600,11 @@ class VideoLSTMClassifier(_ConvRecurrentModel):
         self.motion_cell = ConvLSTMCell(flow_channels + hidden_channels, hidden_channels, motion_kernel_size, gate_execution)
         self.motion_cell.input_blocks = (flow_channels, hidden_channels)
         self.attention = ConvAttention(
-            hidden_channels, attention_channels or hidden_channels, attention_kernel_size, input_channels, inverse_temperature,
+            hidden_channels,
+            attention_channels or hidden_channels,
+            attention_kernel_size,
+            input_channels,
+            inverse_temperature,
             reads_input=attention_input == "rgb_and_motion",
         )
         self._build_cell(hidden_channels, kernel_size, gate_execution)
@@ -627,8 +632,15 @@ class VideoLSTMClassifier(_ConvRecurrentModel):
                 start = self.motion_cell.init_state(b, self.spatial_size, like=x)
             motion = MotionLayer(self.motion_cell, kernels_m, pre, start)
             attention_at = lambda step, h, hm: self.attention(hm, terms[step])  # noqa: E731  from X_t and H^m_t
-        hs, maps = attention_recurrence(self.cell, self.cell.kernels(device=x.device), self._initial_state(x), t, attention_at,
-                                        lambda a, step: apply_attention(a, frames[step], self.attended_scale), motion)
+        hs, maps = attention_recurrence(
+            self.cell,
+            self.cell.kernels(device=x.device),
+            self._initial_state(x),
+            t,
+            attention_at,
+            lambda a, step: apply_attention(a, frames[step], self.attended_scale),
+            motion,
+        )
         return ModelOutput(self._logits(hs), torch.stack(maps, dim=1))
 
 

@@ -160,7 +160,7 @@ def best_epoch(history: list[Mapping[str, float]], metric: str | None) -> int:
 def prune_checkpoints(directory: str, keep: int, protect: set[int], storage: StorageConfig | None = None) -> list[int]:
     """Delete all but the ``keep`` most recent checkpoints and the epochs in ``protect``; returns what was deleted."""
     epochs = checkpoint_epochs(directory, storage)
-    kept = set(sorted(epochs)[-max(1, keep):]) | set(protect)
+    kept = set(sorted(epochs)[-max(1, keep) :]) | set(protect)
     deleted = sorted(e for e in epochs if e not in kept)
     for epoch in deleted:
         st.remove(epochs[epoch], storage)

@@ -75,8 +75,15 @@ class LeaseRecord:
     @classmethod
     def from_json(cls, data: bytes) -> LeaseRecord:
         raw = json.loads(data)
-        return cls(holder=str(raw["holder"]), token=str(raw["token"]), host=str(raw["host"]), pid=int(raw["pid"]),
-                   generation=int(raw["generation"]), taken=float(raw["taken"]), expires=float(raw["expires"]))
+        return cls(
+            holder=str(raw["holder"]),
+            token=str(raw["token"]),
+            host=str(raw["host"]),
+            pid=int(raw["pid"]),
+            generation=int(raw["generation"]),
+            taken=float(raw["taken"]),
+            expires=float(raw["expires"]),
+        )
 
 
 def lease_dir(output_uri: str) -> str:
@@ -223,8 +230,7 @@ class Lease:
             self.release()  # taken over or not, this generation is nobody's current lease any more
 
 
-def try_acquire(output_uri: str, holder: str, ttl: float = DEFAULT_TTL,
-                storage: StorageConfig | None = None) -> Lease | LeaseRecord:
+def try_acquire(output_uri: str, holder: str, ttl: float = DEFAULT_TTL, storage: StorageConfig | None = None) -> Lease | LeaseRecord:
     """Take the item's lease: a :class:`Lease` when this run got it, else the live record of the run that holds it.
 
     A free item (no lease file) is taken as generation 0 (or the next after the last one seen);
@@ -237,8 +243,9 @@ def try_acquire(output_uri: str, holder: str, ttl: float = DEFAULT_TTL,
             return found
         generation = 0 if found is None else found.generation + 1
         now = time.time()
-        record = LeaseRecord(holder=holder, token=uuid.uuid4().hex, host=socket.gethostname(), pid=os.getpid(),
-                             generation=generation, taken=now, expires=now + ttl)
+        record = LeaseRecord(
+            holder=holder, token=uuid.uuid4().hex, host=socket.gethostname(), pid=os.getpid(), generation=generation, taken=now, expires=now + ttl
+        )
         uri = _generation_uri(output_uri, generation)
         created = create_exclusive(uri, record.to_json(), storage)
         if not created:
@@ -252,9 +259,19 @@ def try_acquire(output_uri: str, holder: str, ttl: float = DEFAULT_TTL,
     raise RuntimeError(f"could not take or read the lease of {output_uri} in 20 tries (its lease files keep changing)")
 
 
-def compute_once(output_uri: str, done: Callable[[], bool], compute: Callable[[], T], reuse: Callable[[], T], *,
-                 holder: str, storage: StorageConfig | None = None, ttl: float = DEFAULT_TTL, poll: float = DEFAULT_POLL,
-                 max_wait: float | None = None, on_wait: Callable[[LeaseRecord], None] | None = None) -> T:
+def compute_once(
+    output_uri: str,
+    done: Callable[[], bool],
+    compute: Callable[[], T],
+    reuse: Callable[[], T],
+    *,
+    holder: str,
+    storage: StorageConfig | None = None,
+    ttl: float = DEFAULT_TTL,
+    poll: float = DEFAULT_POLL,
+    max_wait: float | None = None,
+    on_wait: Callable[[LeaseRecord], None] | None = None,
+) -> T:
     """``compute()`` the item unless its output is ``done()`` or another run computes it; then ``reuse()`` it.
 
     - done already: ``reuse()``;
@@ -281,7 +298,8 @@ def compute_once(output_uri: str, done: Callable[[], bool], compute: Callable[[]
             on_wait(got)
             told = True
         if max_wait is not None and time.monotonic() - started > max_wait:
-            raise LeaseTimeout(f"waited {max_wait:.0f} s for {output_uri}, which {got.describe()} is computing "
-                               f"(its lease runs until {time.strftime('%H:%M:%S', time.localtime(got.expires))})")
+            raise LeaseTimeout(
+                f"waited {max_wait:.0f} s for {output_uri}, which {got.describe()} is computing "
+                f"(its lease runs until {time.strftime('%H:%M:%S', time.localtime(got.expires))})"
+            )
         time.sleep(poll)
-

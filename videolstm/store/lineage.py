@@ -73,8 +73,19 @@ def lineages(config: BenchmarkConfig) -> dict[str, str]:
     features = stable_digest([frame_cnn, _section(config, "features", {"workers", "batch_frames"})])
     # seeds are items inside a stage's folder (keyed per model), not part of its lineage: adding
     # a seed trains that seed only
-    execution = {"variants", "streams", "seeds", "workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_concurrent", "max_failures",
-                 "loader_workers", "prefetch_batches"}
+    execution = {
+        "variants",
+        "streams",
+        "seeds",
+        "workers",
+        "use_gpu",
+        "cpus_per_worker",
+        "gpus_per_worker",
+        "max_concurrent",
+        "max_failures",
+        "loader_workers",
+        "prefetch_batches",
+    }
     finetune_only = {"videolstm_init", "finetune_epochs", "videolstm_attention"}
     train_params = without_recipe_defaults("train", _section(config, "train", execution | finetune_only))
     train = stable_digest([features, train_params])

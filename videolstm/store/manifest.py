@@ -119,9 +119,7 @@ class StageDir:
     def write_manifest(self, results: Iterable[ItemResult]) -> str:
         return write_manifest(self.manifest_uri, results, self.storage)
 
-    def plan(
-        self, keys: Mapping[str, str], count_columns: Sequence[str] = ()
-    ) -> tuple[list[str], dict[str, ItemResult]]:
+    def plan(self, keys: Mapping[str, str], count_columns: Sequence[str] = ()) -> tuple[list[str], dict[str, ItemResult]]:
         """Split ``keys`` (video_id → key) into ids still to do and results to reuse.
 
         Reused: "ok" rows of the manifest with the same key whose shard exists; and shards of

@@ -103,15 +103,14 @@ def check_name(name: str, what: str) -> str:
         if problem:
             shown = short_repr(name) if form == name else f"{short_repr(name)} (decoded: {short_repr(form)})"
             raise UnsafeNameError(
-                f"{what}: {shown} {problem}; it cannot be a file or folder name, so nothing was written "
-                "(the input is corrupt or malicious: fix or replace it)",
-                f"{shown} {problem}", escapes=form in (".", ".."),
+                f"{what}: {shown} {problem}; it cannot be a file or folder name, so nothing was written (the input is corrupt or malicious: fix or replace it)",
+                f"{shown} {problem}",
+                escapes=form in (".", ".."),
             )
     if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
         size = len(name.encode("utf-8", "surrogateescape"))
         raise UnsafeNameError(
-            f"{what}: {short_repr(name)} is {size} bytes long; names are limited to {MAX_NAME_BYTES} bytes (the "
-            "filesystem's limit)",
+            f"{what}: {short_repr(name)} is {size} bytes long; names are limited to {MAX_NAME_BYTES} bytes (the filesystem's limit)",
             f"{short_repr(name)} is {size} bytes long (names: at most {MAX_NAME_BYTES})",
         )
     return name
@@ -130,9 +129,9 @@ def check_relative(path: str, what: str, separators: str = "/\\") -> list[str]:
         normal = normal.replace(sep, separators[0])
     if normal.startswith(separators[0]) or (len(normal) >= 2 and normal[1] == ":" and normal[0].isalpha()):
         raise UnsafeNameError(
-            f"{what}: {short_repr(path)} is absolute (or has a drive letter): it would be written outside the "
-            "destination; the input is corrupt or malicious",
-            "absolute path or drive letter", escapes=True,
+            f"{what}: {short_repr(path)} is absolute (or has a drive letter): it would be written outside the destination; the input is corrupt or malicious",
+            "absolute path or drive letter",
+            escapes=True,
         )
     parts = [p for p in normal.split(separators[0]) if p not in ("", ".")]
     if not parts:
@@ -140,9 +139,9 @@ def check_relative(path: str, what: str, separators: str = "/\\") -> list[str]:
     for part in parts:
         if part == "..":
             raise UnsafeNameError(
-                f"{what}: {short_repr(path)} has a '..' component: it would be written outside the destination; "
-                "the input is corrupt or malicious",
-                "a '..' component", escapes=True,
+                f"{what}: {short_repr(path)} has a '..' component: it would be written outside the destination; the input is corrupt or malicious",
+                "a '..' component",
+                escapes=True,
             )
         check_name(part, f"{what} {short_repr(path)}: component")
     return parts
@@ -153,7 +152,7 @@ def _is_local(uri: str) -> bool:
 
 
 def _local(uri: str) -> str:
-    return uri[len("file://"):] if uri.startswith("file://") else uri
+    return uri[len("file://") :] if uri.startswith("file://") else uri
 
 
 def is_under(root: str, uri: str) -> bool:
@@ -189,10 +188,7 @@ def under_root(root: str, parts: Iterable[str], what: str) -> str:
     for part in parts:
         out = f"{out}/{check_name(part, what)}"
     if not is_under(root, out):
-        raise UnsafeNameError(
-            f"{what}: {short_repr(out)} resolves outside {short_repr(root)} (a symlink on the way?); "
-            "nothing was written there"
-        )
+        raise UnsafeNameError(f"{what}: {short_repr(out)} resolves outside {short_repr(root)} (a symlink on the way?); nothing was written there")
     return out
 
 

@@ -160,8 +160,7 @@ def write_shard(
     jpeg = {c for name, spec in specs.items() if spec["codec"] == "jpeg" for c in spec.get("planes", [name])}
     codecs = {c: ("none" if c in jpeg else compression) for c in table.column_names}
     with st.atomic_local_file(uri, storage, suffix=".parquet") as tmp:
-        pq.write_table(table, tmp, compression=codecs or compression, row_group_size=chunk_steps, write_statistics=False,
-                       use_dictionary=False)
+        pq.write_table(table, tmp, compression=codecs or compression, row_group_size=chunk_steps, write_statistics=False, use_dictionary=False)
         return os.path.getsize(tmp)
 
 

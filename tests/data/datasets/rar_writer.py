@@ -42,18 +42,21 @@ def rar4_bytes(entries: dict[str, bytes | None], *, bad_data_crc: str | None = N
         crc = zlib.crc32(payload) & 0xFFFFFFFF
         if name == bad_data_crc:
             crc ^= 0xFFFFFFFF
-        body = struct.pack(
-            "<IIBIIBBHI",
-            len(payload),  # PACK_SIZE
-            len(payload),  # UNP_SIZE
-            3,  # HOST_OS: Unix
-            crc,  # FILE_CRC
-            DOS_TIME_2012_01_01,  # FTIME
-            20,  # UNP_VER: 2.0
-            0x30,  # METHOD: store
-            len(raw_name),
-            0o40755 if is_dir else 0o100644,  # ATTR: st_mode
-        ) + raw_name
+        body = (
+            struct.pack(
+                "<IIBIIBBHI",
+                len(payload),  # PACK_SIZE
+                len(payload),  # UNP_SIZE
+                3,  # HOST_OS: Unix
+                crc,  # FILE_CRC
+                DOS_TIME_2012_01_01,  # FTIME
+                20,  # UNP_VER: 2.0
+                0x30,  # METHOD: store
+                len(raw_name),
+                0o40755 if is_dir else 0o100644,  # ATTR: st_mode
+            )
+            + raw_name
+        )
         out.append(_block(0x74, 0x8000 | (0x00E0 if is_dir else 0), body) + payload)
     out.append(_block(0x7B, 0x4000, b""))
     return b"".join(out)

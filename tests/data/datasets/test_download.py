@@ -148,9 +148,9 @@ def test_changed_remote_file_restarts_from_zero_via_if_range(http_server, tmp_pa
 def test_untrusted_tls_certificate_fails_at_once_with_advice(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
     )
     server = RangeServer(tls=(str(cert), str(key)))
     try:

@@ -35,11 +35,7 @@ def zip_bytes(entries: dict[str, bytes | None], symlink: str | None = None) -> b
 
 
 def files_under(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and dl.MARKER_DIR not in p.parts
-    }
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and dl.MARKER_DIR not in p.parts}
 
 
 SPLITS = {
@@ -242,11 +238,14 @@ def test_sparse_entries_are_refused(tmp_path: Path) -> None:
     _refused(tmp_path, "holes.tar", hostile.sparse_tar(real_size=1 << 20), r"refusing entry 'holes.bin': it is a sparse file")
 
 
-@pytest.mark.parametrize("limits, pattern", [
-    (InputLimits(archive_entry_bytes=99), r"'d/big.bin': it unpacks to more than 99 bytes \(dataset.limits.archive_entry_bytes\)"),
-    (InputLimits(archive_total_bytes=150), r"more than 150 bytes in all \(dataset.limits.archive_total_bytes\)"),
-    (InputLimits(archive_entries=2), r"more than 2 entries \(dataset.limits.archive_entries\)"),
-])
+@pytest.mark.parametrize(
+    "limits, pattern",
+    [
+        (InputLimits(archive_entry_bytes=99), r"'d/big.bin': it unpacks to more than 99 bytes \(dataset.limits.archive_entry_bytes\)"),
+        (InputLimits(archive_total_bytes=150), r"more than 150 bytes in all \(dataset.limits.archive_total_bytes\)"),
+        (InputLimits(archive_entries=2), r"more than 2 entries \(dataset.limits.archive_entries\)"),
+    ],
+)
 def test_each_size_limit_refuses_before_writing_and_names_its_setting(tmp_path: Path, limits, pattern) -> None:
     data = zip_bytes({"d/small.bin": b"s" * 60, "d/big.bin": b"b" * 100, "d/third.bin": b"t"})
     _refused(tmp_path, "a.zip", data, pattern + r".*raise dataset.limits", limits=limits)
@@ -281,9 +280,7 @@ def test_nesting_deeper_than_the_limit_is_refused_and_depth_zero_keeps_no_nestin
     deeper.write_bytes(rar4_bytes({"outer.rar": rar4_bytes({"inner.rar": inner})}))
     with pytest.raises(ExtractError, match=r"deeper.rar!outer.rar: refusing entry 'inner.rar': it is an archive nested deeper than 1"):
         extract(str(deeper), str(tmp_path / "d1"), recursive=True)
-    assert extract(str(deeper), str(tmp_path / "d2"), recursive=True, limits=InputLimits(archive_depth=2)) == [
-        f"{tmp_path / 'd2'}/wave/c.avi"
-    ]
+    assert extract(str(deeper), str(tmp_path / "d2"), recursive=True, limits=InputLimits(archive_depth=2)) == [f"{tmp_path / 'd2'}/wave/c.avi"]
 
 
 def test_duplicates_within_and_across_nested_archives_and_file_folder_clashes_are_refused(tmp_path: Path) -> None:

@@ -113,8 +113,12 @@ def test_prepare_refuses_archives_without_the_split_folder(http_server, tmp_path
     http_server.state.files["/UCF101.rar"] = rar
     with pytest.raises(ExtractError, match=r"there is no ucfTrainTestlist/classInd.txt; the archives do not hold the official ucf101 layout"):
         prepare_dataset(
-            "ucf101", str(tmp_path / "ucf101"), [http_server.url("/UCF101.rar")],
-            staging_dir=tmp_path / "st", archives_uri=str(tmp_path / "archives"), verify=False,
+            "ucf101",
+            str(tmp_path / "ucf101"),
+            [http_server.url("/UCF101.rar")],
+            staging_dir=tmp_path / "st",
+            archives_uri=str(tmp_path / "archives"),
+            verify=False,
         )
     with pytest.raises(ValueError, match=r"kind must be one of \['hmdb51', 'ucf101'\]"):
         prepare_dataset("synthetic", str(tmp_path / "x"))
@@ -128,8 +132,13 @@ def test_prepare_hmdb51_into_s3_and_index_it_there(http_server, moto_s3, tmp_pat
     http_server.state.files.update({"/hmdb51_org.rar": org, "/test_train_splits.rar": splits})
     root = f"s3://{bucket}/datasets/hmdb51"
     prepare_dataset(
-        "hmdb51", root, [http_server.url("/hmdb51_org.rar"), http_server.url("/test_train_splits.rar")],
-        storage=storage, staging_dir=tmp_path / "st", archives_uri=f"s3://{bucket}/archives", verify=False,
+        "hmdb51",
+        root,
+        [http_server.url("/hmdb51_org.rar"), http_server.url("/test_train_splits.rar")],
+        storage=storage,
+        staging_dir=tmp_path / "st",
+        archives_uri=f"s3://{bucket}/archives",
+        verify=False,
     )
     rows = load_index("hmdb51", root, 1, storage).to_pylist()
     assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}

@@ -28,8 +28,12 @@ def footage(tmp_path_factory):
 
 def test_videos_are_320x240_25fps_xvid_avi_in_the_ucf101_layout(footage):
     root, written = footage
-    assert written == ["ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi", "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01.avi",
-                       "Biking/v_Biking_g01_c01.avi", "Biking/v_Biking_g02_c01.avi"]
+    assert written == [
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01.avi",
+        "Biking/v_Biking_g01_c01.avi",
+        "Biking/v_Biking_g02_c01.avi",
+    ]
     capture = cv2.VideoCapture(str(root / written[2]))
     try:
         fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode()
@@ -41,8 +45,11 @@ def test_videos_are_320x240_25fps_xvid_avi_in_the_ucf101_layout(footage):
     index = load_index("ucf101", str(root), 1).to_pylist()
     assert {r["status"] for r in index} == {"ok"}
     assert {(r["video_id"], r["subset"], r["label"]) for r in index} == {
-        ("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01", "test", 0), ("ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01", "train", 0),
-        ("Biking/v_Biking_g01_c01", "test", 1), ("Biking/v_Biking_g02_c01", "train", 1)}
+        ("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01", "test", 0),
+        ("ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01", "train", 0),
+        ("Biking/v_Biking_g01_c01", "test", 1),
+        ("Biking/v_Biking_g02_c01", "train", 1),
+    }
 
 
 def test_clips_of_one_sample_differ_and_ping_pong_past_its_end():
@@ -60,8 +67,10 @@ def test_decode_flow_and_features_run_on_the_real_format_videos(footage, tmp_pat
     assert frames_row.counts == {"num_frames": 10, "num_flow": 9, "height": 56, "width": 56}
     stored = shards.read_shard(frames_row.shard, columns=["frames", "flow"])
     assert stored["frames"].std() > 10  # real footage, not a blank frame
-    models = {"rgb": SmallFrameCNN(num_classes=2, in_channels=3, channels=(4, 8, 8), fc_dim=16),
-              "flow": SmallFrameCNN(num_classes=2, in_channels=4, channels=(4, 8, 8), fc_dim=16)}
+    models = {
+        "rgb": SmallFrameCNN(num_classes=2, in_channels=3, channels=(4, 8, 8), fc_dim=16),
+        "flow": SmallFrameCNN(num_classes=2, in_channels=4, channels=(4, 8, 8), fc_dim=16),
+    }
     config = FeatureConfig()
     key = features_key(frames_row.key, {"rgb": "a", "flow": "b"}, config, 2)
     result = process_video_features(frames_row.to_row() | {"shard": frames_row.shard}, key, StageDir(str(tmp_path / "feat")), models, config, 2)

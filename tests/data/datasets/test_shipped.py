@@ -37,8 +37,7 @@ def test_shipped_split_files_hold_the_official_counts():
         return sum(1 for line in (UCF101_SPLITS / name).read_text().splitlines() if line.strip())
 
     assert videos("classInd.txt") == 101
-    assert [(videos(f"trainlist0{s}.txt"), videos(f"testlist0{s}.txt")) for s in (1, 2, 3)] == [
-        (9537, 3783), (9586, 3734), (9624, 3696)]
+    assert [(videos(f"trainlist0{s}.txt"), videos(f"testlist0{s}.txt")) for s in (1, 2, 3)] == [(9537, 3783), (9586, 3734), (9624, 3696)]
     assert all(videos(f"trainlist0{s}.txt") + videos(f"testlist0{s}.txt") == 13320 for s in (1, 2, 3))
 
 
@@ -53,8 +52,7 @@ def test_package_data_declared_in_pyproject_covers_every_shipped_file():
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["videolstm.data.datasets"]
     files = [str(p.relative_to(PACKAGE_DIR)) for p in METADATA.rglob("*") if p.is_file()]
-    uncovered = [f for f in files if not any(fnmatch.fnmatchcase(f, pattern) and f.count("/") == pattern.count("/")
-                                             for pattern in patterns)]
+    uncovered = [f for f in files if not any(fnmatch.fnmatchcase(f, pattern) and f.count("/") == pattern.count("/") for pattern in patterns)]
     assert files and not uncovered, f"not installed with the package: {uncovered}"
 
 

@@ -22,9 +22,7 @@ from videolstm.data.datasets.synthetic import (
 )
 from videolstm.data.video import decode_video
 
-SMALL = SyntheticConfig(
-    num_classes=5, videos_per_class=6, frames=12, height=64, width=64, distractors=3, late_start_fraction=0.34, seed=3
-)
+SMALL = SyntheticConfig(num_classes=5, videos_per_class=6, frames=12, height=64, width=64, distractors=3, late_start_fraction=0.34, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +181,7 @@ def test_without_noise_all_change_is_the_actor_and_distractors_are_static():
             actor_area = np.zeros(frames.shape[1:3], bool)
             for x, y, w, h in video.boxes:
                 actor_area[y : y + h, x : x + w] = True
-            changed = (np.abs(np.diff(frames, axis=0)).max(axis=(0, 3)) > 0)
+            changed = np.abs(np.diff(frames, axis=0)).max(axis=(0, 3)) > 0
             assert not (changed & ~actor_area).any(), "something outside the actor's path changed"
             assert changed.any(), "the actor must move"
             # before the actor appears nothing changes at all
@@ -271,11 +269,7 @@ def test_actor_and_distractors_share_one_appearance_distribution():
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_generation_is_deterministic_and_depends_on_the_seed(tmp_path):
@@ -370,8 +364,7 @@ def test_actor_wears_its_class_style_while_distractors_wear_random_classes_style
 
 def test_without_appearance_cue_the_actor_colour_does_not_follow_its_class():
     config = SyntheticConfig(num_classes=8, videos_per_class=6, frames=8, noise=0.0, appearance_cue=0.0)
-    errors = [_hue_distance(_hue_of_box(render_video(config, k, i).frames[0], render_video(config, k, i).boxes[0]), k / 8)
-              for k in range(8) for i in range(6)]
+    errors = [_hue_distance(_hue_of_box(render_video(config, k, i).frames[0], render_video(config, k, i).boxes[0]), k / 8) for k in range(8) for i in range(6)]
     assert np.median(errors) > 1 / 16  # no better than random hues (median distance 1/4)
 
 
@@ -394,12 +387,12 @@ def test_the_embedded_default_set_is_unchanged_byte_for_byte_by_the_new_knobs():
     defaults = SyntheticConfig()
     assert defaults.digest() == "56d139a50666"  # so its dataset folder (keyed by the digest) is reused too
     assert _content_digest(defaults, (0, 9, 17)) == "92685fdcc26adf0be867833b6c091e1ddbe7453d125595b49db077935fcdf709"
-    other = SyntheticConfig(late_start_fraction=0.5, appearance_cue=0.5, height=96, width=128, frames=12, videos_per_class=4,
-                            num_classes=12, distractors=2, noise=3)
+    other = SyntheticConfig(
+        late_start_fraction=0.5, appearance_cue=0.5, height=96, width=128, frames=12, videos_per_class=4, num_classes=12, distractors=2, noise=3
+    )
     assert _content_digest(other, range(4)) == "bcace0eedcf4d57d8b1daabba402b69d069aab5ded65ee0cf560d0c33d1c54b6"
     # a knob away from its default is part of the digest
-    digests = {SyntheticConfig(**knob).digest() for knob in
-               ({}, {"moving_distractors": 1}, {"camera_jitter": 0.01}, {"background_clutter": 0.2})}
+    digests = {SyntheticConfig(**knob).digest() for knob in ({}, {"moving_distractors": 1}, {"camera_jitter": 0.01}, {"background_clutter": 0.2})}
     assert len(digests) == 4
 
 
@@ -408,8 +401,7 @@ def test_knob_values_that_cannot_be_rendered_are_refused_with_the_fix():
         SyntheticConfig(distractors=1, moving_distractors=2)
     # within the config's bounds (camera_jitter <= 0.05, actor_size < 0.6) a frame always has room; beyond them
     # (a config built without validation) the renderer says what to lower
-    too_shaky = SyntheticConfig().model_construct(**{**SyntheticConfig().model_dump(), "height": 32, "width": 32,
-                                                     "actor_size": 0.5, "camera_jitter": 0.2})
+    too_shaky = SyntheticConfig().model_construct(**{**SyntheticConfig().model_dump(), "height": 32, "width": 32, "actor_size": 0.5, "camera_jitter": 0.2})
     with pytest.raises(ValueError, match="lower camera_jitter or actor_size"):
         render_video(too_shaky, 0, 0)
 
@@ -441,8 +433,9 @@ def test_moving_distractors_wander_while_the_static_ones_keep_their_places():
 
 
 def test_camera_jitter_shifts_the_whole_view_and_the_boxes_follow_the_actor():
-    config = SyntheticConfig(num_classes=3, videos_per_class=3, frames=20, height=90, width=120, distractors=2, noise=0.0,
-                             camera_jitter=0.02, late_start_fraction=0.5)
+    config = SyntheticConfig(
+        num_classes=3, videos_per_class=3, frames=20, height=90, width=120, distractors=2, noise=0.0, camera_jitter=0.02, late_start_fraction=0.5
+    )
     std = 0.02 * 90
     shifts = []
     for class_index in range(3):
@@ -494,8 +487,7 @@ def test_background_clutter_covers_about_its_share_of_the_background():
 def test_two_actors_of_one_class_each_get_a_tube_and_the_default_set_keeps_its_digest(tmp_path):
     assert SyntheticConfig(actors=1).digest() == "56d139a50666"  # the default leaves the embedded set's folder
     assert SyntheticConfig(actors=2).digest() != SyntheticConfig().digest()
-    one = SyntheticConfig(num_classes=2, videos_per_class=3, frames=12, height=96, width=128, distractors=1, noise=0.0,
-                          late_start_fraction=0.5)
+    one = SyntheticConfig(num_classes=2, videos_per_class=3, frames=12, height=96, width=128, distractors=1, noise=0.0, late_start_fraction=0.5)
     two = one.model_copy(update={"actors": 2})
     for video_index in range(3):
         a, b = render_video(one, 1, video_index), render_video(two, 1, video_index)

@@ -155,10 +155,7 @@ def test_bad_lines_become_failed_rows_naming_file_line_and_fix(tmp_path: Path) -
     rows = load_index("ucf101", str(root), 1).to_pylist()
     assert [r["status"] for r in rows] == ["ok", "failed", "failed", "failed", "failed", "failed", "failed"]
     reasons = [r["reason"] for r in rows]
-    assert reasons[1] == (
-        "trainlist01.txt line 2: 'Foo/v_Foo_g01_c01.avi' names class 'Foo' which is not in classInd.txt; "
-        "fix the line or add the class"
-    )
+    assert reasons[1] == ("trainlist01.txt line 2: 'Foo/v_Foo_g01_c01.avi' names class 'Foo' which is not in classInd.txt; fix the line or add the class")
     assert reasons[2].startswith("trainlist01.txt line 3: label 3 disagrees with classInd.txt, where 'Beta' is 2")
     assert reasons[3].startswith("trainlist01.txt line 4: malformed line 'this line is broken'")
     assert reasons[4].startswith("trainlist01.txt line 6: 'Alpha/v_Alpha_g01_c01.avi' is listed twice (first on line 1)")
@@ -190,8 +187,9 @@ def test_missing_split_file_and_root_raise_with_the_fix(tmp_path: Path) -> None:
 
 
 def test_synthetic_kind_uses_the_ucf101_reader(tmp_path: Path) -> None:
-    root = make_root(tmp_path, "Alpha/v_Alpha_g01_c01.avi 1\n", "Beta/v_Beta_g01_c01.avi 2\n",
-                     files=[("Alpha/v_Alpha_g01_c01.avi", b"a"), ("Beta/v_Beta_g01_c01.avi", b"b")])
+    root = make_root(
+        tmp_path, "Alpha/v_Alpha_g01_c01.avi 1\n", "Beta/v_Beta_g01_c01.avi 2\n", files=[("Alpha/v_Alpha_g01_c01.avi", b"a"), ("Beta/v_Beta_g01_c01.avi", b"b")]
+    )
     table = load_index("synthetic", f"file://{root}", 1)
     assert table.column("status").to_pylist() == ["ok", "ok"]
     assert table.schema.metadata[b"kind"] == b"synthetic"

@@ -84,9 +84,7 @@ def test_real_testlist_videos_are_annotated_and_numf_helpers_agree(real: dict[st
 
 
 def test_real_file_uses_numpy_core_names_and_writer_uses_numpy_core_private(tmp_path: Path) -> None:
-    assert globals_in(Path(REAL).read_bytes()) == {
-        "numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar"
-    }
+    assert globals_in(Path(REAL).read_bytes()) == {"numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar"}
     out = tmp_path / "small.pkl"
     write_ucf101_24({"A/v_A_g01_c01": VideoAnnotation(5, 0, [Tube(0, np.arange(1, 3), np.array([[1.0, 2, 3, 4], [1, 2, 3, 5]]))])}, str(out))
     written = globals_in(out.read_bytes())
@@ -103,8 +101,14 @@ def python2_pickle() -> bytes:
     dtype = b"cnumpy\ndtype\n" + _sbs(b"u1") + b"K\x00K\x01\x87R(K\x03" + _sbs(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
     raw = bytes([10, 20, 250, 30])  # w = 250: x + w = 260 would wrap in uint8
     array = (
-        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + _sbs(b"b") + b"\x87R"
-        + b"(K\x01K\x01K\x04\x86" + dtype + b"\x89" + _sbs(raw) + b"tb"
+        b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85"
+        + _sbs(b"b")
+        + b"\x87R"
+        + b"(K\x01K\x01K\x04\x86"
+        + dtype
+        + b"\x89"
+        + _sbs(raw)
+        + b"tb"
     )
     tube = b"}(" + _sbs(b"label") + b"K\x02" + _sbs(b"sf") + b"K\x03" + _sbs(b"ef") + b"K\x04" + _sbs(b"boxes") + array + b"u"
     video = b"}(" + _sbs(b"numf") + b"K\x05" + _sbs(b"label") + b"K\x02" + _sbs(b"annotations") + b"](" + tube + b"eu"
@@ -254,16 +258,19 @@ def test_every_allowed_array_dtype_loads_at_protocols_2_3_and_5(dtype: str) -> N
         assert np.array_equal(loaded["big_endian"], boxes)
 
 
-@pytest.mark.parametrize("value, words", [
-    (np.array([object()], dtype=object), "dtype object"),
-    (np.zeros(2, dtype=[("a", "u1"), ("b", "u2")]), "dtype void"),  # structured: 'V3' + fields
-    (np.zeros(2, dtype="datetime64[s]"), "dtype datetime"),
-    (np.zeros(2, dtype="V4"), "dtype void"),
-    (np.zeros(2, dtype="S4"), "dtype bytes"),
-    (np.zeros((2, 2), dtype="U3"), "for an array"),
-    (np.zeros(2, dtype=np.complex128), "not a plain"),
-    (np.zeros(2, dtype=np.bool_), "not a plain"),
-])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (np.array([object()], dtype=object), "dtype object"),
+        (np.zeros(2, dtype=[("a", "u1"), ("b", "u2")]), "dtype void"),  # structured: 'V3' + fields
+        (np.zeros(2, dtype="datetime64[s]"), "dtype datetime"),
+        (np.zeros(2, dtype="V4"), "dtype void"),
+        (np.zeros(2, dtype="S4"), "dtype bytes"),
+        (np.zeros((2, 2), dtype="U3"), "for an array"),
+        (np.zeros(2, dtype=np.complex128), "not a plain"),
+        (np.zeros(2, dtype=np.bool_), "not a plain"),
+    ],
+)
 def test_other_dtypes_are_refused_before_numpy_sees_the_state(value, words: str) -> None:
     for protocol in (2, 5):
         with pytest.raises(UnsafePickleError, match="refusing") as refused:
@@ -280,13 +287,16 @@ def test_dtype_flags_from_the_pickle_are_never_applied() -> None:
         safe_unpickle(hostile.object_dtype_pickle(), "test.pkl")
 
 
-@pytest.mark.parametrize("state, words", [
-    ((1, (10**12,), _ForgedDtype("u1", (3, "|", None, None, None, -1, -1, 0)), False, b"ab"), "needs 1000000000000 bytes"),
-    ((1, (3,), _ForgedDtype("u2", (3, "<", None, None, None, -1, -1, 0)), False, b"ab"), "needs 6 bytes, the pickle holds 2"),
-    ((1, (1, 1, 1, 1, 1), _ForgedDtype("u1", (3, "|", None, None, None, -1, -1, 0)), False, b"a"), "shape"),
-    ((1, (1,), _ForgedDtype("u1", (3, "|", None, ("a",), {"a": 1}, -1, -1, 0)), False, b"a"), "structured"),
-    ((1, (2,), _ForgedDtype("u1", (3, "|", None, None, None, -1, -1, 0)), False, [1, 2]), "data of type list"),
-])
+@pytest.mark.parametrize(
+    "state, words",
+    [
+        ((1, (10**12,), _ForgedDtype("u1", (3, "|", None, None, None, -1, -1, 0)), False, b"ab"), "needs 1000000000000 bytes"),
+        ((1, (3,), _ForgedDtype("u2", (3, "<", None, None, None, -1, -1, 0)), False, b"ab"), "needs 6 bytes, the pickle holds 2"),
+        ((1, (1, 1, 1, 1, 1), _ForgedDtype("u1", (3, "|", None, None, None, -1, -1, 0)), False, b"a"), "shape"),
+        ((1, (1,), _ForgedDtype("u1", (3, "|", None, ("a",), {"a": 1}, -1, -1, 0)), False, b"a"), "structured"),
+        ((1, (2,), _ForgedDtype("u1", (3, "|", None, None, None, -1, -1, 0)), False, [1, 2]), "data of type list"),
+    ],
+)
 def test_array_states_that_do_not_match_their_bytes_are_refused(state, words: str) -> None:
     with pytest.raises(UnsafePickleError, match="refusing|needs") as refused:
         safe_unpickle(pickle.dumps({"x": _ArrayWithState(state)}, protocol=3), "test.pkl")
@@ -316,10 +326,13 @@ def test_genuine_protocol5_file_reads_like_the_protocol3_one(tmp_path: Path) -> 
     assert video.numf == 10 and video.tubes[0].boxes[0].tolist() == [10, 20, 40, 60]
 
 
-@pytest.mark.parametrize("obj, message", [
-    (_video(tube={"boxes": [[1, 2, 3, 4]] * 2}), r"boxes is list, expected a numpy"),
-    (_video(numf=10**12), r"numf is 1000000000000, beyond the 10000000 frames"),
-])
+@pytest.mark.parametrize(
+    "obj, message",
+    [
+        (_video(tube={"boxes": [[1, 2, 3, 4]] * 2}), r"boxes is list, expected a numpy"),
+        (_video(numf=10**12), r"numf is 1000000000000, beyond the 10000000 frames"),
+    ],
+)
 def test_lists_for_arrays_and_huge_numbers_are_refused(tmp_path: Path, obj, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         read_ucf101_24(_write_raw(tmp_path, obj))

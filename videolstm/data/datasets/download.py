@@ -29,7 +29,6 @@ Extraction is :mod:`videolstm.data.datasets.extraction`; :func:`prepare_dataset`
 (:mod:`videolstm.data.datasets.prepare`) does both for a dataset.
 """
 
-
 from __future__ import annotations
 
 import contextlib
@@ -294,9 +293,7 @@ def archive_name(uri: str, what: str, error: type[Exception]) -> str:
         raise error(str(exc)) from None
 
 
-def _destination_verified(
-    dest_uri: str, expected: str | None, size: int | None, record: dict | None, storage: StorageConfig | None, rehash: bool
-) -> bool:
+def _destination_verified(dest_uri: str, expected: str | None, size: int | None, record: dict | None, storage: StorageConfig | None, rehash: bool) -> bool:
     """True if ``dest_uri`` exists and matches (its record, or a re-hash when asked / no record)."""
     fs, path = get_fs(dest_uri, storage)
     fs.invalidate_cache(path)
@@ -446,9 +443,7 @@ def _copy_stream(read: Callable[[int], bytes], part: Path, offset: int, hasher: 
     return written
 
 
-def _fetch_http(
-    url: str, part: Path, size: int | None, storage: StorageConfig | None, chunk_size: int, timeout: float
-) -> tuple[str, int]:
+def _fetch_http(url: str, part: Path, size: int | None, storage: StorageConfig | None, chunk_size: int, timeout: float) -> tuple[str, int]:
     old = _read_meta(part) or {}
     offset, hasher = _start(part, size, {"url": _url_key(url)})
     headers = {"Accept-Encoding": "identity", "User-Agent": "videolstm-download"}
@@ -498,9 +493,7 @@ def _fetch_http(
     return hasher.hexdigest(), offset + written
 
 
-def _fetch_fsspec(
-    url: str, part: Path, size: int | None, storage: StorageConfig | None, chunk_size: int, timeout: float
-) -> tuple[str, int]:
+def _fetch_fsspec(url: str, part: Path, size: int | None, storage: StorageConfig | None, chunk_size: int, timeout: float) -> tuple[str, int]:
     fs, path = get_fs(url, storage)
     fs.invalidate_cache(path)
     try:

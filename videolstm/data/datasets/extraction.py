@@ -40,7 +40,6 @@ Fetching is :mod:`videolstm.data.datasets.download`; :func:`prepare_dataset`
 (:mod:`videolstm.data.datasets.prepare`) does both for a dataset.
 """
 
-
 from __future__ import annotations
 
 import contextlib
@@ -124,7 +123,13 @@ def archive_read_errors() -> tuple[type[BaseException], ...]:
     """What reading a corrupt, truncated or unsupported archive raises: zipfile's and zlib's errors,
     OS errors (a truncated file, a read error), and libarchive's ArchiveError when it is installed."""
     errors: tuple[type[BaseException], ...] = (
-        zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError,
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
     )
     try:
         from libarchive.exception import ArchiveError
@@ -244,10 +249,7 @@ class _Budget:
     folders: set[str] = dataclasses.field(default_factory=set)
 
     def refuse(self, source: str, entry: str, problem: str, limit: str | None = None) -> ExtractError:
-        fix = (
-            f"; if the archive is genuine, raise dataset.limits.{limit}" if limit else
-            "; the archive is corrupt or malicious"
-        )
+        fix = f"; if the archive is genuine, raise dataset.limits.{limit}" if limit else "; the archive is corrupt or malicious"
         return ExtractError(
             f"{source}: refusing entry {short_repr(entry)}: {problem}{fix}. Nothing more was extracted from it "
             "(files already written stay under the destination)"
@@ -256,24 +258,32 @@ class _Budget:
     def count_entry(self, source: str, entry: str) -> None:
         self.entries += 1
         if self.entries > self.limits.archive_entries:
-            raise self.refuse(source, entry, f"the archive holds more than {self.limits.archive_entries} entries "
-                              f"(dataset.limits.archive_entries)", "archive_entries")
+            raise self.refuse(
+                source, entry, f"the archive holds more than {self.limits.archive_entries} entries (dataset.limits.archive_entries)", "archive_entries"
+            )
 
     def check_size(self, source: str, entry: str, size: int, unpacked: int, archive_size: int, total: int) -> None:
         """``size``: bytes of this entry so far; ``unpacked``: of this archive so far; ``total``: of
         the whole extraction so far (each after adding)."""
         limits = self.limits
         if size > limits.archive_entry_bytes:
-            raise self.refuse(source, entry, f"it unpacks to more than {limits.archive_entry_bytes} bytes "
-                              "(dataset.limits.archive_entry_bytes)", "archive_entry_bytes")
+            raise self.refuse(
+                source, entry, f"it unpacks to more than {limits.archive_entry_bytes} bytes (dataset.limits.archive_entry_bytes)", "archive_entry_bytes"
+            )
         if total > limits.archive_total_bytes:
-            raise self.refuse(source, entry, f"the archive unpacks to more than {limits.archive_total_bytes} bytes "
-                              "in all (dataset.limits.archive_total_bytes)", "archive_total_bytes")
+            raise self.refuse(
+                source,
+                entry,
+                f"the archive unpacks to more than {limits.archive_total_bytes} bytes in all (dataset.limits.archive_total_bytes)",
+                "archive_total_bytes",
+            )
         if unpacked > RATIO_FREE_BYTES and unpacked > limits.archive_ratio * max(archive_size, 1):
             raise self.refuse(
-                source, entry,
+                source,
+                entry,
                 f"{archive_size} archive bytes unpack to more than {unpacked} bytes, a ratio above "
-                f"{limits.archive_ratio:g} (dataset.limits.archive_ratio): a decompression bomb", "archive_ratio",
+                f"{limits.archive_ratio:g} (dataset.limits.archive_ratio): a decompression bomb",
+                "archive_ratio",
             )
 
 
@@ -307,26 +317,36 @@ def _plan(local: str, ending: str, source: str, strip: int, prefix: str, budget:
                         "the dataset archives hold only files and folders"
                     )
                 if entry.sparse:
-                    raise budget.refuse(source, entry.name, f"it is a sparse file (declared {entry.size} bytes, mostly holes "
-                                        "an extractor would fill with zeros); dataset archives hold no sparse files")
+                    raise budget.refuse(
+                        source,
+                        entry.name,
+                        f"it is a sparse file (declared {entry.size} bytes, mostly holes "
+                        "an extractor would fill with zeros); dataset archives hold no sparse files",
+                    )
                 kept = parts[strip:]
                 if not kept:
                     continue
                 full = (prefix.rstrip("/").split("/") if prefix else []) + kept
                 if any(part.lower() == MARKER_DIR for part in full):
-                    raise budget.refuse(source, entry.name, f"{MARKER_DIR}/ is reserved for the extraction markers; "
-                                        "an entry there could forge another archive's marker")
+                    raise budget.refuse(
+                        source, entry.name, f"{MARKER_DIR}/ is reserved for the extraction markers; an entry there could forge another archive's marker"
+                    )
                 rel = "/".join(full)
                 if entry.kind == "dir":
                     budget.folders.add(rel)
                     continue
                 if rel in budget.targets:
-                    raise budget.refuse(source, entry.name, f"it names {short_repr(rel)} twice (first in "
-                                        f"{budget.targets[rel]}); the second copy would silently replace the first")
+                    raise budget.refuse(
+                        source,
+                        entry.name,
+                        f"it names {short_repr(rel)} twice (first in {budget.targets[rel]}); the second copy would silently replace the first",
+                    )
                 if nested_ok is False and rel.lower().endswith(tuple(ARCHIVE_KINDS)):
                     raise budget.refuse(
-                        source, entry.name, f"it is an archive nested deeper than {budget.limits.archive_depth} level(s) "
-                        "(dataset.limits.archive_depth)", "archive_depth",
+                        source,
+                        entry.name,
+                        f"it is an archive nested deeper than {budget.limits.archive_depth} level(s) (dataset.limits.archive_depth)",
+                        "archive_depth",
                     )
                 budget.targets[rel] = source
                 targets[entry.name] = rel
@@ -342,11 +362,9 @@ def _plan(local: str, ending: str, source: str, strip: int, prefix: str, budget:
         raise ExtractError(f"{source}: reading the archive's entries ran out of {type(exc).__name__}") from None
     except archive_read_errors() as exc:
         label = _KIND_LABEL.get(ending, ending.lstrip("."))
-        hint = (f" (the file is not a {label} archive: it is read only as what its name says)"
-                if "Unrecognized archive format" in str(exc) else "")
+        hint = f" (the file is not a {label} archive: it is read only as what its name says)" if "Unrecognized archive format" in str(exc) else ""
         raise ExtractError(
-            f"{source}: cannot read the archive ({type(exc).__name__}: {shorten(redact(str(exc)), 300)}){hint}; "
-            "delete it and download again"
+            f"{source}: cannot read the archive ({type(exc).__name__}: {shorten(redact(str(exc)), 300)}){hint}; delete it and download again"
         ) from exc
     return targets
 
@@ -486,8 +504,7 @@ def _extract_local(
                         unpacked += len(block)
                         budget.total += len(block)
                         if entry.size is not None and size > entry.size:
-                            raise budget.refuse(source, entry.name, f"it unpacks to more than the {entry.size} bytes its "
-                                                "header declares")
+                            raise budget.refuse(source, entry.name, f"it unpacks to more than the {entry.size} bytes its header declares")
                         budget.check_size(source, entry.name, size, unpacked, archive_size, budget.total)
                         yield block
 
@@ -501,12 +518,25 @@ def _extract_local(
                         parent = "/".join(parts[:-1])
                         budget.targets.pop(rel, None)  # the nested archive itself is not kept
                         inner_targets = _plan(
-                            inner, _archive_ending(parts[-1]), inner_source, 0, parent, budget,
+                            inner,
+                            _archive_ending(parts[-1]),
+                            inner_source,
+                            0,
+                            parent,
+                            budget,
                             depth + 1 < budget.limits.archive_depth,
                         )
                         written += _extract_local(
-                            inner, _archive_ending(parts[-1]), inner_source, dest_uri, inner_targets, existing,
-                            storage, True, budget, depth + 1,
+                            inner,
+                            _archive_ending(parts[-1]),
+                            inner_source,
+                            dest_uri,
+                            inner_targets,
+                            existing,
+                            storage,
+                            True,
+                            budget,
+                            depth + 1,
                         )
                     continue
                 target = under_root(dest_uri, parts, f"entry {short_repr(entry.name)} of {source}")

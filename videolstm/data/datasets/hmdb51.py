@@ -90,15 +90,12 @@ def parse_split_file(text: str, file_name: str, class_name: str, label: int) -> 
         file, tag = parts
         unsafe = checked_name(file, f"{where}: video file name")
         if unsafe:
-            row = IndexRow(video_id=f"{class_name}/{file.rsplit('.', 1)[0]}", path="", label=label, class_name=class_name,
-                           subset=TAGS.get(tag, ""))
+            row = IndexRow(video_id=f"{class_name}/{file.rsplit('.', 1)[0]}", path="", label=label, class_name=class_name, subset=TAGS.get(tag, ""))
             out.append((number, row.fail(unsafe), ""))
             continue
         if tag == "0":
             continue
-        row = IndexRow(
-            video_id=f"{class_name}/{file.rsplit('.', 1)[0]}", path="", label=label, class_name=class_name, subset=TAGS.get(tag, "")
-        )
+        row = IndexRow(video_id=f"{class_name}/{file.rsplit('.', 1)[0]}", path="", label=label, class_name=class_name, subset=TAGS.get(tag, ""))
         if tag not in TAGS:
             row.fail(f"{where}: tag {short_repr(tag)} is not 0 (unused), 1 (train) or 2 (test); fix the line")
         elif file in seen:
@@ -110,7 +107,11 @@ def parse_split_file(text: str, file_name: str, class_name: str, label: int) -> 
 
 
 def hmdb51_index(
-    root: str, split: int, storage: StorageConfig | None = None, *, check_files: bool = True,
+    root: str,
+    split: int,
+    storage: StorageConfig | None = None,
+    *,
+    check_files: bool = True,
     limits: InputLimits | None = None,
 ) -> list[IndexRow]:
     """Index rows of HMDB51 split ``split`` under ``root`` (train rows first, then test).

@@ -135,9 +135,7 @@ class FolderListing:
                 if info.get("type") != "file":
                     continue
                 name = info["name"].rsplit("/", 1)[-1]
-                listed[name] = ListedFile(
-                    name=name, uri=join(self.base, folder, name), size=int(info.get("size") or 0), fingerprint=fingerprint(info)
-                )
+                listed[name] = ListedFile(name=name, uri=join(self.base, folder, name), size=int(info.get("size") or 0), fingerprint=fingerprint(info))
             self._files[folder] = listed
         return self._files[folder]
 

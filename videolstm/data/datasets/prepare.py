@@ -6,7 +6,6 @@ Fetching is :mod:`videolstm.data.datasets.download`, extraction
 :mod:`videolstm.data.datasets.extraction`.
 """
 
-
 from __future__ import annotations
 
 import os
@@ -93,8 +92,13 @@ def prepare_dataset(
         if name == "UCF101.rar" and common_root(archive, storage, limits) is not None:
             strip = 1
         extract(
-            archive, dest_uri, storage, recursive=name == "hmdb51_org.rar", strip_components=strip,
-            archive_sha256=digest, limits=limits,
+            archive,
+            dest_uri,
+            storage,
+            recursive=name == "hmdb51_org.rar",
+            strip_components=strip,
+            archive_sha256=digest,
+            limits=limits,
         )
     split_dir = {"ucf101": "ucfTrainTestlist/classInd.txt", "hmdb51": "testTrainMulti_7030_splits"}[kind]
     if not exists(join(dest_uri, split_dir), storage):

@@ -419,7 +419,13 @@ def _clutter(rng: np.random.Generator, canvas: np.ndarray, base: int, share: flo
 
 
 def _second_actor(
-    rng: np.random.Generator, config: SyntheticConfig, name: str, base: int, sf: int, first: np.ndarray, margin: int,
+    rng: np.random.Generator,
+    config: SyntheticConfig,
+    name: str,
+    base: int,
+    sf: int,
+    first: np.ndarray,
+    margin: int,
     style_class: int | None,
 ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
     """A second actor of the same class: (sprite, int32 (T - sf, 4) boxes x, y, w, h in the unshaken view).
@@ -488,8 +494,9 @@ def render_video(config: SyntheticConfig, class_index: int, video_index: int) ->
 
     second: tuple[tuple[np.ndarray, np.ndarray], np.ndarray] | None = None
     if config.actors == 2:  # its own random stream: the rest of the video is drawn as with one actor
-        second = _second_actor(np.random.default_rng([config.seed, class_index, video_index, 6]), config, name, base, sf,
-                               path, margin, class_index if styled else None)
+        second = _second_actor(
+            np.random.default_rng([config.seed, class_index, video_index, 6]), config, name, base, sf, path, margin, class_index if styled else None
+        )
 
     static = _background(rng, height + 2 * margin, width + 2 * margin)
     if config.background_clutter > 0:
@@ -529,10 +536,8 @@ def render_video(config: SyntheticConfig, class_index: int, video_index: int) ->
             _paste(canvas[t], actor, int(x) + margin, int(y) + margin)
     shift = np.zeros((n_frames, 2), np.int32)
     if margin:
-        shift = _camera_shifts(np.random.default_rng([config.seed, class_index, video_index, 5]), n_frames,
-                               config.camera_jitter * min(height, width), margin)
-        canvas = np.stack([canvas[t, margin + dy_ : margin + dy_ + height, margin + dx_ : margin + dx_ + width]
-                           for t, (dx_, dy_) in enumerate(shift)])
+        shift = _camera_shifts(np.random.default_rng([config.seed, class_index, video_index, 5]), n_frames, config.camera_jitter * min(height, width), margin)
+        canvas = np.stack([canvas[t, margin + dy_ : margin + dy_ + height, margin + dx_ : margin + dx_ + width] for t, (dx_, dy_) in enumerate(shift)])
     boxes = path.copy()
     boxes[:, :2] -= shift[sf:]  # where the shaken view shows the actor
     other = np.zeros((0, 4), np.int32)
@@ -619,9 +624,7 @@ def _read_marker(root_uri: str, storage: StorageConfig | None) -> dict | None:
     try:
         marker = json.loads(read_text(marker_uri, storage))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(
-            f"{marker_uri} is not valid JSON ({exc}); delete it to regenerate the synthetic dataset in {root_uri}"
-        ) from exc
+        raise ValueError(f"{marker_uri} is not valid JSON ({exc}); delete it to regenerate the synthetic dataset in {root_uri}") from exc
     if not isinstance(marker, dict):
         raise ValueError(f"{marker_uri} must hold a JSON object; delete it to regenerate the dataset")
     return marker
@@ -635,9 +638,7 @@ def _all_present(root_uri: str, files: list[str], storage: StorageConfig | None)
     return set(files) <= present
 
 
-def generate_synthetic(
-    root_uri: str, config: SyntheticConfig, storage: StorageConfig | None = None
-) -> SyntheticSummary:
+def generate_synthetic(root_uri: str, config: SyntheticConfig, storage: StorageConfig | None = None) -> SyntheticSummary:
     """Write the synthetic action dataset under ``root_uri`` (layout in the module docstring).
 
     Idempotent: when ``root_uri/synthetic.json`` (written last) holds ``config.digest()`` and every

@@ -75,15 +75,11 @@ def parse_class_index(text: str, source: str) -> list[str]:
     expected = set(range(1, len(by_index) + 1))
     if set(by_index) != expected:
         missing = sorted(expected - set(by_index))[:5]
-        raise ValueError(
-            f"{source}: class indices must be 1..{len(by_index)} without gaps; missing {missing}; fix the file"
-        )
+        raise ValueError(f"{source}: class indices must be 1..{len(by_index)} without gaps; missing {missing}; fix the file")
     return [by_index[i][0] for i in range(1, len(by_index) + 1)]
 
 
-def parse_split_file(
-    text: str, file_name: str, subset: str, class_to_label: dict[str, int]
-) -> list[tuple[int, IndexRow, str]]:
+def parse_split_file(text: str, file_name: str, subset: str, class_to_label: dict[str, int]) -> list[tuple[int, IndexRow, str]]:
     """Parse one UCF101 split file (see the module docstring for the line format).
 
     Returns ``(line number, row, file name in the class folder)`` per non-blank line. ``row.path``
@@ -111,9 +107,7 @@ def parse_split_file(
         label = class_to_label.get(class_name, -1)
         row = IndexRow(video_id=video_id, path="", label=label, class_name=class_name, subset=subset)
         if label < 0:
-            row.fail(
-                f"{where}: {short_repr(rel)} names class {short_repr(class_name)} which is not in {CLASS_INDEX}; fix the line or add the class"
-            )
+            row.fail(f"{where}: {short_repr(rel)} names class {short_repr(class_name)} which is not in {CLASS_INDEX}; fix the line or add the class")
         elif len(parts) == 2:
             if not parts[1].lstrip("-").isdigit():
                 row.fail(f"{where}: label {short_repr(parts[1])} is not an integer; expected '<Class>/<video>.avi [<1-based label>]'")
@@ -131,8 +125,13 @@ def parse_split_file(
 
 
 def ucf101_index(
-    root: str, split: int, storage: StorageConfig | None = None, *, check_files: bool = True,
-    limits: InputLimits | None = None, split_dir: str | None = None,
+    root: str,
+    split: int,
+    storage: StorageConfig | None = None,
+    *,
+    check_files: bool = True,
+    limits: InputLimits | None = None,
+    split_dir: str | None = None,
 ) -> list[IndexRow]:
     """Index rows of UCF101 split ``split`` under ``root`` (train rows first, then test).
 
@@ -166,8 +165,7 @@ def ucf101_index(
                 found, missing = listing.find(row.class_name, file)
                 if found is None:
                     row.fail(
-                        f"{where}: {short_repr(row.class_name + '/' + file)} is listed but missing on storage "
-                        f"({missing}); restore the video or remove the line"
+                        f"{where}: {short_repr(row.class_name + '/' + file)} is listed but missing on storage ({missing}); restore the video or remove the line"
                     )
                 else:
                     row.path, row.size_bytes, row.fingerprint = found.uri, found.size, found.fingerprint

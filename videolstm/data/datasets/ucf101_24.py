@@ -121,9 +121,7 @@ _DTYPE_CODE = re.compile(r"[<>|=]?(?P<kind>[uifU])(?P<size>\d{1,5})")
 
 def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
     """``_codecs.encode`` as protocol-2 pickles use it (``encode(str, "latin1")``) and nothing else."""
-    if not isinstance(obj, str) or not isinstance(encoding, str) or encoding.lower().replace("_", "-") not in (
-        "latin1", "latin-1", "iso-8859-1"
-    ):
+    if not isinstance(obj, str) or not isinstance(encoding, str) or encoding.lower().replace("_", "-") not in ("latin1", "latin-1", "iso-8859-1"):
         raise UnsafePickleError(f"_codecs.encode is only allowed as encode(<str>, 'latin1'), got encoding {short_repr(encoding)}")
     return obj.encode("latin-1", "strict")
 
@@ -213,8 +211,7 @@ def _dtype_label(code: Any) -> str:
 
 def _check_shape(source: str, shape: Any, dtype: np.dtype, nbytes: int) -> tuple[int, ...]:
     """``shape`` as a tuple of ints whose size fits ``nbytes`` exactly (UnsafePickleError otherwise)."""
-    if (not isinstance(shape, tuple) or len(shape) > MAX_ARRAY_NDIM
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+    if not isinstance(shape, tuple) or len(shape) > MAX_ARRAY_NDIM or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
         raise UnsafePickleError(f"{source}: refusing numpy array shape {short_repr(shape)} (at most {MAX_ARRAY_NDIM} sizes >= 0)")
     count = 1
     for n in shape:
@@ -274,9 +271,7 @@ def _unpickling_globals(source: str) -> dict[tuple[str, str], Any]:
             raise UnsafePickleError(f"{source}: refusing a protocol-5 numpy array ({short_repr(spec)}, order {short_repr(order)})")
         dtype = spec.resolve(scalar=False)
         shape = _check_shape(source, shape, dtype, len(buffer))
-        if axis_order is not None and (
-            not isinstance(axis_order, (list, tuple)) or sorted(axis_order) != list(range(len(shape)))
-        ):
+        if axis_order is not None and (not isinstance(axis_order, (list, tuple)) or sorted(axis_order) != list(range(len(shape)))):
             raise UnsafePickleError(f"{source}: refusing numpy axis order {short_repr(axis_order)}")
         array = np.frombuffer(bytes(buffer), dtype=dtype).reshape(shape, order=order)
         return array.transpose(axis_order) if axis_order is not None else array
@@ -326,12 +321,11 @@ def safe_unpickle(data: bytes, source: str) -> Any:
     except UnsafePickleError:
         raise
     except (MemoryError, RecursionError) as exc:
-        raise ValueError(f"{source}: unpickling ran out of {'memory' if isinstance(exc, MemoryError) else 'recursion depth'}; "
-                         "not a genuine annotation file") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         raise ValueError(
-            f"{source} is not a readable pickle ({type(exc).__name__}: {shorten(str(exc), 300)}); re-download it"
+            f"{source}: unpickling ran out of {'memory' if isinstance(exc, MemoryError) else 'recursion depth'}; not a genuine annotation file"
         ) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise ValueError(f"{source} is not a readable pickle ({type(exc).__name__}: {shorten(str(exc), 300)}); re-download it") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,9 +397,7 @@ def _parse_video(video_id: Any, entry: Any, source: str, seen_boxes: set[int] | 
 # Public API
 
 
-def read_ucf101_24(
-    uri: str, storage: StorageConfig | None = None, *, limits: InputLimits | None = None
-) -> dict[str, VideoAnnotation]:
+def read_ucf101_24(uri: str, storage: StorageConfig | None = None, *, limits: InputLimits | None = None) -> dict[str, VideoAnnotation]:
     """Read a UCF101-24 annotation pickle (format in the module docstring), in file order.
 
     ``limits.annotation_bytes`` (``dataset.limits``) caps the file's size: a larger file is
@@ -465,9 +457,7 @@ def to_pickle_layout(annotations: Mapping[str, VideoAnnotation]) -> dict[str, di
     return out
 
 
-def write_ucf101_24(
-    annotations: Mapping[str, VideoAnnotation], uri: str, storage: StorageConfig | None = None
-) -> None:
+def write_ucf101_24(annotations: Mapping[str, VideoAnnotation], uri: str, storage: StorageConfig | None = None) -> None:
     """Write annotations in the ``pyannot.pkl`` layout (pickle protocol 2), atomically.
 
     The result is validated with the same rules as :func:`read_ucf101_24` before writing, so
