@@ -105,10 +105,15 @@ def test_quick_start_has_exactly_two_commands_and_both_are_make_targets():
         assert re.search(rf"^{command.split()[1]}:", makefile, re.M), command
 
 
-def test_make_test_runs_the_linter_and_the_type_checker_before_the_tests():
+def test_make_test_runs_the_linter_the_format_check_and_the_type_checker_before_the_tests():
     recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", (REPO / "Makefile").read_text(), re.M).group(1).split("\n")
     commands = [line.strip() for line in recipe if line.strip()]
-    assert commands == ["$(BIN)/ruff check .", "$(BIN)/mypy videolstm", "$(BIN)/python -m pytest $(PYTEST_ARGS)"]
+    assert commands == [
+        "$(BIN)/ruff check .",
+        "$(BIN)/ruff format --check .",
+        "$(BIN)/mypy videolstm",
+        "$(BIN)/python -m pytest $(PYTEST_ARGS)",
+    ]
     pyproject = (REPO / "pyproject.toml").read_text()
     assert "[tool.ruff.lint]" in pyproject and "[tool.mypy]" in pyproject
 
