@@ -66,7 +66,8 @@ def test_the_deployments_queue_a_second_trigger_instead_of_racing():
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in spec["deployments"]}
-    for name in ("embedded", "nightly"):
+    assert set(deployments) == {"embedded", "sweep", "nightly"}
+    for name in deployments:
         raw = deployments[name]["concurrency_limit"]
         ConcurrencyLimitSpec.model_validate(raw)  # what `prefect deploy` reads
         limit = ConcurrencyLimitConfig.model_validate(raw)  # what the server stores
