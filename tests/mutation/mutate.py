@@ -110,7 +110,7 @@ def _ignore(_dir: str, names: list[str]) -> set[str]:
 
 def scratch_copy(module: str, tests: list[str], dest: Path) -> None:
     """Copy the tree to ``dest`` and scope mutmut's settings in its pyproject.toml to ``module``."""
-    shutil.copytree(ROOT, dest, ignore=_ignore, symlinks=True)
+    shutil.copytree(ROOT, dest, ignore=_ignore, symlinks=True, dirs_exist_ok=True)  # dest: a fresh mkdtemp folder
     pyproject = dest / "pyproject.toml"
     text = pyproject.read_text("utf-8")
     if "[tool.mutmut]" not in text:
