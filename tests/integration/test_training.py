@@ -149,6 +149,27 @@ def test_a_model_another_experiment_trained_on_this_root_gets_a_complete_run_her
     assert all(torch.equal(t, exported[k]) for k, t in model.model.state_dict().items())
 
 
+def test_a_relative_storage_root_still_logs_the_end_to_end_model(tiny_pipeline, monkeypatch):
+    """``storage.root: runs/embedded`` (the embedded default) is relative to where the user runs;
+    the trainers run in Ray's working folder, and there the relative root named another folder: the
+    end-to-end model of every registered model was "not logged" (found in `make benchmark`'s runs)."""
+    from tasks.train import run_train
+
+    root = Path(tiny_pipeline.root)
+    monkeypatch.chdir(root.parent)
+    train = {"variants": ["lstm"], "streams": ["rgb"], "epochs": 1, "batch_size": 3}  # a model no other test trains
+    config = tiny_pipeline.config(train=train, storage={"root": root.name})
+    assert not Path(config.storage.root).is_absolute()
+    trained = run_train(config, tiny_pipeline.features, tiny_pipeline.parent_run_id)
+    [item] = read_manifest(trained.manifest_uri)
+    assert item.ok and trained.computed == 1, item.reason
+    run = _runs_by_key(config, {item.video_id: item.key})[item.video_id]
+    assert "videolstm.video_model" not in run.data.tags, run.data.tags.get("videolstm.video_model")
+    client = MlflowClient()
+    versions = client.search_model_versions("name = 'videolstm-synthetic-lstm-rgb-video'")
+    assert any(v.run_id == run.info.run_id for v in versions), [v.run_id for v in versions]
+
+
 def test_registered_pyfunc_predicts_probabilities_from_real_frames(tiny_pipeline):
     import numpy as np
 
