@@ -107,27 +107,37 @@ def test_the_matrix_then_videolstm_assembled_from_the_trained_sources(tiny_pipel
     assert state["epoch"] in (1, 2) and "val/accuracy" in state["metrics"] and len(state["history"]) == 2
 
 
-def test_a_model_another_experiment_trained_on_this_root_gets_a_complete_run_here(tiny_pipeline):
+def test_a_model_another_experiment_trained_on_this_root_gets_a_complete_run_here(tiny_pipeline, monkeypatch):
     """Two experiments (or tracking servers) on one storage root: the second benchmark reuses the
     first one's trained model, and its own experiment still holds that model's run — params,
-    training curves, parent, the logged model that ``videolstm predict`` loads — once."""
+    training curves, parent, the logged model that ``videolstm predict`` loads — once.
+
+    The first names the root relatively, as the embedded default does (``runs/embedded``): the
+    trainers run in Ray's working folder, where a relative root named another folder, and the
+    end-to-end model of every registered model was "not logged" (found in `make benchmark`'s runs)."""
     from tasks.predict import load_trained
     from tasks.report import start_benchmark_run
     from tasks.train import run_train
 
+    root = Path(tiny_pipeline.root)
+    monkeypatch.chdir(root.parent)
     train = {"variants": ["lstm"], "streams": ["flow"], "epochs": 2, "batch_size": 2}  # a model no other test trains
-    first = tiny_pipeline.config(train=train, mlflow={"experiment": "first-on-root"})
+    first = tiny_pipeline.config(train=train, mlflow={"experiment": "first-on-root"}, storage={"root": root.name})
     second = tiny_pipeline.config(train=train, mlflow={"experiment": "second-on-root"})
+    assert not Path(first.storage.root).is_absolute() and Path(second.storage.root).is_absolute()
     trained = run_train(first, tiny_pipeline.features, start_benchmark_run(first))
     [item] = read_manifest(trained.manifest_uri)
     assert item.ok and trained.computed == 1, item.reason
+    trained_run = _runs_by_key(first, {item.video_id: item.key})[item.video_id]
+    assert "videolstm.video_model" not in trained_run.data.tags, trained_run.data.tags.get("videolstm.video_model")
+    videos = MlflowClient().search_model_versions("name = 'videolstm-synthetic-lstm-flow-video'")
+    assert any(v.run_id == trained_run.info.run_id for v in videos), [v.run_id for v in videos]
 
     parent = start_benchmark_run(second)
     for _ in range(2):  # a re-run of the second benchmark finds the run it made
         again = run_train(second, tiny_pipeline.features, parent)
         assert again.computed == 0 and [r.key for r in read_manifest(again.manifest_uri)] == [item.key]
         run = _runs_by_key(second, {item.video_id: item.key})[item.video_id]
-    trained_run = _runs_by_key(first, {item.video_id: item.key})[item.video_id]
     assert run.info.run_id != trained_run.info.run_id and run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["variant"] == "lstm"
     assert {k: run.data.params[k] for k in ("variant", "stream", "seed", "train.epochs", "train.batch_size")} == {
@@ -147,27 +157,6 @@ def test_a_model_another_experiment_trained_on_this_root_gets_a_complete_run_her
     model = load_trained(run.info.run_id, second)  # what predict loads: the same weights as the trained file
     exported = load_checkpoint(item.shard)["model"]
     assert all(torch.equal(t, exported[k]) for k, t in model.model.state_dict().items())
-
-
-def test_a_relative_storage_root_still_logs_the_end_to_end_model(tiny_pipeline, monkeypatch):
-    """``storage.root: runs/embedded`` (the embedded default) is relative to where the user runs;
-    the trainers run in Ray's working folder, and there the relative root named another folder: the
-    end-to-end model of every registered model was "not logged" (found in `make benchmark`'s runs)."""
-    from tasks.train import run_train
-
-    root = Path(tiny_pipeline.root)
-    monkeypatch.chdir(root.parent)
-    train = {"variants": ["lstm"], "streams": ["rgb"], "epochs": 1, "batch_size": 3}  # a model no other test trains
-    config = tiny_pipeline.config(train=train, storage={"root": root.name})
-    assert not Path(config.storage.root).is_absolute()
-    trained = run_train(config, tiny_pipeline.features, tiny_pipeline.parent_run_id)
-    [item] = read_manifest(trained.manifest_uri)
-    assert item.ok and trained.computed == 1, item.reason
-    run = _runs_by_key(config, {item.video_id: item.key})[item.video_id]
-    assert "videolstm.video_model" not in run.data.tags, run.data.tags.get("videolstm.video_model")
-    client = MlflowClient()
-    versions = client.search_model_versions("name = 'videolstm-synthetic-lstm-rgb-video'")
-    assert any(v.run_id == run.info.run_id for v in versions), [v.run_id for v in versions]
 
 
 def test_registered_pyfunc_predicts_probabilities_from_real_frames(tiny_pipeline):
