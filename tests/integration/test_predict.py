@@ -90,16 +90,33 @@ def test_predict_on_the_raw_test_videos_equals_what_evaluation_logged(evaluated,
             assert record["tube"] is None
 
 
+def _registering_run(run_id: str, name: str) -> str:
+    """The run whose version of registered model ``name`` holds ``run_id``'s model: one version per
+    lineage (issue 25), so it is ``run_id`` itself, or the run of another experiment on this store
+    that trained the same model (same run key, same checkpoint) first — other modules of the session
+    train these models too."""
+    from tasks.mlflow_model import registered_version
+
+    client = MlflowClient()
+    key = client.get_run(run_id).data.tags[tracking.RUN_KEY_TAG]
+    version = registered_version(name, key)
+    assert version is not None, (name, key)
+    registering = client.get_model_version(name, version).run_id
+    assert client.get_run(registering).data.tags[tracking.RUN_KEY_TAG] == key
+    return registering
+
+
 def test_a_registered_model_uri_names_the_same_model_as_its_run(evaluated):
     from tasks.predict import resolve_run_id
 
     config, result, _ = evaluated
     run_id = _run_ids(result)["convalstm-rgb-s0"]
-    versions = {v.name: v for v in MlflowClient().search_model_versions(f"run_id = '{run_id}'")}
+    registering = _registering_run(run_id, "videolstm-synthetic-convalstm-rgb")
+    versions = {v.name: v for v in MlflowClient().search_model_versions(f"run_id = '{registering}'")}
     # the feature-level model and, beside it, the end-to-end one
     assert set(versions) == {"videolstm-synthetic-convalstm-rgb", "videolstm-synthetic-convalstm-rgb-video"}
     for version in versions.values():
-        assert resolve_run_id(f"models:/{version.name}/{version.version}") == run_id
+        assert resolve_run_id(f"models:/{version.name}/{version.version}") == registering
     assert resolve_run_id(f"runs:/{run_id}/model") == run_id
 
 
@@ -147,7 +164,7 @@ def test_the_end_to_end_model_is_served_answers_a_real_video_and_refuses_a_corru
     from tests.servers import ServerProcess, free_port
 
     config, result, paths = evaluated
-    run_id = _run_ids(result)["convalstm-rgb-s0"]
+    run_id = _registering_run(_run_ids(result)["convalstm-rgb-s0"], "videolstm-synthetic-convalstm-rgb")
     client = MlflowClient()
     [version] = [v for v in client.search_model_versions(f"run_id = '{run_id}'") if v.name.endswith("-video")]
     assert version.name == "videolstm-synthetic-convalstm-rgb-video"
