@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import re
@@ -209,20 +210,53 @@ class ServerProcess:
     """
 
     def __init__(
-        self, args: list[str], health_url: str, env: dict[str, str] | None = None, cwd: str | None = None, timeout: float = 90.0, log_path: Path | None = None
+        self,
+        args: list[str],
+        health_url: str,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float = 90.0,
+        log_path: Path | None = None,
+        restart_if: str | None = None,
+        restarts: int = 1,
     ):
+        """``restart_if``: a start-up failure that is the machine's, not the code's (e.g. Ray's fixed
+        30 s "timed out during startup" on a loaded machine): when the server exits with this text in
+        its log, its process group is killed and it is started again, up to ``restarts`` times."""
         self.args, self.health_url, self.timeout = args, health_url, timeout
+        self.env, self.cwd, self.restart_if, self.restarts_left = env, cwd, restart_if, restarts if restart_if else 0
         self.log_path = log_path or Path(tempfile.mkstemp(suffix=".log")[1])
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd, start_new_session=True)
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
+
+    def _restart(self) -> bool:
+        """Start the server again after an exit whose log holds ``restart_if``; False when it may not."""
+        if not self.restarts_left or self.restart_if not in self.log_path.read_text(errors="replace"):
+            return False
+        import os
+        import signal
+
+        self.restarts_left -= 1
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # what the failed start left behind (Ray: its GCS server)
+        self._log.write(f"\n--- restarted after: {self.restart_if} ---\n".encode())
+        self._log.flush()
+        self.proc = self._start()
+        return True
 
     def wait_ready(self) -> ServerProcess:
         deadline = time.monotonic() + self.timeout
         while True:
             if self.proc.poll() is not None:
+                if self._restart():
+                    deadline = time.monotonic() + self.timeout
+                    continue
                 raise RuntimeError(f"{self.args[0]} exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(self.health_url, timeout=2) as response:

@@ -71,6 +71,7 @@ def test_benchmark_submitted_as_a_ray_job_completes_on_a_head_node(tmp_path):
         env=env,
         log_path=tmp_path / "head.log",
         timeout=120,
+        restart_if="timed out during startup",  # Ray's fixed 30 s wait, missed on a loaded machine
     )
     config_path = tmp_path / "tiny.yaml"
     root = tmp_path / "run"
