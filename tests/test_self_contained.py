@@ -38,7 +38,7 @@ ALLOWED_IN = {
 THIS_FILE = "tests/test_self_contained.py"
 #: Pieces of the references the scan must catch, joined only at run time: this file holds no
 #: such reference itself (other checkers read it too).
-WORK, NOTES = "/" + "work", "NOTES" + ".md"
+WORK, NOTES, SHARED = "/" + "work", "NOTES" + ".md", "sha" + "red"
 
 
 def tracked_text_files() -> dict[str, str]:
@@ -77,15 +77,15 @@ def test_no_tracked_file_names_a_machines_absolute_path_or_a_file_outside_the_re
 
 def test_the_scan_catches_each_kind_of_reference_and_spares_the_allowed_ones():
     caught = [
-        f'SPLITS = Path("{WORK}/shared/data/ucf101/ucfTrainTestlist")',
+        f'SPLITS = Path("{WORK}/{SHARED}/data/ucf101/ucfTrainTestlist")',
         f'subprocess.run(cmd, cwd="{WORK}/main")',
         "see /home/alice/videolstm/runs",
         "python make_videos.py /tmp/u",
         r"C:\Users\bob\data",
         f"# measured on this machine ({NOTES})",
-        "upload shared/data/ucf101_24/pyannot.pkl first",
-        's3.put("../shared/x.pkl", "s3://b/x.pkl")',
-        "see STYLE.md",
+        f"upload {SHARED}/data/ucf101_24/pyannot.pkl first",
+        f's3.put("../{SHARED}/x.pkl", "s3://b/x.pkl")',
+        "see " + "STYLE" + ".md",
     ]
     spared = [
         "HOME=/home/app",
