@@ -48,7 +48,7 @@ from videolstm.config import (
 from videolstm.features.inputs import stream_in_channels
 from videolstm.store import storage as st
 from videolstm.store.checkpoint import ModelSpec
-from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri
+from videolstm.store.lineage import StageResult, lineages, stage_result, stage_uri, train_params
 from videolstm.store.manifest import ItemResult, failure_summary, read_manifest, write_manifest
 from videolstm.training import feature_columns, split_validation, validation_grouping
 
@@ -127,33 +127,6 @@ def motion_source(config: BenchmarkConfig) -> tuple[str, dict[str, Any]]:
     return MOTION_SOURCE, {"kernel_size": m.motion_kernel_size}
 
 
-def _train_params(config: BenchmarkConfig) -> dict[str, Any]:
-    """Train settings that change what a model learns (execution-only settings left out; the recipe
-    options of issue 20 only when set, so default runs keep their run keys)."""
-    return without_recipe_defaults(
-        "train",
-        config.train.model_dump(
-            mode="json",
-            exclude={
-                "variants",
-                "streams",
-                "seeds",
-                "workers",
-                "use_gpu",
-                "cpus_per_worker",
-                "gpus_per_worker",
-                "max_concurrent",
-                "max_failures",
-                "videolstm_init",
-                "finetune_epochs",
-                "videolstm_attention",
-                "loader_workers",
-                "prefetch_batches",
-            },
-        ),
-    )
-
-
 def _mlflow_fields(
     config: BenchmarkConfig,
     kind: str,
@@ -230,7 +203,7 @@ def sequence_job(
             seed,
             features.extra["contents"][str(seed)],
             spec.to_dict(),
-            _train_params(config),
+            train_params(config),
             {k: v.key for k, v in (init_from or {}).items()},
         ],
         16,

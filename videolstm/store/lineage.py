@@ -61,19 +61,11 @@ def _section(config: BenchmarkConfig, name: str, exclude: set[str] | None = None
 SYNTHETIC_KNOBS_ADDED_LATER: dict[str, Any] = {"actors": 1}
 
 
-def lineages(config: BenchmarkConfig) -> dict[str, str]:
-    """Lineage digest of every stage (execution-only settings excluded)."""
-    dataset_params = _section(config, "dataset", {"limits"})  # limits refuse input, change no result
-    for key, default in SYNTHETIC_KNOBS_ADDED_LATER.items():  # at their defaults: the lineage of the runs before them
-        if dataset_params["synthetic"].get(key) == default:
-            dataset_params["synthetic"].pop(key)
-    dataset = stable_digest({"dataset": dataset_params})
-    frames_flow = stable_digest([dataset, _section(config, "flow", {"workers", "threads_per_worker"})])
-    frame_cnn = stable_digest([frames_flow, _section(config, "frame_cnn"), config.train.val_fraction, *val_split_options(config.train)])
-    features = stable_digest([frame_cnn, _section(config, "features", {"workers", "batch_frames"})])
-    # seeds are items inside a stage's folder (keyed per model), not part of its lineage: adding
-    # a seed trains that seed only
-    execution = {
+#: Train settings that change how, where or which models run, not what one learns: left out of the
+#: train lineage and of every model's run key. Seeds are items inside a stage's folder (keyed per
+#: model), so adding a seed trains that seed only.
+TRAIN_EXECUTION_KEYS = frozenset(
+    {
         "variants",
         "streams",
         "seeds",
@@ -86,9 +78,28 @@ def lineages(config: BenchmarkConfig) -> dict[str, str]:
         "loader_workers",
         "prefetch_batches",
     }
-    finetune_only = {"videolstm_init", "finetune_epochs", "videolstm_attention"}
-    train_params = without_recipe_defaults("train", _section(config, "train", execution | finetune_only))
-    train = stable_digest([features, train_params])
+)
+#: Train settings only VideoLSTM's fine-tuning stage reads (in its own lineage, not the train stage's).
+FINETUNE_ONLY_KEYS = frozenset({"videolstm_init", "finetune_epochs", "videolstm_attention"})
+
+
+def train_params(config: BenchmarkConfig) -> dict[str, Any]:
+    """The train settings that change what a model learns: the train lineage's and the run keys'
+    (the recipe options of issue 20 only when set, so default runs keep their keys)."""
+    return without_recipe_defaults("train", _section(config, "train", set(TRAIN_EXECUTION_KEYS | FINETUNE_ONLY_KEYS)))
+
+
+def lineages(config: BenchmarkConfig) -> dict[str, str]:
+    """Lineage digest of every stage (execution-only settings excluded)."""
+    dataset_params = _section(config, "dataset", {"limits"})  # limits refuse input, change no result
+    for key, default in SYNTHETIC_KNOBS_ADDED_LATER.items():  # at their defaults: the lineage of the runs before them
+        if dataset_params["synthetic"].get(key) == default:
+            dataset_params["synthetic"].pop(key)
+    dataset = stable_digest({"dataset": dataset_params})
+    frames_flow = stable_digest([dataset, _section(config, "flow", {"workers", "threads_per_worker"})])
+    frame_cnn = stable_digest([frames_flow, _section(config, "frame_cnn"), config.train.val_fraction, *val_split_options(config.train)])
+    features = stable_digest([frame_cnn, _section(config, "features", {"workers", "batch_frames"})])
+    train = stable_digest([features, train_params(config)])
     options = videolstm_model_options(config.train)  # only when set: caches of default runs stay valid
     finetune = stable_digest([train, config.train.videolstm_init, config.train.finetune_epochs, *([options] if options else [])])
     evaluation = {**_section(config, "evaluate", {"regression_threshold"}), "localization": config.evaluate.localization.lineage_data()}
