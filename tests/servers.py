@@ -203,6 +203,20 @@ def moto_s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
         s3fs.S3FileSystem.clear_instance_cache()
 
 
+def ray_head_command(ray: Path, gcs_port: int, dashboard_port: int, temp_dir: str, num_cpus: int) -> list[str]:
+    """``ray start --head --block`` on 127.0.0.1 with its dashboard, every other port chosen free.
+
+    The job agent's ports default to fixed numbers (HTTP 52365): a Ray instance of an earlier test
+    still holding one left a head without an agent ("No available agent to submit job")."""
+    return [
+        str(ray), "start", "--head", "--block", "--port", str(gcs_port), "--node-ip-address", "127.0.0.1",
+        "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", str(num_cpus),
+        "--temp-dir", temp_dir, "--include-dashboard", "true",
+        "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+        "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
+    ]  # fmt: skip
+
+
 class ServerProcess:
     """A server started as a subprocess, ready once ``health_url`` answers 200; stopped on exit.
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.tiny import tiny_config
-from tests.servers import ServerProcess, free_port
+from tests.servers import ServerProcess, free_port, ray_head_command
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -104,34 +104,7 @@ def test_ray_head_with_token_auth_refuses_a_job_without_the_token_and_runs_it_wi
         RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, HOME=str(tmp_path / "home"), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0"
     )  # keep the head on 127.0.0.1 (tasks/runtime.py)
     head = ServerProcess(
-        [
-            str(BIN / "ray"),
-            "start",
-            "--head",
-            "--block",
-            "--port",
-            str(gcs_port),
-            "--node-ip-address",
-            "127.0.0.1",
-            "--dashboard-host",
-            "127.0.0.1",
-            "--dashboard-port",
-            str(dashboard_port),
-            "--num-cpus",
-            "1",
-            "--temp-dir",
-            ray_temp,
-            "--include-dashboard",
-            "true",
-            "--dashboard-agent-listen-port",
-            str(free_port()),
-            "--dashboard-agent-grpc-port",
-            str(free_port()),
-            "--metrics-export-port",
-            str(free_port()),
-            "--runtime-env-agent-port",
-            str(free_port()),
-        ],
+        ray_head_command(BIN / "ray", gcs_port, dashboard_port, ray_temp, num_cpus=1),
         f"{dashboard}/api/gcs_healthz",  # public: the healthchecks of infra/ need no token
         env=head_env,
         log_path=tmp_path / "head.log",

@@ -25,7 +25,7 @@ import yaml
 
 from tests.integration.tiny import tiny_config
 from tests.reliability.ledger import record
-from tests.servers import ServerProcess, free_port
+from tests.servers import ServerProcess, free_port, ray_head_command
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -71,34 +71,7 @@ def start_pair(tmp_path: Path, delay: float = 3.0) -> list[subprocess.CompletedP
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     env.pop("RAY_ADDRESS", None)
     head = ServerProcess(
-        [
-            str(BIN / "ray"),
-            "start",
-            "--head",
-            "--block",
-            "--port",
-            str(gcs_port),
-            "--node-ip-address",
-            "127.0.0.1",
-            "--dashboard-host",
-            "127.0.0.1",
-            "--dashboard-port",
-            str(dashboard_port),
-            "--num-cpus",
-            "2",
-            "--temp-dir",
-            ray_temp,
-            "--include-dashboard",
-            "true",
-            "--dashboard-agent-listen-port",
-            str(free_port()),
-            "--dashboard-agent-grpc-port",
-            str(free_port()),
-            "--metrics-export-port",
-            str(free_port()),
-            "--runtime-env-agent-port",
-            str(free_port()),
-        ],
+        ray_head_command(BIN / "ray", gcs_port, dashboard_port, ray_temp, num_cpus=2),
         f"http://127.0.0.1:{dashboard_port}/api/version",
         env=env,
         log_path=tmp_path / "head.log",

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.integration.tiny import tiny_config
-from tests.servers import ServerProcess, free_port
+from tests.servers import ServerProcess, free_port, ray_head_command
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -37,36 +37,7 @@ def test_benchmark_submitted_as_a_ray_job_completes_on_a_head_node(tmp_path):
     }  # keep the head on 127.0.0.1 (see tasks/runtime.py)
     env.pop("RAY_ADDRESS", None)
     head = ServerProcess(
-        [
-            str(BIN / "ray"),
-            "start",
-            "--head",
-            "--block",
-            "--port",
-            str(gcs_port),
-            "--node-ip-address",
-            "127.0.0.1",
-            "--dashboard-host",
-            "127.0.0.1",
-            "--dashboard-port",
-            str(dashboard_port),
-            "--num-cpus",
-            "2",
-            "--temp-dir",
-            ray_temp,
-            "--include-dashboard",
-            "true",
-            # The job agent's ports default to fixed numbers (HTTP 52365): a Ray instance of an earlier
-            # test still holding one left this head without an agent ("No available agent to submit job").
-            "--dashboard-agent-listen-port",
-            str(free_port()),
-            "--dashboard-agent-grpc-port",
-            str(free_port()),
-            "--metrics-export-port",
-            str(free_port()),
-            "--runtime-env-agent-port",
-            str(free_port()),
-        ],
+        ray_head_command(BIN / "ray", gcs_port, dashboard_port, ray_temp, num_cpus=2),
         f"http://127.0.0.1:{dashboard_port}/api/version",
         env=env,
         log_path=tmp_path / "head.log",
