@@ -276,7 +276,7 @@ def _evaluate_now(
     finetuned: StageResult,
     parent_run_id: str | None = None,
 ) -> StageResult:
-    from tasks.runtime import init_ray
+    from tasks.runtime import init_ray, worker_config
     from videolstm.data.datasets import read_index
 
     started = time.perf_counter()
@@ -295,7 +295,7 @@ def _evaluate_now(
     results: list[ItemResult] = []
     annotations = _usable_annotations(index.extra.get("annotations"), config, results)
     init_ray(config)
-    config_json = config.model_dump(mode="json")
+    config_json = worker_config(config)
     first_seed = config.train.seeds[0]
     futures = {
         m["name"]: _evaluate_remote.remote(

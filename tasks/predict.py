@@ -360,7 +360,7 @@ def run_batch(config: BenchmarkConfig, model: str, input_uri: str, output_uri: s
     import pyarrow.parquet as pq
     import ray
 
-    from tasks.runtime import init_ray
+    from tasks.runtime import init_ray, worker_config
     from videolstm.store import storage as st
 
     load_predictor(model, config)  # a bad model reference fails here, before any video is tried
@@ -380,7 +380,7 @@ def run_batch(config: BenchmarkConfig, model: str, input_uri: str, output_uri: s
         init_ray(config)
         ds = ray.data.from_items(todo, override_num_blocks=len(todo)).map_batches(
             BatchPredictor,
-            fn_constructor_kwargs={"model": model, "config_json": config.model_dump(mode="json"), "output_uri": output_uri},
+            fn_constructor_kwargs={"model": model, "config_json": worker_config(config), "output_uri": output_uri},
             batch_size=1,
             num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(todo)))),

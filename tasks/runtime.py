@@ -23,6 +23,7 @@ import ray
 
 from tasks.console import say
 from videolstm.config import BenchmarkConfig
+from videolstm.store import storage as st
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,18 @@ def init_ray(config: BenchmarkConfig) -> None:
         f"Ray: {'a local instance' if not address else 'connected'}, {resources.get('CPU', 0):g} CPUs, "
         f"{resources.get('GPU', 0):g} GPUs, {len(ray.nodes())} node(s){dashboard}"
     )
+
+
+def worker_config(config: BenchmarkConfig) -> dict:
+    """``config`` as JSON for Ray workers, a relative local ``storage.root`` made absolute.
+
+    A worker's working folder is not the driver's (Ray Train runs each trainer in a folder under
+    the Ray session): there the embedded default ``runs/embedded`` named another folder, and every
+    registered model's end-to-end model was "not logged" for want of the stages it packs."""
+    root = st.absolute(config.storage.root)
+    if root != config.storage.root:
+        config = config.model_copy(update={"storage": config.storage.model_copy(update={"root": root})})
+    return config.model_dump(mode="json")
 
 
 def _auth_hint(environ: Mapping[str, str]) -> str:

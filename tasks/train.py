@@ -35,6 +35,7 @@ from tasks.attention_targets import with_attention_targets, with_oracle_targets
 from tasks.console import StageProgress, stage_progress
 from tasks.leases import WaitNotice, run_holder
 from tasks.mlflow_model import registered_name
+from tasks.runtime import worker_config
 from tasks.stage_models import model_name, parse_model_name
 from tasks.train_loop import MODEL_FILE, JobQueue, TrainJob, track_reused, train_loop_per_worker
 from videolstm.config import (
@@ -345,7 +346,7 @@ def run_jobs(
     queue = JobQueue.remote([j.model_dump(mode="json") for j in jobs])
     ray_storage = st.join(stage_uri(config, stage), "ray")
     names = [f"{stage}-{i}-{uuid.uuid4().hex[:8]}" for i in range(trainers)]
-    config_json = with_absolute_root(config).model_dump(mode="json")
+    config_json = worker_config(config)
     remote = progress.remote() if progress is not None else None
     if progress is not None:
         progress.note(f"{trainers} trainer(s) starting")
@@ -377,16 +378,6 @@ def run_jobs(
     )
     ray.kill(queue)
     return outcomes, timing
-
-
-def with_absolute_root(config: BenchmarkConfig) -> BenchmarkConfig:
-    """``config`` with a relative local ``storage.root`` made absolute: what the trainers get, whose
-    working folder is Ray's (a relative root there named a folder under the Ray session, so the
-    end-to-end model of every registered model failed to find the stages it packs)."""
-    root = st.absolute(config.storage.root)
-    if root == config.storage.root:
-        return config
-    return config.model_copy(update={"storage": config.storage.model_copy(update={"root": root})})
 
 
 def _results(jobs: list[TrainJob], outcomes: dict[str, dict[str, Any]], notice: WaitNotice | None = None) -> list[ItemResult]:

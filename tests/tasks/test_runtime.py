@@ -72,3 +72,16 @@ def test_the_runtime_environment_never_carries_a_credential():
     assert env_vars["RAY_AUTH_MODE"] == "token" and env_vars["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert not [k for k in env_vars if SECRET_ENV_NAME.fullmatch(k)]
     assert not {"t" * 32, "p" * 12, "s" * 40} & set(env_vars.values())
+
+
+def test_workers_get_the_storage_root_absolute_and_everything_else_as_is(tmp_path, monkeypatch):
+    from tasks.runtime import worker_config
+    from videolstm.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, **{"storage.root": "runs/embedded", "train.epochs": 3})
+    shipped = worker_config(config)
+    assert shipped["storage"]["root"] == str(tmp_path / "runs" / "embedded")
+    assert {k: v for k, v in shipped.items() if k != "storage"} == {k: v for k, v in config.model_dump(mode="json").items() if k != "storage"}
+    for root in (str(tmp_path / "abs"), "s3://bucket/root"):
+        assert worker_config(config.model_copy(update={"storage": config.storage.model_copy(update={"root": root})}))["storage"]["root"] == root
